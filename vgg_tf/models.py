@@ -29,7 +29,6 @@ import os
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import h5py
 import keras
 import numpy as np
 
@@ -313,8 +312,22 @@ def VGG(
         inputs = keras.utils.get_source_inputs(input_tensor)
     model = keras.Model(inputs, x, name=name or f"vgg_{variant.lower().replace('-', '_')}")
     if weights is not None:
-        load_layer_weights(model, read_layer_weights(weights))
+        _load_weights_file(model, os.fspath(weights), classes)
     return model
+
+
+def _load_weights_file(model: keras.Model, path: str, classes: int) -> None:
+    if path.endswith(".keras"):
+        load_layer_weights(model, read_layer_weights(path))
+        return
+    # A .weights.h5 file is matched by structure (Keras 3 stores no layer names).
+    try:
+        model.load_weights(path)
+    except Exception as error:  # Keras raises several types for a mismatch.
+        raise ValueError(
+            f"Cannot load weights={path!r} into {model.name!r} built with classes={classes}: "
+            f"the file must hold the same network with the same classes and crop size ({error})"
+        ) from error
 
 
 def _named_builder(variant: str):
@@ -369,8 +382,8 @@ def read_layer_weights(source: keras.Model | str | os.PathLike) -> dict[str, lis
     """Reads the weights of every layer of a model, keyed by layer name.
 
     Args:
-        source: A Keras model, a ``.keras`` file, a ``.weights.h5`` file, or a
-            directory holding ``model.keras`` (a training workdir).
+        source: A Keras model, a ``.keras`` file, or a directory holding
+            ``model.keras`` (a training workdir).
 
     Returns:
         ``{layer_name: [array, ...]}`` in the layer's own variable order.
@@ -388,25 +401,14 @@ def read_layer_weights(source: keras.Model | str | os.PathLike) -> dict[str, lis
     if not os.path.isfile(path):
         raise ValueError(
             f"Cannot read weights from {os.fspath(source)!r}: expected a Keras model, a .keras "
-            "file, a .weights.h5 file or a directory holding model.keras."
+            "file or a directory holding model.keras."
         )
     if path.endswith(".keras"):
         model = keras.models.load_model(path, compile=False)
         return read_layer_weights(model)
-    if path.endswith(".h5"):
-        # Keras 3 weights files store layer variables under layers/<name>/vars/<i>.
-        with h5py.File(path, "r") as f:
-            layers = f.get("layers")
-            if layers is None:
-                raise ValueError(f"{path!r} is not a Keras 3 .weights.h5 file (no 'layers' group).")
-            found = {}
-            for name, group in layers.items():
-                variables = group.get("vars")
-                if variables is not None and len(variables):
-                    found[name] = [np.asarray(variables[str(i)]) for i in range(len(variables))]
-            return found
     raise ValueError(
-        f"Cannot read weights from {path!r}: expected a .keras or .weights.h5 file."
+        f"Cannot read weights by layer name from {path!r}: expected a .keras file "
+        "(a .weights.h5 file has no layer names; pass it as VGG(weights=...))."
     )
 
 
@@ -468,8 +470,8 @@ def init_from_net_a(
 
     Args:
         model: The network to initialise (B, C, D or E; A works too).
-        net_a: A trained net A: a model, ``.keras`` or ``.weights.h5`` file,
-            or a training workdir holding ``model.keras``.
+        net_a: A trained net A: a model, a ``.keras`` file, or a training
+            workdir holding ``model.keras``.
 
     Returns:
         The names of the layers copied.

@@ -1,0 +1,45 @@
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vgg_tf.layers import LocalResponseNormalization
+
+
+def _lrn_reference(x, size=5, bias=2.0, alpha=1e-4, beta=0.75):
+    """Krizhevsky et al. 2012, §3.3, written out with loops over channels."""
+    channels = x.shape[-1]
+    out = np.empty_like(x)
+    for c in range(channels):
+        lo, hi = max(0, c - size // 2), min(channels, c + size // 2 + 1)
+        out[..., c] = x[..., c] / (bias + alpha * np.sum(x[..., lo:hi] ** 2, axis=-1)) ** beta
+    return out
+
+
+def test_matches_krizhevsky_formula_with_undivided_alpha():
+    x = np.random.default_rng(0).normal(scale=30.0, size=(2, 3, 3, 9)).astype(np.float32)
+    got = LocalResponseNormalization()(x).numpy()
+    np.testing.assert_allclose(got, _lrn_reference(x), rtol=1e-5)
+    # Caffe's convention (alpha / size) gives a different answer on the same input.
+    assert not np.allclose(got, _lrn_reference(x, alpha=1e-4 / 5), rtol=1e-5)
+
+
+def test_config_round_trip_and_serialization():
+    layer = LocalResponseNormalization(size=3, bias=1.0, alpha=2e-4, beta=0.5, name="lrn")
+    config = keras.saving.serialize_keras_object(layer)
+    assert config["registered_name"] == "vgg_tf>LocalResponseNormalization"
+    clone = keras.saving.deserialize_keras_object(config)
+    assert (clone.size, clone.bias, clone.alpha, clone.beta) == (3, 1.0, 2e-4, 0.5)
+
+
+@pytest.mark.parametrize("size", [0, 4, -1])
+def test_rejects_even_or_non_positive_size(size):
+    with pytest.raises(ValueError, match=f"size={size}"):
+        LocalResponseNormalization(size=size)
+
+
+def test_inside_tf_function():
+    layer = LocalResponseNormalization()
+    fn = tf.function(lambda t: layer(t))
+    x = tf.ones((1, 2, 2, 6))
+    np.testing.assert_allclose(fn(x), layer(x))

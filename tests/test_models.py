@@ -1,0 +1,250 @@
+import gc
+import json
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import vgg_tf
+from vgg_tf import models
+
+TINY = dict(crop_size=32, width_multiplier=1 / 16, classes=10)
+
+# Table 2 of the paper, exact counts with 1000 classes (../shared/DESIGN.md).
+PARAMS_1000 = {
+    "A": 132_863_336,
+    "A-LRN": 132_863_336,
+    "B": 133_047_848,
+    "C": 133_638_952,
+    "D": 138_357_544,
+    "E": 143_667_240,
+}
+
+
+def _free():
+    keras.backend.clear_session()
+    gc.collect()
+
+
+@pytest.mark.slow
+def test_full_size_parameter_counts_and_cost():
+    for variant, expected in PARAMS_1000.items():
+        model = vgg_tf.VGG(variant)
+        assert model.count_params() == expected, variant
+        if variant == "D":
+            assert vgg_tf.count_macs(model) / 1e9 == pytest.approx(15.47, rel=0.01)
+        del model
+        _free()
+
+
+def test_named_builders_map_to_variants():
+    builders = {
+        "A": vgg_tf.VGG11,
+        "A-LRN": vgg_tf.VGG11_LRN,
+        "B": vgg_tf.VGG13,
+        "C": vgg_tf.VGG16_C,
+        "D": vgg_tf.VGG16,
+        "E": vgg_tf.VGG19,
+    }
+    assert tuple(builders) == vgg_tf.VARIANTS
+    for variant, builder in builders.items():
+        a = builder(**TINY)
+        b = vgg_tf.VGG(variant, **TINY)
+        assert a.count_params() == b.count_params()
+        assert models.count_weight_layers(a) == models.SPECS[variant].num_weight_layers
+        assert a.name == builder.__name__.lower()
+
+
+def test_layer_names_follow_the_documented_scheme():
+    model = vgg_tf.VGG("C", **TINY)
+    names = [layer.name for layer in model.layers]
+    assert names[1:4] == ["block1_conv1", "block1_conv2", "block1_pool"]
+    assert "block3_conv3" in names and model.get_layer("block3_conv3").kernel_size == (1, 1)
+    assert names[-7:] == ["flatten", "fc6", "fc6_dropout", "fc7", "fc7_dropout", "fc8", "predictions"]
+    lrn = vgg_tf.VGG("A-LRN", **TINY)
+    lrn_names = [layer.name for layer in lrn.layers]
+    assert lrn_names[1:4] == ["block1_conv1", "lrn", "block1_pool"]
+
+
+def _copy_from_keras_applications(ours, theirs):
+    rename = {"fc1": "fc6", "fc2": "fc7", "predictions": "fc8"}
+    for layer in theirs.layers:
+        if layer.weights:
+            ours.get_layer(rename.get(layer.name, layer.name)).set_weights(layer.get_weights())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "variant, reference", [("D", keras.applications.VGG16), ("E", keras.applications.VGG19)]
+)
+def test_matches_keras_applications_with_the_same_weights(variant, reference):
+    keras.utils.set_random_seed(1)
+    theirs = reference(weights=None, classifier_activation=None)
+    ours = vgg_tf.VGG(variant, kernel_initializer="glorot", classifier_activation=None)
+    _copy_from_keras_applications(ours, theirs)
+    images = np.random.default_rng(0).uniform(-120, 130, size=(2, 224, 224, 3)).astype("float32")
+    expected = theirs.predict_on_batch(images)
+    got = ours.predict_on_batch(images)
+    assert np.std(expected) > 1e-3  # logits that carry signal, not a vanished output
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=1e-5)
+    del theirs, ours
+    _free()
+
+
+def test_save_and_load_in_a_fresh_process(tmp_path):
+    images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.save(tmp_path / "images.npy", images)
+    expected = {}
+    for variant in vgg_tf.VARIANTS:
+        model = vgg_tf.VGG(variant, kernel_initializer="glorot", weight_decay=5e-4, **TINY)
+        path = tmp_path / f"{variant}.keras"
+        model.save(path)
+        expected[variant] = model.predict_on_batch(images).tolist()
+    (tmp_path / "expected.json").write_text(json.dumps(expected))
+    # D and E load with plain Keras; A-LRN needs `import vgg_tf` for its LRN layer.
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        import numpy as np, keras
+        root = {str(tmp_path)!r}
+        images = np.load(root + "/images.npy")
+        expected = json.load(open(root + "/expected.json"))
+        for variant in ("D", "E"):
+            m = keras.models.load_model(f"{{root}}/{{variant}}.keras")
+            np.testing.assert_array_equal(m.predict_on_batch(images), expected[variant])
+        assert "vgg_tf" not in sys.modules
+        import vgg_tf
+        for variant in expected:
+            m = keras.models.load_model(f"{{root}}/{{variant}}.keras", safe_mode=True)
+            np.testing.assert_array_equal(m.predict_on_batch(images), expected[variant])
+        print("ok")
+        """
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+def test_feature_extractor_follows_keras_applications():
+    features = vgg_tf.VGG("B", include_top=False, width_multiplier=1 / 16)
+    assert features.input_shape == (None, None, None, 3)
+    assert features(np.zeros((1, 64, 96, 3), "float32")).shape == (1, 2, 3, 32)
+    for pooling in ("avg", "max"):
+        pooled = vgg_tf.VGG("B", include_top=False, pooling=pooling, input_shape=(40, 50, 3))
+        assert pooled.output_shape == (None, 512)
+    tensor = keras.Input((32, 32, 3))
+    model = vgg_tf.VGG("A", input_tensor=tensor, classifier_activation=None, **TINY)
+    assert model.inputs[0] is tensor
+    logits = model(np.ones((3, 32, 32, 3), "float32"))
+    assert logits.shape == (3, 10)
+    assert not np.allclose(np.sum(logits, axis=-1), 1.0)
+    probs = vgg_tf.VGG("A", **TINY)(np.ones((3, 32, 32, 3), "float32"))
+    np.testing.assert_allclose(np.sum(probs, axis=-1), 1.0, rtol=1e-5)
+
+
+def test_weight_decay_has_caffe_meaning():
+    model = vgg_tf.VGG("A", weight_decay=5e-4, kernel_initializer="glorot", **TINY)
+    kernels = [w for w in model.trainable_weights if "kernel" in w.path]
+    expected_loss = 0.5 * 5e-4 * sum(float(tf.reduce_sum(k**2)) for k in kernels)
+    assert float(tf.add_n(model.losses)) == pytest.approx(expected_loss, rel=1e-5)
+    assert len(model.losses) == len(kernels)  # kernels only, biases are not decayed
+    with tf.GradientTape() as tape:
+        penalty = tf.add_n(model.losses)
+    grads = tape.gradient(penalty, kernels)
+    np.testing.assert_allclose(grads[0], 5e-4 * kernels[0].numpy(), rtol=1e-5)
+
+
+def test_initializers():
+    paper = vgg_tf.VGG("A", width_multiplier=1 / 4, crop_size=32, classes=10)
+    kernel, bias = paper.get_layer("fc7").get_weights()
+    assert np.std(kernel) == pytest.approx(0.01, rel=0.05)
+    assert not bias.any()
+    glorot = vgg_tf.VGG("A", kernel_initializer="glorot", width_multiplier=1 / 4, crop_size=32)
+    kernel = glorot.get_layer("fc7").get_weights()[0]
+    assert np.std(kernel) == pytest.approx(np.sqrt(2 / (kernel.shape[0] + kernel.shape[1])), rel=0.05)
+
+
+def test_batch_norm_and_dropout_options():
+    model = vgg_tf.VGG("A", batch_norm=True, dropout=0.3, **TINY)
+    names = [layer.name for layer in model.layers]
+    assert names[1:5] == ["block1_conv1", "block1_conv1_bn", "block1_conv1_relu", "block1_pool"]
+    assert model.get_layer("fc6_dropout").rate == 0.3
+    no_dropout = vgg_tf.VGG("A", dropout=0.0, **TINY)
+    assert not any(isinstance(l, keras.layers.Dropout) for l in no_dropout.layers)
+
+
+def test_weights_argument_loads_keras_and_h5_files(tmp_path):
+    source = vgg_tf.VGG("D", kernel_initializer="glorot", **TINY)
+    source.save(tmp_path / "d.keras")
+    source.save_weights(tmp_path / "d.weights.h5")
+    images = np.random.default_rng(0).normal(size=(1, 32, 32, 3)).astype("float32")
+    for name in ("d.keras", "d.weights.h5"):
+        loaded = vgg_tf.VGG("D", weights=tmp_path / name, **TINY)
+        np.testing.assert_array_equal(loaded(images), source(images))
+    with pytest.raises(ValueError, match=r"d.weights.h5.*classes=5"):
+        vgg_tf.VGG("D", weights=tmp_path / "d.weights.h5", **{**TINY, "classes": 5})
+    with pytest.raises(ValueError, match=r"'fc8' \(classes differ\?\).*\(256, 5\).*\(256, 10\)"):
+        vgg_tf.VGG("D", weights=tmp_path / "d.keras", **{**TINY, "classes": 5})
+
+
+def test_init_from_net_a_copies_exactly_the_paper_layers(tmp_path):
+    net_a = vgg_tf.VGG("A", kernel_initializer="glorot", **TINY)
+    net_a.save(tmp_path / "model.keras")
+    for variant in ("B", "C", "D", "E"):
+        deep = vgg_tf.VGG(variant, **TINY)
+        before = {l.name: l.get_weights() for l in deep.layers if l.weights}
+        copied = vgg_tf.init_from_net_a(deep, tmp_path)  # a workdir holding model.keras
+        assert copied == list(vgg_tf.NET_A_TRANSFER_LAYERS)
+        for name, weights in before.items():
+            now = deep.get_layer(name).get_weights()
+            if name in copied:
+                for got, want in zip(now, net_a.get_layer(name).get_weights()):
+                    np.testing.assert_array_equal(got, want)
+            else:
+                for got, want in zip(now, weights):
+                    np.testing.assert_array_equal(got, want)
+
+
+def test_init_from_net_a_refuses_mismatched_shapes():
+    net_a = vgg_tf.VGG("A", **TINY)
+    deep = vgg_tf.VGG("E", **{**TINY, "classes": 7})
+    with pytest.raises(ValueError, match=r"'fc8'.*\(256, 7\).*\(256, 10\)"):
+        vgg_tf.init_from_net_a(deep, net_a)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(variant="F"), r"'F'.*A, A-LRN, B, C, D, E"),
+        (dict(variant="D", input_shape=(16, 16, 3), include_top=False), r"\(16, 16, 3\).*at least 32"),
+        (dict(variant="D", input_shape=(3, 64, 64), include_top=False), r"\(3, 64, 64\).*\(height, width, 3\)"),
+        (dict(variant="D", crop_size=48), r"crop_size=48.*multiple of 32"),
+        (dict(variant="D", input_shape=(64, 64, 3)), r"\(64, 64, 3\).*\(224, 224, 3\)"),
+        (dict(variant="D", weights="/no/such/file.keras"), r"/no/such/file.keras.*None or the path"),
+        (dict(variant="D", weights="imagenet"), r"imagenet.*None"),
+        (dict(variant="D", pooling="mean", include_top=False), r"'mean'.*'avg', 'max'"),
+        (dict(variant="D", kernel_initializer="he"), r"'he'.*paper, glorot"),
+        (dict(variant="D", classes=0), r"classes=0.*positive"),
+    ],
+)
+def test_bad_arguments_raise_value_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        vgg_tf.VGG(**kwargs)
+
+
+def test_summary_table_is_computed_from_models():
+    from vgg_tf import summary
+
+    rows = summary.summary_rows(image_size=32, classes=10)
+    assert [r["variant"] for r in rows] == list(vgg_tf.VARIANTS)
+    assert [r["weight_layers"] for r in rows] == [11, 11, 13, 16, 16, 19]
+    d = rows[4]
+    assert d["params"] == vgg_tf.VGG("D", crop_size=32, classes=10).count_params()
+    table = summary.format_table(rows)
+    assert "VGG16_C" in table and f"{d['params']:,}" in table

@@ -1,0 +1,130 @@
+"""Turns a VGG classifier into a fully-convolutional network (paper §3.2).
+
+At test time the paper converts the fully-connected layers into convolutions:
+fc6 becomes a 7x7 convolution (the side of the block5 map at the 224 training
+crop), fc7 and fc8 become 1x1 convolutions. The resulting net runs on a whole
+image of any size at least the training crop and yields a class score map whose
+spatial resolution depends on the input size.
+
+Keras flattens channels-last maps in (h, w, c) order, so fc6's ``(h*w*c, units)``
+kernel reshapes to the Conv2D kernel ``(h, w, c, units)`` directly.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+#: Heads :func:`to_fully_convolutional` can end with.
+HEADS = ("predictions", "logits")
+
+
+def _clone(layer: keras.layers.Layer) -> keras.layers.Layer:
+    """A new layer with the same config (the weights are copied once built)."""
+    return layer.__class__.from_config(layer.get_config())
+
+
+def to_fully_convolutional(model: keras.Model, *, head: str = "predictions") -> keras.Model:
+    """Converts a VGG model with its FC head into a fully-convolutional model.
+
+    The conv trunk is cloned with its weights; ``fc6`` becomes a Conv2D with a
+    ``crop_size/32`` square kernel and valid padding, ``fc7`` and ``fc8`` become
+    1x1 Conv2Ds (same names, kernels reshaped from the Dense kernels); the
+    dropout layers disappear (they are the identity at test time).
+
+    Args:
+        model: A model built by :func:`vgg_tf.VGG` with ``include_top=True``
+            (freshly built or loaded from ``.keras``).
+        head: "predictions" keeps the model's own ``predictions`` activation
+            (softmax per location) when it has one; "logits" stops at ``fc8``.
+
+    Returns:
+        A ``keras.Model`` taking ``(batch, H, W, 3)`` mean-subtracted RGB with
+        H, W >= the training crop and returning the class score map
+        ``(batch, (H - crop)//32 + 1, (W - crop)//32 + 1, classes)`` (for sides
+        that are multiples of 32). At the crop size the 1x1 map equals
+        ``model``'s output.
+
+    Raises:
+        ValueError: ``model`` has no FC head or ``head`` is unknown.
+
+    Example:
+        >>> m = vgg_tf.VGG("A", classes=10, crop_size=32, width_multiplier=1 / 16)
+        >>> to_fully_convolutional(m)(np.zeros((1, 64, 64, 3))).shape
+        TensorShape([1, 2, 2, 10])
+    """
+    if head not in HEADS:
+        raise ValueError(f"Unknown head {head!r}; expected one of {', '.join(HEADS)}.")
+    names = [layer.name for layer in model.layers]
+    if "fc6" not in names or "flatten" not in names:
+        raise ValueError(
+            f"Model {model.name!r} has no fully-connected head (layers 'flatten' and 'fc6'); "
+            "expected a VGG model built with include_top=True."
+        )
+
+    inputs = keras.Input(shape=(None, None, 3), name="image")
+    x = inputs
+    fc_kernel_side = None
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.InputLayer):
+            continue
+        if isinstance(layer, keras.layers.Dropout):
+            continue  # identity at test time
+        if isinstance(layer, keras.layers.Flatten):
+            _, h, w, _ = layer.input.shape
+            if h != w or h is None:
+                raise ValueError(
+                    f"fc6 of model {model.name!r} sees a {h}x{w} map; expected a square map "
+                    "of static size (crop_size/32)."
+                )
+            fc_kernel_side = h
+            continue
+        if isinstance(layer, keras.layers.Dense):
+            kernel, bias = layer.get_weights()
+            side = fc_kernel_side if layer.name == "fc6" else 1
+            cfg = layer.get_config()
+            conv = keras.layers.Conv2D(
+                cfg["units"],
+                side,
+                padding="valid",
+                activation=cfg["activation"],
+                name=layer.name,
+                dtype=cfg.get("dtype"),
+            )
+            x = conv(x)
+            conv.set_weights([kernel.reshape(side, side, -1, cfg["units"]), bias])
+            if layer.name == "fc8" and head == "logits":
+                break
+            continue
+        new = _clone(layer)
+        x = new(x)
+        if layer.weights:
+            new.set_weights(layer.get_weights())
+    return keras.Model(inputs, x, name=f"{model.name}_fcn")
+
+
+def crop_size_of(model: keras.Model) -> int:
+    """The training crop size a VGG classifier was built for (its input side).
+
+    Example:
+        >>> crop_size_of(vgg_tf.VGG("A", classes=10, crop_size=32))
+        32
+    """
+    shape = model.input_shape
+    if shape[1] is None or shape[1] != shape[2]:
+        raise ValueError(
+            f"Model {model.name!r} has input shape {shape}; expected a square static crop."
+        )
+    return int(shape[1])
+
+
+def score_map_shape(image_side: int, crop_size: int) -> int:
+    """Side of the class score map for a square input side (multiples of 32).
+
+    Five 2x2 poolings divide by 32, then fc6's ``crop/32`` kernel (valid).
+
+    Example:
+        >>> score_map_shape(256, 224)
+        2
+    """
+    return int(np.floor(image_side / 32)) - crop_size // 32 + 1
