@@ -1,0 +1,664 @@
+"""The paper's test protocol (§3.2, §4): dense, multi-crop, multi-scale, fusion.
+
+Protocols (the ``--protocol`` names of ``bin/evaluate``):
+
+* ``single``    dense evaluation at one test scale Q (the paper's Table 3).
+* ``dense``     dense evaluation at three scales (Table 4).
+* ``multicrop`` a 5x5 grid of crop-size crops x 2 flips per scale (Table 5).
+* ``combined``  the average of the dense and multi-crop softmax (Table 5).
+
+Several models give an extra ``fusion`` row per protocol: the average softmax
+of the models (Table 6), each model at its own scales.
+
+Dense evaluation: the image is rescaled so that its shorter side is Q, the
+training-set mean RGB is subtracted, the fully-convolutional net
+(:func:`vgg_tf.fcn.to_fully_convolutional`) runs on the whole image, a softmax
+is taken at every location of the class score map, and the map of posteriors
+is spatially averaged. (We average posteriors rather than logits, so that
+dense evaluation averages the same quantity as multi-crop evaluation -- the
+posteriors of the windows the net sees -- and a score map of one location
+gives exactly the classifier's output.) The posteriors of the image and its
+horizontal flip are averaged, then those of the scales.
+
+The in-graph functions here (:func:`decode_image`, :func:`rescale_shorter_side`,
+:func:`dense_probabilities`) are also what the exported SavedModel runs
+(:mod:`vgg_tf.export`), so the served probabilities equal ``bin/evaluate``'s.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vgg_tf.fcn import crop_size_of, to_fully_convolutional
+from vgg_tf.models import VGG  # noqa: F401  (registers vgg_tf layers for load_model)
+
+PROTOCOLS = ("single", "dense", "multicrop", "combined")
+#: Images whose header declares more pixels are rejected before decoding.
+DEFAULT_MAX_PIXELS = 40_000_000
+GRID = 5  # §3.2: a 5x5 regular grid of crops per scale
+
+# --- Trained models and their test scales -----------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    """A classifier and what the evaluator and exporter need from its training.
+
+    Attributes:
+        model: The Keras classifier as saved by the trainer (``model.keras``).
+        config: The training config (``config.json``), or ``{}`` when absent.
+        path: Where the model was read from.
+        name: A short label for tables: ``"<variant> (<directory name>)"``.
+    """
+
+    model: keras.Model
+    config: dict
+    path: str
+    name: str
+
+    @property
+    def crop_size(self) -> int:
+        return int(self.config.get("crop_size") or crop_size_of(self.model))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.get_layer("fc8").units)
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        names = self.config.get("class_names")
+        return tuple(str(n) for n in names) if names else None
+
+    @property
+    def mean_rgb(self) -> tuple[float, float, float]:
+        mean = self.config.get("mean_rgb")
+        if mean is None:
+            from vgg_tf.input_pipeline import IMAGENET_MEAN_RGB
+
+            mean = IMAGENET_MEAN_RGB
+        return tuple(float(m) for m in mean)
+
+
+def load_trained_model(path: str | os.PathLike) -> TrainedModel:
+    """Loads ``WORKDIR/model.keras`` (or a ``.keras`` file) and its ``config.json``.
+
+    Args:
+        path: A training workdir, or a ``.keras`` file (its ``config.json`` is
+            looked for in the same directory and may be absent).
+
+    Example:
+        >>> trained = load_trained_model("workdirs/digits_a")  # doctest: +SKIP
+        >>> trained.crop_size, multi_scales(trained)  # doctest: +SKIP
+        (32, (32, 40, 48))
+    """
+    path = os.fspath(path)
+    model_path = os.path.join(path, "model.keras") if os.path.isdir(path) else path
+    if not (model_path.endswith(".keras") and os.path.isfile(model_path)):
+        raise ValueError(
+            f"Cannot load a model from {path!r}: expected a training workdir holding "
+            "model.keras, or a .keras file."
+        )
+    model = keras.models.load_model(model_path, compile=False)
+    config_path = os.path.join(os.path.dirname(model_path), "config.json")
+    config = {}
+    if os.path.isfile(config_path):
+        with open(config_path) as f:
+            config = json.load(f)
+    directory = os.path.basename(os.path.dirname(os.path.abspath(model_path)))
+    variant = config.get("variant") or model.name
+    return TrainedModel(model, config, model_path, f"{variant} ({directory})")
+
+
+def _training_scales(trained: TrainedModel) -> tuple[int, int]:
+    config = trained.config
+    if config.get("scale_min") is None or config.get("scale_max") is None:
+        raise ValueError(
+            f"No training scales for {trained.path!r}: config.json with scale_min and scale_max "
+            "is missing beside the model; pass the test scales explicitly (--scales)."
+        )
+    return int(config["scale_min"]), int(config["scale_max"])
+
+
+def _at_least_crop(scales: Iterable[int], crop_size: int) -> tuple[int, ...]:
+    return tuple(dict.fromkeys(max(int(q), crop_size) for q in scales))
+
+
+def single_scale(trained: TrainedModel) -> tuple[int]:
+    """The single test scale Q (§4.1): S for a fixed-S model, (Smin+Smax)/2 if jittered."""
+    s_min, s_max = _training_scales(trained)
+    return _at_least_crop([(s_min + s_max) // 2], trained.crop_size)  # type: ignore[return-value]
+
+
+def multi_scales(trained: TrainedModel) -> tuple[int, ...]:
+    """The multi-scale test set (§4.2), read from the training config.
+
+    Fixed S: {S-32, S, S+32}; jittered S in [Smin, Smax]: {Smin, (Smin+Smax)/2, Smax}.
+    Scales below the crop size are raised to it, then deduplicated.
+
+    Example:
+        >>> multi_scales(TrainedModel(m, {"scale_min": 256, "scale_max": 512, "crop_size": 224}, "", ""))  # doctest: +SKIP
+        (256, 384, 512)
+    """
+    s_min, s_max = _training_scales(trained)
+    qs = [s_min - 32, s_min, s_min + 32] if s_min == s_max else [s_min, (s_min + s_max) // 2, s_max]
+    return _at_least_crop(qs, trained.crop_size)
+
+
+def check_scales(scales: Sequence[int], crop_size: int) -> tuple[int, ...]:
+    """Validates explicit test scales (each Q >= the training crop)."""
+    scales = tuple(int(q) for q in scales)
+    if not scales:
+        raise ValueError("No test scales given; expected at least one Q.")
+    small = [q for q in scales if q < crop_size]
+    if small:
+        raise ValueError(
+            f"Test scale(s) {small} are smaller than the training crop {crop_size}; "
+            f"expected Q >= {crop_size}."
+        )
+    return scales
+
+
+# --- In-graph image ops (shared with the exported SavedModel) ---------------
+
+_FORMATS = {"jpeg": (1, b"\xff\xd8\xff"), "png": (2, b"\x89PN"), "gif": (3, b"GIF"), "bmp": (4, b"BM")}
+
+
+def _header_int(head: tf.Tensor, start: int, size: int, little_endian: bool) -> tf.Tensor:
+    """Unsigned integer of ``size`` bytes at ``start`` of a (zero-padded) header."""
+    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(head, start, size), tf.uint8), tf.int64)
+    weights = tf.constant([256**i for i in range(size)], tf.int64)
+    return tf.reduce_sum(raw * (weights if little_endian else tf.reverse(weights, [0])))
+
+
+def declared_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Width x height an encoded image declares in its header, without decoding it.
+
+    JPEG via ``tf.image.extract_jpeg_shape`` (reads the SOF marker), PNG from the
+    IHDR chunk, GIF from the logical screen descriptor, BMP from the
+    BITMAPINFOHEADER. Other formats raise InvalidArgument.
+
+    Example:
+        >>> int(declared_pixels(tf.io.encode_png(tf.zeros((30, 40, 3), tf.uint8))))
+        1200
+    """
+    head = tf.strings.substr(image_bytes, 0, 32)
+    head = tf.strings.join([head, tf.constant(b"\0" * 32)])  # short inputs parse as zeros
+    fmt = tf.constant(0)
+    for index, magic in _FORMATS.values():
+        fmt = tf.where(tf.strings.substr(head, 0, len(magic)) == magic, index, fmt)
+    known = tf.debugging.assert_positive(
+        fmt, message="Unsupported image format: expected JPEG, PNG, GIF or BMP bytes"
+    )
+
+    def jpeg():
+        shape = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)
+        return shape[0] * shape[1]
+
+    def png():  # IHDR: width, height as big-endian uint32 at bytes 16 and 20
+        return _header_int(head, 16, 4, False) * _header_int(head, 20, 4, False)
+
+    def gif():  # logical screen: little-endian uint16 width, height at bytes 6 and 8
+        return _header_int(head, 6, 2, True) * _header_int(head, 8, 2, True)
+
+    def bmp():  # BITMAPINFOHEADER: little-endian int32 width, height (negative: top-down)
+        def signed(v):
+            return tf.abs(tf.where(v >= 2**31, v - 2**32, v))
+
+        return signed(_header_int(head, 18, 4, True)) * signed(_header_int(head, 22, 4, True))
+
+    with tf.control_dependencies([known]):
+        return tf.switch_case(fmt - 1, [jpeg, png, gif, bmp])
+
+
+def decode_image(image_bytes: tf.Tensor, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tf.Tensor:
+    """Decodes JPEG/PNG/GIF/BMP bytes to uint8 RGB ``(H, W, 3)``, guarding size first.
+
+    Grayscale is replicated to RGB, alpha is dropped, CMYK JPEGs are converted,
+    animated GIFs give their first frame. An image whose header declares more
+    than ``max_pixels`` pixels is rejected (InvalidArgument) before any pixel
+    is decoded, so a decompression bomb cannot exhaust memory.
+
+    Example:
+        >>> decode_image(tf.io.encode_png(tf.zeros((30, 40, 1), tf.uint8))).shape
+        TensorShape([30, 40, 3])
+    """
+    checks = []
+    if max_pixels is not None:
+        checks.append(
+            tf.debugging.assert_less_equal(
+                declared_pixels(image_bytes),
+                tf.constant(int(max_pixels), tf.int64),
+                message=f"Image rejected: its header declares more than {int(max_pixels)} pixels",
+            )
+        )
+    else:
+        checks.append(declared_pixels(image_bytes))  # still rejects unsupported formats
+    with tf.control_dependencies(checks):
+        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
+    image.set_shape([None, None, 3])
+    return image
+
+
+def rescale_shorter_side(images: tf.Tensor, size: int) -> tf.Tensor:
+    """Isotropically rescales ``(N, H, W, 3)`` images so the shorter side is ``size``.
+
+    Bilinear with antialiasing (when shrinking); returns float32.
+
+    Example:
+        >>> rescale_shorter_side(tf.zeros((1, 100, 50, 3)), 32).shape
+        TensorShape([1, 64, 32, 3])
+    """
+    shape = tf.shape(images)
+    h, w = tf.cast(shape[1], tf.float64), tf.cast(shape[2], tf.float64)
+    scale = tf.cast(size, tf.float64) / tf.minimum(h, w)
+    # The shorter side becomes exactly `size`; the longer one the rounded product.
+    new_h = tf.where(h <= w, size, tf.cast(tf.round(h * scale), tf.int32))
+    new_w = tf.where(h <= w, tf.cast(tf.round(w * scale), tf.int32), size)
+    images = tf.image.resize(tf.cast(images, tf.float32), tf.stack([new_h, new_w]), antialias=True)
+    return tf.cast(images, tf.float32)
+
+
+def _preprocess(images: tf.Tensor, q: int, mean_rgb: Sequence[float]) -> tf.Tensor:
+    return rescale_shorter_side(images, q) - tf.constant(mean_rgb, tf.float32)
+
+
+def dense_score_map(
+    fcn: keras.Model, images: tf.Tensor, q: int, mean_rgb: Sequence[float]
+) -> tf.Tensor:
+    """Per-location class posteriors ``(N, h, w, classes)`` of images rescaled to Q.
+
+    Args:
+        fcn: A fully-convolutional net returning logits (``head="logits"``).
+        images: ``(N, H, W, 3)`` RGB in [0, 255] (not mean-subtracted).
+        q: Test scale, the shorter side after rescaling.
+        mean_rgb: The training-set mean RGB to subtract.
+    """
+    return tf.nn.softmax(tf.cast(fcn(_preprocess(images, q, mean_rgb)), tf.float32), axis=-1)
+
+
+def dense_probabilities(
+    fcn: keras.Model, images: tf.Tensor, scales: Sequence[int], mean_rgb: Sequence[float]
+) -> tf.Tensor:
+    """Dense evaluation (§3.2) of a batch of same-size images: ``(N, classes)``.
+
+    For each Q: rescale, subtract the mean, run the FCN on the image and its
+    horizontal flip, average the per-location softmax over the map, average
+    the two flips; then average over the scales.
+
+    Example:
+        >>> fcn = to_fully_convolutional(model, head="logits")  # doctest: +SKIP
+        >>> dense_probabilities(fcn, images, (224, 256, 288), (123.68, 116.78, 103.94))  # doctest: +SKIP
+    """
+    n = tf.shape(images)[0]
+    both = tf.concat([images, tf.reverse(images, axis=[2])], axis=0)
+    per_scale = []
+    for q in scales:
+        probs = tf.reduce_mean(dense_score_map(fcn, both, q, mean_rgb), axis=[1, 2])
+        per_scale.append((probs[:n] + probs[n:]) / 2.0)
+    return tf.add_n(per_scale) / float(len(per_scale))
+
+
+def crop_offsets(height: tf.Tensor, width: tf.Tensor, crop_size: int, grid: int = GRID) -> tf.Tensor:
+    """Top-left corners ``(grid*grid, 2)`` of a regular grid of crops, row-major.
+
+    The first and last rows/columns touch the image borders, so the four
+    corner crops are included; the others are evenly spaced in between.
+
+    Example:
+        >>> crop_offsets(64, 96, 32, grid=3).numpy().tolist()
+        [[0, 0], [0, 32], [0, 64], [16, 0], [16, 32], [16, 64], [32, 0], [32, 32], [32, 64]]
+    """
+    ys = tf.cast(tf.round(tf.linspace(0.0, tf.cast(height - crop_size, tf.float32), grid)), tf.int32)
+    xs = tf.cast(tf.round(tf.linspace(0.0, tf.cast(width - crop_size, tf.float32), grid)), tf.int32)
+    yy, xx = tf.meshgrid(ys, xs, indexing="ij")
+    return tf.reshape(tf.stack([yy, xx], axis=-1), [grid * grid, 2])
+
+
+def multicrop_crops(image: tf.Tensor, crop_size: int, grid: int = GRID) -> tf.Tensor:
+    """The ``2 * grid**2`` crops of multi-crop evaluation of one ``(H, W, 3)`` image.
+
+    Returns ``(2 * grid**2, crop, crop, 3)``: the grid crops in row-major order,
+    then their horizontal flips in the same order (§3.2: 5x5 x 2 = 50 per scale).
+    """
+    shape = tf.shape(image)
+    offsets = crop_offsets(shape[0], shape[1], crop_size, grid)
+    crops = tf.stack(
+        [
+            tf.slice(image, tf.stack([offsets[i, 0], offsets[i, 1], 0]), [crop_size, crop_size, 3])
+            for i in range(grid * grid)
+        ]
+    )
+    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+
+
+def multicrop_probabilities(
+    fcn: keras.Model,
+    image: tf.Tensor,
+    scales: Sequence[int],
+    mean_rgb: Sequence[float],
+    crop_size: int,
+    grid: int = GRID,
+) -> tf.Tensor:
+    """Multi-crop evaluation (§3.2) of one ``(H, W, 3)`` RGB image: ``(classes,)``.
+
+    At each Q, the softmax of the ``2 * grid**2`` crops (each seen with the
+    classifier's zero padding, unlike dense evaluation) is averaged; then the
+    scales are averaged.
+    """
+    per_scale = []
+    for q in scales:
+        crops = multicrop_crops(_preprocess(image[None], q, mean_rgb)[0], crop_size, grid)
+        logits = tf.cast(fcn(crops), tf.float32)[:, 0, 0]
+        per_scale.append(tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=0))
+    return tf.add_n(per_scale) / float(len(per_scale))
+
+
+# --- Evaluating models on a dataset -----------------------------------------
+
+
+class ModelEvaluator:
+    """Runs the protocols of one trained model on single images.
+
+    Args:
+        trained: The model and its training config.
+        scales: Test scales overriding the config's (all protocols use them;
+            ``single`` then needs exactly one).
+
+    Example:
+        >>> ev = ModelEvaluator(load_trained_model("workdirs/digits_a"))  # doctest: +SKIP
+        >>> ev.probabilities("dense", image).shape  # doctest: +SKIP
+        (10,)
+    """
+
+    def __init__(self, trained: TrainedModel, scales: Sequence[int] | None = None):
+        self.trained = trained
+        self.fcn = to_fully_convolutional(trained.model, head="logits")
+        crop = trained.crop_size
+        if scales:
+            self.multi = check_scales(scales, crop)
+            self.single = self.multi
+        else:
+            self.multi = multi_scales(trained)
+            self.single = single_scale(trained)
+        mean = trained.mean_rgb
+        spec = [tf.TensorSpec([None, None, 3], tf.float32)]
+        fcn = self.fcn
+        self._dense = {
+            qs: tf.function(lambda img, qs=qs: dense_probabilities(fcn, img[None], qs, mean)[0],
+                            input_signature=spec)
+            for qs in {self.single, self.multi}
+        }
+        self._multicrop = tf.function(
+            lambda img: multicrop_probabilities(fcn, img, self.multi, mean, crop), input_signature=spec
+        )
+        self._score_map = tf.function(
+            lambda img: dense_score_map(fcn, img[None], self.single[0], mean)[0], input_signature=spec
+        )
+
+    def scales_for(self, protocol: str) -> tuple[int, ...]:
+        """The test scales a protocol uses."""
+        if protocol == "single":
+            if len(self.single) != 1:
+                raise ValueError(
+                    f"Protocol 'single' needs exactly one test scale; got {list(self.single)}."
+                )
+            return self.single
+        return self.multi
+
+    def probabilities(self, protocol: str, image: tf.Tensor, cache: dict | None = None) -> np.ndarray:
+        """Class posteriors of one decoded RGB image under ``protocol``.
+
+        Args:
+            protocol: One of :data:`PROTOCOLS`.
+            image: ``(H, W, 3)`` RGB, any numeric dtype, values in [0, 255].
+            cache: Optional dict reused across protocols of the same image
+                (``combined`` reuses ``dense`` and ``multicrop``).
+        """
+        cache = {} if cache is None else cache
+        if protocol in cache:
+            return cache[protocol]
+        image = tf.cast(image, tf.float32)
+        if protocol in ("single", "dense"):
+            result = self._dense[self.scales_for(protocol)](image).numpy()
+        elif protocol == "multicrop":
+            result = self._multicrop(image).numpy()
+        elif protocol == "combined":
+            result = (self.probabilities("dense", image, cache)
+                      + self.probabilities("multicrop", image, cache)) / 2.0
+        else:
+            raise ValueError(f"Unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}.")
+        cache[protocol] = result
+        return result
+
+    def score_map(self, image: tf.Tensor) -> np.ndarray:
+        """Per-location posteriors ``(h, w, classes)`` at the first single scale."""
+        return self._score_map(tf.cast(image, tf.float32)).numpy()
+
+
+def check_protocols(protocols: str | Sequence[str]) -> tuple[str, ...]:
+    """Parses ``"dense,multicrop"`` or a list into validated protocol names."""
+    if isinstance(protocols, str):
+        protocols = [p for p in protocols.split(",") if p.strip()]
+    protocols = tuple(p.strip() for p in protocols)
+    bad = [p for p in protocols if p not in PROTOCOLS]
+    if bad or not protocols:
+        raise ValueError(f"Unknown protocol {bad or protocols!r}; expected one or more of "
+                         f"{', '.join(PROTOCOLS)}.")
+    return tuple(dict.fromkeys(protocols))
+
+
+class _Tally:
+    def __init__(self):
+        self.count = self.top1 = self.top5 = 0
+
+    def add(self, probs: np.ndarray, label: int) -> None:
+        rank = int(np.sum(probs > probs[label]))  # how many classes beat the true one
+        self.count += 1
+        self.top1 += rank < 1
+        self.top5 += rank < 5
+
+    def errors(self) -> tuple[float, float]:
+        if not self.count:
+            return float("nan"), float("nan")
+        return 100.0 * (1 - self.top1 / self.count), 100.0 * (1 - self.top5 / self.count)
+
+
+def evaluate_images(
+    evaluators: Sequence[ModelEvaluator],
+    examples: Iterable[tuple[Any, int]],
+    protocols: Sequence[str],
+    *,
+    num_examples: int | None = None,
+    heatmap_dir: str | None = None,
+    heatmap_count: int = 8,
+    verbose: int = 1,
+) -> list[dict]:
+    """Evaluates models on ``(uint8 RGB image (H, W, 3), label)`` examples.
+
+    Returns one row per model and protocol (and a ``fusion`` row per protocol
+    when there are several models): ``model``, ``protocol``, ``scales``,
+    ``top1_error``, ``top5_error`` (percent) and ``num_examples``.
+    """
+    protocols = check_protocols(protocols)
+    for ev in evaluators:  # fail before the loop on a bad single-scale request
+        for p in protocols:
+            ev.scales_for(p)
+    tallies = {(i, p): _Tally() for i in range(len(evaluators)) for p in protocols}
+    fusion = {p: _Tally() for p in protocols} if len(evaluators) > 1 else {}
+    progress = keras.utils.Progbar(num_examples, unit_name="image") if verbose else None
+    seen = 0
+    for image, label in examples:
+        label = int(label)
+        per_model = []
+        for i, ev in enumerate(evaluators):
+            cache: dict = {}
+            per_model.append({p: ev.probabilities(p, image, cache) for p in protocols})
+            for p in protocols:
+                tallies[i, p].add(per_model[-1][p], label)
+            if heatmap_dir and seen < heatmap_count:
+                save_heatmap(ev, image, label, os.path.join(heatmap_dir, f"model{i}_{seen:04d}.png"))
+        for p in fusion:
+            fusion[p].add(np.mean([probs[p] for probs in per_model], axis=0), label)
+        seen += 1
+        if progress is not None:
+            top1 = tallies[0, protocols[0]].errors()[0]
+            progress.update(seen, values=[(f"top1_err_{protocols[0]}", top1)], finalize=False)
+    if progress is not None:
+        progress.update(seen, finalize=True)
+    rows = []
+    for i, ev in enumerate(evaluators):
+        for p in protocols:
+            top1, top5 = tallies[i, p].errors()
+            rows.append(dict(model=ev.trained.name, path=ev.trained.path, protocol=p,
+                             scales=list(ev.scales_for(p)), top1_error=top1, top5_error=top5,
+                             num_examples=seen))
+    for p, tally in fusion.items():
+        top1, top5 = tally.errors()
+        rows.append(dict(model="fusion (" + ", ".join(ev.trained.name for ev in evaluators) + ")",
+                         path=None, protocol=p, scales=None, top1_error=top1, top5_error=top5,
+                         num_examples=seen))
+    return rows
+
+
+def save_heatmap(evaluator: ModelEvaluator, image: Any, label: int, path: str) -> None:
+    """Writes a PNG: the image beside the dense score map of its predicted class."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    score_map = evaluator.score_map(image)
+    predicted = int(np.argmax(score_map.mean(axis=(0, 1))))
+    names = evaluator.trained.class_names
+    name = (lambda c: names[c] if names and c < len(names) else str(c))
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(7, 3.5))
+    axes[0].imshow(np.asarray(image).astype("uint8"))
+    axes[0].set_title(f"label: {name(label)}")
+    shown = axes[1].imshow(score_map[..., predicted], vmin=0, vmax=1, cmap="viridis")
+    axes[1].set_title(f"P({name(predicted)}) at Q={evaluator.single[0]}")
+    fig.colorbar(shown, ax=axes[1])
+    for ax in axes:
+        ax.axis("off")
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """A plain-text table in the manner of the paper's Tables 3-6."""
+    header = ("ConvNet", "protocol", "test scale Q", "top-1 err (%)", "top-5 err (%)")
+    lines = [
+        (r["model"], r["protocol"], ",".join(map(str, r["scales"])) if r["scales"] else "-",
+         f"{r['top1_error']:.2f}", f"{r['top5_error']:.2f}")
+        for r in rows
+    ]
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    return "\n".join([fmt.format(*header), rule] + [fmt.format(*line) for line in lines])
+
+
+def _source_examples(source, split: str, max_examples: int | None, max_pixels: int | None):
+    """Decoded ``(image, label)`` pairs of a split, through :func:`decode_image`."""
+    decode = tf.function(lambda b: decode_image(b, max_pixels),
+                         input_signature=[tf.TensorSpec([], tf.string)])
+    for i, record in enumerate(_raw_records(source, split)):
+        if max_examples is not None and i >= max_examples:
+            return
+        image_bytes, label = record[0], record[1]
+        yield decode(tf.constant(image_bytes)), int(label)
+
+
+def _raw_records(source, split: str):
+    """(encoded bytes, label, ...) records of a split of an input-pipeline Source."""
+    for name in ("raw_records", "read_raw", "raw_dataset", "records"):
+        method = getattr(source, name, None)
+        if callable(method):
+            records = method(split)
+            if isinstance(records, tf.data.Dataset):
+                records = records.as_numpy_iterator()
+            return iter(records)
+    raise ValueError(f"Source {source!r} has no method to read raw records.")
+
+
+def evaluate(
+    models: str | Sequence[str],
+    dataset: str,
+    protocols: str | Sequence[str] = "dense",
+    *,
+    scales: Sequence[int] | None = None,
+    split: str | None = None,
+    data_dir: str | None = None,
+    max_examples: int | None = None,
+    output: str | None = None,
+    heatmap_dir: str | None = None,
+    heatmap_count: int = 8,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    verbose: int = 1,
+) -> list[dict]:
+    """Evaluates trained models on a dataset with the paper's protocols (``bin/evaluate``).
+
+    Prints the table (when ``verbose``) and writes it as JSON to ``output``.
+
+    Args:
+        models: Workdirs or ``.keras`` files, a list or a comma-separated string.
+        dataset: A TFDS name, "digits", or a folder of class subfolders.
+        protocols: Names from :data:`PROTOCOLS` (list or comma-separated).
+        scales: Test scales overriding every model's training config.
+        split: Split to evaluate; defaults to the source's evaluation split.
+        data_dir: TFDS data directory.
+        max_examples: Evaluate only the first n examples.
+        output: Path of a JSON file to write the rows to.
+        heatmap_dir: Write score-map heatmaps of the first images there.
+        heatmap_count: How many images get heatmaps.
+        max_pixels: Decompression-bomb limit on declared image pixels.
+        verbose: 0 silent, 1 progress bar and table.
+
+    Returns:
+        The rows of the table (see :func:`evaluate_images`).
+
+    Example:
+        >>> rows = evaluate("workdirs/digits_d", "digits", "dense,multicrop")  # doctest: +SKIP
+    """
+    from vgg_tf.input_pipeline import get_source
+
+    paths = [m for m in models.split(",") if m] if isinstance(models, str) else list(models)
+    if not paths:
+        raise ValueError("No model given; expected one or more workdirs or .keras files.")
+    protocols = check_protocols(protocols)
+    evaluators = [ModelEvaluator(load_trained_model(p), scales) for p in paths]
+    source = get_source(dataset, data_dir=data_dir)
+    split = split or source.eval_split
+    total = source.num_examples(split)
+    if max_examples is not None:
+        total = min(total, max_examples)
+    for ev in evaluators:
+        if ev.trained.num_classes != source.num_classes:
+            raise ValueError(
+                f"Model {ev.trained.path!r} has {ev.trained.num_classes} classes but dataset "
+                f"{dataset!r} has {source.num_classes}; expected the same."
+            )
+    rows = evaluate_images(
+        evaluators,
+        _source_examples(source, split, max_examples, max_pixels),
+        protocols,
+        num_examples=total,
+        heatmap_dir=heatmap_dir,
+        heatmap_count=heatmap_count,
+        verbose=verbose,
+    )
+    if verbose:
+        print(f"\n{dataset} ({split}, {rows[0]['num_examples']} images)\n{format_table(rows)}")
+    if output:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        with open(output, "w") as f:
+            json.dump({"dataset": dataset, "split": split, "rows": rows}, f, indent=2)
+    return rows
