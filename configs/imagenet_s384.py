@@ -1,0 +1,13 @@
+"""ImageNet, fixed S = 384, initialised from the S = 256 model with lr 1e-3 (paper §3.1).
+
+    bin/train --config=configs/imagenet_s384.py --variant D --init_from=workdirs/imagenet_s256_D
+"""
+
+from vgg_tf.config import paper_recipe
+
+
+def get_config():
+    config = paper_recipe()
+    config.scale_min = config.scale_max = 384
+    config.learning_rate = 1e-3
+    return config

@@ -1,0 +1,558 @@
+"""The training loop: the paper's recipe (§3.1) under any tf.distribute strategy (§3.3).
+
+One custom loop serves every strategy (one device, MirroredStrategy,
+MultiWorkerMirroredStrategy, TPUStrategy): Keras 3 ``model.fit`` fails under
+MultiWorkerMirroredStrategy (keras-team/keras#20585), and a step written with
+``strategy.run`` is the same code on one device and on many.
+
+Each replica computes the cross-entropy of its slice of the global batch,
+divided by the *global* batch size, and the optimizer sums the gradients over
+replicas: the update equals one device's update on the whole batch.
+
+Example:
+    >>> from vgg_tf import config as config_lib, train  # doctest: +SKIP
+    >>> cfg = config_lib.paper_recipe()  # doctest: +SKIP
+    >>> train.train_and_evaluate(cfg, "workdirs/run")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from typing import Any
+
+import keras
+import ml_collections
+import numpy as np
+import tensorflow as tf
+from absl import logging
+
+from vgg_tf import config as config_lib
+from vgg_tf import distribute, input_pipeline, models
+from vgg_tf.checkpoints import RunCheckpoint
+from vgg_tf.reporting import RunLog
+
+MIXED_PRECISION = ("", "bfloat16", "float16")
+INITS = models.KERNEL_INITIALIZERS
+#: Files of a run that ``overwrite=True`` removes (nothing else in the workdir is touched).
+RUN_FILES = ("config.json", "metrics.csv", "learning_curves.png", "model.keras")
+RUN_DIRS = ("checkpoints", "logs", "workers")
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the first bad field and what is accepted."""
+    models.get_spec(config.variant)
+    if config.kernel_initializer not in INITS:
+        raise ValueError(
+            f"Unknown init {config.kernel_initializer!r}; expected one of {', '.join(INITS)}."
+        )
+    if config.strategy not in distribute.STRATEGIES:
+        raise ValueError(
+            f"Unknown strategy {config.strategy!r}; expected one of "
+            f"{', '.join(distribute.STRATEGIES)}."
+        )
+    if config.mixed_precision not in MIXED_PRECISION:
+        raise ValueError(
+            f"Unknown mixed_precision {config.mixed_precision!r}; expected '', 'bfloat16' or "
+            "'float16'."
+        )
+    for field in ("batch_size", "epochs", "steps_per_execution", "checkpoint_every_steps",
+                  "keep_checkpoints", "crop_size"):
+        if int(config[field]) < 1:
+            raise ValueError(f"{field}={config[field]!r} is not accepted; expected >= 1.")
+    if not config.learning_rate > 0:
+        raise ValueError(
+            f"learning_rate={config.learning_rate!r} is not accepted; expected > 0."
+        )
+    if not config.scale_min <= config.scale_max:
+        raise ValueError(
+            f"scale_min={config.scale_min} > scale_max={config.scale_max}; expected "
+            "scale_min <= scale_max."
+        )
+    if config.scale_min < config.crop_size:
+        raise ValueError(
+            f"scale_min={config.scale_min} is smaller than crop_size={config.crop_size}; "
+            "expected S >= crop size."
+        )
+
+
+def single_scale(config: Any) -> int:
+    """The test scale Q of a model trained at ``config`` (paper §4.1): S or (Smin + Smax) / 2."""
+    return (int(config["scale_min"]) + int(config["scale_max"])) // 2
+
+
+# --- Workdir ---------------------------------------------------------------
+
+
+def _comparable(config_dict: dict) -> dict:
+    skip = set(config_lib.EXECUTION_FIELDS) | {"mean_rgb", "num_classes", "class_names"}
+    return {k: v for k, v in config_dict.items() if k not in skip}
+
+
+def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: bool) -> dict | None:
+    """Checks that ``workdir`` is empty or belongs to this config; returns its recorded config.
+
+    With ``overwrite`` the run files of a previous run are removed first.
+    """
+    path = os.path.join(workdir, "config.json")
+    if overwrite:
+        for name in RUN_FILES:
+            if os.path.exists(os.path.join(workdir, name)):
+                os.remove(os.path.join(workdir, name))
+        for name in RUN_DIRS:
+            shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        recorded = json.load(f)
+    current = json.loads(config.to_json())
+    old, new = _comparable(recorded), _comparable(current)
+    if config.mean_rgb is not None:
+        old["mean_rgb"], new["mean_rgb"] = recorded.get("mean_rgb"), list(config.mean_rgb)
+    if old != new:
+        diffs = [
+            f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+            for k in sorted(set(old) | set(new))
+            if old.get(k) != new.get(k)
+        ]
+        raise ValueError(
+            f"workdir {workdir!r} belongs to a run with a different config ({'; '.join(diffs)}); "
+            "pass --overwrite to start over there, or choose another --workdir."
+        )
+    return recorded
+
+
+def _write_json(path: str, payload: dict) -> None:
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+    os.replace(tmp, path)
+
+
+def _save_model(model: keras.Model, path: str) -> None:
+    tmp = path[: -len(".keras")] + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+# --- Model and optimizer ---------------------------------------------------
+
+
+def build_model(config: Any, num_classes: int) -> keras.Model:
+    """Builds the network of ``config`` with its top for ``num_classes`` classes."""
+    return models.VGG(
+        config["variant"],
+        classes=num_classes,
+        crop_size=int(config["crop_size"]),
+        dropout=float(config["dropout"]),
+        weight_decay=float(config["weight_decay"]),
+        kernel_initializer=config["kernel_initializer"],
+        batch_norm=bool(config["batch_norm"]),
+        width_multiplier=float(config["width_multiplier"]),
+    )
+
+
+def initialise_from(model: keras.Model, source: str) -> list[str]:
+    """Starts ``model`` from a trained model (a workdir or .keras file).
+
+    The same network (e.g. the S=256 model for the S=384 recipe) gives all its
+    layers; net A given to a deeper net gives the paper's seven (§3.1).
+    """
+    weights = models.read_layer_weights(source)
+    own = [layer.name for layer in model.layers if layer.weights]
+    if all(name in weights for name in own):
+        return models.load_layer_weights(model, weights)
+    return models.init_from_net_a(model, source)
+
+
+class PlateauSchedule(tf.Module):
+    """Divides the learning rate by 10 when validation accuracy stops improving (§3.1).
+
+    State lives in variables so that it is checkpointed with the run.
+    """
+
+    def __init__(self, learning_rate: float, factor: float, patience: int, min_delta: float,
+                 max_drops: int):
+        super().__init__(name="plateau_schedule")
+        self.learning_rate = tf.Variable(learning_rate, trainable=False, dtype=tf.float64)
+        self.best = tf.Variable(-1.0, trainable=False, dtype=tf.float64)
+        self.wait = tf.Variable(0, trainable=False, dtype=tf.int64)
+        self.drops = tf.Variable(0, trainable=False, dtype=tf.int64)
+        self._factor, self._patience = factor, patience
+        self._min_delta, self._max_drops = min_delta, max_drops
+
+    def update(self, val_accuracy: float) -> bool:
+        """Records an epoch's validation accuracy; returns whether the rate dropped."""
+        if val_accuracy > float(self.best.numpy()) + self._min_delta:
+            self.best.assign(val_accuracy)
+            self.wait.assign(0)
+            return False
+        self.wait.assign_add(1)
+        if int(self.wait.numpy()) >= self._patience and int(self.drops.numpy()) < self._max_drops:
+            self.learning_rate.assign(self.learning_rate * self._factor)
+            self.drops.assign_add(1)
+            self.wait.assign(0)
+            return True
+        return False
+
+
+# --- Steps -----------------------------------------------------------------
+
+
+def _top_k_counts(labels, logits):
+    k5 = min(5, logits.shape[-1])
+    top1 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, 1), tf.float32))
+    top5 = tf.reduce_sum(tf.cast(tf.math.in_top_k(labels, logits, k5), tf.float32))
+    return top1, top5
+
+
+class Trainer:
+    """The compiled train and evaluation steps of one run."""
+
+    def __init__(self, strategy, logits_model, optimizer, global_batch: int, jit_compile: bool):
+        self.strategy = strategy
+        self.model = logits_model
+        self.optimizer = optimizer
+        self.global_batch = global_batch
+        # loss sum, top-1 correct, top-5 correct, examples: the running epoch totals.
+        self.totals = tf.Variable(tf.zeros(4, tf.float64), trainable=False, name="epoch_totals")
+        self._jit_compile = jit_compile
+        self._train_chunk = tf.function(self._train_chunk_fn)
+        self._evaluate = tf.function(self._evaluate_fn)
+
+    def _replica_step(self, images, labels):
+        labels = tf.cast(labels, tf.int32)
+        with tf.GradientTape() as tape:
+            logits = tf.cast(self.model(images, training=True), tf.float32)
+            per_example = keras.losses.sparse_categorical_crossentropy(
+                labels, logits, from_logits=True
+            )
+            loss = tf.nn.compute_average_loss(per_example, global_batch_size=self.global_batch)
+            if self.model.losses:
+                loss += tf.nn.scale_regularization_loss(tf.add_n(self.model.losses))
+            scaled = (
+                self.optimizer.scale_loss(loss) if hasattr(self.optimizer, "scale_loss") else loss
+            )
+        grads = tape.gradient(scaled, self.model.trainable_variables)
+        self.optimizer.apply(grads, self.model.trainable_variables)
+        top1, top5 = _top_k_counts(labels, logits)
+        count = tf.cast(tf.shape(labels)[0], tf.float32)
+        return tf.stack([tf.reduce_sum(per_example), top1, top5, count])
+
+    def _train_chunk_fn(self, iterator, num_steps):
+        step = self._replica_step
+        if self._jit_compile:
+            step = tf.function(step, jit_compile=True)
+        for _ in tf.range(num_steps):
+            per_replica = self.strategy.run(step, args=next(iterator))
+            sums = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+            self.totals.assign_add(tf.cast(sums, tf.float64))
+
+    def train_steps(self, iterator, num_steps: int) -> None:
+        """Runs ``num_steps`` synchronous steps in one call (steps_per_execution)."""
+        self._train_chunk(iterator, tf.constant(num_steps, tf.int64))
+
+    def _replica_eval(self, images, labels):
+        labels = tf.cast(labels, tf.int32)
+
+        def counts():
+            logits = tf.cast(self.model(images, training=False), tf.float32)
+            loss = keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            top1, top5 = _top_k_counts(labels, logits)
+            return tf.stack([tf.reduce_sum(loss), top1, top5, tf.cast(tf.shape(labels)[0], tf.float32)])
+
+        # A replica may get an empty final batch, which Conv2D rejects on CPU.
+        return tf.cond(tf.shape(labels)[0] > 0, counts, lambda: tf.zeros(4))
+
+    def _evaluate_fn(self, dataset):
+        totals = tf.zeros(4, tf.float64)
+        for images, labels in dataset:
+            per_replica = self.strategy.run(self._replica_eval, args=(images, labels))
+            totals += tf.cast(
+                self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None), tf.float64
+            )
+        return totals
+
+    def evaluate(self, dataset) -> dict:
+        """Loss and top-1/top-5 error over a (distributed) evaluation dataset."""
+        loss, top1, top5, count = self._evaluate(dataset).numpy()
+        if count == 0:
+            raise ValueError("The validation split yielded no example.")
+        return dict(loss=loss / count, top1_error=1 - top1 / count, top5_error=1 - top5 / count)
+
+    def epoch_metrics(self) -> dict:
+        """Train loss and errors of the epoch so far."""
+        loss, top1, top5, count = self.totals.numpy()
+        count = max(count, 1.0)
+        return dict(loss=loss / count, top1_error=1 - top1 / count, top5_error=1 - top5 / count)
+
+
+# --- The run ---------------------------------------------------------------
+
+
+def _resolve_mean_rgb(config, source, recorded: dict | None) -> tuple[float, float, float]:
+    if config.mean_rgb is not None:
+        return tuple(float(v) for v in config.mean_rgb)
+    if recorded and recorded.get("mean_rgb"):
+        return tuple(recorded["mean_rgb"])
+    if source.name.startswith("imagenet"):
+        return tuple(input_pipeline.IMAGENET_MEAN_RGB)
+    return tuple(float(v) for v in input_pipeline.compute_mean_rgb(source))
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + epoch) % (2**31 - 1)
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    overwrite: bool = False,
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
+    """Trains ``config`` in ``workdir``, resuming from its last checkpoint if any.
+
+    Args:
+        config: A recipe (see :func:`vgg_tf.config.paper_recipe`).
+        workdir: Directory of the run (config.json, checkpoints, logs,
+            metrics.csv, learning_curves.png, model.keras).
+        overwrite: Start over in a workdir that holds another run.
+        strategy: A strategy to use instead of ``config.strategy``.
+
+    Returns:
+        The final validation metrics: ``val_top1_error``, ``val_top5_error``,
+        ``val_loss`` and ``epochs``.
+
+    Raises:
+        ValueError: A bad config field, or a workdir of another run.
+        NonFiniteLossError: The loss diverged (the last good checkpoint stays).
+    """
+    validate_config(config)
+    if strategy is None:
+        devices = [d for d in config.devices.split(",") if d] or None
+        strategy = distribute.make_strategy(config.strategy, devices)
+    replicas = strategy.num_replicas_in_sync
+    if config.batch_size % replicas:
+        raise ValueError(
+            f"batch_size={config.batch_size} is not divisible by the {replicas} replicas; "
+            f"expected a multiple of {replicas}."
+        )
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    keras.utils.set_random_seed(int(config.seed))
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
+
+    chief = distribute.is_chief(strategy)
+    os.makedirs(workdir, exist_ok=True)
+    recorded = prepare_workdir(workdir, config, overwrite and chief) if chief else None
+    source = input_pipeline.get_source(
+        config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir
+    )
+    mean_rgb = _resolve_mean_rgb(config, source, recorded)
+    run_config = {
+        **json.loads(config.to_json()),
+        "mean_rgb": list(mean_rgb),
+        "num_classes": source.num_classes,
+        "class_names": list(source.class_names) if source.class_names else None,
+    }
+    if chief:
+        _write_json(os.path.join(workdir, "config.json"), run_config)
+
+    num_train = source.num_examples(source.train_split)
+    steps_per_epoch = num_train // config.batch_size
+    if steps_per_epoch < 1:
+        raise ValueError(
+            f"batch_size={config.batch_size} is larger than the {num_train} training examples of "
+            f"{config.dataset!r}; expected at most {num_train}."
+        )
+    total_steps = steps_per_epoch * config.epochs
+
+    with strategy.scope():
+        model = build_model(config, source.num_classes)
+        if config.init_from:
+            copied = initialise_from(model, config.init_from)
+            logging.info("Initialised %s from %s", ", ".join(copied), config.init_from)
+        logits_model = keras.Model(model.inputs, model.get_layer("fc8").output)
+        optimizer = keras.optimizers.SGD(
+            learning_rate=config.learning_rate, momentum=config.momentum
+        )
+        if config.mixed_precision == "float16":
+            optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+        optimizer.build(logits_model.trainable_variables)
+        trainer = Trainer(
+            strategy, logits_model, optimizer, config.batch_size, bool(config.jit_compile)
+        )
+    schedule = PlateauSchedule(
+        config.learning_rate,
+        config.lr_drop_factor,
+        config.lr_plateau_patience,
+        config.lr_plateau_min_delta,
+        config.lr_max_drops,
+    )
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    checkpoint = RunCheckpoint(
+        workdir,
+        strategy,
+        config.keep_checkpoints,
+        # Keras 3 models hand tf.train.Checkpoint only the optimizer-tracked
+        # variables; listing them all keeps dropout seeds and BN statistics.
+        model_variables=list(model.variables),
+        optimizer_variables=list(optimizer.variables),
+        schedule=schedule,
+        totals=trainer.totals,
+        step=step,
+    )
+    restored = checkpoint.restore_latest()
+    if restored:
+        logging.info("Resumed from %s at step %d", restored, int(step.numpy()))
+
+    run_log = RunLog(workdir) if chief else None
+    eval_q = single_scale(config)
+    warmup_steps = int(config.warmup_epochs * steps_per_epoch)
+
+    def validation():
+        dataset = strategy.distribute_datasets_from_function(
+            lambda ctx: input_pipeline.eval_dataset(
+                source,
+                split=source.eval_split,
+                batch_size=ctx.get_per_replica_batch_size(config.batch_size),
+                image_size=eval_q,
+                crop_size=config.crop_size,
+                mode="center",
+                mean_rgb=mean_rgb,
+                input_context=ctx,
+            )
+        )
+        return trainer.evaluate(dataset)
+
+    val = None
+    while int(step.numpy()) < total_steps:
+        epoch, offset = divmod(int(step.numpy()), steps_per_epoch)
+        seed = _epoch_seed(config.seed, epoch)
+
+        def train_input(ctx, seed=seed, offset=offset):
+            per_replica = ctx.get_per_replica_batch_size(config.batch_size)
+            return input_pipeline.train_dataset(
+                source,
+                batch_size=per_replica,
+                crop_size=config.crop_size,
+                scale_min=config.scale_min,
+                scale_max=config.scale_max,
+                mean_rgb=mean_rgb,
+                color_shift_std=config.color_shift_std,
+                seed=seed,
+                deterministic=config.deterministic,
+                # Each pipeline feeds global_batch / num_input_pipelines examples a step.
+                skip_examples=offset * config.batch_size // ctx.num_input_pipelines,
+                cache=config.cache,
+                input_context=ctx,
+            )
+
+        iterator = iter(strategy.distribute_datasets_from_function(train_input))
+        progbar = (
+            keras.utils.Progbar(
+                steps_per_epoch,
+                stateful_metrics=["loss", "top1_err", "top5_err", "img/s", "lr"],
+                unit_name="step",
+            )
+            if chief
+            else None
+        )
+        if progbar:
+            print(f"Epoch {epoch + 1}/{config.epochs}")
+        epoch_images, epoch_seconds = 0, 0.0
+        while offset < steps_per_epoch:
+            global_step = int(step.numpy())
+            chunk = min(config.steps_per_execution, steps_per_epoch - offset)
+            to_checkpoint = config.checkpoint_every_steps - global_step % config.checkpoint_every_steps
+            chunk = min(chunk, to_checkpoint)
+            warm = min(1.0, (global_step + 1) / warmup_steps) if warmup_steps else 1.0
+            lr = float(schedule.learning_rate.numpy()) * warm
+            optimizer.learning_rate.assign(lr)
+            start = time.perf_counter()
+            trainer.train_steps(iterator, chunk)
+            metrics = trainer.epoch_metrics()
+            seconds = time.perf_counter() - start
+            if not math.isfinite(metrics["loss"]):
+                raise NonFiniteLossError(
+                    f"The training loss became {metrics['loss']} at step {global_step + chunk} "
+                    f"(epoch {epoch + 1}); the run stops. The last good checkpoint stays in "
+                    f"{checkpoint.directory}; lower --learning_rate or add warm-up."
+                )
+            step.assign_add(chunk)
+            offset += chunk
+            if global_step > 0 or offset > chunk:  # the first call includes tracing
+                epoch_images += chunk * config.batch_size
+                epoch_seconds += seconds
+            if progbar:
+                progbar.update(
+                    offset,
+                    [
+                        ("loss", metrics["loss"]),
+                        ("top1_err", metrics["top1_error"]),
+                        ("top5_err", metrics["top5_error"]),
+                        ("img/s", chunk * config.batch_size / max(seconds, 1e-9)),
+                        ("lr", lr),
+                    ],
+                )
+            # A checkpoint at an epoch's end is written after the epoch's bookkeeping below.
+            if int(step.numpy()) % config.checkpoint_every_steps == 0 and offset < steps_per_epoch:
+                checkpoint.save(int(step.numpy()))
+
+        train_metrics = trainer.epoch_metrics()
+        val = validation()
+        dropped = schedule.update(1.0 - val["top1_error"])
+        trainer.totals.assign(tf.zeros(4, tf.float64))
+        images_per_second = epoch_images / epoch_seconds if epoch_seconds else 0.0
+        row = {
+            "epoch": epoch + 1,
+            "lr": float(optimizer.learning_rate.numpy()),
+            "train_loss": train_metrics["loss"],
+            "train_top1_error": train_metrics["top1_error"],
+            "train_top5_error": train_metrics["top5_error"],
+            "val_top1_error": val["top1_error"],
+            "val_top5_error": val["top5_error"],
+            "images_per_second": images_per_second,
+        }
+        if chief:
+            run_log.write_epoch(row)
+            print(
+                f"epoch {epoch + 1}: val top-1 error {val['top1_error']:.2%}, top-5 error "
+                f"{val['top5_error']:.2%}" + (" (learning rate divided by 10)" if dropped else ""),
+                flush=True,
+            )
+        checkpoint.save(int(step.numpy()))
+
+    if val is None:  # the run had already finished: report it again
+        val = validation()
+    if chief:
+        _save_model(model, os.path.join(workdir, "model.keras"))
+    else:
+        os.makedirs(os.path.join(workdir, "workers"), exist_ok=True)
+        _save_model(
+            model, os.path.join(workdir, "workers", f"worker{distribute.task_id(strategy)}.keras")
+        )
+    return {
+        "val_top1_error": float(val["top1_error"]),
+        "val_top5_error": float(val["top5_error"]),
+        "val_loss": float(val["loss"]),
+        "epochs": int(config.epochs),
+        "run_config": run_config,
+    }
+
+
+def final_line(result: dict) -> str:
+    """The last line ``bin/train`` prints."""
+    return (
+        f"final validation top-1 error {result['val_top1_error']:.2%}, "
+        f"top-5 error {result['val_top5_error']:.2%}"
+    )
