@@ -1,0 +1,235 @@
+"""SavedModel export for TensorFlow Serving (and ``.keras`` for Keras scripts).
+
+``export_saved_model`` writes ``BASE/<version>/``, TensorFlow Serving's model
+base-path layout: the server polls BASE and serves the highest numeric
+version. The version is written into a hidden temporary directory inside BASE
+and renamed into place only when complete, so a polling server never sees a
+half-written version; an existing version is never overwritten.
+
+The graph holds the whole test-time pipeline -- decoding, RGB conversion, the
+decompression-bomb guard, rescaling to each Q, mean subtraction, the
+fully-convolutional net, score-map and flip averaging (paper §3.2) -- built
+from the same functions as ``bin/evaluate``'s dense protocol
+(:mod:`vgg_tf.evaluate`), so both give the same probabilities.
+
+Signatures:
+
+* ``serving_default``: ``image_bytes`` (string ``[N]``: JPEG/PNG/GIF/BMP) ->
+  ``probabilities`` ``[N, classes]``, ``classes`` ``[N, k]`` (int32, best
+  first), ``scores`` ``[N, k]`` and, when the training data had class names,
+  ``labels`` ``[N, k]`` (string).
+* ``predict_images``: ``images`` (float32 RGB in [0, 255], ``[N, H, W, 3]``,
+  any size) -> the same outputs.
+
+Loading needs only TensorFlow: ``tf.saved_model.load(path)`` or
+``tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+
+import keras
+import tensorflow as tf
+
+from vgg_tf.evaluate import (
+    DEFAULT_MAX_PIXELS,
+    TrainedModel,
+    check_scales,
+    decode_image,
+    dense_probabilities,
+    load_trained_model,
+    multi_scales,
+)
+from vgg_tf.fcn import to_fully_convolutional
+
+SERVING_SIGNATURE = "serving_default"
+IMAGES_SIGNATURE = "predict_images"
+METADATA_FILE = os.path.join("assets.extra", "vgg_tf_export.json")
+
+
+class ServingModule(tf.Module):
+    """The exported graph: the dense protocol behind two serving signatures.
+
+    Args:
+        fcn: Fully-convolutional net returning logits (``head="logits"``).
+        scales: Test scales Q averaged by the graph.
+        mean_rgb: Training-set mean RGB subtracted after rescaling.
+        class_names: Optional names; adds the ``labels`` output.
+        top_k: How many classes ``classes``/``scores`` list (capped at the
+            number of classes).
+        max_pixels: Images declaring more pixels are rejected before decoding.
+    """
+
+    def __init__(
+        self,
+        fcn: keras.Model,
+        scales: Sequence[int],
+        mean_rgb: Sequence[float],
+        class_names: Sequence[str] | None = None,
+        top_k: int = 5,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    ):
+        super().__init__(name="vgg_serving")
+        self.fcn = fcn
+        self._scales = tuple(int(q) for q in scales)
+        self._mean = tuple(float(m) for m in mean_rgb)
+        self._num_classes = int(fcn.output_shape[-1])
+        self._top_k = max(1, min(int(top_k), self._num_classes))
+        self._class_names = tuple(class_names) if class_names else None
+        self._max_pixels = max_pixels
+
+    def _outputs(self, probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
+        scores, classes = tf.math.top_k(probabilities, k=self._top_k)
+        outputs = {"probabilities": probabilities, "classes": classes, "scores": scores}
+        if self._class_names is not None:
+            outputs["labels"] = tf.gather(tf.constant(self._class_names), classes)
+        return outputs
+
+    def _guard_empty(self, n: tf.Tensor, compute) -> dict[str, tf.Tensor]:
+        # An empty batch through Conv2D fails on CPU builds: answer it without the net.
+        empty = lambda: tf.zeros([0, self._num_classes], tf.float32)  # noqa: E731
+        return self._outputs(tf.cond(n > 0, compute, empty))
+
+    def _one_image(self, image_bytes: tf.Tensor) -> tf.Tensor:
+        image = tf.cast(decode_image(image_bytes, self._max_pixels), tf.float32)
+        return dense_probabilities(self.fcn, image[None], self._scales, self._mean)[0]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes):
+        """Class posteriors of a batch of encoded images (each at its own size)."""
+
+        def compute():
+            # Per image: each rescales to its own shape. One at a time bounds memory.
+            return tf.map_fn(
+                self._one_image,
+                image_bytes,
+                fn_output_signature=tf.TensorSpec([self._num_classes], tf.float32),
+                parallel_iterations=1,
+            )
+
+        return self._guard_empty(tf.size(image_bytes), compute)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="images")])
+    def serve_images(self, images):
+        """Class posteriors of a batch of same-size float RGB images in [0, 255]."""
+        return self._guard_empty(
+            tf.shape(images)[0],
+            lambda: dense_probabilities(self.fcn, images, self._scales, self._mean),
+        )
+
+
+def _versions(export_dir: str) -> list[int]:
+    if not os.path.isdir(export_dir):
+        return []
+    return sorted(int(d) for d in os.listdir(export_dir) if d.isdigit())
+
+
+def export_saved_model(
+    model: str | os.PathLike | TrainedModel,
+    export_dir: str | os.PathLike,
+    *,
+    version: int | None = None,
+    scales: Sequence[int] | None = None,
+    top_k: int = 5,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    keras_output: str | os.PathLike | None = None,
+    verbose: int = 1,
+) -> str:
+    """Exports a trained model as ``export_dir/<version>/`` for TensorFlow Serving.
+
+    Args:
+        model: A training workdir, a ``.keras`` file (with ``config.json``
+            beside it unless ``scales`` is given), or a :class:`TrainedModel`.
+        export_dir: The model base path TensorFlow Serving polls.
+        version: Version number; defaults to one more than the highest present
+            (1 for a new base path). An existing version is an error.
+        scales: The test scales Q the graph averages; defaults to the model's
+            multi-scale set (§4.2) read from its training config.
+        top_k: How many classes the ``classes``/``scores`` outputs list.
+        max_pixels: Decompression-bomb limit on the pixels an image header
+            declares (default 40 megapixels); None disables it.
+        keras_output: Also save the fully-convolutional Keras model (softmax
+            score map, expects mean-subtracted input) to this ``.keras`` path.
+        verbose: Print where the export went.
+
+    Returns:
+        The path of the new version directory.
+
+    Example:
+        >>> export_saved_model("workdirs/digits_a", "/models/vgg")  # doctest: +SKIP
+        '/models/vgg/1'
+    """
+    trained = model if isinstance(model, TrainedModel) else load_trained_model(model)
+    export_dir = os.fspath(export_dir)
+    if scales:
+        scales = check_scales(scales, trained.crop_size)
+    else:
+        scales = multi_scales(trained)
+    if version is None:
+        version = (_versions(export_dir) or [0])[-1] + 1
+    if not isinstance(version, int) or version < 0:
+        raise ValueError(f"version={version!r} is not accepted; expected an integer >= 0.")
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final):
+        raise ValueError(
+            f"Version {version} already exists at {final!r}; expected a new version "
+            f"(present: {_versions(export_dir)}; omit --version to take the next one)."
+        )
+    if max_pixels is not None and max_pixels <= 0:
+        raise ValueError(f"max_pixels={max_pixels!r} is not accepted; expected > 0 or None.")
+    if keras_output is not None and not os.fspath(keras_output).endswith(".keras"):
+        raise ValueError(f"keras_output={os.fspath(keras_output)!r} must end with '.keras'.")
+
+    module = ServingModule(
+        to_fully_convolutional(trained.model, head="logits"),
+        scales,
+        trained.mean_rgb,
+        trained.class_names,
+        top_k,
+        max_pixels,
+    )
+    os.makedirs(export_dir, exist_ok=True)
+    # A dot-name is not a number: TF Serving ignores it until the rename.
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    try:
+        tf.saved_model.save(
+            module,
+            tmp,
+            signatures={
+                SERVING_SIGNATURE: module.serve_bytes.get_concrete_function(),
+                IMAGES_SIGNATURE: module.serve_images.get_concrete_function(),
+            },
+        )
+        metadata = dict(
+            source=trained.path,
+            variant=trained.config.get("variant"),
+            scales=list(scales),
+            mean_rgb=list(trained.mean_rgb),
+            crop_size=trained.crop_size,
+            num_classes=trained.num_classes,
+            class_names=list(trained.class_names) if trained.class_names else None,
+            top_k=module._top_k,
+            max_pixels=max_pixels,
+            softmax="per location, then spatial average (vgg_tf.evaluate)",
+        )
+        os.makedirs(os.path.join(tmp, os.path.dirname(METADATA_FILE)), exist_ok=True)
+        with open(os.path.join(tmp, METADATA_FILE), "w") as f:
+            json.dump(metadata, f, indent=2)
+        os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; a server may run as another user
+        if os.path.exists(final):  # appeared while we were writing
+            raise ValueError(f"Version {version} appeared at {final!r} during the export.")
+        os.rename(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if keras_output is not None:
+        os.makedirs(os.path.dirname(os.path.abspath(keras_output)), exist_ok=True)
+        to_fully_convolutional(trained.model).save(keras_output)
+    if verbose:
+        print(f"Exported {trained.name} (Q={','.join(map(str, scales))}) to {final}")
+    return final
