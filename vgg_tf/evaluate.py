@@ -479,13 +479,31 @@ def evaluate_images(
     num_examples: int | None = None,
     heatmap_dir: str | None = None,
     heatmap_count: int = 8,
+    predictions_output: str | None = None,
     verbose: int = 1,
 ) -> list[dict]:
     """Evaluates models on ``(uint8 RGB image (H, W, 3), label)`` examples.
 
-    Returns one row per model and protocol (and a ``fusion`` row per protocol
-    when there are several models): ``model``, ``protocol``, ``scales``,
-    ``top1_error``, ``top5_error`` (percent) and ``num_examples``.
+    Args:
+        evaluators: One per model; several also give fusion rows.
+        examples: Decoded images and integer labels.
+        protocols: Names from :data:`PROTOCOLS`.
+        num_examples: Length of ``examples`` for the progress bar, if known.
+        heatmap_dir: Write score-map heatmaps of the first images there.
+        heatmap_count: How many images get heatmaps.
+        predictions_output: Write every image's posteriors there as JSON
+            lines: ``{"index", "label", "probabilities": [{"model", <protocol>: [...]}, ...]}``
+            (one entry per model, in order).
+        verbose: 0 silent, 1 progress bar.
+
+    Returns:
+        One row per model and protocol (and a ``fusion`` row per protocol when
+        there are several models): ``model``, ``protocol``, ``scales``,
+        ``top1_error``, ``top5_error`` (percent) and ``num_examples``.
+
+    Example:
+        >>> rows = evaluate_images([ModelEvaluator(trained)], [(image, 3)], ["dense"])  # doctest: +SKIP
+        >>> print(format_table(rows))  # doctest: +SKIP
     """
     protocols = check_protocols(protocols)
     for ev in evaluators:  # fail before the loop on a bad single-scale request
@@ -495,22 +513,20 @@ def evaluate_images(
     fusion = {p: _Tally() for p in protocols} if len(evaluators) > 1 else {}
     progress = keras.utils.Progbar(num_examples, unit_name="image") if verbose else None
     seen = 0
-    for image, label in examples:
-        label = int(label)
-        per_model = []
-        for i, ev in enumerate(evaluators):
-            cache: dict = {}
-            per_model.append({p: ev.probabilities(p, image, cache) for p in protocols})
-            for p in protocols:
-                tallies[i, p].add(per_model[-1][p], label)
-            if heatmap_dir and seen < heatmap_count:
-                save_heatmap(ev, image, label, os.path.join(heatmap_dir, f"model{i}_{seen:04d}.png"))
-        for p in fusion:
-            fusion[p].add(np.mean([probs[p] for probs in per_model], axis=0), label)
-        seen += 1
-        if progress is not None:
-            top1 = tallies[0, protocols[0]].errors()[0]
-            progress.update(seen, values=[(f"top1_err_{protocols[0]}", top1)], finalize=False)
+    if predictions_output:
+        os.makedirs(os.path.dirname(os.path.abspath(predictions_output)), exist_ok=True)
+    predictions = open(predictions_output, "w") if predictions_output else None
+    try:
+        for image, label in examples:
+            _evaluate_one(evaluators, image, int(label), protocols, seen, tallies, fusion,
+                          heatmap_dir, heatmap_count, predictions)
+            seen += 1
+            if progress is not None:
+                top1 = tallies[0, protocols[0]].errors()[0]
+                progress.update(seen, values=[(f"top1_err_{protocols[0]}", top1)], finalize=False)
+    finally:
+        if predictions is not None:
+            predictions.close()
     if progress is not None:
         progress.update(seen, finalize=True)
     rows = []
@@ -526,6 +542,24 @@ def evaluate_images(
                          path=None, protocol=p, scales=None, top1_error=top1, top5_error=top5,
                          num_examples=seen))
     return rows
+
+
+def _evaluate_one(evaluators, image, label, protocols, index, tallies, fusion, heatmap_dir,
+                  heatmap_count, predictions) -> None:
+    per_model = []
+    for i, ev in enumerate(evaluators):
+        cache: dict = {}
+        per_model.append({p: ev.probabilities(p, image, cache) for p in protocols})
+        for p in protocols:
+            tallies[i, p].add(per_model[-1][p], label)
+        if heatmap_dir and index < heatmap_count:
+            save_heatmap(ev, image, label, os.path.join(heatmap_dir, f"model{i}_{index:04d}.png"))
+    for p in fusion:
+        fusion[p].add(np.mean([probs[p] for probs in per_model], axis=0), label)
+    if predictions is not None:
+        record = [dict(model=ev.trained.name, **{p: probs[p].tolist() for p in protocols})
+                  for ev, probs in zip(evaluators, per_model)]
+        predictions.write(json.dumps({"index": index, "label": label, "probabilities": record}) + "\n")
 
 
 def save_heatmap(evaluator: ModelEvaluator, image: Any, label: int, path: str) -> None:
@@ -601,6 +635,7 @@ def evaluate(
     output: str | None = None,
     heatmap_dir: str | None = None,
     heatmap_count: int = 8,
+    predictions_output: str | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     verbose: int = 1,
 ) -> list[dict]:
@@ -619,6 +654,7 @@ def evaluate(
         output: Path of a JSON file to write the rows to.
         heatmap_dir: Write score-map heatmaps of the first images there.
         heatmap_count: How many images get heatmaps.
+        predictions_output: Write every image's posteriors there (JSON lines).
         max_pixels: Decompression-bomb limit on declared image pixels.
         verbose: 0 silent, 1 progress bar and table.
 
@@ -653,6 +689,7 @@ def evaluate(
         num_examples=total,
         heatmap_dir=heatmap_dir,
         heatmap_count=heatmap_count,
+        predictions_output=predictions_output,
         verbose=verbose,
     )
     if verbose:
