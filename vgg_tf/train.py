@@ -28,7 +28,6 @@ import keras
 import ml_collections
 import numpy as np
 import tensorflow as tf
-from absl import logging
 
 from vgg_tf import config as config_lib
 from vgg_tf import distribute, input_pipeline, models
@@ -380,7 +379,8 @@ def train_and_evaluate(
         model = build_model(config, source.num_classes)
         if config.init_from:
             copied = initialise_from(model, config.init_from)
-            logging.info("Initialised %s from %s", ", ".join(copied), config.init_from)
+            if chief:
+                print(f"Initialised {', '.join(copied)} from {config.init_from}")
         logits_model = keras.Model(model.inputs, model.get_layer("fc8").output)
         optimizer = keras.optimizers.SGD(
             learning_rate=config.learning_rate, momentum=config.momentum
@@ -412,8 +412,8 @@ def train_and_evaluate(
         step=step,
     )
     restored = checkpoint.restore_latest()
-    if restored:
-        logging.info("Resumed from %s at step %d", restored, int(step.numpy()))
+    if restored and chief:
+        print(f"Resumed from {restored} at step {int(step.numpy())}")
 
     run_log = RunLog(workdir) if chief else None
     eval_q = single_scale(config)

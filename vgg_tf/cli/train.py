@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from vgg_tf import config as config_lib
@@ -68,6 +68,8 @@ _SHORTHANDS = {
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # keep the progress bars readable
     config = flags.FLAGS.config
     with config.unlocked():
         for field, flag in _SHORTHANDS.items():

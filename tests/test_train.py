@@ -1,0 +1,262 @@
+"""Training: recipe mechanics, distribution equivalences, fault tolerance, the CLI."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from vgg_tf import config as config_lib
+from vgg_tf import train
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(REPO, "bin", "train")
+
+# A tiny net on the built-in digits: seconds per epoch on one core.
+TINY_FLAGS = [
+    "--config.width_multiplier=0.0625",
+    "--config.scale_min=32",
+    "--config.scale_max=40",
+    "--batch_size=32",
+    "--config.checkpoint_every_steps=5",
+    "--config.warmup_epochs=0",
+    "--learning_rate=0.02",
+]
+
+
+def _env(tfds_dir, **extra):
+    env = dict(os.environ)
+    env.update(TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=str(tfds_dir), PYTHONUNBUFFERED="1")
+    env.update(extra)
+    return env
+
+
+def _train(workdir, tfds_dir, *flags, env=None, timeout=600, check=True):
+    cmd = [sys.executable, TRAIN, f"--workdir={workdir}", f"--data_dir={tfds_dir}", *flags]
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=timeout, env=env or _env(tfds_dir)
+    )
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def _weights(path):
+    model = keras.models.load_model(path, compile=False)
+    return [w.numpy() for w in model.weights]
+
+
+def _assert_same_weights(a, b, atol):
+    assert len(a) == len(b)
+    for x, y in zip(a, b):
+        np.testing.assert_allclose(x, y, atol=atol, rtol=0)
+
+
+@pytest.fixture(scope="module")
+def tfds_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tfds")
+
+
+# --- Units -----------------------------------------------------------------
+
+
+def test_plateau_schedule_divides_by_ten_at_most_max_drops_times():
+    schedule = train.PlateauSchedule(0.01, factor=0.1, patience=2, min_delta=1e-3, max_drops=3)
+    history = []
+    for accuracy in [0.5, 0.6, 0.6, 0.6005, 0.7, 0.7, 0.7] + [0.7] * 10:
+        schedule.update(accuracy)
+        history.append(float(schedule.learning_rate.numpy()))
+    assert history[:4] == pytest.approx([0.01, 0.01, 0.01, 0.001])  # 0.6005 is within min_delta
+    assert history[4:6] == pytest.approx([0.001, 0.001])
+    assert history[6] == pytest.approx(1e-4)
+    assert min(history) == pytest.approx(1e-5)  # three drops in all
+    assert int(schedule.drops.numpy()) == 3
+
+
+def test_sgd_step_matches_caffe_update_with_weight_decay():
+    """One step of the trainer's optimizer equals Caffe's v = m v + lr (g + wd w); w -= v."""
+    keras.utils.set_random_seed(0)
+    w0 = np.random.default_rng(0).normal(size=(4, 3)).astype("float32")
+    x = np.random.default_rng(1).normal(size=(8, 4)).astype("float32")
+    dense = keras.layers.Dense(
+        3, use_bias=False, kernel_regularizer=keras.regularizers.L2(5e-4 / 2)
+    )
+    dense.build((None, 4))
+    dense.kernel.assign(w0)
+    opt = keras.optimizers.SGD(learning_rate=0.01, momentum=0.9)
+    velocity = np.zeros_like(w0)
+    w = w0.copy()
+    for _ in range(3):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(dense(x) ** 2) + tf.add_n(dense.losses)
+        grad = tape.gradient(loss, dense.kernel)
+        data_grad = (2 * x.T @ (x @ w) / (8 * 3)).astype("float32")
+        opt.apply([grad], [dense.kernel])
+        velocity = 0.9 * velocity + 0.01 * (data_grad + 5e-4 * w)
+        w = w - velocity
+        np.testing.assert_allclose(dense.kernel.numpy(), w, rtol=1e-5, atol=1e-7)
+
+
+def test_validate_config_names_bad_fields():
+    config = config_lib.paper_recipe()
+    for field, value, message in [
+        ("variant", "Z", "'Z'.*A, A-LRN"),
+        ("strategy", "horovod", "'horovod'.*default, mirrored, multi_worker"),
+        ("learning_rate", -0.1, "learning_rate=-0.1"),
+        ("scale_max", 200, "scale_min=256 > scale_max=200"),
+        ("kernel_initializer", "he", "'he'.*paper, glorot"),
+    ]:
+        bad = config_lib.paper_recipe()
+        bad[field] = value
+        with pytest.raises(ValueError, match=message):
+            train.validate_config(bad)
+    train.validate_config(config)
+
+
+# --- Runs ------------------------------------------------------------------
+
+
+def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, tfds_dir):
+    workdir = tmp_path / "run"
+    result = _train(workdir, tfds_dir, "--variant=A", "--epochs=2", *TINY_FLAGS)
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.startswith("final validation top-1 error")
+    for name in ("metrics.csv", "config.json", "learning_curves.png", "model.keras"):
+        assert (workdir / name).is_file(), name
+    assert list((workdir / "logs").glob("events.out.tfevents.*"))
+    rows = (workdir / "metrics.csv").read_text().splitlines()
+    assert rows[0].split(",") == list(train.reporting.METRIC_COLUMNS)
+    assert len(rows) == 3
+    recorded = json.loads((workdir / "config.json").read_text())
+    assert recorded["variant"] == "A" and recorded["num_classes"] == 10
+    assert recorded["class_names"] == [str(d) for d in range(10)]
+    assert len(recorded["mean_rgb"]) == 3
+    # Training did something: better than chance (90% error) after two epochs.
+    top1 = float(last.split("top-1 error ")[1].split("%")[0]) / 100
+    assert top1 < 0.85
+    # keras.models.load_model in a fresh process gives the same predictions.
+    model = keras.models.load_model(workdir / "model.keras")
+    images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    np.save(tmp_path / "x.npy", images)
+    np.save(tmp_path / "y.npy", model.predict_on_batch(images))
+    script = (
+        "import numpy as np, keras; "
+        f"m = keras.models.load_model({str(workdir / 'model.keras')!r}); "
+        f"np.testing.assert_array_equal(m.predict_on_batch(np.load({str(tmp_path / 'x.npy')!r})), "
+        f"np.load({str(tmp_path / 'y.npy')!r})); print('ok')"
+    )
+    check = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert check.stdout.strip() == "ok", check.stderr[-2000:]
+
+    # Same workdir, another learning rate: refused, nothing deleted.
+    refused = _train(workdir, tfds_dir, "--variant=A", "--epochs=2", *TINY_FLAGS,
+                     "--learning_rate=0.5", check=False)
+    assert refused.returncode != 0
+    assert "learning_rate: 0.02 -> 0.5" in refused.stderr and "--overwrite" in refused.stderr
+    assert (workdir / "model.keras").is_file() and (workdir / "checkpoints").is_dir()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--variant=F"], "--variant"),
+        (["--strategy=horovod"], "--strategy"),
+        (["--cpu_devices=2", "--strategy=mirrored", "--batch_size=33"], "batch_size=33"),
+        (["--dataset=no_such_dataset_xyz"], "no_such_dataset_xyz"),
+    ],
+)
+def test_bad_flags_exit_with_one_clear_line(tmp_path, tfds_dir, flags, message):
+    result = _train(tmp_path / "run", tfds_dir, *flags, check=False, timeout=120)
+    assert result.returncode != 0
+    lines = [l for l in result.stderr.splitlines() if message in l]
+    assert lines, result.stderr[-2000:]
+
+
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tfds_dir):
+    workdir = tmp_path / "run"
+    result = _train(workdir, tfds_dir, "--variant=A", "--epochs=1", *TINY_FLAGS,
+                    "--learning_rate=1e6", check=False)
+    assert result.returncode != 0
+    assert "training loss became" in result.stderr
+    assert not (workdir / "model.keras").exists()
+
+
+def test_mirrored_over_two_devices_equals_one_device(tmp_path, tfds_dir):
+    common = ["--variant=A", "--epochs=1", *TINY_FLAGS, "--deterministic",
+              "--config.dropout=0", "--config.color_shift_std=0"]
+    _train(tmp_path / "one", tfds_dir, *common)
+    _train(tmp_path / "two", tfds_dir, *common, "--cpu_devices=2", "--strategy=mirrored",
+           "--devices=/cpu:0,/cpu:1")
+    _assert_same_weights(
+        _weights(tmp_path / "one" / "model.keras"), _weights(tmp_path / "two" / "model.keras"), 1e-5
+    )
+
+
+def _free_ports(n):
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir):
+    common = ["--variant=A", "--epochs=1", *TINY_FLAGS, "--deterministic",
+              "--config.dropout=0", "--config.color_shift_std=0"]
+    _train(tmp_path / "single", tfds_dir, *common)
+    ports = _free_ports(2)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    workdir = tmp_path / "multi"
+    procs = []
+    for index in range(2):
+        env = _env(tfds_dir, TF_CONFIG=json.dumps({"cluster": cluster,
+                                                   "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen(
+            [sys.executable, TRAIN, f"--workdir={workdir}", f"--data_dir={tfds_dir}",
+             "--strategy=multi_worker", *common],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, out[-2000:] + err[-4000:]
+    chief = _weights(workdir / "model.keras")
+    worker = _weights(workdir / "workers" / "worker1.keras")
+    _assert_same_weights(chief, worker, 0)
+    _assert_same_weights(chief, _weights(tmp_path / "single" / "model.keras"), 1e-5)
+
+
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir):
+    common = ["--variant=A", "--epochs=2", *TINY_FLAGS, "--deterministic"]
+    _train(tmp_path / "whole", tfds_dir, *common)
+
+    workdir = tmp_path / "killed"
+    cmd = [sys.executable, TRAIN, f"--workdir={workdir}", f"--data_dir={tfds_dir}", *common]
+    proc = subprocess.Popen(cmd, env=_env(tfds_dir), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    # Kill once a mid-epoch checkpoint exists (epoch 1 has 44 steps, checkpoints every 5).
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if list((workdir / "checkpoints").glob("ckpt-1[05].index")):
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (workdir / "model.keras").exists()
+
+    resumed = _train(workdir, tfds_dir, *common)
+    assert resumed.stdout.strip().splitlines()[-1].startswith("final validation")
+    _assert_same_weights(
+        _weights(tmp_path / "whole" / "model.keras"), _weights(workdir / "model.keras"), 0
+    )
+    rows = (workdir / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
