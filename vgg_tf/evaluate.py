@@ -664,13 +664,13 @@ def evaluate(
     Example:
         >>> rows = evaluate("workdirs/digits_d", "digits", "dense,multicrop")  # doctest: +SKIP
     """
-    from vgg_tf.input_pipeline import get_source
-
     paths = [m for m in models.split(",") if m] if isinstance(models, str) else list(models)
     if not paths:
         raise ValueError("No model given; expected one or more workdirs or .keras files.")
     protocols = check_protocols(protocols)
     evaluators = [ModelEvaluator(load_trained_model(p), scales) for p in paths]
+    from vgg_tf.input_pipeline import get_source  # the pipeline is only needed from here on
+
     source = get_source(dataset, data_dir=data_dir)
     split = split or source.eval_split
     total = source.num_examples(split)
