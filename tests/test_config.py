@@ -1,0 +1,39 @@
+import runpy
+
+import pytest
+
+from vgg_tf import config as config_lib
+from vgg_tf import train
+
+
+def _load(name):
+    return runpy.run_path(str(config_lib.configs_dir() / f"{name}.py"))["get_config"]()
+
+
+def test_paper_recipe_numbers():
+    c = config_lib.paper_recipe()
+    assert (c.batch_size, c.momentum, c.weight_decay, c.dropout) == (256, 0.9, 5e-4, 0.5)
+    assert (c.learning_rate, c.lr_drop_factor, c.lr_max_drops, c.epochs) == (0.01, 0.1, 3, 74)
+    assert (c.crop_size, c.scale_min, c.scale_max, c.kernel_initializer) == (224, 256, 256, "paper")
+
+
+@pytest.mark.parametrize(
+    "name, scales, lr",
+    [("imagenet_s256", (256, 256), 0.01), ("imagenet_s384", (384, 384), 1e-3),
+     ("imagenet_jitter", (256, 512), 1e-3), ("digits", (32, 48), 0.01)],
+)
+def test_recipe_files_load_and_validate(name, scales, lr):
+    c = _load(name)
+    train.validate_config(c)
+    assert (c.scale_min, c.scale_max) == scales
+    assert c.learning_rate == pytest.approx(lr)
+
+
+def test_default_config_is_the_digits_recipe():
+    assert config_lib.default_config_path().endswith("configs/digits.py")
+    assert _load("digits").dataset == "digits"
+
+
+def test_single_scale_q():
+    assert train.single_scale({"scale_min": 256, "scale_max": 512}) == 384
+    assert train.single_scale({"scale_min": 384, "scale_max": 384}) == 384
