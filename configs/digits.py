@@ -19,6 +19,7 @@ def get_config():
     config.kernel_initializer = "glorot"
     config.crop_size = 32
     config.scale_min, config.scale_max = 32, 48
+    config.flip = False  # a mirrored digit is another glyph
     config.batch_size = 64
     config.epochs = 8
     config.warmup_epochs = 1.0

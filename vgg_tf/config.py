@@ -41,6 +41,7 @@ def paper_recipe() -> ml_collections.ConfigDict:
     c.scale_min = 256  # S; scale_min < scale_max jitters S per image
     c.scale_max = 256
     c.mean_rgb = ml_collections.FieldReference(None, field_type=tuple)  # None: ImageNet's, or computed
+    c.flip = True  # random horizontal flips
     c.color_shift_std = 0.1  # PCA lighting (Krizhevsky et al. 2012)
     c.cache = False
     # Optimisation.

@@ -449,6 +449,7 @@ def train_and_evaluate(
                 scale_max=config.scale_max,
                 mean_rgb=mean_rgb,
                 color_shift_std=config.color_shift_std,
+                flip=config.flip,
                 seed=seed,
                 deterministic=config.deterministic,
                 # Each pipeline feeds global_batch / num_input_pipelines examples a step.
