@@ -52,6 +52,13 @@ IMAGES_SIGNATURE = "predict_images"
 METADATA_FILE = os.path.join("assets.extra", "vgg_tf_export.json")
 
 
+class _Untracked:
+    """Holds an object out of sight of tf.Module's dependency tracking."""
+
+    def __init__(self, value):
+        self.value = value
+
+
 class ServingModule(tf.Module):
     """The exported graph: the dense protocol behind two serving signatures.
 
@@ -63,6 +70,9 @@ class ServingModule(tf.Module):
         top_k: How many classes ``classes``/``scores`` list (capped at the
             number of classes).
         max_pixels: Images declaring more pixels are rejected before decoding.
+
+    Call :meth:`signatures` to get the concrete functions to save: it also
+    tracks the variables they capture.
     """
 
     def __init__(
@@ -75,7 +85,11 @@ class ServingModule(tf.Module):
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
     ):
         super().__init__(name="vgg_serving")
-        self.fcn = fcn
+        # The Keras model itself is not tracked: its Keras variable wrappers would be
+        # saved as handles of their own, and TF Serving's (TF1) loader would restore
+        # those and leave the ones the graph reads uninitialised. The module tracks
+        # the tf.Variables the signatures capture instead (see `signatures`).
+        self._fcn = _Untracked(fcn)
         self._scales = tuple(int(q) for q in scales)
         self._mean = tuple(float(m) for m in mean_rgb)
         self._num_classes = int(fcn.output_shape[-1])
@@ -97,7 +111,7 @@ class ServingModule(tf.Module):
 
     def _one_image(self, image_bytes: tf.Tensor) -> tf.Tensor:
         image = tf.cast(decode_image(image_bytes, self._max_pixels), tf.float32)
-        return dense_probabilities(self.fcn, image[None], self._scales, self._mean)[0]
+        return dense_probabilities(self._fcn.value, image[None], self._scales, self._mean)[0]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(self, image_bytes):
@@ -119,8 +133,22 @@ class ServingModule(tf.Module):
         """Class posteriors of a batch of same-size float RGB images in [0, 255]."""
         return self._guard_empty(
             tf.shape(images)[0],
-            lambda: dense_probabilities(self.fcn, images, self._scales, self._mean),
+            lambda: dense_probabilities(self._fcn.value, images, self._scales, self._mean),
         )
+
+
+    def signatures(self) -> dict:
+        """The serving signatures, tracking the variables they read."""
+        functions = {
+            SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
+            IMAGES_SIGNATURE: self.serve_images.get_concrete_function(),
+        }
+        captured = {}
+        for function in functions.values():
+            for variable in function.variables:
+                captured[id(variable)] = variable
+        self.captured_variables = list(captured.values())
+        return functions
 
 
 def _versions(export_dir: str) -> list[int]:
@@ -197,14 +225,7 @@ def export_saved_model(
     # A dot-name is not a number: TF Serving ignores it until the rename.
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
     try:
-        tf.saved_model.save(
-            module,
-            tmp,
-            signatures={
-                SERVING_SIGNATURE: module.serve_bytes.get_concrete_function(),
-                IMAGES_SIGNATURE: module.serve_images.get_concrete_function(),
-            },
-        )
+        tf.saved_model.save(module, tmp, signatures=module.signatures())
         metadata = dict(
             source=trained.path,
             variant=trained.config.get("variant"),

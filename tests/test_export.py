@@ -1,0 +1,319 @@
+"""Tests of the SavedModel export for TensorFlow Serving (vgg_tf.export)."""
+
+import io
+import json
+import os
+import struct
+import subprocess
+import sys
+import zlib
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+from vgg_tf import evaluate as ev
+from vgg_tf import export as ex
+from vgg_tf.models import VGG
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DIGIT_SIDE = 40  # digits upsampled 5x: the recipe jitters S in [32, 48] around it
+
+
+def _digit_images():
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    gray = (digits.images * (255.0 / 16.0)).astype("uint8")
+    up = np.kron(gray, np.ones((1, 5, 5), "uint8"))  # 8x8 -> 40x40
+    return np.repeat(up[..., None], 3, axis=-1), digits.target.astype("int32")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    """A small net A trained for a few seconds on the digits, saved per the workdir contract."""
+    images, labels = _digit_images()
+    mean = images.reshape(-1, 3).mean(axis=0)
+    keras.utils.set_random_seed(0)
+    model = VGG("A", classes=10, crop_size=32, width_multiplier=1 / 16,
+                kernel_initializer="glorot")
+    # Centre 32x32 crops of the training digits rescaled to S = 32, 40, 48 (the test scales).
+    train = np.concatenate([
+        tf.image.resize(images[:1500].astype("float32"), (s, s)).numpy()[
+            :, (s - 32) // 2:(s + 32) // 2, (s - 32) // 2:(s + 32) // 2]
+        for s in (32, 40, 48)]) - mean
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
+    model.fit(train, np.tile(labels[:1500], 3), batch_size=64, epochs=3, verbose=0)
+    path = tmp_path_factory.mktemp("digits_A")
+    model.save(path / "model.keras")
+    config = dict(variant="A", dataset="digits", data_dir=None, crop_size=32, scale_min=32,
+                  scale_max=48, mean_rgb=[float(m) for m in mean], num_classes=10,
+                  class_names=[str(i) for i in range(10)], batch_norm=False,
+                  width_multiplier=1 / 16, kernel_initializer="glorot", dropout=0.5,
+                  weight_decay=0.0)
+    (path / "config.json").write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(workdir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("models") / "vgg"
+    version_dir = ex.export_saved_model(workdir, base, keras_output=str(base.parent / "fcn.keras"),
+                                        verbose=0)
+    return base, version_dir
+
+
+@pytest.fixture(scope="module")
+def served(exported):
+    return tf.saved_model.load(exported[1])
+
+
+def _encode(image, fmt="PNG", mode=None):
+    buf = io.BytesIO()
+    pil = Image.fromarray(image)
+    (pil.convert(mode) if mode else pil).save(buf, fmt)
+    return buf.getvalue()
+
+
+def _test_images():
+    """Three held-out digits at shapes of their own, as real PNG and JPEG bytes."""
+    images, labels = _digit_images()
+    picks = [1600, 1700, 1790]
+    raw = [images[picks[0]], images[picks[1]][:, 4:], np.pad(images[picks[2]], ((8, 0), (0, 0), (0, 0)))]
+    return [_encode(raw[0], "PNG"), _encode(raw[1], "JPEG"), _encode(raw[2], "PNG")], labels[picks]
+
+
+# --- The acceptance check: a separate process that imports only tensorflow ----
+
+_LOADER_SCRIPT = r"""
+import importlib.abc, json, sys
+
+class NoVggTf(importlib.abc.MetaPathFinder):  # vgg_tf may be installed: make it unreachable
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] == "vgg_tf":
+            raise ImportError("vgg_tf must not be needed to serve")
+
+sys.meta_path.insert(0, NoVggTf())
+import tensorflow as tf
+path, files = sys.argv[1], sys.argv[2:]
+data = [open(f, "rb").read() for f in files]
+def plain(outputs):
+    return {k: (v.astype(str) if v.dtype == object else v).tolist() for k, v in outputs.items()}
+result = {}
+loaded = tf.saved_model.load(path)
+result["tf2"] = plain({k: v.numpy() for k, v in
+                       loaded.signatures["serving_default"](image_bytes=tf.constant(data)).items()})
+with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+    meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], path)
+    sig = meta.signature_def["serving_default"]
+    feed = sig.inputs["image_bytes"].name
+    fetch = {k: v.name for k, v in sig.outputs.items()}
+    result["v1"] = plain(sess.run(fetch, {feed: data}))
+    try:
+        sess.run(fetch, {feed: [b"these bytes are no image"]})
+        result["v1_bad"] = "no error"
+    except tf.errors.InvalidArgumentError:
+        result["v1_bad"] = "InvalidArgument"
+    result["v1_empty"] = {k: list(v.shape) for k, v in sess.run(fetch, {feed: []}).items()}
+    result["v1_after_bad"] = plain(sess.run(fetch, {feed: data[:1]}))
+result["signatures"] = sorted(meta.signature_def)
+result["modules"] = sorted(m for m in sys.modules if m.split(".")[0] == "vgg_tf")
+print("RESULT" + json.dumps(result))
+"""
+
+
+def test_served_by_both_loaders_in_a_tensorflow_only_process(exported, workdir, tmp_path):
+    base, version_dir = exported
+    assert os.listdir(base) == ["1"] and version_dir == str(base / "1")
+    data, labels = _test_images()
+    files = []
+    for i, blob in enumerate(data):
+        files.append(tmp_path / f"image{i}")
+        files[-1].write_bytes(blob)
+    script = tmp_path / "load.py"
+    script.write_text(_LOADER_SCRIPT)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    proc = subprocess.run([sys.executable, str(script), version_dir, *map(str, files)],
+                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.split("RESULT", 1)[1])
+    assert {"predict_images", "serving_default"} <= set(result["signatures"])
+    assert result["modules"] == []  # no vgg_tf code was needed (nor reachable)
+
+    # bin/evaluate's dense protocol on the same images (the library path it calls).
+    evaluator = ev.ModelEvaluator(ev.load_trained_model(workdir))
+    expected = np.stack([evaluator.probabilities("dense", ev.decode_image(b)) for b in data])
+    for loader in ("tf2", "v1"):
+        out = result[loader]
+        np.testing.assert_allclose(out["probabilities"], expected, atol=1e-4)
+        np.testing.assert_array_equal(np.array(out["classes"])[:, 0], expected.argmax(axis=1))
+        np.testing.assert_allclose(np.array(out["scores"])[:, 0], expected.max(axis=1), atol=1e-4)
+        assert np.array(out["classes"]).shape == (3, 5)
+        assert [row[0] for row in out["labels"]] == [str(c) for c in expected.argmax(axis=1)]
+    assert (expected.argmax(axis=1) == labels).sum() >= 2  # it did learn the digits
+    assert result["v1_bad"] == "InvalidArgument"
+    assert result["v1_empty"] == {"probabilities": [0, 10], "classes": [0, 5], "scores": [0, 5],
+                                  "labels": [0, 5]}
+    np.testing.assert_allclose(result["v1_after_bad"]["probabilities"], expected[:1], atol=1e-4)
+
+
+def test_saved_model_cli_lists_signatures(exported):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(["saved_model_cli", "show", "--dir", exported[1], "--all"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    for text in ("signature_def['serving_default']", "signature_def['predict_images']",
+                 "inputs['image_bytes']", "dtype: DT_STRING", "inputs['images']",
+                 "outputs['probabilities']", "outputs['classes']", "outputs['scores']",
+                 "outputs['labels']"):
+        assert text in proc.stdout
+
+
+# --- Served-graph behaviour ------------------------------------------------------
+
+
+def _serve(served, blobs):
+    out = served.signatures["serving_default"](image_bytes=tf.constant(blobs, tf.string))
+    return {k: v.numpy() for k, v in out.items()}
+
+
+def test_modes_sizes_and_the_float_signature(served, workdir):
+    images, _ = _digit_images()
+    colour = images[5].copy()
+    colour[..., 1] //= 2
+    blobs = [_encode(colour, "PNG", "L"), _encode(colour, "PNG", "RGBA"),
+             _encode(colour, "JPEG", "CMYK"), _encode(colour, "GIF"), _encode(colour, "BMP"),
+             _encode(np.kron(colour, np.ones((3, 2, 1), "uint8")), "PNG")]  # 120x80
+    out = _serve(served, blobs)
+    assert out["probabilities"].shape == (6, 10)
+    np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, atol=1e-5)
+    # The float signature, on the same pixels, gives the same answer as the bytes one.
+    floats = served.signatures["predict_images"](images=tf.constant(colour[None].astype("float32")))
+    png = _serve(served, [_encode(colour, "PNG")])
+    np.testing.assert_allclose(floats["probabilities"].numpy(), png["probabilities"], atol=1e-5)
+    batch = served.signatures["predict_images"](images=tf.constant(np.stack([colour] * 2), tf.float32))
+    np.testing.assert_allclose(batch["probabilities"].numpy(), np.repeat(png["probabilities"], 2, 0),
+                               atol=1e-5)
+    empty = served.signatures["predict_images"](images=tf.zeros([0, 7, 9, 3]))
+    assert empty["probabilities"].shape == (0, 10) and empty["labels"].shape == (0, 5)
+
+
+def _png_header(width, height):
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk + b"\0" * 64
+
+
+def _patched_jpeg(width, height):
+    blob = bytearray(_encode(np.zeros((16, 16, 3), "uint8"), "JPEG"))
+    sof = blob.index(b"\xff\xc0")
+    blob[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(blob)
+
+
+def _patched(fmt, offset, fields, values):
+    blob = bytearray(_encode(np.zeros((16, 16, 3), "uint8"), fmt))
+    blob[offset:offset + struct.calcsize(fields)] = struct.pack(fields, *values)
+    return bytes(blob)
+
+
+def test_bad_input_errors_per_call_and_bombs_rejected(served):
+    good = _encode(_digit_images()[0][0])
+    real_bomb = _encode(np.zeros((6000, 7000), "uint8"))  # 42 MP of zeros: a few KB of PNG
+    assert len(real_bomb) < 100_000
+    bombs = {
+        "png": real_bomb,
+        "png header": _png_header(100_000, 100_000),
+        "jpeg": _patched_jpeg(60_000, 60_000),
+        "gif": _patched("GIF", 6, "<HH", (65_535, 65_535)),
+        "bmp": _patched("BMP", 18, "<ii", (20_000, -20_000)),  # negative height: top-down
+    }
+    for name, blob in bombs.items():
+        with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 40000000"):
+            _serve(served, [good, blob])
+    for blob in (b"", b"junk", b"\xff\xd8\xff\xe0 broken", b"RIFF\0\0\0\0WEBPVP8 "):
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            _serve(served, [blob])
+    # The server lives on: the next call answers.
+    assert _serve(served, [good])["probabilities"].shape == (1, 10)
+    empty = _serve(served, [])
+    assert {k: v.shape for k, v in empty.items()} == {
+        "probabilities": (0, 10), "classes": (0, 5), "scores": (0, 5), "labels": (0, 5)}
+
+
+def test_max_pixels_and_scales_are_export_options(workdir, tmp_path):
+    version_dir = ex.export_saved_model(workdir, tmp_path, scales=[48], max_pixels=40 * 40,
+                                        top_k=3, verbose=0)
+    served = tf.saved_model.load(version_dir)
+    ok = _encode(_digit_images()[0][0])  # 40x40 = the limit
+    too_big = _encode(np.zeros((40, 41, 3), "uint8"))
+    out = _serve(served, [ok])
+    assert out["classes"].shape == (1, 3)
+    evaluator = ev.ModelEvaluator(ev.load_trained_model(workdir), scales=[48])
+    np.testing.assert_allclose(out["probabilities"][0],
+                               evaluator.probabilities("dense", ev.decode_image(ok)), atol=1e-5)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more than 1600 pixels"):
+        _serve(served, [too_big])
+    metadata = json.loads(open(os.path.join(version_dir, ex.METADATA_FILE)).read())
+    assert metadata["scales"] == [48] and metadata["max_pixels"] == 1600
+
+
+# --- Versions and files -------------------------------------------------------------
+
+
+def test_versions_are_new_and_written_atomically(workdir, tmp_path, monkeypatch):
+    base = tmp_path / "vgg"
+    assert ex.export_saved_model(workdir, base, scales=[32], verbose=0) == str(base / "1")
+    assert ex.export_saved_model(workdir, base, scales=[32], version=7, verbose=0) == str(base / "7")
+    assert ex.export_saved_model(workdir, base, scales=[32], verbose=0) == str(base / "8")
+    with pytest.raises(ValueError, match=r"Version 7 already exists.*\[1, 7, 8\]"):
+        ex.export_saved_model(workdir, base, scales=[32], version=7, verbose=0)
+    before = (base / "7" / "saved_model.pb").read_bytes()
+
+    def fail_midway(module, path, signatures=None):
+        (tmp_path / "vgg" / os.path.basename(path)).joinpath("saved_model.pb").write_bytes(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ex.tf.saved_model, "save", fail_midway)
+    with pytest.raises(OSError, match="disk full"):
+        ex.export_saved_model(workdir, base, scales=[32], verbose=0)
+    assert sorted(os.listdir(base)) == ["1", "7", "8"]  # nothing half-written left behind
+    assert (base / "7" / "saved_model.pb").read_bytes() == before
+
+
+def test_keras_output_and_errors(exported, workdir, tmp_path):
+    fcn = keras.models.load_model(exported[0].parent / "fcn.keras")
+    model = keras.models.load_model(workdir / "model.keras")
+    x = np.random.RandomState(0).uniform(-50, 50, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(fcn(x).numpy()[:, 0, 0], model(x, training=False), atol=1e-5)
+    assert fcn(np.zeros((1, 64, 96, 3), "float32")).shape == (1, 2, 3, 10)
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    model.save(bare / "model.keras")  # no config.json beside it
+    with pytest.raises(ValueError, match="config.json.*--scales"):
+        ex.export_saved_model(bare / "model.keras", tmp_path / "out", verbose=0)
+    with pytest.raises(ValueError, match=r"\[16\] are smaller than the training crop 32"):
+        ex.export_saved_model(workdir, tmp_path / "out", scales=[16], verbose=0)
+    with pytest.raises(ValueError, match="must end with '.keras'"):
+        ex.export_saved_model(workdir, tmp_path / "out", keras_output="x.h5", verbose=0)
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli(workdir, tmp_path):
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    bin_export = os.path.join(ROOT, "bin", "export")
+    run = lambda *flags: subprocess.run(  # noqa: E731
+        [sys.executable, bin_export, "--model", str(workdir), "--export_dir", str(tmp_path),
+         *flags], capture_output=True, text=True, env=env, timeout=300)
+    first = run("--version", "3", "--scales", "40")
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert f"to {tmp_path / '3'}" in first.stdout
+    again = run("--version", "3")
+    assert again.returncode != 0
+    assert [l for l in again.stderr.splitlines() if l.startswith("error:")] == [
+        f"error: Version 3 already exists at '{tmp_path / '3'}'; expected a new version "
+        "(present: [3]; omit --version to take the next one)."]
