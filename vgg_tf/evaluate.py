@@ -20,7 +20,7 @@ posteriors of the windows the net sees -- and a score map of one location
 gives exactly the classifier's output.) The posteriors of the image and its
 horizontal flip are averaged, then those of the scales.
 
-The in-graph functions here (:func:`decode_image`, :func:`rescale_shorter_side`,
+The in-graph functions here (:func:`decode_image`, :func:`dense_score_map`,
 :func:`dense_probabilities`) are also what the exported SavedModel runs
 (:mod:`vgg_tf.export`), so the served probabilities equal ``bin/evaluate``'s.
 """
@@ -38,6 +38,7 @@ import numpy as np
 import tensorflow as tf
 
 from vgg_tf.fcn import crop_size_of, to_fully_convolutional
+from vgg_tf.input_pipeline import IMAGENET_MEAN_RGB, decode_rgb, get_source, rescale_shorter_side
 from vgg_tf.models import VGG  # noqa: F401  (registers vgg_tf layers for load_model)
 
 PROTOCOLS = ("single", "dense", "multicrop", "combined")
@@ -81,8 +82,6 @@ class TrainedModel:
     def mean_rgb(self) -> tuple[float, float, float]:
         mean = self.config.get("mean_rgb")
         if mean is None:
-            from vgg_tf.input_pipeline import IMAGENET_MEAN_RGB
-
             mean = IMAGENET_MEAN_RGB
         return tuple(float(m) for m in mean)
 
@@ -242,32 +241,12 @@ def decode_image(image_bytes: tf.Tensor, max_pixels: int | None = DEFAULT_MAX_PI
     else:
         checks.append(declared_pixels(image_bytes))  # still rejects unsupported formats
     with tf.control_dependencies(checks):
-        image = tf.io.decode_image(image_bytes, channels=3, expand_animations=False)
-    image.set_shape([None, None, 3])
-    return image
-
-
-def rescale_shorter_side(images: tf.Tensor, size: int) -> tf.Tensor:
-    """Isotropically rescales ``(N, H, W, 3)`` images so the shorter side is ``size``.
-
-    Bilinear with antialiasing (when shrinking); returns float32.
-
-    Example:
-        >>> rescale_shorter_side(tf.zeros((1, 100, 50, 3)), 32).shape
-        TensorShape([1, 64, 32, 3])
-    """
-    shape = tf.shape(images)
-    h, w = tf.cast(shape[1], tf.float64), tf.cast(shape[2], tf.float64)
-    scale = tf.cast(size, tf.float64) / tf.minimum(h, w)
-    # The shorter side becomes exactly `size`; the longer one the rounded product.
-    new_h = tf.where(h <= w, size, tf.cast(tf.round(h * scale), tf.int32))
-    new_w = tf.where(h <= w, tf.cast(tf.round(w * scale), tf.int32), size)
-    images = tf.image.resize(tf.cast(images, tf.float32), tf.stack([new_h, new_w]), antialias=True)
-    return tf.cast(images, tf.float32)
+        return decode_rgb(image_bytes)
 
 
 def _preprocess(images: tf.Tensor, q: int, mean_rgb: Sequence[float]) -> tf.Tensor:
-    return rescale_shorter_side(images, q) - tf.constant(mean_rgb, tf.float32)
+    # The training pipeline's rescaling (bilinear), so test images look like training ones.
+    return rescale_shorter_side(tf.cast(images, tf.float32), q) - tf.constant(mean_rgb, tf.float32)
 
 
 def dense_score_map(
@@ -486,13 +465,15 @@ def evaluate_images(
 
     Args:
         evaluators: One per model; several also give fusion rows.
-        examples: Decoded images and integer labels.
+        examples: ``(image, label)`` or ``(image, label, filename)``: decoded
+            uint8 RGB ``(H, W, 3)`` images, integer labels.
         protocols: Names from :data:`PROTOCOLS`.
         num_examples: Length of ``examples`` for the progress bar, if known.
         heatmap_dir: Write score-map heatmaps of the first images there.
         heatmap_count: How many images get heatmaps.
         predictions_output: Write every image's posteriors there as JSON
-            lines: ``{"index", "label", "probabilities": [{"model", <protocol>: [...]}, ...]}``
+            lines: ``{"index", "label", "filename", "probabilities": [{"model",
+            <protocol>: [...]}, ...]}``
             (one entry per model, in order).
         verbose: 0 silent, 1 progress bar.
 
@@ -517,8 +498,10 @@ def evaluate_images(
         os.makedirs(os.path.dirname(os.path.abspath(predictions_output)), exist_ok=True)
     predictions = open(predictions_output, "w") if predictions_output else None
     try:
-        for image, label in examples:
-            _evaluate_one(evaluators, image, int(label), protocols, seen, tallies, fusion,
+        for example in examples:
+            image, label = example[0], int(example[1])
+            filename = example[2] if len(example) > 2 else None
+            _evaluate_one(evaluators, image, label, filename, protocols, seen, tallies, fusion,
                           heatmap_dir, heatmap_count, predictions)
             seen += 1
             if progress is not None:
@@ -544,7 +527,7 @@ def evaluate_images(
     return rows
 
 
-def _evaluate_one(evaluators, image, label, protocols, index, tallies, fusion, heatmap_dir,
+def _evaluate_one(evaluators, image, label, filename, protocols, index, tallies, fusion, heatmap_dir,
                   heatmap_count, predictions) -> None:
     per_model = []
     for i, ev in enumerate(evaluators):
@@ -559,7 +542,8 @@ def _evaluate_one(evaluators, image, label, protocols, index, tallies, fusion, h
     if predictions is not None:
         record = [dict(model=ev.trained.name, **{p: probs[p].tolist() for p in protocols})
                   for ev, probs in zip(evaluators, per_model)]
-        predictions.write(json.dumps({"index": index, "label": label, "probabilities": record}) + "\n")
+        line = {"index": index, "label": label, "filename": filename, "probabilities": record}
+        predictions.write(json.dumps(line) + "\n")
 
 
 def save_heatmap(evaluator: ModelEvaluator, image: Any, label: int, path: str) -> None:
@@ -601,26 +585,18 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 def _source_examples(source, split: str, max_examples: int | None, max_pixels: int | None):
-    """Decoded ``(image, label)`` pairs of a split, through :func:`decode_image`."""
-    decode = tf.function(lambda b: decode_image(b, max_pixels),
-                         input_signature=[tf.TensorSpec([], tf.string)])
-    for i, record in enumerate(_raw_records(source, split)):
-        if max_examples is not None and i >= max_examples:
-            return
-        image_bytes, label = record[0], record[1]
-        yield decode(tf.constant(image_bytes)), int(label)
-
-
-def _raw_records(source, split: str):
-    """(encoded bytes, label, ...) records of a split of an input-pipeline Source."""
-    for name in ("raw_records", "read_raw", "raw_dataset", "records"):
-        method = getattr(source, name, None)
-        if callable(method):
-            records = method(split)
-            if isinstance(records, tf.data.Dataset):
-                records = records.as_numpy_iterator()
-            return iter(records)
-    raise ValueError(f"Source {source!r} has no method to read raw records.")
+    """Decoded ``(image, label, filename)`` of a split, through :func:`decode_image`."""
+    records = source.raw_records(split)
+    if max_examples is not None:
+        records = records.take(max_examples)
+    records = records.map(
+        lambda image_bytes, label, filename: (decode_image(image_bytes, max_pixels), label, filename),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+    # An undecodable or oversized image is skipped with a logged warning, not fatal.
+    records = records.ignore_errors(log_warning=True).prefetch(tf.data.AUTOTUNE)
+    for image, label, filename in records.as_numpy_iterator():
+        yield image, int(label), filename.decode("utf-8", "replace")
 
 
 def evaluate(
@@ -669,8 +645,6 @@ def evaluate(
         raise ValueError("No model given; expected one or more workdirs or .keras files.")
     protocols = check_protocols(protocols)
     evaluators = [ModelEvaluator(load_trained_model(p), scales) for p in paths]
-    from vgg_tf.input_pipeline import get_source  # the pipeline is only needed from here on
-
     source = get_source(dataset, data_dir=data_dir)
     split = split or source.eval_split
     total = source.num_examples(split)
