@@ -317,3 +317,38 @@ def test_cli(workdir, tmp_path):
     assert [l for l in again.stderr.splitlines() if l.startswith("error:")] == [
         f"error: Version 3 already exists at '{tmp_path / '3'}'; expected a new version "
         "(present: [3]; omit --version to take the next one)."]
+
+
+def test_served_probabilities_match_bin_evaluate_dense(exported, workdir, served, tmp_path):
+    """Acceptance: bin/evaluate's dense protocol and the served graph agree per image."""
+    images, labels = _digit_images()
+    root = tmp_path / "digits_folder"
+    for index in range(1700, 1797, 10):  # held-out digits, one per class or so
+        folder = root / str(labels[index])
+        folder.mkdir(parents=True, exist_ok=True)
+        image = images[index][:, 2:] if index % 20 else images[index]  # some non-square
+        (folder / f"{index}.png").write_bytes(_encode(image))
+    for digit in range(10):  # every class present
+        (root / str(digit)).mkdir(exist_ok=True)
+        if not any((root / str(digit)).iterdir()):
+            (root / str(digit) / "x.png").write_bytes(_encode(images[list(labels).index(digit)]))
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "bin", "evaluate"), "--model", str(workdir),
+         "--dataset", str(root), "--split", "train", "--protocol", "dense,single",
+         "--output", str(tmp_path / "table.json"),
+         "--predictions_output", str(tmp_path / "pred.jsonl")],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "top-1 err (%)" in proc.stdout and "32,40,48" in proc.stdout
+    table = json.loads((tmp_path / "table.json").read_text())
+    assert [r["protocol"] for r in table["rows"]] == ["dense", "single"]
+    assert table["rows"][1]["scales"] == [40]
+    lines = [json.loads(l) for l in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    assert len(lines) == table["rows"][0]["num_examples"] >= 10
+    blobs = [open(line["filename"], "rb").read() for line in lines]
+    served_probs = _serve(served, blobs)["probabilities"]
+    evaluated = np.array([line["probabilities"][0]["dense"] for line in lines])
+    np.testing.assert_allclose(served_probs, evaluated, atol=1e-4)
+    errors = 100 * np.mean(evaluated.argmax(axis=1) != [line["label"] for line in lines])
+    assert table["rows"][0]["top1_error"] == pytest.approx(errors)
