@@ -1,0 +1,142 @@
+"""bin/tune: searches the training recipe's hyper-parameters with keras-tuner.
+
+    bin/tune --variant A --tuner random --max_trials 3 --epochs 1 --directory tuning
+    bin/tune --tuner bayesian --max_trials 20 --learning_rate_range=1e-3,0.05 --inits=glorot
+    bin/train --config=tuning/digits_A/best_config.py          # the best setting, in full
+
+Rerunning the same command continues the search in --directory (a killed trial
+resumes from its checkpoint); --overwrite starts over. See BUILD.md for the
+distributed chief/worker mode.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from vgg_tf import config as config_lib
+from vgg_tf import distribute, models, train, tune
+
+config_flags.DEFINE_config_file(
+    "config",
+    config_lib.default_config_path(),
+    "Base recipe file (configs/*.py); override any field with --config.<field>=value.",
+    lock_config=True,
+)
+_TUNER = flags.DEFINE_string("tuner", "random", f"Search algorithm: {', '.join(tune.TUNERS)}.")
+_MAX_TRIALS = flags.DEFINE_integer(
+    "max_trials", 10, "Number of trials (Hyperband: at most this many)."
+)
+_DIRECTORY = flags.DEFINE_string("directory", "tuning", "Where the search lives.")
+_PROJECT = flags.DEFINE_string(
+    "project_name", None, "Sub-folder of --directory (default: <dataset>_<variant>)."
+)
+_OVERWRITE = flags.DEFINE_bool("overwrite", False, "Start the search over.")
+_OBJECTIVE = flags.DEFINE_string(
+    "objective", "top1", "Validation error minimised: top1 or top5."
+)
+_EPOCHS = flags.DEFINE_integer(
+    "epochs", None,
+    "Epochs per trial (Hyperband: the maximum; default: the recipe's). The best recipe file "
+    "keeps the recipe's epochs, for the full run.",
+)
+_TUNER_SEED = flags.DEFINE_integer("tuner_seed", 1, "Seed of the search algorithm (>= 1).")
+_FACTOR = flags.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor.")
+_RANGES = {
+    "learning_rate": flags.DEFINE_string(
+        "learning_rate_range", None, "MIN,MAX of the learning rate, log scale (default lr/10,lr*10)."
+    ),
+    "weight_decay": flags.DEFINE_string(
+        "weight_decay_range", None, "MIN,MAX of the weight decay, log scale if MIN > 0 "
+        "(default 1e-5,1e-3)."
+    ),
+    "dropout": flags.DEFINE_string("dropout_range", None, "MIN,MAX of the dropout (default 0,0.6)."),
+    "batch_sizes": flags.DEFINE_string(
+        "batch_sizes", None, "Global batch sizes to choose from (default batch/2,batch,batch*2)."
+    ),
+    "scale_ranges": flags.DEFINE_string(
+        "scale_ranges", None, "Training scale ranges SMIN-SMAX to choose from, e.g. 32-32,32-48 "
+        "(default: the recipe's, S fixed at SMIN, and SMIN-2*SMIN)."
+    ),
+    "inits": flags.DEFINE_string("inits", None, "Initialisers to choose from (default paper,glorot)."),
+}
+_CPU_DEVICES = flags.DEFINE_integer(
+    "cpu_devices", 0, "Split the CPU into this many logical devices (testing mirrored on CPU)."
+)
+# Shorthands for recipe fields that are not searched (None: keep the recipe's value).
+_SHORTHANDS = {
+    "variant": flags.DEFINE_enum("variant", None, list(models.VARIANTS), "Network of Table 1."),
+    "init_from": flags.DEFINE_string(
+        "init_from", None, "Workdir or .keras of a trained model to start every trial from."
+    ),
+    "dataset": flags.DEFINE_string(
+        "dataset", None, "TFDS name, 'digits' (built in) or a folder of class subfolders."
+    ),
+    "data_dir": flags.DEFINE_string("data_dir", None, "TFDS data directory."),
+    "strategy": flags.DEFINE_enum(
+        "strategy", None, list(distribute.STRATEGIES), "Distribution strategy of each trial."
+    ),
+    "devices": flags.DEFINE_string("devices", None, "Comma-separated devices for 'mirrored'."),
+    "mixed_precision": flags.DEFINE_enum(
+        "mixed_precision", None, list(train.MIXED_PRECISION[1:]), "Compute in bfloat16/float16."
+    ),
+    "deterministic": flags.DEFINE_bool(
+        "deterministic", None, "Op determinism and fixed data order."
+    ),
+    "seed": flags.DEFINE_integer("seed", None, "Training seed of every trial."),
+}
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # keep the trials' progress readable
+    recipe = flags.FLAGS.config
+    with recipe.unlocked():
+        for field, flag in _SHORTHANDS.items():
+            if flag.value is not None:
+                recipe[field] = flag.value
+    if _CPU_DEVICES.value:
+        distribute.split_logical_cpus(_CPU_DEVICES.value)
+    try:
+        space = tune.make_space(recipe, **{name: flag.value for name, flag in _RANGES.items()})
+        result = tune.search(
+            recipe,
+            _DIRECTORY.value,
+            space=space,
+            tuner=_TUNER.value,
+            objective=_OBJECTIVE.value,
+            max_trials=_MAX_TRIALS.value,
+            trial_epochs=_EPOCHS.value,
+            project_name=_PROJECT.value,
+            overwrite=_OVERWRITE.value,
+            seed=_TUNER_SEED.value,
+            hyperband_factor=_FACTOR.value,
+        )
+    except (ValueError, RuntimeError) as error:
+        # keras-tuner's RuntimeError carries a trial's traceback after its first line.
+        lines = str(error).strip().splitlines() or [repr(error)]
+        cause = f" (last: {lines[-1].strip()})" if len(lines) > 1 else ""
+        print(f"error: {lines[0]}{cause}", file=sys.stderr)
+        sys.exit(1)
+    if result.worker:
+        print(f"worker done; the chief reports the trials of {result.project_dir}")
+        return
+    print()
+    print(result.table)
+    if result.best_config_path is None:
+        print(f"error: no trial of {result.project_dir} completed", file=sys.stderr)
+        sys.exit(1)
+    print()
+    print(f"best trial {result.best_trial}: {tune.OBJECTIVES[_OBJECTIVE.value]} "
+          f"= {result.best_value:.4f}")
+    print(f"best config: {result.best_config_path}")
+    print(f"train it in full: bin/train --config={result.best_config_path}")
+
+
+def run():
+    """Console entry point (``vgg-tune``)."""
+    app.run(main)

@@ -1,0 +1,718 @@
+"""Hyper-parameter search over the training recipe with keras-tuner.
+
+The paper fixes its hyper-parameters by hand (§3.1); this module searches
+them for a new dataset. A :class:`RecipeHyperModel` turns a trial's
+hyper-parameters (learning rate, weight decay, dropout, batch size, the
+scale-jitter range of S and the initialisation) into a copy of the recipe, and
+:class:`RecipeTuner` trains that recipe with :func:`vgg_tf.train.train_and_evaluate`
+(the one training loop, its input pipeline, strategy and metrics) in
+``DIR/<project>/trial_<id>/``. That folder is a training workdir, so a trial
+killed half-way resumes from its checkpoint when the search is rerun, and
+keras-tuner's oracle state in ``DIR/<project>/oracle.json`` makes the search
+itself continue where it stopped.
+
+The objective is the final validation top-1 (or top-5) error, minimised.
+At the end :func:`search` returns a table of the trials and writes the best
+trial as a recipe file, ``DIR/<project>/best_config.py``, that
+``bin/train --config`` accepts.
+
+Example:
+    >>> import runpy  # doctest: +SKIP
+    >>> recipe = runpy.run_path("configs/digits.py")["get_config"]()  # doctest: +SKIP
+    >>> result = tune.search(recipe, "tuning", max_trials=3, trial_epochs=1)  # doctest: +SKIP
+    >>> print(result.table)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gc
+import json
+import math
+import os
+import shutil
+import sys
+from typing import Any, Callable, Sequence
+
+import keras
+import keras_tuner
+import ml_collections
+import tensorflow as tf
+from keras_tuner.engine import base_tuner
+from keras_tuner.engine.trial import TrialStatus
+
+from vgg_tf import config as config_lib
+from vgg_tf import distribute, models, train
+
+TUNERS = ("random", "bayesian", "hyperband")
+OBJECTIVES = {"top1": "val_top1_error", "top5": "val_top5_error"}
+#: Hyper-parameter name -> recipe field it sets (``scale`` sets scale_min and scale_max).
+FIELDS = {
+    "learning_rate": "learning_rate",
+    "weight_decay": "weight_decay",
+    "dropout": "dropout",
+    "batch_size": "batch_size",
+    "scale": ("scale_min", "scale_max"),
+    "init": "kernel_initializer",
+}
+SEARCH_FILE = "search.json"
+BEST_CONFIG_FILE = "best_config.py"
+TRIALS_FILE = "trials.csv"
+
+TrainFn = Callable[..., dict]
+
+
+# --- The search space ------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """Ranges of the searched recipe fields.
+
+    A float range with ``min == max`` (or a one-element choice) is held fixed.
+
+    Attributes:
+        learning_rate: (min, max) of the initial learning rate, sampled on a log scale.
+        weight_decay: (min, max), Caffe meaning (see BUILD.md); log scale when min > 0.
+        dropout: (min, max) dropout rate of fc6/fc7, linear.
+        batch_sizes: Global batch sizes to choose from.
+        scale_ranges: (scale_min, scale_max) pairs of the training scale S to choose
+            from; scale_min < scale_max jitters S per image (paper §3.1).
+        inits: Kernel initialisers to choose from ("paper" N(0, 0.01), "glorot").
+
+    Example:
+        >>> space = SearchSpace((1e-3, 1e-1), (1e-5, 1e-3), (0.0, 0.5), (32, 64),
+        ...                     ((32, 32), (32, 48)), ("glorot",))
+        >>> validate_space(space, crop_size=32)
+    """
+
+    learning_rate: tuple[float, float]
+    weight_decay: tuple[float, float]
+    dropout: tuple[float, float]
+    batch_sizes: tuple[int, ...]
+    scale_ranges: tuple[tuple[int, int], ...]
+    inits: tuple[str, ...]
+
+    def to_json(self) -> dict:
+        """A JSON-able description (recorded in ``search.json``)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+
+def default_space(config: ml_collections.ConfigDict) -> SearchSpace:
+    """Ranges around a recipe: lr / 10 .. lr * 10, batch / 2 .. batch * 2, and so on.
+
+    The scale choices are the recipe's own range, S fixed at its scale_min, and
+    the paper's jitter ratio [S, 2S] (256..512).
+
+    Example:
+        >>> space = default_space(config_lib.paper_recipe())
+        >>> space.learning_rate, space.batch_sizes, space.scale_ranges
+        ((0.001, 0.1), (128, 256, 512), ((256, 256), (256, 512)))
+    """
+    lr = float(config.learning_rate)
+    s_min, s_max = int(config.scale_min), int(config.scale_max)
+    scales = list(dict.fromkeys([(s_min, s_max), (s_min, s_min), (s_min, 2 * s_min)]))
+    batch = int(config.batch_size)
+    return SearchSpace(
+        learning_rate=(lr / 10, lr * 10),
+        weight_decay=(1e-5, 1e-3),
+        dropout=(0.0, 0.6),
+        batch_sizes=tuple(sorted({max(1, batch // 2), batch, batch * 2})),
+        scale_ranges=tuple(sorted(scales)),
+        inits=tuple(models.KERNEL_INITIALIZERS),
+    )
+
+
+def parse_range(name: str, text: str) -> tuple[float, float]:
+    """Parses ``"MIN,MAX"`` (or one value, held fixed) of flag ``--<name>``.
+
+    Example:
+        >>> parse_range("learning_rate_range", "1e-3,0.1")
+        (0.001, 0.1)
+    """
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    try:
+        values = [float(p) for p in parts]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{name}={text!r} is not accepted; expected MIN,MAX (two numbers).")
+    return values[0], values[1]
+
+
+def parse_ints(name: str, text: str) -> tuple[int, ...]:
+    """Parses ``"32,64,128"``.
+
+    Example:
+        >>> parse_ints("batch_sizes", "32, 64")
+        (32, 64)
+    """
+    try:
+        values = tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        values = ()
+    if not values:
+        raise ValueError(f"{name}={text!r} is not accepted; expected integers like 32,64,128.")
+    return values
+
+
+def parse_scale_ranges(text: str) -> tuple[tuple[int, int], ...]:
+    """Parses ``"32-32,32-48"`` (``S`` alone means S fixed) into (scale_min, scale_max) pairs.
+
+    Example:
+        >>> parse_scale_ranges("32,32-48")
+        ((32, 32), (32, 48))
+    """
+    ranges = []
+    for item in (p.strip() for p in text.split(",") if p.strip()):
+        try:
+            bounds = [int(v) for v in item.split("-")]
+        except ValueError:
+            bounds = []
+        if len(bounds) == 1:
+            bounds *= 2
+        if len(bounds) != 2:
+            raise ValueError(
+                f"scale_ranges={text!r} is not accepted; expected SMIN-SMAX items like 32-32,32-48."
+            )
+        ranges.append((bounds[0], bounds[1]))
+    if not ranges:
+        raise ValueError(f"scale_ranges={text!r} is not accepted; expected items like 32-32,32-48.")
+    return tuple(ranges)
+
+
+def parse_names(text: str) -> tuple[str, ...]:
+    """Parses ``"paper,glorot"``.
+
+    Example:
+        >>> parse_names("paper, glorot")
+        ('paper', 'glorot')
+    """
+    return tuple(p.strip() for p in text.split(",") if p.strip())
+
+
+def make_space(
+    recipe: ml_collections.ConfigDict,
+    *,
+    learning_rate: str | None = None,
+    weight_decay: str | None = None,
+    dropout: str | None = None,
+    batch_sizes: str | None = None,
+    scale_ranges: str | None = None,
+    inits: str | None = None,
+) -> SearchSpace:
+    """The default space of ``recipe`` with the ranges given as flag text replaced.
+
+    Example:
+        >>> make_space(config_lib.paper_recipe(), learning_rate="0.001,0.05").learning_rate
+        (0.001, 0.05)
+    """
+    space = default_space(recipe)
+    changes = {}
+    if learning_rate is not None:
+        changes["learning_rate"] = parse_range("learning_rate_range", learning_rate)
+    if weight_decay is not None:
+        changes["weight_decay"] = parse_range("weight_decay_range", weight_decay)
+    if dropout is not None:
+        changes["dropout"] = parse_range("dropout_range", dropout)
+    if batch_sizes is not None:
+        changes["batch_sizes"] = parse_ints("batch_sizes", batch_sizes)
+    if scale_ranges is not None:
+        changes["scale_ranges"] = parse_scale_ranges(scale_ranges)
+    if inits is not None:
+        changes["inits"] = parse_names(inits)
+    space = dataclasses.replace(space, **changes)
+    validate_space(space, int(recipe.crop_size))
+    return space
+
+
+def validate_space(space: SearchSpace, crop_size: int) -> None:
+    """Raises ValueError naming the first bad range and what is accepted."""
+    for name, (low, high) in (
+        ("learning_rate", space.learning_rate),
+        ("weight_decay", space.weight_decay),
+        ("dropout", space.dropout),
+    ):
+        if low > high:
+            raise ValueError(
+                f"{name} range min={low:g} > max={high:g}; expected min <= max."
+            )
+    if space.learning_rate[0] <= 0:
+        raise ValueError(
+            f"learning_rate range min={space.learning_rate[0]:g} is not accepted; expected a "
+            "positive learning rate (the range is sampled on a log scale)."
+        )
+    if space.weight_decay[0] < 0:
+        raise ValueError(
+            f"weight_decay range min={space.weight_decay[0]:g} is not accepted; expected >= 0."
+        )
+    if space.dropout[0] < 0 or space.dropout[1] >= 1:
+        raise ValueError(
+            f"dropout range {space.dropout[0]:g},{space.dropout[1]:g} is not accepted; expected "
+            "0 <= min <= max < 1."
+        )
+    if not space.batch_sizes or min(space.batch_sizes) < 1:
+        raise ValueError(
+            f"batch_sizes={list(space.batch_sizes)} is not accepted; expected integers >= 1."
+        )
+    for s_min, s_max in space.scale_ranges:
+        if s_min > s_max:
+            raise ValueError(
+                f"scale range {s_min}-{s_max} has min > max; expected SMIN <= SMAX."
+            )
+        if s_min < crop_size:
+            raise ValueError(
+                f"scale range {s_min}-{s_max} starts below crop_size={crop_size}; expected "
+                f"SMIN >= {crop_size}."
+            )
+    unknown = [i for i in space.inits if i not in models.KERNEL_INITIALIZERS]
+    if unknown or not space.inits:
+        raise ValueError(
+            f"inits={','.join(space.inits)!r} is not accepted; expected some of "
+            f"{', '.join(models.KERNEL_INITIALIZERS)}."
+        )
+
+
+def _scale_name(bounds: Sequence[int]) -> str:
+    return f"{bounds[0]}-{bounds[1]}"
+
+
+class RecipeHyperModel(keras_tuner.HyperModel):
+    """A HyperModel over the training recipe: ``build(hp)`` returns the trial's recipe.
+
+    keras-tuner calls ``build`` to discover the space; :class:`RecipeTuner`
+    calls it to get the recipe it trains. The model itself is built by the
+    trainer, from the recipe.
+
+    Example:
+        >>> hypermodel = RecipeHyperModel(config_lib.paper_recipe())
+        >>> hp = keras_tuner.HyperParameters()
+        >>> recipe = hypermodel.build(hp)
+        >>> recipe.batch_size in hypermodel.space.batch_sizes
+        True
+    """
+
+    def __init__(self, recipe: ml_collections.ConfigDict, space: SearchSpace | None = None,
+                 trial_epochs: int | None = None):
+        super().__init__(name="vgg_recipe")
+        self.recipe = recipe
+        self.space = space or default_space(recipe)
+        self.trial_epochs = int(trial_epochs or recipe.epochs)
+
+    def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
+        self._define(hp)
+
+    @staticmethod
+    def _float(hp, name: str, bounds: tuple[float, float], log: bool):
+        low, high = bounds
+        if low == high:
+            return hp.Fixed(name, low)
+        return hp.Float(name, low, high, sampling="log" if log and low > 0 else "linear")
+
+    @staticmethod
+    def _choice(hp, name: str, values: Sequence):
+        values = list(values)
+        return hp.Fixed(name, values[0]) if len(values) == 1 else hp.Choice(name, values)
+
+    def _define(self, hp: keras_tuner.HyperParameters) -> dict[str, Any]:
+        s = self.space
+        return {
+            "learning_rate": self._float(hp, "learning_rate", s.learning_rate, log=True),
+            "weight_decay": self._float(hp, "weight_decay", s.weight_decay, log=True),
+            "dropout": self._float(hp, "dropout", s.dropout, log=False),
+            "batch_size": self._choice(hp, "batch_size", s.batch_sizes),
+            "scale": self._choice(hp, "scale", [_scale_name(r) for r in s.scale_ranges]),
+            "init": self._choice(hp, "init", s.inits),
+        }
+
+    def build(self, hp: keras_tuner.HyperParameters) -> ml_collections.ConfigDict:
+        """The recipe of one trial (trial epochs; Hyperband's epochs and parent respected)."""
+        values = self._define(hp)
+        config = apply_values(self.recipe, values)
+        with config.unlocked():
+            config.epochs = self.trial_epochs
+            if "tuner/epochs" in hp.values:  # Hyperband's successive halving
+                config.epochs = int(hp.values["tuner/epochs"]) - int(
+                    hp.values.get("tuner/initial_epoch", 0)
+                )
+        return config
+
+
+def apply_values(recipe: ml_collections.ConfigDict, values: dict[str, Any]) -> ml_collections.ConfigDict:
+    """A copy of ``recipe`` with searched values (names of :data:`FIELDS`) set.
+
+    Example:
+        >>> config = apply_values(config_lib.paper_recipe(), {"scale": "256-512", "init": "glorot"})
+        >>> config.scale_min, config.scale_max, config.kernel_initializer
+        (256, 512, 'glorot')
+    """
+    config = recipe.copy_and_resolve_references()
+    with config.unlocked():
+        for name, value in values.items():
+            if name not in FIELDS:
+                continue
+            if name == "scale":
+                config.scale_min, config.scale_max = (int(v) for v in str(value).split("-"))
+            elif name == "batch_size":
+                config.batch_size = int(value)
+            elif name == "init":
+                config.kernel_initializer = str(value)
+            else:
+                config[FIELDS[name]] = float(value)
+    return config
+
+
+# --- The tuner -------------------------------------------------------------
+
+
+class RecipeTuner(base_tuner.BaseTuner):
+    """Runs each trial as a training run in ``DIR/<project>/trial_<id>/``.
+
+    Args:
+        oracle: A keras-tuner oracle whose objective is a ``val_*_error`` metric.
+        hypermodel: The :class:`RecipeHyperModel`.
+        strategy: The distribution strategy every trial trains under.
+        train_fn: The training stage (tests pass a stand-in).
+        **kwargs: ``directory``, ``project_name``, ``overwrite`` of keras-tuner.
+    """
+
+    def __init__(self, oracle, hypermodel: RecipeHyperModel, *,
+                 strategy: tf.distribute.Strategy | None = None,
+                 train_fn: TrainFn | None = None, **kwargs):
+        super().__init__(oracle, hypermodel, **kwargs)
+        self.strategy = strategy
+        self.train_fn = train_fn or train.train_and_evaluate
+
+    def trial_config(self, trial) -> ml_collections.ConfigDict:
+        """The recipe a trial trains (Hyperband: starting from its parent trial's model)."""
+        config = self.hypermodel.build(trial.hyperparameters)
+        parent = trial.hyperparameters.values.get("tuner/trial_id")
+        if parent:
+            with config.unlocked():
+                config.init_from = self.get_trial_dir(parent)
+        return config
+
+    def run_trial(self, trial, *args, **kwargs) -> dict[str, float]:
+        config = self.trial_config(trial)
+        workdir = self.get_trial_dir(trial.trial_id)
+        try:
+            result = self.train_fn(config, workdir, strategy=self.strategy)
+        except train.NonFiniteLossError as error:
+            # The setting diverges: a result of the search, not a crash to retry.
+            raise keras_tuner.errors.FailedTrialError(str(error)) from error
+        finally:
+            keras.backend.clear_session()
+            gc.collect()
+        return {name: float(result[name]) for name in ("val_top1_error", "val_top5_error", "val_loss")}
+
+    def on_trial_end(self, trial):
+        if trial.status == TrialStatus.FAILED and trial.message:
+            last = trial.message.strip().splitlines()[-1]
+            print(f"trial {trial.trial_id} failed: {last}", file=sys.stderr, flush=True)
+        super().on_trial_end(trial)
+
+
+def make_oracle(tuner: str, objective: str, *, max_trials: int, max_epochs: int, seed: int,
+                hyperband_factor: int = 3) -> keras_tuner.Oracle:
+    """The keras-tuner oracle called ``tuner``, minimising ``objective``.
+
+    Example:
+        >>> oracle = make_oracle("random", "val_top1_error", max_trials=3, max_epochs=1, seed=1)
+        >>> oracle.objective.direction
+        'min'
+    """
+    if tuner not in TUNERS:
+        raise ValueError(f"Unknown tuner {tuner!r}; expected one of {', '.join(TUNERS)}.")
+    goal = keras_tuner.Objective(objective, direction="min")
+    if tuner == "random":
+        return keras_tuner.oracles.RandomSearchOracle(goal, max_trials=max_trials, seed=seed)
+    if tuner == "bayesian":
+        return keras_tuner.oracles.BayesianOptimizationOracle(
+            goal, max_trials=max_trials, seed=seed
+        )
+    oracle = keras_tuner.oracles.HyperbandOracle(
+        goal, max_epochs=max_epochs, factor=hyperband_factor, seed=seed
+    )
+    oracle.max_trials = max_trials  # Hyperband has no cap of its own; the oracle base honours it
+    return oracle
+
+
+# --- Results ---------------------------------------------------------------
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "-" if value is None else str(value)
+
+
+def trial_rows(oracle: keras_tuner.Oracle) -> list[dict[str, Any]]:
+    """One row per trial in id order: trial, status, hyper-parameters, the objective."""
+    objective = oracle.objective.name
+    rows = []
+    for trial_id in sorted(oracle.trials):
+        trial = oracle.trials[trial_id]
+        row = {"trial": trial_id, "status": trial.status}
+        row.update(trial.hyperparameters.values)
+        metric = trial.metrics.get_best_value(objective) if trial.metrics.exists(objective) else None
+        row[objective] = metric
+        rows.append(row)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]], best_id: str | None = None) -> str:
+    """A plain-text table of ``rows``; the best trial is marked with ``*``.
+
+    Example:
+        >>> print(format_table([{"trial": "0", "status": "COMPLETED", "dropout": 0.5,
+        ...                      "val_top1_error": 0.25}], best_id="0"))
+        trial  status     dropout  val_top1_error
+        0*     COMPLETED  0.5      0.25
+    """
+    if not rows:
+        return "(no trials)"
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    cells = [columns] + [
+        [
+            _format(row.get(c)) + ("*" if c == "trial" and row["trial"] == best_id else "")
+            for c in columns
+        ]
+        for row in rows
+    ]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+        for line in cells
+    )
+
+
+def write_rows(rows: list[dict[str, Any]], path: str) -> None:
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def config_source(config: ml_collections.ConfigDict, header: str = "") -> str:
+    """Python source of a recipe file whose ``get_config()`` returns ``config``.
+
+    It starts from :func:`vgg_tf.config.paper_recipe` (which keeps the field
+    types, so ``--config.<field>=value`` overrides work) and sets every field.
+
+    Example:
+        >>> source = config_source(config_lib.paper_recipe())
+        >>> namespace = {}
+        >>> exec(source, namespace)
+        >>> namespace["get_config"]().to_dict() == config_lib.paper_recipe().to_dict()
+        True
+    """
+    lines = [f'"""{header.strip()}"""' if header else '"""A vgg_tf training recipe."""', ""]
+    lines += ["from vgg_tf.config import paper_recipe", "", "", "def get_config():"]
+    lines.append("    config = paper_recipe()")
+    for key, value in config.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            value = value.to_dict()
+        lines.append(f"    config.{key} = {value!r}")
+    lines.append("    return config")
+    return "\n".join(lines) + "\n"
+
+
+@dataclasses.dataclass
+class SearchResult:
+    """What :func:`search` found.
+
+    Attributes:
+        table: The trials table (empty on a keras-tuner worker).
+        rows: The table's rows.
+        best_trial: Id of the best completed trial, or None.
+        best_value: Its objective value.
+        best_config_path: The written recipe file of the best trial, or None.
+        project_dir: ``DIR/<project>``.
+        worker: Whether this process ran as a keras-tuner worker (the chief reports).
+    """
+
+    table: str
+    rows: list
+    best_trial: str | None
+    best_value: float | None
+    best_config_path: str | None
+    project_dir: str
+    worker: bool = False
+
+
+# --- The search ------------------------------------------------------------
+
+
+def _search_record(recipe, space, tuner, objective, trial_epochs) -> dict:
+    recipe_json = json.loads(recipe.to_json())
+    for field in config_lib.EXECUTION_FIELDS:
+        recipe_json.pop(field, None)
+    return {
+        "tuner": tuner,
+        "objective": objective,
+        "trial_epochs": trial_epochs,
+        "space": space.to_json(),
+        "recipe": recipe_json,
+    }
+
+
+def _check_search_record(project_dir: str, record: dict) -> None:
+    """Refuses to continue a search in ``project_dir`` that has another space or recipe."""
+    path = os.path.join(project_dir, SEARCH_FILE)
+    if os.path.exists(path):
+        with open(path) as f:
+            recorded = json.load(f)
+        diffs = []
+        for key in record:
+            old, new = recorded.get(key), record[key]
+            if isinstance(new, dict) and isinstance(old, dict):
+                diffs += [
+                    f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
+                    for k in sorted(set(old) | set(new))
+                    if old.get(k) != new.get(k)
+                ]
+            elif old != new:
+                diffs.append(f"{key}: {old!r} -> {new!r}")
+        if diffs:
+            raise ValueError(
+                f"{project_dir!r} holds a search with other settings ({'; '.join(diffs)}); pass "
+                "--overwrite to start over there, or choose another --directory/--project_name."
+            )
+    os.makedirs(project_dir, exist_ok=True)
+    with open(path + ".tmp", "w") as f:
+        json.dump(record, f, indent=2, sort_keys=True)
+    os.replace(path + ".tmp", path)
+
+
+def tuner_role() -> str:
+    """"single", or keras-tuner's distributed role from KERASTUNER_TUNER_ID: "chief" or "worker".
+
+    keras-tuner runs distributed when KERASTUNER_ORACLE_IP is set; the tuner
+    whose id contains "chief" serves the oracle, the others run trials.
+    """
+    if "KERASTUNER_ORACLE_IP" not in os.environ:
+        return "single"
+    return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
+
+
+def default_project_name(config: ml_collections.ConfigDict) -> str:
+    """``<dataset>_<variant>``, as bin/train's default workdir."""
+    return f"{os.path.basename(os.path.normpath(config.dataset))}_{config.variant}"
+
+
+def search(
+    recipe: ml_collections.ConfigDict,
+    directory: str,
+    *,
+    space: SearchSpace | None = None,
+    tuner: str = "random",
+    objective: str = "top1",
+    max_trials: int = 10,
+    trial_epochs: int | None = None,
+    project_name: str | None = None,
+    overwrite: bool = False,
+    seed: int = 1,
+    hyperband_factor: int = 3,
+    strategy: tf.distribute.Strategy | None = None,
+    train_fn: TrainFn | None = None,
+) -> SearchResult:
+    """Searches the hyper-parameters of ``recipe``; resumes the search in ``directory``.
+
+    Under keras-tuner's distributed mode (KERASTUNER_TUNER_ID,
+    KERASTUNER_ORACLE_IP, KERASTUNER_ORACLE_PORT) the process named ``chief``
+    runs the oracle and reports, the others run trials.
+
+    Args:
+        recipe: The base recipe; the searched fields are overwritten per trial.
+        directory: Where the search lives (``directory/<project_name>/``).
+        space: The ranges (default: :func:`default_space` of the recipe).
+        tuner: "random", "bayesian" or "hyperband".
+        objective: "top1" or "top5": the validation error minimised.
+        max_trials: Number of trials (Hyperband: at most this many).
+        trial_epochs: Epochs each trial trains (Hyperband: the maximum);
+            default the recipe's. The best recipe keeps the recipe's epochs.
+        project_name: Default ``<dataset>_<variant>``.
+        overwrite: Start the search over (workers never delete).
+        seed: Seed of the oracle (>= 1).
+        hyperband_factor: Hyperband's reduction factor (>= 2).
+        strategy: The strategy of every trial (default: ``recipe.strategy``).
+        train_fn: The training function (default :func:`vgg_tf.train.train_and_evaluate`).
+
+    Returns:
+        A :class:`SearchResult`; the best recipe is written to
+        ``directory/<project_name>/best_config.py``.
+
+    Raises:
+        ValueError: A bad range, tuner, objective, count or recipe field, or a
+            directory that holds a search with other settings.
+        RuntimeError: Trials kept failing (keras-tuner gives up after 3 in a row).
+    """
+    if tuner not in TUNERS:
+        raise ValueError(f"Unknown tuner {tuner!r}; expected one of {', '.join(TUNERS)}.")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"Unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}.")
+    for name, value, low in (("max_trials", max_trials, 1), ("seed", seed, 1),
+                             ("hyperband_factor", hyperband_factor, 2)):
+        if int(value) < low:
+            raise ValueError(f"{name}={value} is not accepted; expected >= {low}.")
+    trial_epochs = int(trial_epochs or recipe.epochs)
+    if trial_epochs < 1:
+        raise ValueError(f"epochs={trial_epochs} is not accepted; expected >= 1.")
+    train.validate_config(recipe)
+    space = space or default_space(recipe)
+    validate_space(space, int(recipe.crop_size))
+
+    role = tuner_role()
+    worker = role == "worker"
+    project_name = project_name or default_project_name(recipe)
+    project_dir = os.path.join(directory, project_name)
+    if overwrite and not worker and os.path.exists(project_dir):
+        shutil.rmtree(project_dir)
+    if not worker:
+        _check_search_record(
+            project_dir, _search_record(recipe, space, tuner, objective, trial_epochs)
+        )
+    if strategy is None and role != "chief":
+        devices = [d for d in recipe.devices.split(",") if d] or None
+        strategy = distribute.make_strategy(recipe.strategy, devices)
+
+    goal = OBJECTIVES[objective]
+    oracle = make_oracle(tuner, goal, max_trials=max_trials, max_epochs=trial_epochs,
+                         seed=seed, hyperband_factor=hyperband_factor)
+    hypermodel = RecipeHyperModel(recipe, space, trial_epochs)
+    recipe_tuner = RecipeTuner(
+        oracle, hypermodel, strategy=strategy, train_fn=train_fn,
+        directory=directory, project_name=project_name, overwrite=False,
+    )
+    recipe_tuner.search()
+    if worker:
+        return SearchResult("", [], None, None, None, project_dir, worker=True)
+
+    rows = trial_rows(recipe_tuner.oracle)
+    completed = [t for t in recipe_tuner.oracle.trials.values() if t.status == "COMPLETED"]
+    best = recipe_tuner.oracle.get_best_trials(1)[0] if completed else None
+    best_path = None
+    if best is not None:
+        best_config = apply_values(recipe, best.hyperparameters.values)
+        best_path = os.path.join(project_dir, BEST_CONFIG_FILE)
+        header = (
+            f"Best trial {best.trial_id} of the search in {project_dir} "
+            f"({tuner}, {goal} = {best.score:.4g} after {trial_epochs} epoch(s)).\n\n"
+            f"    bin/train --config={best_path}\n"
+        )
+        with open(best_path + ".tmp", "w") as f:
+            f.write(config_source(best_config, header))
+        os.replace(best_path + ".tmp", best_path)
+    write_rows(rows, os.path.join(project_dir, TRIALS_FILE))
+    return SearchResult(
+        table=format_table(rows, best.trial_id if best else None),
+        rows=rows,
+        best_trial=best.trial_id if best else None,
+        best_value=float(best.score) if best else None,
+        best_config_path=best_path,
+        project_dir=project_dir,
+    )
