@@ -21,8 +21,7 @@ def get_config():
     config.scale_min, config.scale_max = 32, 48
     config.flip = False  # a mirrored digit is another glyph
     config.batch_size = 64
-    config.epochs = 8
+    config.epochs = 12
     config.warmup_epochs = 1.0
-    config.lr_plateau_patience = 1
     config.checkpoint_every_steps = 10
     return config

@@ -327,8 +327,9 @@ def train_and_evaluate(
         strategy: A strategy to use instead of ``config.strategy``.
 
     Returns:
-        The final validation metrics: ``val_top1_error``, ``val_top5_error``,
-        ``val_loss`` and ``epochs``.
+        The final metrics: ``val_top1_error``, ``val_top5_error``, ``val_loss``,
+        ``test_top1_error``, ``test_top5_error`` (the test split, or validation
+        where the dataset has none), ``epochs`` and ``run_config``.
 
     Raises:
         ValueError: A bad config field, or a workdir of another run.
@@ -419,11 +420,11 @@ def train_and_evaluate(
     eval_q = single_scale(config)
     warmup_steps = int(config.warmup_epochs * steps_per_epoch)
 
-    def validation():
+    def validation(split=source.eval_split):
         dataset = strategy.distribute_datasets_from_function(
             lambda ctx: input_pipeline.eval_dataset(
                 source,
-                split=source.eval_split,
+                split=split,
                 batch_size=ctx.get_per_replica_batch_size(config.batch_size),
                 image_size=eval_q,
                 crop_size=config.crop_size,
@@ -535,6 +536,7 @@ def train_and_evaluate(
 
     if val is None:  # the run had already finished: report it again
         val = validation()
+    test = validation(source.test_split) if source.test_split != source.eval_split else val
     if chief:
         _save_model(model, os.path.join(workdir, "model.keras"))
     else:
@@ -546,14 +548,18 @@ def train_and_evaluate(
         "val_top1_error": float(val["top1_error"]),
         "val_top5_error": float(val["top5_error"]),
         "val_loss": float(val["loss"]),
+        "test_top1_error": float(test["top1_error"]),
+        "test_top5_error": float(test["top5_error"]),
         "epochs": int(config.epochs),
         "run_config": run_config,
     }
 
 
-def final_line(result: dict) -> str:
-    """The last line ``bin/train`` prints."""
+def final_lines(result: dict) -> str:
+    """What ``bin/train`` prints last: test error, then (the last line) validation error."""
     return (
+        f"final test top-1 error {result['test_top1_error']:.2%}, "
+        f"top-5 error {result['test_top5_error']:.2%}\n"
         f"final validation top-1 error {result['val_top1_error']:.2%}, "
         f"top-5 error {result['val_top5_error']:.2%}"
     )

@@ -86,7 +86,7 @@ def main(argv):
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     print(f"workdir: {workdir}")
-    print(train.final_line(result))
+    print(train.final_lines(result))
 
 
 def run():
