@@ -356,10 +356,12 @@ def scaled_crop(
     per axis, ``room`` being rescaled size minus ``crop_size``: offset (0, 0) is the
     top-left crop, (0.5, 0.5) the centre and uniform offsets give a uniform crop.
 
-    With ``fused=True`` only the source pixels under the crop are resampled, and for
-    JPEGs only that window is decoded (``decode_and_crop_jpeg``), which is much
-    cheaper at large ``scale``. Both paths sample the same points with the same
-    bilinear kernel, so they agree up to float rounding (and JPEG crop decoding).
+    With ``fused=True`` the crop's window in source pixels (side ``crop_size *
+    shorter side / scale``) is cut first and resized to ``crop_size``; for JPEGs
+    only that window is decoded (``decode_and_crop_jpeg``), a fraction of the
+    pixels at large ``scale``. With ``fused=False`` the whole image is decoded,
+    rescaled and cropped. Both give the same image up to resampling: the window
+    is rounded to whole source pixels (at most half a pixel off).
 
     Args:
         image_bytes: Scalar string tensor (any format :func:`decode_rgb` reads).
@@ -383,43 +385,31 @@ def scaled_crop(
         return tf.slice(image, tf.concat([corner, [0]], 0), [crop_size, crop_size, 3])
 
     def window(shape):
-        """Source window under the crop, and the per-axis scale and translation."""
+        """The crop's window in source pixels: (top-left corner, size)."""
         shape = tf.cast(shape[:2], tf.int32)
         scaled = _scaled_size(shape[0], shape[1], scale)
         corner = tf.cast(_crop_corner(scaled, crop_size, offset), tf.float32)
         ratio = tf.cast(scaled, tf.float32) / tf.cast(shape, tf.float32)
-        # Bilinear taps of the first and last output pixel (half-pixel centres,
-        # as tf.image.resize), widened to whole pixels and clipped to the image.
-        first = tf.floor((corner + 0.5) / ratio - 0.5)
-        last = tf.math.ceil((corner + crop_size - 0.5) / ratio - 0.5)
-        first = tf.clip_by_value(tf.cast(first, tf.int32), 0, shape - 1)
-        last = tf.clip_by_value(tf.cast(last, tf.int32), 0, shape - 1)
-        translation = tf.cast(first, tf.float32) * ratio - corner
-        return first, last - first + 1, ratio, translation
+        size = tf.clip_by_value(tf.cast(tf.round(crop_size / ratio), tf.int32), 1, shape)
+        first = tf.clip_by_value(tf.cast(tf.round(corner / ratio), tf.int32), 0, shape - size)
+        return first, size
 
     def jpeg():
-        first, size, ratio, translation = window(tf.io.extract_jpeg_shape(image_bytes))
-        crop = tf.image.decode_and_crop_jpeg(
-            image_bytes, tf.concat([first, size], 0), channels=3
-        )
-        return crop, ratio, translation
+        first, size = window(tf.io.extract_jpeg_shape(image_bytes))
+        # A crop inside the intact part of a truncated JPEG would decode: reject
+        # truncated files here, as a full decode does.
+        with tf.control_dependencies([_assert_complete(image_bytes)]):
+            return tf.image.decode_and_crop_jpeg(
+                image_bytes, tf.concat([first, size], 0), channels=3
+            )
 
     def other():
         image = decode_rgb(image_bytes)
-        first, size, ratio, translation = window(tf.shape(image))
-        return tf.slice(image, tf.concat([first, [0]], 0), tf.concat([size, [3]], 0)), ratio, translation
+        first, size = window(tf.shape(image))
+        return tf.slice(image, tf.concat([first, [0]], 0), tf.concat([size, [3]], 0))
 
-    crop, ratio, translation = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
-    # ScaleAndTranslate with a triangle kernel and no antialiasing is
-    # tf.image.resize's bilinear filter with a sub-pixel shift (what the crop needs).
-    out = tf.raw_ops.ScaleAndTranslate(
-        images=crop[None],
-        size=[crop_size, crop_size],
-        scale=ratio,
-        translation=translation,
-        kernel_type="triangle",
-        antialias=False,
-    )[0]
+    crop = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
+    out = tf.image.resize(crop, [crop_size, crop_size], method="bilinear")
     return tf.ensure_shape(out, [crop_size, crop_size, 3])
 
 
@@ -450,10 +440,13 @@ def pca_lighting(
         >>> pca_lighting(tf.zeros([2, 2, 3]), tf.constant([0.1, 0.0, 0.0])).shape
         TensorShape([2, 2, 3])
     """
-    shift = tf.linalg.matvec(
-        tf.constant(eigvec, tf.float32), tf.cast(alpha, tf.float32) * tf.constant(eigval, tf.float32)
-    )
-    return image + shift
+    return image + _pca_shift(alpha, eigval, eigvec)
+
+
+def _pca_shift(alpha, eigval, eigvec) -> tf.Tensor:
+    """The RGB shift ``eigvec @ (alpha * eigval)``, float32 [3]."""
+    weights = tf.cast(alpha, tf.float32) * tf.constant(eigval, tf.float32)
+    return tf.linalg.matvec(tf.constant(eigvec, tf.float32), weights)
 
 
 # --------------------------------------------------------------------------------------
@@ -461,20 +454,13 @@ def pca_lighting(
 # --------------------------------------------------------------------------------------
 
 
-def _assert_complete(image_bytes: tf.Tensor) -> tf.Operation:
-    return tf.debugging.Assert(_complete_jpeg(image_bytes), ["truncated JPEG"])
-
-
-def _complete_jpeg(image_bytes: tf.Tensor) -> tf.Tensor:
-    """False for a JPEG whose end-of-image marker is missing (a truncated file).
-
-    A crop-decode can succeed on a truncated JPEG when the window lies in the
-    intact part, so truncation is checked explicitly (allowing trailing padding).
-    """
-    tail = tf.strings.substr(image_bytes, -tf.minimum(tf.strings.length(image_bytes), 64), 64)
+def _assert_complete(jpeg_bytes: tf.Tensor) -> tf.Operation:
+    """Raises for a JPEG without its end-of-image marker (a truncated file) in the
+    last 64 bytes (allowing for trailing padding)."""
+    tail = tf.strings.substr(jpeg_bytes, -tf.minimum(tf.strings.length(jpeg_bytes), 64), 64)
     tail = tf.io.decode_raw(tail, tf.uint8)
     marker = tf.logical_and(tf.equal(tail[:-1], 0xFF), tf.equal(tail[1:], 0xD9))
-    return tf.logical_or(tf.logical_not(tf.io.is_jpeg(image_bytes)), tf.reduce_any(marker))
+    return tf.debugging.Assert(tf.reduce_any(marker), ["truncated JPEG"])
 
 
 def _try(fn, fallback: tf.Tensor, *args) -> tuple[tf.Tensor, tf.Tensor]:
@@ -494,6 +480,8 @@ def _try(fn, fallback: tf.Tensor, *args) -> tuple[tf.Tensor, tf.Tensor]:
 
 def _drop_bad(ds: tf.data.Dataset, source_name: str, split: str, limit: int) -> tf.data.Dataset:
     """Filters out elements flagged bad, counting them and logging their file names.
+
+    Returns the good ``((image, label), ok)`` elements: see :func:`_batch_examples`.
 
     Elements are ``((image, label, filename), ok)``. Skipped files are named on
     stderr, the first few and then at every power of ten of the running count. ``limit``
@@ -535,11 +523,17 @@ def _drop_bad(ds: tf.data.Dataset, source_name: str, split: str, limit: int) -> 
     def is_ok(example, ok):
         return ok
 
+    zero = tf.constant(0, tf.int64)
+    return ds.scan((zero, zero), count).filter(is_ok)
+
+
+def _batch_examples(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:
+    """Batches ``(example, ok)`` elements and drops the flags (per batch: cheaper)."""
+
     def example_only(example, ok):
         return example
 
-    zero = tf.constant(0, tf.int64)
-    return ds.scan((zero, zero), count).filter(is_ok).map(example_only)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).map(example_only)
 
 
 # --------------------------------------------------------------------------------------
@@ -648,22 +642,21 @@ def train_dataset(
     def augment(index, image_bytes):
         # Per-element randomness from (seed, pipeline, position): reproducible, and
         # independent of parallel map order and of where the stream was resumed.
-        keys = tf.random.experimental.stateless_split(
-            tf.random.experimental.stateless_fold_in(key, index), 4
+        uniform_key, normal_key = tf.unstack(
+            tf.random.experimental.stateless_split(
+                tf.random.experimental.stateless_fold_in(key, index), 2
+            )
         )
-        scale = tf.random.stateless_uniform(
-            [], keys[0], minval=scale_min, maxval=scale_max + 1, dtype=tf.int32
-        )
-        offset = tf.random.stateless_uniform([2], keys[1])
-        with tf.control_dependencies([_assert_complete(image_bytes)]):
-            image = scaled_crop(image_bytes, scale, crop_size, offset, fused=fused_decode)
+        u = tf.random.stateless_uniform([4], uniform_key)  # S, crop y, crop x, flip
+        scale = scale_min + tf.cast(tf.floor(u[0] * (scale_max - scale_min + 1)), tf.int32)
+        image = scaled_crop(image_bytes, scale, crop_size, u[1:3], fused=fused_decode)
         if flip:
-            mirror = tf.random.stateless_uniform([], keys[2]) < 0.5
-            image = tf.cond(mirror, lambda: tf.reverse(image, [1]), lambda: image)
+            image = tf.cond(u[3] < 0.5, lambda: tf.reverse(image, [1]), lambda: image)
+        offset = -mean
         if color_shift_std:
-            alpha = tf.random.stateless_normal([3], keys[3], stddev=color_shift_std)
-            image = pca_lighting(image, alpha, eigval, eigvec)
-        return image - mean
+            alpha = tf.random.stateless_normal([3], normal_key, stddev=color_shift_std)
+            offset += _pca_shift(alpha, eigval, eigvec)
+        return image + offset  # colour shift and mean subtraction in one pass
 
     def preprocess(index, record):
         image_bytes, label, filename = record
@@ -681,7 +674,7 @@ def train_dataset(
     ds = records.map(preprocess, num_parallel_calls=_AUTOTUNE, deterministic=ordered)
     # 2 x split size consecutive bad records contain a whole epoch: nothing is valid.
     ds = _drop_bad(ds, source.name, split, limit=2 * num_records + 1)
-    return _finish(ds.batch(batch_size, drop_remainder=True), ordered)
+    return _finish(_batch_examples(ds, batch_size, drop_remainder=True), ordered)
 
 
 def eval_dataset(
@@ -728,11 +721,10 @@ def eval_dataset(
     mean = tf.constant(mean_rgb, tf.float32)
 
     def transform(image_bytes):
-        with tf.control_dependencies([_assert_complete(image_bytes)]):
-            if mode == "center":
-                image = scaled_crop(image_bytes, image_size, crop_size)
-            else:
-                image = rescale_shorter_side(decode_rgb(image_bytes), image_size)
+        if mode == "center":
+            image = scaled_crop(image_bytes, image_size, crop_size)
+        else:
+            image = rescale_shorter_side(decode_rgb(image_bytes), image_size)
         return image - mean
 
     side = crop_size if mode == "center" else 1
@@ -744,7 +736,7 @@ def eval_dataset(
     records = source.raw_records(split, input_context=input_context)
     ds = records.map(preprocess, num_parallel_calls=_AUTOTUNE)
     ds = _drop_bad(ds, source.name, split, limit=num_records)
-    return _finish(ds.batch(batch_size), ordered=True)
+    return _finish(_batch_examples(ds, batch_size, drop_remainder=False), ordered=True)
 
 
 # --------------------------------------------------------------------------------------
