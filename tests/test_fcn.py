@@ -107,6 +107,8 @@ def test_full_size_equivalence_at_224_all_six():
         got = fcn(x).numpy()
         assert got.shape == (1, 1, 1, 1000)
         np.testing.assert_allclose(got[:, 0, 0], expected, atol=1e-5)
+        if variant == "D":  # a larger Q gives a class score map (§3.2)
+            assert fcn(np.zeros((1, 256, 320, 3), "float32")).shape == (1, 2, 4, 1000)
         del model, fcn
         keras.backend.clear_session()
         gc.collect()
