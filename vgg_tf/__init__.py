@@ -5,6 +5,7 @@ Example:
     >>> model = vgg_tf.VGG16(classes=10, crop_size=32)
 """
 
+from vgg_tf.fcn import to_fully_convolutional
 from vgg_tf.layers import LocalResponseNormalization
 from vgg_tf.models import (
     NET_A_TRANSFER_LAYERS,
@@ -37,4 +38,5 @@ __all__ = [
     "VGG19",
     "count_macs",
     "init_from_net_a",
+    "to_fully_convolutional",
 ]
