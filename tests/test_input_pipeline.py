@@ -201,6 +201,21 @@ def test_unseeded_streams_differ_and_cache_works(digits):
 
 
 def test_sharding_with_input_context(digits):
+    whole = take(ip.train_dataset(digits, batch_size=8, crop_size=CROP, scale_min=CROP,
+                                  scale_max=CROP + 8, seed=3), 2)
+    for pipeline in range(2):
+        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline)
+        part = take(ip.train_dataset(digits, batch_size=4, crop_size=CROP, scale_min=CROP,
+                                     scale_max=CROP + 8, seed=3, input_context=context), 2)
+        # Pipeline i gets records i, i+2, ... of the shared stream: the two pipelines'
+        # batches together are the global batch one process would see.
+        for (images, labels), (all_images, all_labels) in zip(part, whole):
+            np.testing.assert_array_equal(labels, all_labels[pipeline::2])
+            np.testing.assert_allclose(images, all_images[pipeline::2], atol=1e-4)
+        resumed = take(ip.train_dataset(digits, batch_size=4, crop_size=CROP, scale_min=CROP,
+                                        scale_max=CROP + 8, seed=3, input_context=context,
+                                        skip_examples=8), 1)
+        np.testing.assert_array_equal(resumed[0][1], whole[1][1][pipeline::2])
     seen = []
     for pipeline in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline)

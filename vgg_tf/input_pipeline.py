@@ -597,9 +597,12 @@ def train_dataset(
         deterministic: Keep element order fixed. Also implied by an explicit ``seed``:
             the same seed gives the same stream.
         skip_examples: Start the stream this many raw records in (resuming a run);
-            skipped before decoding. Undecodable records count as records.
+            skipped before decoding. Counted in the unsharded stream (all pipelines
+            together). Undecodable records count as records.
         cache: Cache the encoded records in memory (small datasets).
-        input_context: Shards the data per input pipeline (multi-worker training).
+        input_context: Shards the stream per input pipeline (multi-worker
+            training): pipeline i decodes records i, i + n, i + 2n, ... of the
+            shared shuffled stream.
         fused_decode: Decode (JPEG) and resample only the crop window.
         shuffle_buffer: Example shuffle buffer; default min(split size, 8192).
 
@@ -633,8 +636,7 @@ def train_dataset(
         "train_dataset '%s' [%s]: S in [%d, %d], crop %d, mean RGB %s, colour std %g",
         source.name, split, scale_min, scale_max, crop_size, tuple(mean_rgb), color_shift_std,
     )
-    pipeline = input_context.input_pipeline_id if input_context else 0
-    key = tf.constant([seed, pipeline], tf.int64)
+    key = tf.constant([seed, 0], tf.int64)
     eigval = IMAGENET_PCA_EIGVAL if pca_eigval is None else tuple(pca_eigval)
     eigvec = IMAGENET_PCA_EIGVEC if pca_eigvec is None else tuple(map(tuple, pca_eigvec))
     mean = tf.constant(mean_rgb, tf.float32)
@@ -663,14 +665,17 @@ def train_dataset(
         image, ok = _try(augment, tf.zeros([crop_size, crop_size, 3]), index, image_bytes)
         return (image, label, filename), ok
 
-    records = source.raw_records(
-        split, shuffle_files=True, seed=seed, input_context=input_context, deterministic=ordered
-    )
+    records = source.raw_records(split, shuffle_files=True, seed=seed, deterministic=ordered)
     if cache:
         records = records.cache()
     buffer = shuffle_buffer or min(num_records, _MAX_SHUFFLE_BUFFER)
     records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
     records = records.enumerate().skip(skip_examples)
+    if input_context and input_context.num_input_pipelines > 1:
+        # Every pipeline reads the same shuffled stream and decodes every n-th
+        # record: the replicas' batches together are exactly the global batch one
+        # process would train on (§3.3), keyed by the same stream positions.
+        records = records.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
     ds = records.map(preprocess, num_parallel_calls=_AUTOTUNE, deterministic=ordered)
     # 2 x split size consecutive bad records contain a whole epoch: nothing is valid.
     ds = _drop_bad(ds, source.name, split, limit=2 * num_records + 1)

@@ -453,8 +453,7 @@ def train_and_evaluate(
                 flip=config.flip,
                 seed=seed,
                 deterministic=config.deterministic,
-                # Each pipeline feeds global_batch / num_input_pipelines examples a step.
-                skip_examples=offset * config.batch_size // ctx.num_input_pipelines,
+                skip_examples=offset * config.batch_size,
                 cache=config.cache,
                 input_context=ctx,
             )
