@@ -15,6 +15,7 @@ import tensorflow as tf
 
 from vgg_tf import config as config_lib
 from vgg_tf import train
+from vgg_tf.reporting import METRIC_COLUMNS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(REPO, "bin", "train")
@@ -132,7 +133,7 @@ def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, tfds_dir)
         assert (workdir / name).is_file(), name
     assert list((workdir / "logs").glob("events.out.tfevents.*"))
     rows = (workdir / "metrics.csv").read_text().splitlines()
-    assert rows[0].split(",") == list(train.reporting.METRIC_COLUMNS)
+    assert rows[0].split(",") == list(METRIC_COLUMNS)
     assert len(rows) == 3
     recorded = json.loads((workdir / "config.json").read_text())
     assert recorded["variant"] == "A" and recorded["num_classes"] == 10

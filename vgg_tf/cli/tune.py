@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import app, flags
 
-from vgg_tf import config as config_lib
-from vgg_tf import distribute, models, train, tune
+from vgg_tf import tune
+from vgg_tf.cli import recipe_flags
 
-config_flags.DEFINE_config_file(
-    "config",
-    config_lib.default_config_path(),
+_SHORTHANDS = recipe_flags.define(
+    [
+        "variant", "init_from", "dataset", "data_dir", "strategy", "devices",
+        "mixed_precision", "deterministic", "seed",
+    ],
     "Base recipe file (configs/*.py); override any field with --config.<field>=value.",
-    lock_config=True,
 )
 _TUNER = flags.DEFINE_string("tuner", "random", f"Search algorithm: {', '.join(tune.TUNERS)}.")
 _MAX_TRIALS = flags.DEFINE_integer(
@@ -62,45 +62,12 @@ _RANGES = {
     ),
     "inits": flags.DEFINE_string("inits", None, "Initialisers to choose from (default paper,glorot)."),
 }
-_CPU_DEVICES = flags.DEFINE_integer(
-    "cpu_devices", 0, "Split the CPU into this many logical devices (testing mirrored on CPU)."
-)
-# Shorthands for recipe fields that are not searched (None: keep the recipe's value).
-_SHORTHANDS = {
-    "variant": flags.DEFINE_enum("variant", None, list(models.VARIANTS), "Network of Table 1."),
-    "init_from": flags.DEFINE_string(
-        "init_from", None, "Workdir or .keras of a trained model to start every trial from."
-    ),
-    "dataset": flags.DEFINE_string(
-        "dataset", None, "TFDS name, 'digits' (built in) or a folder of class subfolders."
-    ),
-    "data_dir": flags.DEFINE_string("data_dir", None, "TFDS data directory."),
-    "strategy": flags.DEFINE_enum(
-        "strategy", None, list(distribute.STRATEGIES), "Distribution strategy of each trial."
-    ),
-    "devices": flags.DEFINE_string("devices", None, "Comma-separated devices for 'mirrored'."),
-    "mixed_precision": flags.DEFINE_enum(
-        "mixed_precision", None, list(train.MIXED_PRECISION[1:]), "Compute in bfloat16/float16."
-    ),
-    "deterministic": flags.DEFINE_bool(
-        "deterministic", None, "Op determinism and fixed data order."
-    ),
-    "seed": flags.DEFINE_integer("seed", None, "Training seed of every trial."),
-}
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # keep the trials' progress readable
-    recipe = flags.FLAGS.config
-    with recipe.unlocked():
-        for field, flag in _SHORTHANDS.items():
-            if flag.value is not None:
-                recipe[field] = flag.value
-    if _CPU_DEVICES.value:
-        distribute.split_logical_cpus(_CPU_DEVICES.value)
+    recipe = recipe_flags.resolve(_SHORTHANDS)
     try:
         space = tune.make_space(recipe, **{name: flag.value for name, flag in _RANGES.items()})
         result = tune.search(
