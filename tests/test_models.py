@@ -229,7 +229,7 @@ def test_init_from_net_a_refuses_mismatched_shapes():
         (dict(variant="D", weights="/no/such/file.keras"), r"/no/such/file.keras.*None or the path"),
         (dict(variant="D", weights="imagenet"), r"imagenet.*None"),
         (dict(variant="D", pooling="mean", include_top=False), r"'mean'.*'avg', 'max'"),
-        (dict(variant="D", kernel_initializer="he"), r"'he'.*paper, glorot"),
+        (dict(variant="D", kernel_initializer="lecun"), r"'lecun'.*paper, glorot, he"),
         (dict(variant="D", classes=0), r"classes=0.*positive"),
     ],
 )

@@ -125,7 +125,7 @@ def test_default_space_surrounds_the_recipe():
         ("batch_sizes", "0,32", "batch_sizes=[0, 32] is not accepted"),
         ("scale_ranges", "48-32", "scale range 48-32 has min > max"),
         ("scale_ranges", "24-48", "scale range 24-48 starts below crop_size=32"),
-        ("inits", "he", "inits='he' is not accepted; expected some of paper, glorot"),
+        ("inits", "lecun", "inits='lecun' is not accepted; expected some of paper, glorot, he"),
     ],
 )
 def test_bad_ranges_name_the_value_and_what_is_accepted(flag, text, message):

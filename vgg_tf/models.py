@@ -109,7 +109,7 @@ NET_A_TRANSFER_LAYERS: tuple[str, ...] = (
 
 FC_UNITS = 4096
 MIN_INPUT_SIZE = 32  # five 2x2 poolings need at least 32 pixels
-KERNEL_INITIALIZERS = ("paper", "glorot")
+KERNEL_INITIALIZERS = ("paper", "glorot", "he")
 POOLINGS = (None, "avg", "max")
 
 
@@ -131,6 +131,10 @@ def _initializers(kind: str) -> tuple[Any, Any]:
         # §3.1: "it is possible to initialise the weights without pre-training
         # by using the random initialisation procedure of Glorot & Bengio".
         return keras.initializers.GlorotUniform(), "zeros"
+    if kind == "he":
+        # Not in the paper: He et al. (2015) keep the activation scale through
+        # ReLU layers, which lets the deep nets train from a few random layers.
+        return keras.initializers.HeNormal(), "zeros"
     raise ValueError(
         f"Unknown kernel_initializer {kind!r}; expected one of {', '.join(KERNEL_INITIALIZERS)}."
     )
@@ -224,7 +228,9 @@ def VGG(
             gradient gains ``weight_decay * w`` (paper: 5e-4). Implemented as
             ``keras.regularizers.L2(weight_decay / 2)`` because Keras' L2 adds
             ``l * sum(w**2)`` to the loss. Biases are not decayed.
-        kernel_initializer: "paper" (N(0, 0.01), zero biases; §3.1) or "glorot".
+        kernel_initializer: "paper" (N(0, 0.01), zero biases; §3.1), "glorot"
+            (the paper's alternative to pre-training) or "he" (He et al. 2015,
+            an extension).
         batch_norm: Insert BatchNormalization after every conv (an extension
             the paper does not have, like torchvision's ``vgg*_bn``).
         crop_size: Training crop size the FC head is built for (fc6 sees a
