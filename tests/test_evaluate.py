@@ -1,5 +1,6 @@
 """Tests of the paper's test protocol (vgg_tf.evaluate)."""
 
+import dataclasses
 import io
 import json
 import os
@@ -130,6 +131,20 @@ def test_dense_at_crop_size_is_the_classifier_with_flip():
     np.testing.assert_allclose(evaluator.probabilities("dense", image), expected[0], atol=1e-5)
     # With one location per scale the 25 crops coincide: multi-crop equals dense.
     np.testing.assert_allclose(evaluator.probabilities("multicrop", image), expected[0], atol=1e-5)
+
+
+def test_a_model_trained_without_flips_is_tested_without_flips():
+    trained = _trained()
+    unflipped = dataclasses.replace(trained, config={**trained.config, "flip": False})
+    assert trained.flip and not unflipped.flip
+    image = _image(32, 32)
+    x = image.astype("float32") - np.float32(MEAN)
+    logits = keras.Model(trained.model.input, trained.model.get_layer("fc8").output)
+    expected = _softmax(logits(x[None]).numpy())[0]
+    evaluator = ev.ModelEvaluator(unflipped, scales=[32])
+    np.testing.assert_allclose(evaluator.probabilities("dense", image), expected, atol=1e-5)
+    np.testing.assert_allclose(evaluator.probabilities("multicrop", image), expected, atol=1e-5)
+    assert ev.multicrop_crops(tf.ones((40, 40, 3)), 32, flip=False).shape == (25, 32, 32, 3)
 
 
 def test_dense_averages_per_location_softmax_over_map_flips_and_scales():

@@ -79,6 +79,11 @@ class TrainedModel:
         return tuple(str(n) for n in names) if names else None
 
     @property
+    def flip(self) -> bool:
+        """Whether test images are also seen flipped: as the model was trained (§3.1-3.2)."""
+        return bool(self.config.get("flip", True))
+
+    @property
     def mean_rgb(self) -> tuple[float, float, float]:
         mean = self.config.get("mean_rgb")
         if mean is None:
@@ -264,24 +269,29 @@ def dense_score_map(
 
 
 def dense_probabilities(
-    fcn: keras.Model, images: tf.Tensor, scales: Sequence[int], mean_rgb: Sequence[float]
+    fcn: keras.Model,
+    images: tf.Tensor,
+    scales: Sequence[int],
+    mean_rgb: Sequence[float],
+    flip: bool = True,
 ) -> tf.Tensor:
     """Dense evaluation (§3.2) of a batch of same-size images: ``(N, classes)``.
 
     For each Q: rescale, subtract the mean, run the FCN on the image and its
     horizontal flip, average the per-location softmax over the map, average
-    the two flips; then average over the scales.
+    the two flips; then average over the scales. ``flip=False`` (for a model
+    trained without flips, such as the digits recipe) skips the flipped copy.
 
     Example:
         >>> fcn = to_fully_convolutional(model, head="logits")  # doctest: +SKIP
         >>> dense_probabilities(fcn, images, (224, 256, 288), (123.68, 116.78, 103.94))  # doctest: +SKIP
     """
     n = tf.shape(images)[0]
-    both = tf.concat([images, tf.reverse(images, axis=[2])], axis=0)
+    views = tf.concat([images, tf.reverse(images, axis=[2])], axis=0) if flip else images
     per_scale = []
     for q in scales:
-        probs = tf.reduce_mean(dense_score_map(fcn, both, q, mean_rgb), axis=[1, 2])
-        per_scale.append((probs[:n] + probs[n:]) / 2.0)
+        probs = tf.reduce_mean(dense_score_map(fcn, views, q, mean_rgb), axis=[1, 2])
+        per_scale.append((probs[:n] + probs[n:]) / 2.0 if flip else probs)
     return tf.add_n(per_scale) / float(len(per_scale))
 
 
@@ -301,11 +311,14 @@ def crop_offsets(height: tf.Tensor, width: tf.Tensor, crop_size: int, grid: int 
     return tf.reshape(tf.stack([yy, xx], axis=-1), [grid * grid, 2])
 
 
-def multicrop_crops(image: tf.Tensor, crop_size: int, grid: int = GRID) -> tf.Tensor:
+def multicrop_crops(
+    image: tf.Tensor, crop_size: int, grid: int = GRID, flip: bool = True
+) -> tf.Tensor:
     """The ``2 * grid**2`` crops of multi-crop evaluation of one ``(H, W, 3)`` image.
 
     Returns ``(2 * grid**2, crop, crop, 3)``: the grid crops in row-major order,
-    then their horizontal flips in the same order (§3.2: 5x5 x 2 = 50 per scale).
+    then their horizontal flips in the same order (§3.2: 5x5 x 2 = 50 per scale);
+    ``grid**2`` crops without the flips when ``flip`` is False.
     """
     shape = tf.shape(image)
     offsets = crop_offsets(shape[0], shape[1], crop_size, grid)
@@ -315,7 +328,7 @@ def multicrop_crops(image: tf.Tensor, crop_size: int, grid: int = GRID) -> tf.Te
             for i in range(grid * grid)
         ]
     )
-    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0)
+    return tf.concat([crops, tf.reverse(crops, axis=[2])], axis=0) if flip else crops
 
 
 def multicrop_probabilities(
@@ -325,6 +338,7 @@ def multicrop_probabilities(
     mean_rgb: Sequence[float],
     crop_size: int,
     grid: int = GRID,
+    flip: bool = True,
 ) -> tf.Tensor:
     """Multi-crop evaluation (§3.2) of one ``(H, W, 3)`` RGB image: ``(classes,)``.
 
@@ -334,7 +348,7 @@ def multicrop_probabilities(
     """
     per_scale = []
     for q in scales:
-        crops = multicrop_crops(_preprocess(image[None], q, mean_rgb)[0], crop_size, grid)
+        crops = multicrop_crops(_preprocess(image[None], q, mean_rgb)[0], crop_size, grid, flip)
         logits = tf.cast(fcn(crops), tf.float32)[:, 0, 0]
         per_scale.append(tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=0))
     return tf.add_n(per_scale) / float(len(per_scale))
@@ -367,16 +381,19 @@ class ModelEvaluator:
         else:
             self.multi = multi_scales(trained)
             self.single = single_scale(trained)
-        mean = trained.mean_rgb
+        mean, flip = trained.mean_rgb, trained.flip
         spec = [tf.TensorSpec([None, None, 3], tf.float32)]
         fcn = self.fcn
         self._dense = {
-            qs: tf.function(lambda img, qs=qs: dense_probabilities(fcn, img[None], qs, mean)[0],
-                            input_signature=spec)
+            qs: tf.function(
+                lambda img, qs=qs: dense_probabilities(fcn, img[None], qs, mean, flip)[0],
+                input_signature=spec,
+            )
             for qs in {self.single, self.multi}
         }
         self._multicrop = tf.function(
-            lambda img: multicrop_probabilities(fcn, img, self.multi, mean, crop), input_signature=spec
+            lambda img: multicrop_probabilities(fcn, img, self.multi, mean, crop, flip=flip),
+            input_signature=spec,
         )
         self._score_map = tf.function(
             lambda img: dense_score_map(fcn, img[None], self.single[0], mean)[0], input_signature=spec

@@ -70,6 +70,7 @@ class ServingModule(tf.Module):
         top_k: How many classes ``classes``/``scores`` list (capped at the
             number of classes).
         max_pixels: Images declaring more pixels are rejected before decoding.
+        flip: Also average the horizontally flipped image (as trained).
 
     Call :meth:`signatures` to get the concrete functions to save: it also
     tracks the variables they capture.
@@ -83,6 +84,7 @@ class ServingModule(tf.Module):
         class_names: Sequence[str] | None = None,
         top_k: int = 5,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        flip: bool = True,
     ):
         super().__init__(name="vgg_serving")
         # The Keras model itself is not tracked: its Keras variable wrappers would be
@@ -96,6 +98,7 @@ class ServingModule(tf.Module):
         self._top_k = max(1, min(int(top_k), self._num_classes))
         self._class_names = tuple(class_names) if class_names else None
         self._max_pixels = max_pixels
+        self._flip = bool(flip)
 
     def _outputs(self, probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
         scores, classes = tf.math.top_k(probabilities, k=self._top_k)
@@ -111,7 +114,9 @@ class ServingModule(tf.Module):
 
     def _one_image(self, image_bytes: tf.Tensor) -> tf.Tensor:
         image = tf.cast(decode_image(image_bytes, self._max_pixels), tf.float32)
-        return dense_probabilities(self._fcn.value, image[None], self._scales, self._mean)[0]
+        return dense_probabilities(
+            self._fcn.value, image[None], self._scales, self._mean, self._flip
+        )[0]
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
     def serve_bytes(self, image_bytes):
@@ -133,7 +138,9 @@ class ServingModule(tf.Module):
         """Class posteriors of a batch of same-size float RGB images in [0, 255]."""
         return self._guard_empty(
             tf.shape(images)[0],
-            lambda: dense_probabilities(self._fcn.value, images, self._scales, self._mean),
+            lambda: dense_probabilities(
+                self._fcn.value, images, self._scales, self._mean, self._flip
+            ),
         )
 
 
@@ -220,6 +227,7 @@ def export_saved_model(
         trained.class_names,
         top_k,
         max_pixels,
+        flip=trained.flip,
     )
     os.makedirs(export_dir, exist_ok=True)
     # A dot-name is not a number: TF Serving ignores it until the rename.
@@ -236,6 +244,7 @@ def export_saved_model(
             class_names=list(trained.class_names) if trained.class_names else None,
             top_k=module._top_k,
             max_pixels=max_pixels,
+            flip=trained.flip,
             softmax="per location, then spatial average (vgg_tf.evaluate)",
         )
         os.makedirs(os.path.join(tmp, os.path.dirname(METADATA_FILE)), exist_ok=True)
