@@ -112,7 +112,8 @@ def test_validate_config_names_bad_fields():
         ("strategy", "horovod", "'horovod'.*default, mirrored, multi_worker"),
         ("learning_rate", -0.1, "learning_rate=-0.1"),
         ("scale_max", 200, "scale_min=256 > scale_max=200"),
-        ("kernel_initializer", "lecun", "'lecun'.*paper, glorot, he"),
+        ("kernel_initializer", "lecun", "kernel_initializer 'lecun'.*paper, glorot, he"),
+        ("new_layer_initializer", "x", "new_layer_initializer 'x'"),
     ]:
         bad = config_lib.paper_recipe()
         bad[field] = value

@@ -30,6 +30,8 @@ def paper_recipe() -> ml_collections.ConfigDict:
     c.variant = "A"
     c.kernel_initializer = "paper"  # N(0, 0.01) weights, zero biases; or "glorot"
     c.init_from = ""  # workdir or .keras of a trained model to start from (§3.1)
+    # Init of the layers init_from does not provide ("": kernel_initializer, as in the paper).
+    c.new_layer_initializer = ""
     c.batch_norm = False
     c.dropout = 0.5
     c.width_multiplier = 1.0

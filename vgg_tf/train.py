@@ -48,10 +48,11 @@ class NonFiniteLossError(FloatingPointError):
 def validate_config(config: ml_collections.ConfigDict) -> None:
     """Raises ValueError naming the first bad field and what is accepted."""
     models.get_spec(config.variant)
-    if config.kernel_initializer not in INITS:
-        raise ValueError(
-            f"Unknown init {config.kernel_initializer!r}; expected one of {', '.join(INITS)}."
-        )
+    for field in ("kernel_initializer", "new_layer_initializer"):
+        if config[field] not in INITS and not (field == "new_layer_initializer" and not config[field]):
+            raise ValueError(
+                f"Unknown {field} {config[field]!r}; expected one of {', '.join(INITS)}."
+            )
     if config.strategy not in distribute.STRATEGIES:
         raise ValueError(
             f"Unknown strategy {config.strategy!r}; expected one of "
@@ -145,14 +146,21 @@ def _save_model(model: keras.Model, path: str) -> None:
 
 
 def build_model(config: Any, num_classes: int) -> keras.Model:
-    """Builds the network of ``config`` with its top for ``num_classes`` classes."""
+    """Builds the network of ``config`` with its top for ``num_classes`` classes.
+
+    A run started from another model (``init_from``) initialises the layers
+    that model does not provide with ``new_layer_initializer`` when set.
+    """
+    initializer = config["kernel_initializer"]
+    if config.get("init_from") and config.get("new_layer_initializer"):
+        initializer = config["new_layer_initializer"]
     return models.VGG(
         config["variant"],
         classes=num_classes,
         crop_size=int(config["crop_size"]),
         dropout=float(config["dropout"]),
         weight_decay=float(config["weight_decay"]),
-        kernel_initializer=config["kernel_initializer"],
+        kernel_initializer=initializer,
         batch_norm=bool(config["batch_norm"]),
         width_multiplier=float(config["width_multiplier"]),
     )
