@@ -355,7 +355,6 @@ def train_and_evaluate(
         )
     if config.deterministic:
         tf.config.experimental.enable_op_determinism()
-    keras.utils.set_random_seed(int(config.seed))
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
 
@@ -384,6 +383,8 @@ def train_and_evaluate(
         )
     total_steps = steps_per_epoch * config.epochs
 
+    # Seeded here, after the data source: preparing a TFDS dataset draws random numbers.
+    keras.utils.set_random_seed(int(config.seed))
     with strategy.scope():
         model = build_model(config, source.num_classes)
         if config.init_from:
