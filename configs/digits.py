@@ -30,7 +30,7 @@ def get_config():
     config.scale_min, config.scale_max = 32, 48
     config.flip = False  # a mirrored digit is another glyph
     config.batch_size = 32
-    config.epochs = 12
+    config.epochs = 20
     config.warmup_epochs = 1.0
     config.checkpoint_every_steps = 10
     return config
