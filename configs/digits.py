@@ -32,5 +32,8 @@ def get_config():
     config.batch_size = 32
     config.epochs = 20
     config.warmup_epochs = 1.0
+    # E started from A can sit near chance for ~4 epochs before it learns; a
+    # plateau there would divide the rate too early (seen here).
+    config.lr_plateau_start_epoch = 6
     config.checkpoint_every_steps = 10
     return config

@@ -72,14 +72,19 @@ def tfds_dir(tmp_path_factory):
 def test_plateau_schedule_divides_by_ten_at_most_max_drops_times():
     schedule = train.PlateauSchedule(0.01, factor=0.1, patience=2, min_delta=1e-3, max_drops=3)
     history = []
-    for accuracy in [0.5, 0.6, 0.6, 0.6005, 0.7, 0.7, 0.7] + [0.7] * 10:
-        schedule.update(accuracy)
+    for epoch, accuracy in enumerate([0.5, 0.6, 0.6, 0.6005, 0.7, 0.7, 0.7] + [0.7] * 10, 1):
+        schedule.update(accuracy, epoch)
         history.append(float(schedule.learning_rate.numpy()))
     assert history[:4] == pytest.approx([0.01, 0.01, 0.01, 0.001])  # 0.6005 is within min_delta
     assert history[4:6] == pytest.approx([0.001, 0.001])
     assert history[6] == pytest.approx(1e-4)
     assert min(history) == pytest.approx(1e-5)  # three drops in all
     assert int(schedule.drops.numpy()) == 3
+    late = train.PlateauSchedule(0.01, factor=0.1, patience=1, min_delta=0, max_drops=3,
+                                 start_epoch=4)
+    for epoch, accuracy in enumerate([0.3, 0.1, 0.1, 0.5, 0.5], 1):
+        late.update(accuracy, epoch)
+    assert float(late.learning_rate.numpy()) == pytest.approx(0.001)  # only epoch 5 counted
 
 
 def test_sgd_step_matches_caffe_update_with_weight_decay():

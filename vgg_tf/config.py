@@ -57,6 +57,7 @@ def paper_recipe() -> ml_collections.ConfigDict:
     c.lr_max_drops = 3
     c.lr_plateau_patience = 2  # epochs without validation improvement before a drop
     c.lr_plateau_min_delta = 1e-3  # improvement in validation top-1 accuracy that counts
+    c.lr_plateau_start_epoch = 0  # first epoch the plateau scheduler watches
     # Execution.
     c.strategy = "default"
     c.devices = ""  # comma-separated, for strategy "mirrored"

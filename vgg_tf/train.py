@@ -186,7 +186,7 @@ class PlateauSchedule(tf.Module):
     """
 
     def __init__(self, learning_rate: float, factor: float, patience: int, min_delta: float,
-                 max_drops: int):
+                 max_drops: int, start_epoch: int = 0):
         super().__init__(name="plateau_schedule")
         self.learning_rate = tf.Variable(learning_rate, trainable=False, dtype=tf.float64)
         self.best = tf.Variable(-1.0, trainable=False, dtype=tf.float64)
@@ -194,9 +194,16 @@ class PlateauSchedule(tf.Module):
         self.drops = tf.Variable(0, trainable=False, dtype=tf.int64)
         self._factor, self._patience = factor, patience
         self._min_delta, self._max_drops = min_delta, max_drops
+        self._start_epoch = start_epoch
 
-    def update(self, val_accuracy: float) -> bool:
-        """Records an epoch's validation accuracy; returns whether the rate dropped."""
+    def update(self, val_accuracy: float, epoch: int) -> bool:
+        """Records the validation accuracy of ``epoch`` (1-based); returns whether the rate dropped.
+
+        Epochs before ``start_epoch`` are not watched: a deep net may sit near
+        chance for a few epochs before it starts to learn.
+        """
+        if epoch < self._start_epoch:
+            return False
         if val_accuracy > float(self.best.numpy()) + self._min_delta:
             self.best.assign(val_accuracy)
             self.wait.assign(0)
@@ -407,6 +414,7 @@ def train_and_evaluate(
         config.lr_plateau_patience,
         config.lr_plateau_min_delta,
         config.lr_max_drops,
+        config.lr_plateau_start_epoch,
     )
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     checkpoint = RunCheckpoint(
@@ -520,7 +528,7 @@ def train_and_evaluate(
 
         train_metrics = trainer.epoch_metrics()
         val = validation()
-        dropped = schedule.update(1.0 - val["top1_error"])
+        dropped = schedule.update(1.0 - val["top1_error"], epoch + 1)
         trainer.totals.assign(tf.zeros(4, tf.float64))
         images_per_second = epoch_images / epoch_seconds if epoch_seconds else 0.0
         row = {
