@@ -29,7 +29,7 @@ TINY_FLAGS = [
     "--batch_size=32",
     "--config.checkpoint_every_steps=5",
     "--config.warmup_epochs=0",
-    "--learning_rate=0.02",
+    "--learning_rate=0.01",
 ]
 
 
@@ -167,7 +167,7 @@ def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, tfds_dir)
     refused = _train(workdir, tfds_dir, "--variant=A", "--epochs=2", *TINY_FLAGS,
                      "--learning_rate=0.5", check=False)
     assert refused.returncode != 0
-    assert "learning_rate: 0.02 -> 0.5" in refused.stderr and "--overwrite" in refused.stderr
+    assert "learning_rate: 0.01 -> 0.5" in refused.stderr and "--overwrite" in refused.stderr
     assert (workdir / "model.keras").is_file() and (workdir / "checkpoints").is_dir()
 
 
