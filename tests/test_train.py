@@ -30,6 +30,7 @@ TINY_FLAGS = [
     "--config.checkpoint_every_steps=5",
     "--config.warmup_epochs=0",
     "--learning_rate=0.01",
+    "--config.batch_norm=false",  # the paper's nets (BN statistics are per replica)
 ]
 
 
