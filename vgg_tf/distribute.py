@@ -9,7 +9,6 @@ trainer scales the loss by the global batch and the optimizer all-reduces
 
 from __future__ import annotations
 
-import json
 import os
 
 import tensorflow as tf
@@ -84,8 +83,3 @@ def task_id(strategy: tf.distribute.Strategy) -> int:
     resolver = getattr(strategy, "cluster_resolver", None)
     return int(resolver.task_id or 0) if resolver is not None else 0
 
-
-def num_workers() -> int:
-    """Number of worker tasks described by TF_CONFIG (1 without it)."""
-    cluster = json.loads(os.environ.get("TF_CONFIG", "{}")).get("cluster", {})
-    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))

@@ -26,7 +26,6 @@ from typing import Any
 
 import keras
 import ml_collections
-import numpy as np
 import tensorflow as tf
 
 from vgg_tf import config as config_lib
