@@ -348,6 +348,7 @@ def scaled_crop(
     crop_size: int,
     offset: tf.Tensor | Sequence[float] = (0.5, 0.5),
     *,
+    flip: bool | tf.Tensor = False,
     fused: bool = True,
 ) -> tf.Tensor:
     """A ``crop_size`` square of the image rescaled so its shorter side is ``scale``.
@@ -368,6 +369,9 @@ def scaled_crop(
         scale: Shorter side after rescaling (S or Q); at least ``crop_size``.
         crop_size: Side of the square crop.
         offset: Two floats in [0, 1], (y, x).
+        flip: Mirror the crop horizontally (a bool or a scalar bool tensor). The
+            fused path mirrors the 8-bit window before resampling: the same image,
+            as bilinear resampling is symmetric, and cheaper.
         fused: Crop before resampling (and decoding) rather than after.
 
     Returns:
@@ -379,10 +383,17 @@ def scaled_crop(
         TensorShape([224, 224, 3])
     """
     offset = tf.convert_to_tensor(offset, tf.float32)
+
+    def maybe_flip(image):
+        if isinstance(flip, bool):
+            return tf.reverse(image, [1]) if flip else image
+        return tf.cond(flip, lambda: tf.reverse(image, [1]), lambda: image)
+
     if not fused:
         image = rescale_shorter_side(decode_rgb(image_bytes), scale)
         corner = _crop_corner(tf.shape(image)[:2], crop_size, offset)
-        return tf.slice(image, tf.concat([corner, [0]], 0), [crop_size, crop_size, 3])
+        crop = tf.slice(image, tf.concat([corner, [0]], 0), [crop_size, crop_size, 3])
+        return maybe_flip(crop)
 
     def window(shape):
         """The crop's window in source pixels: (top-left corner, size)."""
@@ -408,7 +419,7 @@ def scaled_crop(
         first, size = window(tf.shape(image))
         return tf.slice(image, tf.concat([first, [0]], 0), tf.concat([size, [3]], 0))
 
-    crop = tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other)
+    crop = maybe_flip(tf.cond(tf.io.is_jpeg(image_bytes), jpeg, other))
     out = tf.image.resize(crop, [crop_size, crop_size], method="bilinear")
     return tf.ensure_shape(out, [crop_size, crop_size, 3])
 
@@ -463,36 +474,66 @@ def _assert_complete(jpeg_bytes: tf.Tensor) -> tf.Operation:
     return tf.debugging.Assert(tf.reduce_any(marker), ["truncated JPEG"])
 
 
-def _try(fn, fallback: tf.Tensor, *args) -> tuple[tf.Tensor, tf.Tensor]:
-    """``(fn(*args), True)``, or ``(fallback, False)`` if ``fn`` raises (a bad record).
-
-    A graph has no try/except: the call runs inside a one-element dataset whose
-    ``ignore_errors`` drops the failure, followed by the fallback.
-    """
-
-    def attempt(*inputs):
-        return fn(*inputs), True
-
-    result = tf.data.Dataset.from_tensors(args).map(attempt).ignore_errors()
-    result = result.concatenate(tf.data.Dataset.from_tensors((fallback, False)))
-    return result.take(1).get_single_element()
+# Records decoded per nested dataset (see _decode_skipping_bad): setting one up costs
+# about as much as decoding a small JPEG, so a group of records shares it.
+_DECODE_GROUP = 32
 
 
-def _drop_bad(ds: tf.data.Dataset, source_name: str, split: str, limit: int) -> tf.data.Dataset:
-    """Filters out elements flagged bad, counting them and logging their file names.
+def _decode_skipping_bad(
+    records: tf.data.Dataset,
+    transform,
+    image_shape: Sequence[int],
+    *,
+    source_name: str,
+    split: str,
+    limit: int,
+    group_size: int = _DECODE_GROUP,
+    deterministic: bool = True,
+) -> tf.data.Dataset:
+    """Applies ``transform`` to every record, skipping the records it fails on.
 
-    Returns the good ``((image, label), ok)`` elements: see :func:`_batch_examples`.
+    A graph has no try/except. Each group of ``group_size`` consecutive records runs
+    through a small nested dataset whose ``ignore_errors`` drops a record that
+    raises; the indices of the survivors tell which were dropped. Skipped files are
+    named on stderr, the first few and then at every power of ten of the running
+    count. ``limit`` consecutive bad records mean no valid example is coming: that
+    raises, naming the source.
 
-    Elements are ``((image, label, filename), ok)``. Skipped files are named on
-    stderr, the first few and then at every power of ten of the running count. ``limit``
-    consecutive bad records mean no valid example is coming: that raises.
+    Args:
+        records: Elements ``(index, (image_bytes, label, filename))``, indices distinct.
+        transform: ``(index, image_bytes) -> float32 image of image_shape``; may raise.
+        image_shape: Shape of ``transform``'s output (None for a varying side).
+        source_name: Named in the log and in the error.
+        split: Named in the log and in the error.
+        limit: Consecutive bad records that raise.
+        group_size: Records per nested dataset (1 where images differ in shape).
+        deterministic: Keep the order of the groups.
+
+    Returns:
+        ``(images [n, *image_shape], labels [n])`` per group: its good records in
+        order, n varying (``rebatch`` it).
     """
     message = f"vgg_tf.input_pipeline: skipped an undecodable or truncated record of '{source_name}' [{split}]"
+    nothing = (tf.zeros([0], tf.int64), tf.zeros([0, *(d or 0 for d in image_shape)], tf.float32))
 
-    def count(state, element):
-        (image, label, filename), ok = element
-        bad = 1 - tf.cast(ok, tf.int64)
-        total, run = state[0] + bad, (state[1] + bad) * bad
+    def decode_group(indices, record):
+        image_bytes, labels, filenames = record
+
+        def attempt(index, one_image):
+            return index, transform(index, one_image)
+
+        good = tf.data.Dataset.from_tensor_slices((indices, image_bytes)).map(attempt)
+        good = good.ignore_errors().batch(group_size)
+        kept, images = good.concatenate(tf.data.Dataset.from_tensors(nothing)).take(1).get_single_element()
+        ok = tf.reduce_any(tf.equal(indices[:, None], kept[None, :]), axis=1)
+        return images, tf.boolean_mask(labels, ok), tf.boolean_mask(filenames, tf.logical_not(ok))
+
+    def count(state, group):
+        images, labels, bad_names = group
+        total, run = state
+        num_good, num_bad = tf.shape(labels, tf.int64)[0], tf.shape(bad_names, tf.int64)[0]
+        # Consecutive bad records, counted in whole groups without a good one.
+        run = tf.where(num_good > 0, tf.constant(0, tf.int64), run + num_bad)
         check = tf.debugging.assert_less(
             run,
             tf.constant(limit, tf.int64),
@@ -501,39 +542,31 @@ def _drop_bad(ds: tf.data.Dataset, source_name: str, split: str, limit: int) -> 
                 "records: every image is undecodable or truncated."
             ),
         )
+        numbers = total + tf.range(1, num_bad + 1, dtype=tf.int64)
+        milestones = tf.constant([10**k for k in range(2, 10)], tf.int64)
+        logged = tf.logical_or(
+            numbers <= _LOGGED_SKIP_NAMES,
+            tf.reduce_any(tf.equal(numbers[:, None], milestones[None, :]), axis=1),
+        )
+        lines = tf.strings.join(
+            [message, " (", tf.strings.as_string(numbers), " so far): ", bad_names]
+        )
+        lines = tf.boolean_mask(lines, logged)
 
         def report():
-            named = total <= _LOGGED_SKIP_NAMES
-            milestone = tf.reduce_any(total == tf.constant([10**k for k in range(2, 10)], tf.int64))
-            line = tf.strings.join(
-                [message, " (", tf.strings.as_string(total), " so far): ", filename]
-            )
-            tf.cond(
-                tf.logical_or(named, milestone),
-                lambda: tf.print(line, output_stream=sys.stderr),
-                tf.no_op,
-            )
+            tf.print(tf.strings.reduce_join(lines, separator="\n"), output_stream=sys.stderr)
             return tf.constant(True)
 
         with tf.control_dependencies([check]):
-            logged = tf.cond(ok, lambda: tf.constant(True), report)
-        with tf.control_dependencies([logged]):
-            return (tf.identity(total), run), ((image, label), ok)
+            printed = tf.cond(tf.size(lines) > 0, report, lambda: tf.constant(False))
+        with tf.control_dependencies([printed]):
+            return (total + num_bad, run), (tf.identity(images), labels)
 
-    def is_ok(example, ok):
-        return ok
-
+    groups = records.batch(group_size).map(
+        decode_group, num_parallel_calls=_AUTOTUNE, deterministic=deterministic
+    )
     zero = tf.constant(0, tf.int64)
-    return ds.scan((zero, zero), count).filter(is_ok)
-
-
-def _batch_examples(ds: tf.data.Dataset, batch_size: int, drop_remainder: bool) -> tf.data.Dataset:
-    """Batches ``(example, ok)`` elements and drops the flags (per batch: cheaper)."""
-
-    def example_only(example, ok):
-        return example
-
-    return ds.batch(batch_size, drop_remainder=drop_remainder).map(example_only)
+    return groups.scan((zero, zero), count)
 
 
 # --------------------------------------------------------------------------------------
@@ -552,8 +585,8 @@ def _validate(crop_size: int, scales: dict[str, int]) -> None:
 def _finish(ds: tf.data.Dataset, ordered: bool) -> tf.data.Dataset:
     options = tf.data.Options()
     options.deterministic = ordered
-    # The one-element datasets that skip bad records are stateless in effect;
-    # without this, checkpointing an iterator refuses their ops.
+    # The nested datasets that skip bad records are stateless in effect; without
+    # this, checkpointing an iterator refuses their ops.
     options.experimental_external_state_policy = tf.data.experimental.ExternalStatePolicy.IGNORE
     return ds.prefetch(_AUTOTUNE).with_options(options)
 
@@ -651,19 +684,13 @@ def train_dataset(
         )
         u = tf.random.stateless_uniform([4], uniform_key)  # S, crop y, crop x, flip
         scale = scale_min + tf.cast(tf.floor(u[0] * (scale_max - scale_min + 1)), tf.int32)
-        image = scaled_crop(image_bytes, scale, crop_size, u[1:3], fused=fused_decode)
-        if flip:
-            image = tf.cond(u[3] < 0.5, lambda: tf.reverse(image, [1]), lambda: image)
+        mirror = u[3] < 0.5 if flip else False
+        image = scaled_crop(image_bytes, scale, crop_size, u[1:3], flip=mirror, fused=fused_decode)
         offset = -mean
         if color_shift_std:
             alpha = tf.random.stateless_normal([3], normal_key, stddev=color_shift_std)
             offset += _pca_shift(alpha, eigval, eigvec)
         return image + offset  # colour shift and mean subtraction in one pass
-
-    def preprocess(index, record):
-        image_bytes, label, filename = record
-        image, ok = _try(augment, tf.zeros([crop_size, crop_size, 3]), index, image_bytes)
-        return (image, label, filename), ok
 
     records = source.raw_records(split, shuffle_files=True, seed=seed, deterministic=ordered)
     if cache:
@@ -676,10 +703,12 @@ def train_dataset(
         # record: the replicas' batches together are exactly the global batch one
         # process would train on (§3.3), keyed by the same stream positions.
         records = records.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
-    ds = records.map(preprocess, num_parallel_calls=_AUTOTUNE, deterministic=ordered)
     # 2 x split size consecutive bad records contain a whole epoch: nothing is valid.
-    ds = _drop_bad(ds, source.name, split, limit=2 * num_records + 1)
-    return _finish(_batch_examples(ds, batch_size, drop_remainder=True), ordered)
+    groups = _decode_skipping_bad(
+        records, augment, (crop_size, crop_size, 3), source_name=source.name, split=split,
+        limit=2 * num_records + 1, deterministic=ordered,
+    )
+    return _finish(groups.rebatch(batch_size, drop_remainder=True), ordered)
 
 
 def eval_dataset(
@@ -725,23 +754,21 @@ def eval_dataset(
         raise ValueError(f"Source '{source.name}' split '{split}' has no records.")
     mean = tf.constant(mean_rgb, tf.float32)
 
-    def transform(image_bytes):
+    def transform(index, image_bytes):
         if mode == "center":
             image = scaled_crop(image_bytes, image_size, crop_size)
         else:
             image = rescale_shorter_side(decode_rgb(image_bytes), image_size)
         return image - mean
 
-    side = crop_size if mode == "center" else 1
-
-    def preprocess(image_bytes, label, filename):
-        image, ok = _try(transform, tf.zeros([side, side, 3]), image_bytes)
-        return (image, label, filename), ok
-
-    records = source.raw_records(split, input_context=input_context)
-    ds = records.map(preprocess, num_parallel_calls=_AUTOTUNE)
-    ds = _drop_bad(ds, source.name, split, limit=num_records)
-    return _finish(_batch_examples(ds, batch_size, drop_remainder=False), ordered=True)
+    records = source.raw_records(split, input_context=input_context).enumerate()
+    groups = _decode_skipping_bad(
+        records, transform, (crop_size, crop_size, 3) if mode == "center" else (None, None, 3),
+        source_name=source.name, split=split, limit=num_records,
+        # Whole images differ in shape: one per nested dataset.
+        group_size=_DECODE_GROUP if mode == "center" else 1,
+    )
+    return _finish(groups.rebatch(batch_size), ordered=True)
 
 
 # --------------------------------------------------------------------------------------
