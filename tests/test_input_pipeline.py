@@ -276,6 +276,35 @@ def test_folder_with_bad_files_trains_an_epoch_and_names_them(tmp_path, capfd):
     assert "truncated.jpg" in log and "notes.jpg" in log and "so far" in log
 
 
+def test_skipped_records_keep_images_and_labels_aligned(tmp_path, capfd):
+    # Class 0 images are dark, class 1 bright; bad files sit among them, so a record
+    # dropped inside a decoding group would shift the labels of the ones after it.
+    for label, level in (("0dark", 30), ("1bright", 220)):
+        os.makedirs(tmp_path / label)
+        for i in range(7):
+            (tmp_path / label / f"{i}.jpg").write_bytes(
+                encode(np.full((40 + i, 50, 3), level, np.uint8)))
+        for i in range(3):
+            (tmp_path / label / f"{i}_bad.jpg").write_bytes(b"not an image %d" % i)
+    source = ip.get_source(str(tmp_path))
+    ds = ip.train_dataset(source, batch_size=5, crop_size=CROP, scale_min=CROP, scale_max=48,
+                          mean_rgb=(0.0, 0.0, 0.0), color_shift_std=0.0, seed=0)
+    batches = take(ds, 12)  # 60 examples: 3 passes over the 20 records
+    labels = np.concatenate([b[1].numpy() for b in batches])
+    levels = np.concatenate([b[0].numpy().mean(axis=(1, 2, 3)) for b in batches])
+    assert len(labels) == 60 and set(labels) == {0, 1}
+    np.testing.assert_allclose(levels, np.where(labels == 1, 220.0, 30.0), atol=3)
+    log = capfd.readouterr().err
+    assert log.count("skipped an undecodable") >= 10 and "(10 so far): " in log
+    assert "(11 so far)" not in log  # after the first ten, only every power of ten
+    ordered = list(ip.eval_dataset(source, split="train", batch_size=4, image_size=CROP,
+                                   crop_size=CROP, mean_rgb=(0.0, 0.0, 0.0)))
+    labels = np.concatenate([b[1].numpy() for b in ordered])
+    levels = np.concatenate([b[0].numpy().mean(axis=(1, 2, 3)) for b in ordered])
+    assert [len(b[1]) for b in ordered] == [4, 4, 4, 2]  # 14 good of 20, rebatched
+    np.testing.assert_allclose(levels, np.where(labels == 1, 220.0, 30.0), atol=3)
+
+
 def test_source_without_valid_images_raises_naming_it(tmp_path):
     os.makedirs(tmp_path / "a")
     for i in range(3):
