@@ -259,3 +259,13 @@ def test_cli_rejects_bad_flags(tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: Unknown protocol ['tencrop']; expected one or more of single, "
                       "dense, multicrop, combined."]
+
+
+def test_evaluate_defaults_to_the_test_split(tmp_path):
+    _model().save(tmp_path / "model.keras")
+    (tmp_path / "config.json").write_text(json.dumps(dict(CONFIG, mean_rgb=[0.0, 0.0, 0.0])))
+    rows = ev.evaluate(str(tmp_path), "digits", "single", data_dir=str(tmp_path / "tfds"),
+                       max_examples=6, output=str(tmp_path / "table.json"), verbose=0)
+    table = json.loads((tmp_path / "table.json").read_text())
+    # The digits have a held-out test split; validation is the last 10% of train.
+    assert table["split"] == "test" and rows[0]["num_examples"] == 6

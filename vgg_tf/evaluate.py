@@ -641,7 +641,8 @@ def evaluate(
         dataset: A TFDS name, "digits", or a folder of class subfolders.
         protocols: Names from :data:`PROTOCOLS` (list or comma-separated).
         scales: Test scales overriding every model's training config.
-        split: Split to evaluate; defaults to the source's evaluation split.
+        split: Split to evaluate; defaults to the source's test split (``"test"``
+            where the dataset has one, else its validation split, as for ImageNet).
         data_dir: TFDS data directory.
         max_examples: Evaluate only the first n examples.
         output: Path of a JSON file to write the rows to.
@@ -663,7 +664,7 @@ def evaluate(
     protocols = check_protocols(protocols)
     evaluators = [ModelEvaluator(load_trained_model(p), scales) for p in paths]
     source = get_source(dataset, data_dir=data_dir)
-    split = split or source.eval_split
+    split = split or source.test_split
     total = source.num_examples(split)
     if max_examples is not None:
         total = min(total, max_examples)

@@ -30,7 +30,9 @@ _PROTOCOL = flags.DEFINE_list(
 _SCALES = flags.DEFINE_list(
     "scales", None, "Test scales Q overriding the training config's, e.g. 256,384,512."
 )
-_SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: the dataset's eval split).")
+_SPLIT = flags.DEFINE_string(
+    "split", None, "Split to evaluate (default: the dataset's test split, else its validation split)."
+)
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Evaluate only the first n images.")
 _OUTPUT = flags.DEFINE_string("output", None, "Write the table as JSON to this file.")
