@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vgg_tf.layers import LocalResponseNormalization
+from vgg_tf.layers import LocalResponseNormalization, PatchMatmulConv2D
 
 
 def _lrn_reference(x, size=5, bias=2.0, alpha=1e-4, beta=0.75):
@@ -43,3 +43,25 @@ def test_inside_tf_function():
     fn = tf.function(lambda t: layer(t))
     x = tf.ones((1, 2, 2, 6))
     np.testing.assert_allclose(fn(x), layer(x))
+
+
+def test_patch_matmul_conv2d_equals_conv2d(tmp_path):
+    x = tf.random.stateless_normal([2, 9, 13, 16], seed=[1, 2])
+    reference = keras.layers.Conv2D(24, 4, activation="relu")
+    layer = PatchMatmulConv2D(24, 4, activation="relu")
+    reference(x), layer(x)
+    layer.set_weights([w + 0.1 for w in reference.get_weights()])
+    reference.set_weights(layer.get_weights())
+    assert isinstance(layer, keras.layers.Conv2D)
+    np.testing.assert_allclose(layer(x), reference(x), atol=1e-5)
+    assert layer(x).shape == (2, 6, 10, 24)
+    model = keras.Sequential([keras.Input((None, None, 16)), layer])
+    model.save(tmp_path / "m.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras")(x), model(x), atol=1e-6)
+
+
+@pytest.mark.parametrize("kwargs", [dict(strides=2), dict(padding="same"), dict(dilation_rate=2)])
+def test_patch_matmul_conv2d_rejects_what_it_does_not_compute(kwargs):
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=f"PatchMatmulConv2D got .*'{name}'"):
+        PatchMatmulConv2D(4, 3, **kwargs)

@@ -6,7 +6,7 @@ Example:
 """
 
 from vgg_tf.fcn import to_fully_convolutional
-from vgg_tf.layers import LocalResponseNormalization
+from vgg_tf.layers import LocalResponseNormalization, PatchMatmulConv2D
 from vgg_tf.models import (
     NET_A_TRANSFER_LAYERS,
     SPECS,
@@ -27,6 +27,7 @@ __version__ = "0.1.0"
 __all__ = [
     "LocalResponseNormalization",
     "NET_A_TRANSFER_LAYERS",
+    "PatchMatmulConv2D",
     "SPECS",
     "VARIANTS",
     "VGG",

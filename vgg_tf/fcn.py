@@ -15,6 +15,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from vgg_tf.layers import PatchMatmulConv2D
+
 #: Heads :func:`to_fully_convolutional` can end with.
 HEADS = ("predictions", "logits")
 
@@ -28,7 +30,8 @@ def to_fully_convolutional(model: keras.Model, *, head: str = "predictions") -> 
     """Converts a VGG model with its FC head into a fully-convolutional model.
 
     The conv trunk is cloned with its weights; ``fc6`` becomes a Conv2D with a
-    ``crop_size/32`` square kernel and valid padding, ``fc7`` and ``fc8`` become
+    ``crop_size/32`` square kernel and valid padding (a :class:`PatchMatmulConv2D`,
+    which computes it as one matrix product over patches), ``fc7`` and ``fc8`` become
     1x1 Conv2Ds (same names, kernels reshaped from the Dense kernels); the
     dropout layers disappear (they are the identity at test time).
 
@@ -83,7 +86,9 @@ def to_fully_convolutional(model: keras.Model, *, head: str = "predictions") -> 
             kernel, bias = layer.get_weights()
             side = fc_kernel_side if layer.name == "fc6" else 1
             cfg = layer.get_config()
-            conv = keras.layers.Conv2D(
+            # fc6's large kernel runs faster as a patch matmul (PatchMatmulConv2D).
+            conv_class = PatchMatmulConv2D if layer.name == "fc6" else keras.layers.Conv2D
+            conv = conv_class(
                 cfg["units"],
                 side,
                 padding="valid",

@@ -1,8 +1,9 @@
-"""Layers the paper uses that Keras does not ship: local response normalisation."""
+"""Layers Keras does not ship: local response normalisation, and fc6 as a patch matmul."""
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -68,3 +69,40 @@ class LocalResponseNormalization(keras.layers.Layer):
             "alpha": self.alpha,
             "beta": self.beta,
         }
+
+
+@keras.saving.register_keras_serializable(package="vgg_tf")
+class PatchMatmulConv2D(keras.layers.Conv2D):
+    """A stride-1 ``valid`` Conv2D computed as a matrix product over image patches.
+
+    The dense-evaluation net (§3.2) turns fc6 into a 7x7x512x4096 convolution.
+    On CPU, oneDNN runs that shape at about 20 GMAC/s, against 80-150 GMAC/s
+    for the same arithmetic as ``extract_patches`` then one matmul with the
+    reshaped kernel (the fc6 Dense kernel itself). Same weights and outputs as
+    ``keras.layers.Conv2D``; it is one.
+
+    Example:
+        >>> layer = PatchMatmulConv2D(8, 2)
+        >>> layer(tf.ones((1, 3, 4, 5))).shape
+        TensorShape([1, 2, 3, 8])
+    """
+
+    def __init__(self, filters: int, kernel_size, **kwargs):
+        super().__init__(filters, kernel_size, **kwargs)
+        got = dict(strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate,
+                   groups=self.groups, data_format=self.data_format)
+        accepted = dict(strides=(1, 1), padding="valid", dilation_rate=(1, 1), groups=1,
+                        data_format="channels_last")
+        bad = {k: v for k, v in got.items() if tuple(np.ravel(v)) != tuple(np.ravel(accepted[k]))}
+        if bad:
+            raise ValueError(
+                f"PatchMatmulConv2D got {bad}; expected "
+                f"{ {k: accepted[k] for k in bad} } (stride 1, valid, channels last)."
+            )
+
+    def convolution_op(self, inputs, kernel):
+        kh, kw, channels, filters = kernel.shape
+        patches = tf.image.extract_patches(
+            inputs, [1, kh, kw, 1], [1, 1, 1, 1], [1, 1, 1, 1], "VALID"
+        )  # (batch, h, w, kh * kw * channels) in the kernel's (kh, kw, channels) order
+        return tf.linalg.matmul(patches, tf.reshape(kernel, [kh * kw * channels, filters]))
