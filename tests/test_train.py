@@ -172,6 +172,23 @@ def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, tfds_dir)
     assert (workdir / "model.keras").is_file() and (workdir / "checkpoints").is_dir()
 
 
+@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
+def test_mixed_precision_computes_low_and_keeps_float32_weights(tmp_path, tfds_dir, precision):
+    workdir = tmp_path / precision
+    _train(workdir, tfds_dir, "--variant=A", "--epochs=2", *TINY_FLAGS,
+           f"--mixed_precision={precision}")
+    rows = [line.split(",") for line in (workdir / "metrics.csv").read_text().splitlines()[1:]]
+    losses = [float(row[list(METRIC_COLUMNS).index("train_loss")]) for row in rows]
+    # float16 skips the first steps while the dynamic loss scale comes down.
+    assert all(np.isfinite(losses)) and losses[1] < losses[0]
+    model = keras.models.load_model(workdir / "model.keras")
+    assert model.get_layer("block1_conv1").compute_dtype == precision
+    assert {w.dtype for w in model.weights} == {"float32"}
+    probabilities = model.predict_on_batch(np.zeros((2, 32, 32, 3), "float32"))
+    assert probabilities.dtype == np.float32  # the softmax stays float32
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+
+
 @pytest.mark.parametrize(
     "flags, message",
     [
