@@ -172,11 +172,19 @@ def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, tfds_dir)
     assert (workdir / "model.keras").is_file() and (workdir / "checkpoints").is_dir()
 
 
-@pytest.mark.parametrize("precision", ["bfloat16", "float16"])
-def test_mixed_precision_computes_low_and_keeps_float32_weights(tmp_path, tfds_dir, precision):
-    workdir = tmp_path / precision
-    _train(workdir, tfds_dir, "--variant=A", "--epochs=2", *TINY_FLAGS,
-           f"--mixed_precision={precision}")
+@pytest.mark.parametrize(
+    "flags, precision",
+    [
+        (["--mixed_precision=bfloat16"], "bfloat16"),
+        (["--mixed_precision=float16"], "float16"),
+        (["--jit_compile", "--mixed_precision=bfloat16"], "bfloat16"),  # XLA
+    ],
+    ids=["bfloat16", "float16", "xla-bfloat16"],
+)
+def test_mixed_precision_computes_low_and_keeps_float32_weights(tmp_path, tfds_dir, flags,
+                                                                precision):
+    workdir = tmp_path / "run"
+    _train(workdir, tfds_dir, "--variant=A", "--epochs=2", *TINY_FLAGS, *flags)
     rows = [line.split(",") for line in (workdir / "metrics.csv").read_text().splitlines()[1:]]
     losses = [float(row[list(METRIC_COLUMNS).index("train_loss")]) for row in rows]
     # float16 skips the first steps while the dynamic loss scale comes down.
