@@ -303,6 +303,13 @@ def test_skipped_records_keep_images_and_labels_aligned(tmp_path, capfd):
     levels = np.concatenate([b[0].numpy().mean(axis=(1, 2, 3)) for b in ordered])
     assert [len(b[1]) for b in ordered] == [4, 4, 4, 2]  # 14 good of 20, rebatched
     np.testing.assert_allclose(levels, np.where(labels == 1, 220.0, 30.0), atol=3)
+    # Whole images (one per group, sides differing) skip bad records too.
+    whole = list(ip.eval_dataset(source, split="train", batch_size=1, image_size=CROP,
+                                 mode="full", mean_rgb=(0.0, 0.0, 0.0)))
+    assert len(whole) == 14 and {b[0].shape[1] for b in whole} == {CROP}
+    assert len({b[0].shape[2] for b in whole}) > 1
+    levels = [float(b[0].numpy().mean()) for b in whole]
+    np.testing.assert_allclose(levels, [220.0 if b[1][0] == 1 else 30.0 for b in whole], atol=3)
 
 
 def test_source_without_valid_images_raises_naming_it(tmp_path):

@@ -510,10 +510,13 @@ def _decode_skipping_bad(
         deterministic: Keep the order of the groups.
 
     Returns:
-        ``(images [n, *image_shape], labels [n])`` per group: its good records in
-        order, n varying (``rebatch`` it).
+        ``(images [n, *image_shape], labels [n])`` per group with a good record: its
+        good records in order, n varying (``rebatch`` it).
     """
-    message = f"vgg_tf.input_pipeline: skipped an undecodable or truncated record of '{source_name}' [{split}]"
+    message = (
+        "vgg_tf.input_pipeline: skipped an undecodable or truncated record of "
+        f"'{source_name}' [{split}]"
+    )
     nothing = (tf.zeros([0], tf.int64), tf.zeros([0, *(d or 0 for d in image_shape)], tf.float32))
 
     def decode_group(indices, record):
@@ -524,7 +527,8 @@ def _decode_skipping_bad(
 
         good = tf.data.Dataset.from_tensor_slices((indices, image_bytes)).map(attempt)
         good = good.ignore_errors().batch(group_size)
-        kept, images = good.concatenate(tf.data.Dataset.from_tensors(nothing)).take(1).get_single_element()
+        good = good.concatenate(tf.data.Dataset.from_tensors(nothing))  # all bad: empty
+        kept, images = good.take(1).get_single_element()
         ok = tf.reduce_any(tf.equal(indices[:, None], kept[None, :]), axis=1)
         return images, tf.boolean_mask(labels, ok), tf.boolean_mask(filenames, tf.logical_not(ok))
 
@@ -562,11 +566,16 @@ def _decode_skipping_bad(
         with tf.control_dependencies([printed]):
             return (total + num_bad, run), (tf.identity(images), labels)
 
+    def not_empty(images, labels):
+        # An all-bad group's empty batch (of side 0 where sides vary) cannot be
+        # rebatched with real images.
+        return tf.size(labels) > 0
+
     groups = records.batch(group_size).map(
         decode_group, num_parallel_calls=_AUTOTUNE, deterministic=deterministic
     )
     zero = tf.constant(0, tf.int64)
-    return groups.scan((zero, zero), count)
+    return groups.scan((zero, zero), count).filter(not_empty)
 
 
 # --------------------------------------------------------------------------------------
