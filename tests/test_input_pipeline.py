@@ -3,10 +3,14 @@
 import io
 import os
 
+import inspect
+
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_datasets as tfds
+from etils import epath
 from PIL import Image
 from skimage import data
 
@@ -158,6 +162,40 @@ def test_digits_source(digits):
     image_bytes, label, name = next(iter(digits.raw_records("test")))
     assert ip.decode_rgb(image_bytes).shape == (8, 8, 3) and label.dtype == tf.int32
     assert name.numpy()  # TFDS record id when the dataset has no file names
+
+
+class UnlabelledTestSplit(tfds.core.GeneratorBasedBuilder):
+    """Like ImageNet with its test tar: a test split whose labels are -1 (none)."""
+
+    VERSION = tfds.core.Version("1.0.0")
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls):
+        return epath.Path(inspect.getfile(cls))
+
+    def _info(self):
+        return tfds.core.DatasetInfo(
+            builder=self,
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(8, 8, 3)),
+                "label": tfds.features.ClassLabel(num_classes=2)}),
+            supervised_keys=("image", "label"))
+
+    def _split_generators(self, dl_manager):
+        return {"train": self._generate_examples([0, 1, 0, 1]),
+                "validation": self._generate_examples([1, 0]),
+                "test": self._generate_examples([-1, -1, -1])}
+
+    def _generate_examples(self, labels):
+        for i, label in enumerate(labels):
+            yield i, {"image": np.full((8, 8, 3), 40 * i, np.uint8), "label": label}
+
+
+def test_unlabelled_test_split_is_not_the_test_split(tmp_path):
+    source = ip.get_source("unlabelled_test_split", data_dir=str(tmp_path))
+    assert (source.train_split, source.eval_split, source.test_split) == (
+        "train", "validation", "validation")
 
 
 def take(ds, n):

@@ -642,7 +642,8 @@ def evaluate(
         protocols: Names from :data:`PROTOCOLS` (list or comma-separated).
         scales: Test scales overriding every model's training config.
         split: Split to evaluate; defaults to the source's test split (``"test"``
-            where the dataset has one, else its validation split, as for ImageNet).
+            where the dataset has a labelled one, else its validation split, as for
+            ImageNet).
         data_dir: TFDS data directory.
         max_examples: Evaluate only the first n examples.
         output: Path of a JSON file to write the rows to.

@@ -242,8 +242,21 @@ def _tfds_source(name: str, builder: tfds.core.DatasetBuilder) -> Source:
             f"keys (image, ClassLabel label), got {keys}."
         )
     label = info.features[keys[1]]
-    train, val, test = _splits(name, list(info.splits.keys()))
+    # Evaluation splits published without labels (ImageNet's test images, when their
+    # tar is in the manual dir) cannot be scored: as if absent.
+    available = [
+        split for split in info.splits.keys()
+        if split == "train" or _is_labelled(builder, split, keys)
+    ]
+    train, val, test = _splits(name, available)
     return Source(name, label.num_classes, tuple(label.names), train, val, test, builder)
+
+
+def _is_labelled(builder: tfds.core.DatasetBuilder, split: str, keys: Sequence[str]) -> bool:
+    """False for a split whose first record has no label (TFDS writes -1 for none)."""
+    image_key, label_key = keys
+    records = builder.as_dataset(split=split, decoders={image_key: tfds.decode.SkipDecoding()})
+    return any(int(example[label_key]) >= 0 for example in records.take(1))
 
 
 def _folder_source(path: str) -> Source:
