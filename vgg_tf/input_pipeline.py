@@ -69,7 +69,7 @@ class Source:
         train_split: Split (TFDS split spec) to train on.
         eval_split: Validation split: ``"validation"`` where the dataset has one, else
             the last 10% of train (and ``train_split`` is then the first 90%).
-        test_split: ``"test"`` where the dataset has one, else ``eval_split``.
+        test_split: ``"test"`` where the dataset has a labelled one, else ``eval_split``.
     """
 
     name: str
