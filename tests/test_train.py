@@ -15,6 +15,7 @@ import tensorflow as tf
 
 import vgg_tf
 from vgg_tf import config as config_lib
+from vgg_tf import evaluate
 from vgg_tf import train
 from vgg_tf.reporting import METRIC_COLUMNS
 
@@ -195,6 +196,11 @@ def test_mixed_precision_computes_low_and_keeps_float32_weights(tmp_path, tfds_d
     probabilities = model.predict_on_batch(np.zeros((2, 32, 32, 3), "float32"))
     assert probabilities.dtype == np.float32  # the softmax stays float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
+    # Dense evaluation runs the converted net (fc6 as a patch matmul) in the policy.
+    evaluator = evaluate.ModelEvaluator(evaluate.load_trained_model(workdir))
+    assert evaluator.fcn.get_layer("fc6").compute_dtype == precision
+    dense = evaluator.probabilities("dense", np.full((40, 48, 3), 128, np.uint8))
+    assert dense.shape == (10,) and abs(float(dense.sum()) - 1.0) < 1e-3
 
 
 @pytest.mark.parametrize(
