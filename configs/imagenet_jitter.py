@@ -1,6 +1,7 @@
 """ImageNet, S jittered per image in [256, 512], fine-tuned from the S = 384 model (paper §3.1).
 
-    bin/train --config=configs/imagenet_jitter.py --variant E --init_from=workdirs/imagenet_s384_E
+    bin/train --config=configs/imagenet_jitter.py --variant E --init_from=workdirs/s384_E \\
+        --workdir=workdirs/jitter_E
 """
 
 from vgg_tf.config import paper_recipe

@@ -1,6 +1,7 @@
 """ImageNet, fixed S = 384, initialised from the S = 256 model with lr 1e-3 (paper §3.1).
 
-    bin/train --config=configs/imagenet_s384.py --variant D --init_from=workdirs/imagenet_s256_D
+    bin/train --config=configs/imagenet_s384.py --variant D --init_from=workdirs/s256_D \\
+        --workdir=workdirs/s384_D
 """
 
 from vgg_tf.config import paper_recipe

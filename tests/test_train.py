@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -122,12 +123,23 @@ def test_validate_config_names_bad_fields():
         ("scale_max", 200, "scale_min=256 > scale_max=200"),
         ("kernel_initializer", "lecun", "kernel_initializer 'lecun'.*paper, glorot, he"),
         ("new_layer_initializer", "x", "new_layer_initializer 'x'"),
+        ("warmup_epochs", -1.0, "warmup_epochs=-1.0"),
     ]:
         bad = config_lib.paper_recipe()
         bad[field] = value
         with pytest.raises(ValueError, match=message):
             train.validate_config(bad)
     train.validate_config(config)
+
+
+def test_a_run_never_starts_from_a_model_in_its_own_workdir(tmp_path):
+    (tmp_path / "model.keras").write_bytes(b"the S=256 model")
+    config = config_lib.paper_recipe()
+    for source in (tmp_path, tmp_path / "model.keras"):
+        config.init_from = str(source)
+        with pytest.raises(ValueError, match="inside this run's workdir.*new directory"):
+            train.train_and_evaluate(config, str(tmp_path), overwrite=True)
+    assert (tmp_path / "model.keras").read_bytes() == b"the S=256 model"
 
 
 # --- Runs ------------------------------------------------------------------
@@ -222,10 +234,18 @@ def test_bad_flags_exit_with_one_clear_line(tmp_path, tfds_dir, flags, message):
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tfds_dir):
     workdir = tmp_path / "run"
     result = _train(workdir, tfds_dir, "--variant=A", "--epochs=1", *TINY_FLAGS,
-                    "--learning_rate=1e6", check=False)
+                    "--learning_rate=1e6", "--config.checkpoint_every_steps=1", check=False)
     assert result.returncode != 0
-    assert "training loss became" in result.stderr
+    assert "became" in result.stderr and "new --workdir" in result.stderr
     assert not (workdir / "model.keras").exists()
+    # Every checkpoint kept holds finite numbers: the weights after the last update
+    # are checked before a save, not only the losses before it.
+    latest = tf.train.latest_checkpoint(str(workdir / "checkpoints"))
+    assert latest, result.stderr[-2000:]
+    reader = tf.train.load_checkpoint(latest)
+    for name, dtype in reader.get_variable_to_dtype_map().items():
+        if dtype.is_floating:
+            assert np.all(np.isfinite(reader.get_tensor(name))), name
 
 
 # The same global batch on 1 or 2 replicas is the same sum, computed in another
@@ -319,6 +339,9 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir
 
     resumed = _train(workdir, tfds_dir, *common)
     assert resumed.stdout.strip().splitlines()[-1].startswith("final validation")
+    # It continued from the mid-epoch checkpoint rather than starting over.
+    resumed_at = re.search(r"Resumed from \S+ckpt-\d+ at step ([1-9]\d*)", resumed.stdout)
+    assert resumed_at, resumed.stdout[:2000]
     _assert_same_weights(
         _weights(tmp_path / "whole" / "model.keras"), _weights(workdir / "model.keras"), 0
     )

@@ -68,7 +68,6 @@ def paper_recipe() -> ml_collections.ConfigDict:
     c.deterministic = False
     c.checkpoint_every_steps = 1000
     c.keep_checkpoints = 3
-    c.eval_every_epochs = 1
     return c
 
 

@@ -70,6 +70,10 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         raise ValueError(
             f"learning_rate={config.learning_rate!r} is not accepted; expected > 0."
         )
+    if not config.warmup_epochs >= 0:
+        raise ValueError(
+            f"warmup_epochs={config.warmup_epochs!r} is not accepted; expected >= 0."
+        )
     if not config.scale_min <= config.scale_max:
         raise ValueError(
             f"scale_min={config.scale_min} > scale_max={config.scale_max}; expected "
@@ -126,6 +130,21 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
             "pass --overwrite to start over there, or choose another --workdir."
         )
     return recorded
+
+
+def _check_init_source_is_elsewhere(init_from: str, workdir: str) -> None:
+    """Refuses a run that would start from a model in its own workdir.
+
+    The new run's files would replace the source (and --overwrite would delete it).
+    """
+    if not init_from:
+        return
+    source, run = os.path.realpath(init_from), os.path.realpath(workdir)
+    if source == run or source.startswith(run + os.sep):
+        raise ValueError(
+            f"--init_from {init_from!r} is inside this run's workdir {workdir!r}; expected "
+            "the model of another run: pass --workdir with a new directory for this run."
+        )
 
 
 def _write_json(path: str, payload: dict) -> None:
@@ -300,6 +319,16 @@ class Trainer:
             raise ValueError("The validation split yielded no example.")
         return dict(loss=loss / count, top1_error=1 - top1 / count, top5_error=1 - top5 / count)
 
+    def weights_are_finite(self) -> bool:
+        """Whether every model and optimizer variable is finite (checked before a save)."""
+        if not hasattr(self, "_all_finite"):
+            variables = list(self.model.variables) + list(self.optimizer.variables)
+            self._all_finite = tf.function(
+                lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables
+                                       if tf.as_dtype(v.dtype).is_floating])
+            )
+        return bool(self._all_finite().numpy())
+
     def epoch_metrics(self) -> dict:
         """Train loss and errors of the epoch so far."""
         loss, top1, top5, count = self.totals.numpy()
@@ -350,6 +379,7 @@ def train_and_evaluate(
         NonFiniteLossError: The loss diverged (the last good checkpoint stays).
     """
     validate_config(config)
+    _check_init_source_is_elsewhere(config.init_from, workdir)
     if strategy is None:
         devices = [d for d in config.devices.split(",") if d] or None
         strategy = distribute.make_strategy(config.strategy, devices)
@@ -428,6 +458,21 @@ def train_and_evaluate(
         totals=trainer.totals,
         step=step,
     )
+    retry = (
+        f"The last good checkpoint stays in {checkpoint.directory}. To retry with a lower "
+        "--learning_rate or a warm-up, start a new --workdir (or pass --overwrite, which "
+        "deletes this run)."
+    )
+
+    def save_checkpoint() -> None:
+        # The losses checked so far came before the last update: check the weights too.
+        if not trainer.weights_are_finite():
+            raise NonFiniteLossError(
+                f"The weights became non-finite by step {int(step.numpy())}; the run stops "
+                f"without saving them. {retry}"
+            )
+        checkpoint.save(int(step.numpy()))
+
     restored = checkpoint.restore_latest()
     if restored and chief:
         print(f"Resumed from {restored} at step {int(step.numpy())}")
@@ -502,8 +547,7 @@ def train_and_evaluate(
             if not math.isfinite(metrics["loss"]):
                 raise NonFiniteLossError(
                     f"The training loss became {metrics['loss']} at step {global_step + chunk} "
-                    f"(epoch {epoch + 1}); the run stops. The last good checkpoint stays in "
-                    f"{checkpoint.directory}; lower --learning_rate or add warm-up."
+                    f"(epoch {epoch + 1}); the run stops. {retry}"
                 )
             step.assign_add(chunk)
             offset += chunk
@@ -523,7 +567,7 @@ def train_and_evaluate(
                 )
             # A checkpoint at an epoch's end is written after the epoch's bookkeeping below.
             if int(step.numpy()) % config.checkpoint_every_steps == 0 and offset < steps_per_epoch:
-                checkpoint.save(int(step.numpy()))
+                save_checkpoint()
 
         train_metrics = trainer.epoch_metrics()
         val = validation()
@@ -547,7 +591,7 @@ def train_and_evaluate(
                 f"{val['top5_error']:.2%}" + (" (learning rate divided by 10)" if dropped else ""),
                 flush=True,
             )
-        checkpoint.save(int(step.numpy()))
+        save_checkpoint()
 
     if val is None:  # the run had already finished: report it again
         val = validation()
