@@ -147,7 +147,7 @@ def test_a_model_trained_without_flips_is_tested_without_flips():
     assert ev.multicrop_crops(tf.ones((40, 40, 3)), 32, flip=False).shape == (25, 32, 32, 3)
 
 
-def test_dense_averages_per_location_softmax_over_map_flips_and_scales():
+def test_dense_averages_the_score_map_then_softmax_over_flips_and_scales():
     trained = _trained()
     evaluator = ev.ModelEvaluator(trained)  # Q in {32, 40, 48} from the config
     image = _image(50, 75, seed=1)
@@ -156,8 +156,10 @@ def test_dense_averages_per_location_softmax_over_map_flips_and_scales():
     for q in (32, 40, 48):
         x = ev.rescale_shorter_side(image[None].astype("float32"), q).numpy() - np.float32(MEAN)
         assert min(x.shape[1:3]) == q
-        maps = [_softmax(fcn(v).numpy()) for v in (x, x[:, :, ::-1])]
-        expected.append(np.mean([m.mean(axis=(1, 2))[0] for m in maps], axis=0))
+        # §3.2: the class score map is averaged over its locations, then the softmax
+        # posteriors of the image and its flip are averaged.
+        scores = [fcn(v).numpy().mean(axis=(1, 2)) for v in (x, x[:, :, ::-1])]
+        expected.append(np.mean([_softmax(v)[0] for v in scores], axis=0))
     dense = evaluator.probabilities("dense", image)
     np.testing.assert_allclose(dense, np.mean(expected, axis=0), atol=1e-5)
     assert dense.shape == (10,) and abs(dense.sum() - 1) < 1e-5
@@ -228,6 +230,7 @@ def test_decode_formats_and_modes(fmt, mode):
     image = np.stack([yy * 8, xx * 6, 255 - xx * 5], axis=-1).astype("uint8")  # smooth colours
     data = _encode(image, fmt, mode)
     assert int(ev.declared_pixels(data)) == 30 * 41
+    assert ev.declared_size(data).numpy().tolist() == [30, 41]  # (height, width)
     decoded = ev.decode_image(data).numpy()
     reference = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     assert decoded.shape == (30, 41, 3) and decoded.dtype == np.uint8
@@ -243,6 +246,16 @@ def test_decode_rejects_before_decoding():
             ev.decode_image(data)
     with pytest.raises(tf.errors.InvalidArgumentError):
         ev.decode_image(b"\xff\xd8\xff\xe0 truncated jpeg")
+    # A thin strip: rescaled so its shorter side is Q it would be enormous.
+    for fmt in ("PNG", "JPEG", "GIF", "BMP"):
+        assert ev.decode_image(_encode(_image(5, 80), fmt)).shape == (5, 80, 3)  # 16:1
+        for strip in (_image(4, 80), _image(80, 4)):  # 20:1 either way round
+            with pytest.raises(tf.errors.InvalidArgumentError, match="more than 16 times"):
+                ev.decode_image(_encode(strip, fmt))
+    assert ev.decode_image(_encode(_image(4, 80), "PNG"), max_aspect_ratio=None).shape[1] == 80
+    for limits, match in (((0, None), "max_pixels=0"), ((None, 0.5), "max_aspect_ratio=0.5")):
+        with pytest.raises(ValueError, match=match):
+            ev.decode_image(_encode(_image(5, 5), "PNG"), *limits)
 
 
 # --- CLI -----------------------------------------------------------------------
@@ -269,3 +282,14 @@ def test_evaluate_defaults_to_the_test_split(tmp_path):
     table = json.loads((tmp_path / "table.json").read_text())
     # The digits have a held-out test split; validation is the last 10% of train.
     assert table["split"] == "test" and rows[0]["num_examples"] == 6
+
+
+def test_ties_and_nan_count_as_errors():
+    tally = ev._Tally()
+    tally.add(np.full(10, 0.1), 3)  # uniform: no class is ranked first
+    tally.add(np.full(10, np.nan), 3)  # a diverged model
+    tally.add(np.array([0.05] * 6 + [0.1, 0.2, 0.3, 0.1]), 6)  # tied with class 9, behind two
+    assert tally.errors() == (100.0, pytest.approx(200 / 3))  # only the last in the top 5
+    right = ev._Tally()
+    right.add(np.array([0.1, 0.7, 0.2]), 1)
+    assert right.errors() == (0.0, 0.0)

@@ -237,6 +237,10 @@ def test_bad_input_errors_per_call_and_bombs_rejected(served):
     for blob in (b"", b"junk", b"\xff\xd8\xff\xe0 broken", b"RIFF\0\0\0\0WEBPVP8 "):
         with pytest.raises(tf.errors.InvalidArgumentError):
             _serve(served, [blob])
+    # 1 MP, but rescaled to Q = 48 a 10 x 100000 strip would be 48 x 480000 pixels.
+    strip = _png_header(100_000, 10)
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more than 16 times the other"):
+        _serve(served, [good, strip])
     # The server lives on: the next call answers.
     assert _serve(served, [good])["probabilities"].shape == (1, 10)
     empty = _serve(served, [])
@@ -300,6 +304,13 @@ def test_keras_output_and_errors(exported, workdir, tmp_path):
         ex.export_saved_model(workdir, tmp_path / "out", scales=[16], verbose=0)
     with pytest.raises(ValueError, match="must end with '.keras'"):
         ex.export_saved_model(workdir, tmp_path / "out", keras_output="x.h5", verbose=0)
+    with pytest.raises(ValueError, match="already exists"):
+        ex.export_saved_model(workdir, tmp_path / "out", verbose=0,
+                              keras_output=str(exported[0].parent / "fcn.keras"))
+    for bad, match in ((dict(top_k=0), "top_k=0"), (dict(max_pixels=-5), "max_pixels=-5"),
+                       (dict(max_aspect_ratio=0.9), "max_aspect_ratio=0.9")):
+        with pytest.raises(ValueError, match=match):
+            ex.export_saved_model(workdir, tmp_path / "out", verbose=0, **bad)
     assert not (tmp_path / "out").exists()
 
 

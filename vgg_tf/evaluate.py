@@ -10,15 +10,14 @@ Protocols (the ``--protocol`` names of ``bin/evaluate``):
 Several models give an extra ``fusion`` row per protocol: the average softmax
 of the models (Table 6), each model at its own scales.
 
-Dense evaluation: the image is rescaled so that its shorter side is Q, the
-training-set mean RGB is subtracted, the fully-convolutional net
-(:func:`vgg_tf.fcn.to_fully_convolutional`) runs on the whole image, a softmax
-is taken at every location of the class score map, and the map of posteriors
-is spatially averaged. (We average posteriors rather than logits, so that
-dense evaluation averages the same quantity as multi-crop evaluation -- the
-posteriors of the windows the net sees -- and a score map of one location
-gives exactly the classifier's output.) The posteriors of the image and its
-horizontal flip are averaged, then those of the scales.
+Dense evaluation, as §3.2 words it: the image is rescaled so that its shorter
+side is Q, the training-set mean RGB is subtracted, the fully-convolutional net
+(:func:`vgg_tf.fcn.to_fully_convolutional`) runs on the whole image, and its
+class score map (logits) is spatially averaged to "a fixed-size vector of class
+scores for the image". The soft-max posteriors of the image and of its
+horizontal flip are averaged, then those of the scales. A score map of one
+location gives exactly the classifier's output. Multi-crop evaluation averages
+the posteriors of its crops.
 
 The in-graph functions here (:func:`decode_image`, :func:`dense_score_map`,
 :func:`dense_probabilities`) are also what the exported SavedModel runs
@@ -44,6 +43,8 @@ from vgg_tf.models import VGG  # noqa: F401  (registers vgg_tf layers for load_m
 PROTOCOLS = ("single", "dense", "multicrop", "combined")
 #: Images whose header declares more pixels are rejected before decoding.
 DEFAULT_MAX_PIXELS = 40_000_000
+#: ... and so are images whose longer side is more than this times the shorter.
+DEFAULT_MAX_ASPECT_RATIO = 16.0
 GRID = 5  # §3.2: a 5x5 regular grid of crops per scale
 
 # --- Trained models and their test scales -----------------------------------
@@ -185,13 +186,23 @@ def _header_int(head: tf.Tensor, start: int, size: int, little_endian: bool) -> 
 def declared_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
     """Width x height an encoded image declares in its header, without decoding it.
 
+    Example:
+        >>> int(declared_pixels(tf.io.encode_png(tf.zeros((30, 40, 3), tf.uint8))))
+        1200
+    """
+    return tf.reduce_prod(declared_size(image_bytes))
+
+
+def declared_size(image_bytes: tf.Tensor) -> tf.Tensor:
+    """(height, width) an encoded image declares in its header, without decoding it.
+
     JPEG via ``tf.image.extract_jpeg_shape`` (reads the SOF marker), PNG from the
     IHDR chunk, GIF from the logical screen descriptor, BMP from the
     BITMAPINFOHEADER. Other formats raise InvalidArgument.
 
     Example:
-        >>> int(declared_pixels(tf.io.encode_png(tf.zeros((30, 40, 3), tf.uint8))))
-        1200
+        >>> declared_size(tf.io.encode_png(tf.zeros((30, 40, 3), tf.uint8))).numpy()
+        array([30, 40])
     """
     head = tf.strings.substr(image_bytes, 0, 32)
     head = tf.strings.join([head, tf.constant(b"\0" * 32)])  # short inputs parse as zeros
@@ -203,48 +214,86 @@ def declared_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
     )
 
     def jpeg():
-        shape = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)
-        return shape[0] * shape[1]
+        return tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)[:2]
 
     def png():  # IHDR: width, height as big-endian uint32 at bytes 16 and 20
-        return _header_int(head, 16, 4, False) * _header_int(head, 20, 4, False)
+        return tf.stack([_header_int(head, 20, 4, False), _header_int(head, 16, 4, False)])
 
     def gif():  # logical screen: little-endian uint16 width, height at bytes 6 and 8
-        return _header_int(head, 6, 2, True) * _header_int(head, 8, 2, True)
+        return tf.stack([_header_int(head, 8, 2, True), _header_int(head, 6, 2, True)])
 
     def bmp():  # BITMAPINFOHEADER: little-endian int32 width, height (negative: top-down)
         def signed(v):
             return tf.abs(tf.where(v >= 2**31, v - 2**32, v))
 
-        return signed(_header_int(head, 18, 4, True)) * signed(_header_int(head, 22, 4, True))
+        return tf.stack([signed(_header_int(head, 22, 4, True)),
+                         signed(_header_int(head, 18, 4, True))])
 
     with tf.control_dependencies([known]):
         return tf.switch_case(fmt - 1, [jpeg, png, gif, bmp])
 
 
-def decode_image(image_bytes: tf.Tensor, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> tf.Tensor:
+def check_image_limits(max_pixels: int | None, max_aspect_ratio: float | None) -> None:
+    """Raises ValueError for a limit :func:`decode_image` does not accept."""
+    if max_pixels is not None and not max_pixels > 0:
+        raise ValueError(f"max_pixels={max_pixels!r} is not accepted; expected > 0 or None.")
+    if max_aspect_ratio is not None and not max_aspect_ratio >= 1:
+        raise ValueError(
+            f"max_aspect_ratio={max_aspect_ratio!r} is not accepted; expected >= 1 or None."
+        )
+
+
+def decode_image(
+    image_bytes: tf.Tensor,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
+) -> tf.Tensor:
     """Decodes JPEG/PNG/GIF/BMP bytes to uint8 RGB ``(H, W, 3)``, guarding size first.
 
     Grayscale is replicated to RGB, alpha is dropped, CMYK JPEGs are converted,
-    animated GIFs give their first frame. An image whose header declares more
-    than ``max_pixels`` pixels is rejected (InvalidArgument) before any pixel
-    is decoded, so a decompression bomb cannot exhaust memory.
+    animated GIFs give their first frame. Rejected (InvalidArgument) from the
+    header, before any pixel is decoded:
+
+    * more than ``max_pixels`` pixels: a decompression bomb;
+    * a longer side more than ``max_aspect_ratio`` times the shorter: rescaled
+      so its shorter side is Q (§3.2), a 10 x 100000 strip would become
+      512 x 5120000, tens of GB of activations.
+
+    Args:
+        image_bytes: Scalar string tensor.
+        max_pixels: Limit on declared pixels (None: no limit).
+        max_aspect_ratio: Limit on longer side / shorter side (None: no limit).
+
+    Raises:
+        ValueError: A limit that is not positive (aspect ratio: not >= 1).
 
     Example:
         >>> decode_image(tf.io.encode_png(tf.zeros((30, 40, 1), tf.uint8))).shape
         TensorShape([30, 40, 3])
     """
-    checks = []
+    check_image_limits(max_pixels, max_aspect_ratio)
+    size = declared_size(image_bytes)  # also rejects unsupported formats
+    checks = [size]
     if max_pixels is not None:
         checks.append(
             tf.debugging.assert_less_equal(
-                declared_pixels(image_bytes),
+                tf.reduce_prod(size),
                 tf.constant(int(max_pixels), tf.int64),
                 message=f"Image rejected: its header declares more than {int(max_pixels)} pixels",
             )
         )
-    else:
-        checks.append(declared_pixels(image_bytes))  # still rejects unsupported formats
+    if max_aspect_ratio is not None:
+        longer, shorter = tf.reduce_max(size), tf.reduce_min(size)
+        checks.append(
+            tf.debugging.assert_less_equal(
+                tf.cast(longer, tf.float64),
+                float(max_aspect_ratio) * tf.cast(tf.maximum(shorter, 1), tf.float64),
+                message=(
+                    "Image rejected: its header declares a side more than "
+                    f"{max_aspect_ratio:g} times the other"
+                ),
+            )
+        )
     with tf.control_dependencies(checks):
         return decode_rgb(image_bytes)
 
@@ -278,9 +327,10 @@ def dense_probabilities(
     """Dense evaluation (§3.2) of a batch of same-size images: ``(N, classes)``.
 
     For each Q: rescale, subtract the mean, run the FCN on the image and its
-    horizontal flip, average the per-location softmax over the map, average
-    the two flips; then average over the scales. ``flip=False`` (for a model
-    trained without flips, such as the digits recipe) skips the flipped copy.
+    horizontal flip, average each class score map (logits) over its locations,
+    take the softmax, average the two flips' posteriors; then average over the
+    scales. ``flip=False`` (for a model trained without flips, such as the
+    digits recipe) skips the flipped copy.
 
     Example:
         >>> fcn = to_fully_convolutional(model, head="logits")  # doctest: +SKIP
@@ -290,7 +340,8 @@ def dense_probabilities(
     views = tf.concat([images, tf.reverse(images, axis=[2])], axis=0) if flip else images
     per_scale = []
     for q in scales:
-        probs = tf.reduce_mean(dense_score_map(fcn, views, q, mean_rgb), axis=[1, 2])
+        logits = tf.cast(fcn(_preprocess(views, q, mean_rgb)), tf.float32)
+        probs = tf.nn.softmax(tf.reduce_mean(logits, axis=[1, 2]), axis=-1)
         per_scale.append((probs[:n] + probs[n:]) / 2.0 if flip else probs)
     return tf.add_n(per_scale) / float(len(per_scale))
 
@@ -456,7 +507,12 @@ class _Tally:
         self.count = self.top1 = self.top5 = 0
 
     def add(self, probs: np.ndarray, label: int) -> None:
-        rank = int(np.sum(probs > probs[label]))  # how many classes beat the true one
+        # How many other classes score at least as high as the true one: a tie is not a
+        # hit, so a uniform (or, with NaN anywhere, a diverged) output is always wrong.
+        if np.all(np.isfinite(probs)):
+            rank = int(np.sum(probs >= probs[label])) - 1
+        else:
+            rank = len(probs)
         self.count += 1
         self.top1 += rank < 1
         self.top5 += rank < 5
@@ -601,13 +657,16 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join([fmt.format(*header), rule] + [fmt.format(*line) for line in lines])
 
 
-def _source_examples(source, split: str, max_examples: int | None, max_pixels: int | None):
+def _source_examples(source, split: str, max_examples: int | None, max_pixels: int | None,
+                     max_aspect_ratio: float | None):
     """Decoded ``(image, label, filename)`` of a split, through :func:`decode_image`."""
     records = source.raw_records(split)
     if max_examples is not None:
         records = records.take(max_examples)
     records = records.map(
-        lambda image_bytes, label, filename: (decode_image(image_bytes, max_pixels), label, filename),
+        lambda image_bytes, label, filename: (
+            decode_image(image_bytes, max_pixels, max_aspect_ratio), label, filename
+        ),
         num_parallel_calls=tf.data.AUTOTUNE,
     )
     # An undecodable or oversized image is skipped with a logged warning, not fatal.
@@ -630,6 +689,7 @@ def evaluate(
     heatmap_count: int = 8,
     predictions_output: str | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
     verbose: int = 1,
 ) -> list[dict]:
     """Evaluates trained models on a dataset with the paper's protocols (``bin/evaluate``).
@@ -650,7 +710,9 @@ def evaluate(
         heatmap_dir: Write score-map heatmaps of the first images there.
         heatmap_count: How many images get heatmaps.
         predictions_output: Write every image's posteriors there (JSON lines).
-        max_pixels: Decompression-bomb limit on declared image pixels.
+        max_pixels: Decompression-bomb limit on declared image pixels (images
+            over it are skipped with a logged warning).
+        max_aspect_ratio: Limit on longer side / shorter side (likewise).
         verbose: 0 silent, 1 progress bar and table.
 
     Returns:
@@ -659,6 +721,7 @@ def evaluate(
     Example:
         >>> rows = evaluate("workdirs/digits_d", "digits", "dense,multicrop")  # doctest: +SKIP
     """
+    check_image_limits(max_pixels, max_aspect_ratio)
     paths = [m for m in models.split(",") if m] if isinstance(models, str) else list(models)
     if not paths:
         raise ValueError("No model given; expected one or more workdirs or .keras files.")
@@ -677,7 +740,7 @@ def evaluate(
             )
     rows = evaluate_images(
         evaluators,
-        _source_examples(source, split, max_examples, max_pixels),
+        _source_examples(source, split, max_examples, max_pixels, max_aspect_ratio),
         protocols,
         num_examples=total,
         heatmap_dir=heatmap_dir,

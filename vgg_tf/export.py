@@ -37,8 +37,10 @@ import keras
 import tensorflow as tf
 
 from vgg_tf.evaluate import (
+    DEFAULT_MAX_ASPECT_RATIO,
     DEFAULT_MAX_PIXELS,
     TrainedModel,
+    check_image_limits,
     check_scales,
     decode_image,
     dense_probabilities,
@@ -71,6 +73,8 @@ class ServingModule(tf.Module):
             number of classes).
         max_pixels: Images declaring more pixels are rejected before decoding.
         flip: Also average the horizontally flipped image (as trained).
+        max_aspect_ratio: Images with a longer side more than this times the
+            shorter are rejected before decoding.
 
     Call :meth:`signatures` to get the concrete functions to save: it also
     tracks the variables they capture.
@@ -85,6 +89,7 @@ class ServingModule(tf.Module):
         top_k: int = 5,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         flip: bool = True,
+        max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
     ):
         super().__init__(name="vgg_serving")
         # The Keras model itself is not tracked: its Keras variable wrappers would be
@@ -95,9 +100,10 @@ class ServingModule(tf.Module):
         self._scales = tuple(int(q) for q in scales)
         self._mean = tuple(float(m) for m in mean_rgb)
         self._num_classes = int(fcn.output_shape[-1])
-        self._top_k = max(1, min(int(top_k), self._num_classes))
+        self._top_k = min(int(top_k), self._num_classes)
         self._class_names = tuple(class_names) if class_names else None
         self._max_pixels = max_pixels
+        self._max_aspect_ratio = max_aspect_ratio
         self._flip = bool(flip)
 
     def _outputs(self, probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -113,7 +119,8 @@ class ServingModule(tf.Module):
         return self._outputs(tf.cond(n > 0, compute, empty))
 
     def _one_image(self, image_bytes: tf.Tensor) -> tf.Tensor:
-        image = tf.cast(decode_image(image_bytes, self._max_pixels), tf.float32)
+        image = decode_image(image_bytes, self._max_pixels, self._max_aspect_ratio)
+        image = tf.cast(image, tf.float32)
         return dense_probabilities(
             self._fcn.value, image[None], self._scales, self._mean, self._flip
         )[0]
@@ -172,6 +179,7 @@ def export_saved_model(
     scales: Sequence[int] | None = None,
     top_k: int = 5,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
     keras_output: str | os.PathLike | None = None,
     verbose: int = 1,
 ) -> str:
@@ -188,6 +196,9 @@ def export_saved_model(
         top_k: How many classes the ``classes``/``scores`` outputs list.
         max_pixels: Decompression-bomb limit on the pixels an image header
             declares (default 40 megapixels); None disables it.
+        max_aspect_ratio: Limit on an image's longer side over its shorter one
+            (default 16; rescaled to Q a thin strip would be huge); None
+            disables it.
         keras_output: Also save the fully-convolutional Keras model (softmax
             score map, expects mean-subtracted input) to this ``.keras`` path.
         verbose: Print where the export went.
@@ -215,10 +226,15 @@ def export_saved_model(
             f"Version {version} already exists at {final!r}; expected a new version "
             f"(present: {_versions(export_dir)}; omit --version to take the next one)."
         )
-    if max_pixels is not None and max_pixels <= 0:
-        raise ValueError(f"max_pixels={max_pixels!r} is not accepted; expected > 0 or None.")
-    if keras_output is not None and not os.fspath(keras_output).endswith(".keras"):
-        raise ValueError(f"keras_output={os.fspath(keras_output)!r} must end with '.keras'.")
+    check_image_limits(max_pixels, max_aspect_ratio)
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k={top_k!r} is not accepted; expected an integer >= 1.")
+    if keras_output is not None:
+        keras_output = os.fspath(keras_output)
+        if not keras_output.endswith(".keras"):
+            raise ValueError(f"keras_output={keras_output!r} must end with '.keras'.")
+        if os.path.exists(keras_output):
+            raise ValueError(f"keras_output={keras_output!r} already exists; expected a new path.")
 
     module = ServingModule(
         to_fully_convolutional(trained.model, head="logits"),
@@ -228,10 +244,12 @@ def export_saved_model(
         top_k,
         max_pixels,
         flip=trained.flip,
+        max_aspect_ratio=max_aspect_ratio,
     )
     os.makedirs(export_dir, exist_ok=True)
     # A dot-name is not a number: TF Serving ignores it until the rename.
     tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
+    keras_tmp = keras_output[: -len(".keras")] + ".tmp.keras" if keras_output else None
     try:
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         metadata = dict(
@@ -244,22 +262,27 @@ def export_saved_model(
             class_names=list(trained.class_names) if trained.class_names else None,
             top_k=module._top_k,
             max_pixels=max_pixels,
+            max_aspect_ratio=max_aspect_ratio,
             flip=trained.flip,
-            softmax="per location, then spatial average (vgg_tf.evaluate)",
+            softmax="of the spatially averaged score map, then averaged (vgg_tf.evaluate)",
         )
         os.makedirs(os.path.join(tmp, os.path.dirname(METADATA_FILE)), exist_ok=True)
         with open(os.path.join(tmp, METADATA_FILE), "w") as f:
             json.dump(metadata, f, indent=2)
         os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; a server may run as another user
+        if keras_tmp is not None:  # written before anything is published
+            os.makedirs(os.path.dirname(os.path.abspath(keras_output)), exist_ok=True)
+            to_fully_convolutional(trained.model).save(keras_tmp)
         if os.path.exists(final):  # appeared while we were writing
             raise ValueError(f"Version {version} appeared at {final!r} during the export.")
         os.rename(tmp, final)
+        if keras_tmp is not None:
+            os.replace(keras_tmp, keras_output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        if keras_tmp is not None and os.path.exists(keras_tmp):
+            os.remove(keras_tmp)
         raise
-    if keras_output is not None:
-        os.makedirs(os.path.dirname(os.path.abspath(keras_output)), exist_ok=True)
-        to_fully_convolutional(trained.model).save(keras_output)
     if verbose:
         print(f"Exported {trained.name} (Q={','.join(map(str, scales))}) to {final}")
     return final

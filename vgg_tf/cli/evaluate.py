@@ -42,7 +42,12 @@ _PREDICTIONS = flags.DEFINE_string(
 _HEATMAP_DIR = flags.DEFINE_string("heatmap_dir", None, "Write score-map heatmaps (PNG) here.")
 _HEATMAP_COUNT = flags.DEFINE_integer("heatmap_count", 8, "Number of images with heatmaps.")
 _MAX_PIXELS = flags.DEFINE_integer(
-    "max_pixels", evaluate.DEFAULT_MAX_PIXELS, "Reject images declaring more pixels than this."
+    "max_pixels", evaluate.DEFAULT_MAX_PIXELS,
+    "Skip images declaring more pixels than this; 0 disables.",
+)
+_MAX_ASPECT_RATIO = flags.DEFINE_float(
+    "max_aspect_ratio", evaluate.DEFAULT_MAX_ASPECT_RATIO,
+    "Skip images whose longer side is more than this times the shorter; 0 disables.",
 )
 
 
@@ -73,6 +78,7 @@ def main(argv):
             heatmap_count=_HEATMAP_COUNT.value,
             predictions_output=_PREDICTIONS.value,
             max_pixels=_MAX_PIXELS.value or None,
+            max_aspect_ratio=_MAX_ASPECT_RATIO.value or None,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -29,6 +29,11 @@ _MAX_PIXELS = flags.DEFINE_integer(
     evaluate.DEFAULT_MAX_PIXELS,
     "Reject images whose header declares more pixels (decompression bombs); 0 disables.",
 )
+_MAX_ASPECT_RATIO = flags.DEFINE_float(
+    "max_aspect_ratio",
+    evaluate.DEFAULT_MAX_ASPECT_RATIO,
+    "Reject images whose longer side is more than this times the shorter; 0 disables.",
+)
 _KERAS_OUTPUT = flags.DEFINE_string(
     "keras_output", None, "Also save the fully-convolutional Keras model to this .keras file."
 )
@@ -52,6 +57,7 @@ def main(argv):
             scales=scales,
             top_k=_TOP_K.value,
             max_pixels=_MAX_PIXELS.value or None,
+            max_aspect_ratio=_MAX_ASPECT_RATIO.value or None,
             keras_output=_KERAS_OUTPUT.value,
         )
     except ValueError as error:
