@@ -141,6 +141,13 @@ def test_unknown_tuner_and_objective_are_refused(tmp_path):
         tune.search(_recipe(), str(tmp_path), objective="top3", train_fn=FakeTrain())
 
 
+def test_bayesian_search_fits_its_model_after_a_third_of_the_trials():
+    for max_trials, initial in ((4, 2), (10, 3), (30, 10)):
+        oracle = tune.make_oracle("bayesian", "val_top1_error", max_trials=max_trials,
+                                  max_epochs=1, seed=1)
+        assert oracle.num_initial_points == initial
+
+
 def test_hypermodel_maps_trial_values_onto_a_copy_of_the_recipe():
     recipe = _recipe()
     hypermodel = tune.RecipeHyperModel(recipe, trial_epochs=2)
@@ -275,6 +282,7 @@ _NATIVE_LOG = ("WARNING: All log messages before absl", "I0000", "W0000", "E0000
                                             "expected min <= max."),
         ("--learning_rate_range=-0.01,0.1", "error: learning_rate range min=-0.01 is not accepted"),
         ("--tuner=grid", "error: Unknown tuner 'grid'; expected one of random, bayesian, hyperband."),
+        ("--epochs=0", "error: epochs=0 is not accepted; expected >= 1."),
     ],
 )
 def test_cli_bad_input_exits_with_one_clear_line(tmp_path, tfds_dir, flag, message):
@@ -283,7 +291,7 @@ def test_cli_bad_input_exits_with_one_clear_line(tmp_path, tfds_dir, flag, messa
     lines = [line for line in result.stderr.splitlines()
              if line.strip() and not line.startswith(_NATIVE_LOG)]
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr[-2000:]
-    assert not os.path.exists(tmp_path / "p" / "trial_0")
+    assert not os.path.exists(tmp_path / "p")  # refused before any trial or file
 
 
 def test_cli_three_trials_print_a_table_and_the_best_config_trains(tmp_path, tfds_dir):

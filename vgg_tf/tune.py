@@ -300,7 +300,7 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         super().__init__(name="vgg_recipe")
         self.recipe = recipe
         self.space = space or default_space(recipe)
-        self.trial_epochs = int(trial_epochs or recipe.epochs)
+        self.trial_epochs = int(recipe.epochs if trial_epochs is None else trial_epochs)
 
     def declare_hyperparameters(self, hp: keras_tuner.HyperParameters) -> None:
         self._define(hp)
@@ -430,8 +430,12 @@ def make_oracle(tuner: str, objective: str, *, max_trials: int, max_epochs: int,
     if tuner == "random":
         return keras_tuner.oracles.RandomSearchOracle(goal, max_trials=max_trials, seed=seed)
     if tuner == "bayesian":
+        # keras-tuner's default, 3 random trials per hyper-parameter (18 here), would
+        # leave a search of 10 or 20 trials random; a third of the trials is enough
+        # to fit the Gaussian process to.
         return keras_tuner.oracles.BayesianOptimizationOracle(
-            goal, max_trials=max_trials, seed=seed
+            goal, max_trials=max_trials, seed=seed,
+            num_initial_points=max(2, max_trials // 3),
         )
     oracle = keras_tuner.oracles.HyperbandOracle(
         goal, max_epochs=max_epochs, factor=hyperband_factor, seed=seed
@@ -659,7 +663,7 @@ def search(
                              ("hyperband_factor", hyperband_factor, 2)):
         if int(value) < low:
             raise ValueError(f"{name}={value} is not accepted; expected >= {low}.")
-    trial_epochs = int(trial_epochs or recipe.epochs)
+    trial_epochs = int(recipe.epochs if trial_epochs is None else trial_epochs)
     if trial_epochs < 1:
         raise ValueError(f"epochs={trial_epochs} is not accepted; expected >= 1.")
     train.validate_config(recipe)
