@@ -427,7 +427,7 @@ def train_and_evaluate(
             copied = initialise_from(model, config.init_from)
             if chief:
                 print(f"Initialised {', '.join(copied)} from {config.init_from}")
-        logits_model = keras.Model(model.inputs, model.get_layer("fc8").output)
+        logits_model = keras.Model(model.input, model.get_layer("fc8").output)
         optimizer = keras.optimizers.SGD(
             learning_rate=config.learning_rate, momentum=config.momentum
         )
