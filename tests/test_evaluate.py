@@ -293,3 +293,21 @@ def test_ties_and_nan_count_as_errors():
     right = ev._Tally()
     right.add(np.array([0.1, 0.7, 0.2]), 1)
     assert right.errors() == (0.0, 0.0)
+
+
+def test_an_animated_gif_is_cut_to_its_first_frame_before_decoding():
+    frames = [Image.fromarray(np.full((60, 80, 3), c, np.uint8))
+              for c in ((250, 0, 0), (0, 250, 0), (0, 0, 250))] * 10
+    buf = io.BytesIO()
+    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], loop=0, duration=50,
+                   comment=b"an extension to skip")
+    animated = buf.getvalue()
+    assert tf.io.decode_gif(animated).shape[0] == 30
+    cut = ev._gif_first_frame(tf.constant(animated)).numpy()
+    assert tf.io.decode_gif(cut).shape == (1, 60, 80, 3)  # one frame decoded, not 30
+    decoded = ev.decode_image(animated).numpy()
+    assert decoded.shape == (60, 80, 3) and decoded[0, 0].tolist() == [250, 0, 0]
+    still = _encode(_image(30, 41), "GIF")  # a one-frame GIF decodes exactly as before
+    np.testing.assert_array_equal(
+        ev.decode_image(still), tf.io.decode_image(still, channels=3, expand_animations=False))
+    assert ev._gif_first_frame(tf.constant(still[:40])).numpy() == still[:40]  # cannot walk it

@@ -233,6 +233,63 @@ def declared_size(image_bytes: tf.Tensor) -> tf.Tensor:
         return tf.switch_case(fmt - 1, [jpeg, png, gif, bmp])
 
 
+def _gif_first_frame(gif: tf.Tensor) -> tf.Tensor:
+    """The GIF's bytes up to the end of its first image, plus a trailer.
+
+    TensorFlow decodes every frame of a GIF before it returns the first, so a
+    small animated GIF of many full-canvas frames takes gigabytes; cut to its
+    first frame it takes one canvas. This walks the block structure (GIF89a):
+    extensions and the first image's LZW data are chains of sub-blocks of at
+    most 255 bytes. A GIF it cannot walk comes back unchanged, for the decoder
+    to judge.
+    """
+    data = tf.cast(tf.io.decode_raw(gif, tf.uint8), tf.int32)
+    n = tf.size(data)
+
+    def byte(i):  # -1 past the end
+        return tf.where(i < n, tf.gather(data, tf.clip_by_value(i, 0, tf.maximum(n - 1, 0))), -1)
+
+    def color_table(packed):  # a flag in bit 7, the size in bits 0-2
+        size = 3 * tf.bitwise.left_shift(2, tf.bitwise.bitwise_and(packed, 7))
+        return tf.where(tf.bitwise.bitwise_and(packed, 128) > 0, size, 0)
+
+    between, extension, image, done, unknown = 0, 1, 2, 3, 4
+
+    def step(pos, state):
+        b = byte(pos)
+        new_block = tf.where(
+            tf.equal(b, 0x21),
+            tf.stack([pos + 2, extension]),
+            tf.where(
+                tf.equal(b, 0x2C),  # descriptor (10 bytes), colours, LZW code size
+                tf.stack([pos + 11 + color_table(byte(pos + 9)), image]),
+                tf.stack([pos, unknown]),
+            ),
+        )
+        sub_block = tf.where(
+            b < 0,
+            tf.stack([pos, unknown]),
+            tf.where(
+                tf.equal(b, 0),
+                tf.stack([pos + 1, tf.where(tf.equal(state, image), done, between)]),
+                tf.stack([pos + b + 1, state]),
+            ),
+        )
+        following = tf.where(tf.equal(state, between), new_block, sub_block)
+        return following[0], following[1]
+
+    start = 13 + color_table(byte(10))  # header, logical screen, global colours
+    end, state = tf.while_loop(
+        lambda pos, state: state < done, step, (start, tf.constant(between)),
+        maximum_iterations=n,
+    )
+    return tf.cond(
+        tf.equal(state, done),
+        lambda: tf.strings.join([tf.strings.substr(gif, 0, end), b"\x3b"]),
+        lambda: gif,
+    )
+
+
 def check_image_limits(max_pixels: int | None, max_aspect_ratio: float | None) -> None:
     """Raises ValueError for a limit :func:`decode_image` does not accept."""
     if max_pixels is not None and not max_pixels > 0:
@@ -258,6 +315,9 @@ def decode_image(
     * a longer side more than ``max_aspect_ratio`` times the shorter: rescaled
       so its shorter side is Q (§3.2), a 10 x 100000 strip would become
       512 x 5120000, tens of GB of activations.
+
+    A GIF is cut to its first frame before decoding, so its other frames cost
+    nothing.
 
     Args:
         image_bytes: Scalar string tensor.
@@ -295,6 +355,8 @@ def decode_image(
             )
         )
     with tf.control_dependencies(checks):
+        is_gif = tf.equal(tf.strings.substr(image_bytes, 0, 3), b"GIF")
+        image_bytes = tf.cond(is_gif, lambda: _gif_first_frame(image_bytes), lambda: image_bytes)
         return decode_rgb(image_bytes)
 
 
