@@ -223,25 +223,36 @@ def test_evaluate_images_rows_fusion_predictions_and_heatmaps(tmp_path):
 @pytest.mark.parametrize(
     "fmt, mode",
     [(f, m) for f in ("JPEG", "PNG", "GIF", "BMP") for m in ("RGB", "L", "RGBA") if (f, m) != ("JPEG", "RGBA")]
-    + [("JPEG", "CMYK")],
+    + [("JPEG", "CMYK"), ("WEBP", "RGB"), ("WEBP-lossless", "RGB"), ("WEBP", "RGBA")],
 )
 def test_decode_formats_and_modes(fmt, mode):
     yy, xx = np.mgrid[0:30, 0:41]
     image = np.stack([yy * 8, xx * 6, 255 - xx * 5], axis=-1).astype("uint8")  # smooth colours
-    data = _encode(image, fmt, mode)
+    if fmt.startswith("WEBP"):  # lossy (VP8), lossless (VP8L), with alpha (VP8X)
+        buf = io.BytesIO()
+        pil = Image.fromarray(image).convert(mode)
+        if mode == "RGBA":
+            pil.putalpha(Image.linear_gradient("L").resize(pil.size))  # not all opaque
+        pil.save(buf, "WEBP", lossless=fmt.endswith("lossless"))
+        data = buf.getvalue()
+        chunk = b"VP8L" if fmt == "WEBP-lossless" else {"RGB": b"VP8 ", "RGBA": b"VP8X"}[mode]
+        assert data[12:16] == chunk  # each of the three headers is read
+    else:
+        data = _encode(image, fmt, mode)
     assert int(ev.declared_pixels(data)) == 30 * 41
     assert ev.declared_size(data).numpy().tolist() == [30, 41]  # (height, width)
     decoded = ev.decode_image(data).numpy()
     reference = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     assert decoded.shape == (30, 41, 3) and decoded.dtype == np.uint8
-    tolerance = 6 if fmt == "JPEG" else (64 if fmt == "GIF" else 0)  # decoder rounding, palette
+    # Decoder rounding (JPEG, lossy WebP), the palette (GIF).
+    tolerance = {"JPEG": 6, "WEBP": 6, "GIF": 64}.get(fmt, 0)
     assert np.abs(decoded.astype(int) - reference).max() <= tolerance
 
 
 def test_decode_rejects_before_decoding():
     with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 1000 pixels"):
         ev.decode_image(_encode(_image(40, 30), "PNG"), max_pixels=1000)
-    for data in (b"", b"not an image", b"RIFF\0\0\0\0WEBPVP8 "):
+    for data in (b"", b"not an image", b"RIFF\0\0\0\0WAVEfmt ", b"RIFF\0\0\0\0WEBPVP9 "):
         with pytest.raises(tf.errors.InvalidArgumentError, match="Unsupported image format"):
             ev.decode_image(data)
     with pytest.raises(tf.errors.InvalidArgumentError):

@@ -36,6 +36,13 @@ def digits(tmp_path_factory):
     return ip.get_source("digits", data_dir=str(tmp_path_factory.mktemp("tfds")))
 
 
+def translucent(pil):
+    """The image with an alpha channel that is not all opaque."""
+    rgba = pil.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(pil.size))
+    return rgba
+
+
 def photo_folder(root, extra=None):
     """root/<class>/*.jpg with small real photos; ``extra`` maps names to bytes."""
     photos = {"cat": ("chelsea", "cat"), "other": ("astronaut", "coffee", "rocket")}
@@ -62,8 +69,12 @@ def photo_folder(root, extra=None):
         (lambda p: encode(p, "GIF"), False),
         (lambda p: encode(p, "BMP"), False),
         (lambda p: encode(p, "JPEG", progressive=True), False),
+        (lambda p: encode(p, "WEBP", quality=90), False),
+        (lambda p: encode(translucent(p), "WEBP", lossless=True), False),
+        (lambda p: encode(translucent(p), "WEBP", quality=90), False),
     ],
-    ids=["gray-jpeg", "cmyk-jpeg", "rgba-png", "png16", "gif", "bmp", "progressive"],
+    ids=["gray-jpeg", "cmyk-jpeg", "rgba-png", "png16", "gif", "bmp", "progressive", "webp",
+         "webp-lossless-alpha", "webp-alpha"],
 )
 def test_decode_rgb_converts_to_8bit_rgb(coffee, make, gray):
     pil = Image.fromarray(coffee)

@@ -173,7 +173,9 @@ def check_scales(scales: Sequence[int], crop_size: int) -> tuple[int, ...]:
 
 # --- In-graph image ops (shared with the exported SavedModel) ---------------
 
-_FORMATS = {"jpeg": (1, b"\xff\xd8\xff"), "png": (2, b"\x89PN"), "gif": (3, b"GIF"), "bmp": (4, b"BM")}
+# Magic bytes at offset 0 (WebP: "RIFF" there and "WEBP" at offset 8).
+_FORMATS = {"jpeg": (1, b"\xff\xd8\xff"), "png": (2, b"\x89PN"), "gif": (3, b"GIF"),
+            "bmp": (4, b"BM"), "webp": (5, b"RIFF")}
 
 
 def _header_int(head: tf.Tensor, start: int, size: int, little_endian: bool) -> tf.Tensor:
@@ -198,7 +200,8 @@ def declared_size(image_bytes: tf.Tensor) -> tf.Tensor:
 
     JPEG via ``tf.image.extract_jpeg_shape`` (reads the SOF marker), PNG from the
     IHDR chunk, GIF from the logical screen descriptor, BMP from the
-    BITMAPINFOHEADER. Other formats raise InvalidArgument.
+    BITMAPINFOHEADER, WebP from its VP8, VP8L or VP8X chunk header: the formats
+    the training pipeline decodes. Other formats raise InvalidArgument.
 
     Example:
         >>> declared_size(tf.io.encode_png(tf.zeros((30, 40, 3), tf.uint8))).numpy()
@@ -209,8 +212,12 @@ def declared_size(image_bytes: tf.Tensor) -> tf.Tensor:
     fmt = tf.constant(0)
     for index, magic in _FORMATS.values():
         fmt = tf.where(tf.strings.substr(head, 0, len(magic)) == magic, index, fmt)
+    webp_format = _FORMATS["webp"][0]
+    fmt = tf.where(
+        tf.logical_and(tf.equal(fmt, webp_format), tf.strings.substr(head, 8, 4) != b"WEBP"), 0, fmt
+    )
     known = tf.debugging.assert_positive(
-        fmt, message="Unsupported image format: expected JPEG, PNG, GIF or BMP bytes"
+        fmt, message="Unsupported image format: expected JPEG, PNG, GIF, BMP or WebP bytes"
     )
 
     def jpeg():
@@ -229,8 +236,26 @@ def declared_size(image_bytes: tf.Tensor) -> tf.Tensor:
         return tf.stack([signed(_header_int(head, 22, 4, True)),
                          signed(_header_int(head, 18, 4, True))])
 
+    def webp():
+        chunk = tf.strings.substr(head, 12, 4)
+        # VP8 (lossy): 14-bit width and height at bytes 26 and 28, after the start code.
+        lossy = tf.stack([_header_int(head, 28, 2, True), _header_int(head, 26, 2, True)]) % 16384
+        # VP8L (lossless): width - 1 and height - 1 in 14 bits each from byte 21.
+        bits = _header_int(head, 21, 4, True)
+        lossless = tf.stack([(bits // 16384) % 16384, bits % 16384]) + 1
+        # VP8X (extended): canvas width - 1 and height - 1, 24 bits each, at bytes 24, 27.
+        extended = tf.stack([_header_int(head, 27, 3, True), _header_int(head, 24, 3, True)]) + 1
+        chunk_known = tf.debugging.Assert(
+            tf.reduce_any(tf.equal(chunk, [b"VP8 ", b"VP8L", b"VP8X"])),
+            ["Unsupported image format: a WebP without a VP8, VP8L or VP8X chunk"],
+        )
+        with tf.control_dependencies([chunk_known]):
+            return tf.where(
+                tf.equal(chunk, b"VP8 "), lossy, tf.where(tf.equal(chunk, b"VP8L"), lossless, extended)
+            )
+
     with tf.control_dependencies([known]):
-        return tf.switch_case(fmt - 1, [jpeg, png, gif, bmp])
+        return tf.switch_case(fmt - 1, [jpeg, png, gif, bmp, webp])
 
 
 def _gif_first_frame(gif: tf.Tensor) -> tf.Tensor:
@@ -305,7 +330,7 @@ def decode_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
 ) -> tf.Tensor:
-    """Decodes JPEG/PNG/GIF/BMP bytes to uint8 RGB ``(H, W, 3)``, guarding size first.
+    """Decodes JPEG/PNG/GIF/BMP/WebP bytes to uint8 RGB ``(H, W, 3)``, guarding size first.
 
     Grayscale is replicated to RGB, alpha is dropped, CMYK JPEGs are converted,
     animated GIFs give their first frame. Rejected (InvalidArgument) from the

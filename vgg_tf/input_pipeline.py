@@ -318,7 +318,19 @@ def decode_rgb(image_bytes: tf.Tensor) -> tf.Tensor:
         >>> decode_rgb(tf.io.encode_png(tf.zeros([4, 6, 1], tf.uint8))).shape
         TensorShape([4, 6, 3])
     """
-    image = tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
+    is_webp = tf.logical_and(
+        tf.equal(tf.strings.substr(image_bytes, 0, 4), b"RIFF"),
+        tf.equal(tf.strings.substr(image_bytes, 8, 4), b"WEBP"),
+    )
+
+    def webp():  # RGB or RGBA; channels=3 refuses a WebP with alpha
+        rgba = tf.io.decode_image(image_bytes, channels=0, dtype=tf.uint8, expand_animations=False)
+        return rgba[..., :3]
+
+    def other():
+        return tf.io.decode_image(image_bytes, channels=3, dtype=tf.uint8, expand_animations=False)
+
+    image = tf.cond(is_webp, webp, other)
     image.set_shape([None, None, 3])
     return image
 
