@@ -144,6 +144,16 @@ def test_validate_config_names_bad_fields():
     train.validate_config(config)
 
 
+def test_workdir_check_ignores_fields_the_recipe_no_longer_has(tmp_path):
+    config = config_lib.paper_recipe()
+    recorded = {**json.loads(config.to_json()), "eval_every_epochs": 1, "num_classes": 10}
+    (tmp_path / "config.json").write_text(json.dumps(recorded))
+    assert train.prepare_workdir(str(tmp_path), config, overwrite=False) == recorded
+    config.epochs = 3
+    with pytest.raises(ValueError, match="epochs: 74 -> 3"):
+        train.prepare_workdir(str(tmp_path), config, overwrite=False)
+
+
 def test_a_run_never_starts_from_a_model_in_its_own_workdir(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"the S=256 model")
     config = config_lib.paper_recipe()

@@ -171,6 +171,21 @@ def _versions(export_dir: str) -> list[int]:
     return sorted(int(d) for d in os.listdir(export_dir) if d.isdigit())
 
 
+def _sync_tree(root: str, files: bool = True) -> None:
+    """fsyncs the files (unless ``files`` is False) and directories under ``root``."""
+    for directory, _, names in os.walk(root):
+        for name in names if files else ():
+            with open(os.path.join(directory, name), "rb") as f:
+                os.fsync(f.fileno())
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(descriptor)
+        finally:
+            os.close(descriptor)
+        if not files:
+            break
+
+
 def export_saved_model(
     model: str | os.PathLike | TrainedModel,
     export_dir: str | os.PathLike,
@@ -275,7 +290,9 @@ def export_saved_model(
             to_fully_convolutional(trained.model).save(keras_tmp)
         if os.path.exists(final):  # appeared while we were writing
             raise ValueError(f"Version {version} appeared at {final!r} during the export.")
+        _sync_tree(tmp)  # on disk before it has a name a server loads
         os.rename(tmp, final)
+        _sync_tree(export_dir, files=False)
         if keras_tmp is not None:
             os.replace(keras_tmp, keras_output)
     except BaseException:

@@ -116,7 +116,9 @@ def prepare_workdir(workdir: str, config: ml_collections.ConfigDict, overwrite: 
     with open(path) as f:
         recorded = json.load(f)
     current = json.loads(config.to_json())
-    old, new = _comparable(recorded), _comparable(current)
+    # A field the recipe no longer has (e.g. the removed eval_every_epochs) changes nothing.
+    old = {k: v for k, v in _comparable(recorded).items() if k in current}
+    new = _comparable(current)
     if config.mean_rgb is not None:
         old["mean_rgb"], new["mean_rgb"] = recorded.get("mean_rgb"), list(config.mean_rgb)
     if old != new:
