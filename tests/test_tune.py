@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 
 import keras_tuner
 import pytest
@@ -146,6 +147,14 @@ def test_bayesian_search_fits_its_model_after_a_third_of_the_trials():
         oracle = tune.make_oracle("bayesian", "val_top1_error", max_trials=max_trials,
                                   max_epochs=1, seed=1)
         assert oracle.num_initial_points == initial
+
+
+def test_batch_sizes_that_do_not_divide_over_the_replicas_are_refused(tmp_path):
+    three_replicas = types.SimpleNamespace(num_replicas_in_sync=3)
+    with pytest.raises(ValueError, match=r"Batch size\(s\) \[32, 64, 128\] do not divide over "
+                                         r"the 3 replicas; expected multiples of 3"):
+        tune.search(_recipe(), str(tmp_path), strategy=three_replicas, train_fn=FakeTrain())
+    assert not os.listdir(tmp_path)  # refused before anything was written
 
 
 def test_hypermodel_maps_trial_values_onto_a_copy_of_the_recipe():

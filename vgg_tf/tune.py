@@ -672,6 +672,17 @@ def search(
 
     role = tuner_role()
     worker = role == "worker"
+    if strategy is None and role != "chief":
+        devices = [d for d in recipe.devices.split(",") if d] or None
+        strategy = distribute.make_strategy(recipe.strategy, devices)
+    if strategy is not None:  # refused here, not as failed trials
+        replicas = strategy.num_replicas_in_sync
+        uneven = [size for size in space.batch_sizes if size % replicas]
+        if uneven:
+            raise ValueError(
+                f"Batch size(s) {uneven} do not divide over the {replicas} replicas; "
+                f"expected multiples of {replicas}."
+            )
     project_name = project_name or default_project_name(recipe)
     project_dir = os.path.join(directory, project_name)
     if overwrite and not worker and os.path.exists(project_dir):
@@ -680,9 +691,6 @@ def search(
         _check_search_record(
             project_dir, _search_record(recipe, space, tuner, objective, trial_epochs)
         )
-    if strategy is None and role != "chief":
-        devices = [d for d in recipe.devices.split(",") if d] or None
-        strategy = distribute.make_strategy(recipe.strategy, devices)
 
     goal = OBJECTIVES[objective]
     oracle = make_oracle(tuner, goal, max_trials=max_trials, max_epochs=trial_epochs,
