@@ -340,6 +340,26 @@ def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir):
     _assert_trained_and_equal(chief, _weights(tmp_path / "single" / "model.keras"), 1e-5)
 
 
+def test_every_worker_refuses_a_workdir_of_another_run(tmp_path, tfds_dir):
+    workdir = tmp_path / "multi"
+    workdir.mkdir()
+    other = {**json.loads(config_lib.paper_recipe().to_json()), "learning_rate": 0.5}
+    (workdir / "config.json").write_text(json.dumps(other))
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    procs = []
+    for index in range(2):
+        env = _env(tfds_dir, TF_CONFIG=json.dumps(
+            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
+        procs.append(subprocess.Popen(
+            [sys.executable, TRAIN, f"--workdir={workdir}", f"--data_dir={tfds_dir}",
+             "--strategy=multi_worker", "--variant=A", *TINY_FLAGS],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        ))
+    for p in procs:  # each exits with the reason, none waits for the other
+        out, err = p.communicate(timeout=180)
+        assert p.returncode == 1 and "belongs to a run with a different config" in err, err[-2000:]
+
+
 def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir):
     common = ["--variant=A", "--epochs=2", *TINY_FLAGS, "--deterministic"]
     _train(tmp_path / "whole", tfds_dir, *common)

@@ -398,7 +398,12 @@ def train_and_evaluate(
 
     chief = distribute.is_chief(strategy)
     os.makedirs(workdir, exist_ok=True)
-    recorded = prepare_workdir(workdir, config, overwrite and chief) if chief else None
+    if chief:
+        recorded = prepare_workdir(workdir, config, overwrite)
+    else:
+        recorded = None
+        if not overwrite:  # refuse with the chief, rather than wait for it in a collective
+            prepare_workdir(workdir, config, overwrite=False)
     source = input_pipeline.get_source(
         config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir
     )
