@@ -250,12 +250,21 @@ def test_an_interrupted_search_continues_with_the_same_trial(tmp_path):
     assert len(third.calls) == 1 and len(result.rows) == 4
 
 
-def test_a_rerun_with_other_ranges_is_refused_unless_overwrite(tmp_path):
+def test_a_rerun_with_other_ranges_is_refused_unless_overwrite(tmp_path, monkeypatch):
     tune.search(_recipe(), str(tmp_path), max_trials=1, project_name="p", train_fn=FakeTrain())
     space = tune.make_space(_recipe(), dropout="0,0.3")
     with pytest.raises(ValueError, match=r"holds a search with other settings \(space.dropout"):
         tune.search(_recipe(), str(tmp_path), space=space, max_trials=1, project_name="p",
                     train_fn=FakeTrain())
+    record = (tmp_path / "p" / "search.json").read_text()
+    with monkeypatch.context() as worker:  # a worker of a distributed search checks too
+        worker.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
+        worker.setenv("KERASTUNER_ORACLE_PORT", "1")
+        worker.setenv("KERASTUNER_TUNER_ID", "tuner0")
+        with pytest.raises(ValueError, match=r"holds a search with other settings"):
+            tune.search(_recipe(), str(tmp_path), space=space, max_trials=1, project_name="p",
+                        train_fn=FakeTrain())
+    assert (tmp_path / "p" / "search.json").read_text() == record
     fake = FakeTrain()
     tune.search(_recipe(), str(tmp_path), space=space, max_trials=1, project_name="p",
                 overwrite=True, train_fn=fake)

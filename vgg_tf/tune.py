@@ -564,8 +564,12 @@ def _search_record(recipe, space, tuner, objective, trial_epochs) -> dict:
     }
 
 
-def _check_search_record(project_dir: str, record: dict) -> None:
-    """Refuses to continue a search in ``project_dir`` that has another space or recipe."""
+def _check_search_record(project_dir: str, record: dict, write: bool = True) -> None:
+    """Refuses to continue a search in ``project_dir`` that has another space or recipe.
+
+    Writes ``record`` there unless ``write`` is False (a worker only checks the
+    chief's record).
+    """
     path = os.path.join(project_dir, SEARCH_FILE)
     if os.path.exists(path):
         with open(path) as f:
@@ -586,6 +590,8 @@ def _check_search_record(project_dir: str, record: dict) -> None:
                 f"{project_dir!r} holds a search with other settings ({'; '.join(diffs)}); pass "
                 "--overwrite to start over there, or choose another --directory/--project_name."
             )
+    if not write:
+        return
     os.makedirs(project_dir, exist_ok=True)
     with open(path + ".tmp", "w") as f:
         json.dump(record, f, indent=2, sort_keys=True)
@@ -687,9 +693,12 @@ def search(
     project_dir = os.path.join(directory, project_name)
     if overwrite and not worker and os.path.exists(project_dir):
         shutil.rmtree(project_dir)
-    if not worker:
+    # A worker checks the chief's record too: its trials must train the same search.
+    # (With --overwrite the chief may be deleting it: the chief's check is enough.)
+    if not (worker and overwrite):
         _check_search_record(
-            project_dir, _search_record(recipe, space, tuner, objective, trial_epochs)
+            project_dir, _search_record(recipe, space, tuner, objective, trial_epochs),
+            write=not worker,
         )
 
     goal = OBJECTIVES[objective]
