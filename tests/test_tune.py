@@ -256,6 +256,9 @@ def test_a_rerun_with_other_ranges_is_refused_unless_overwrite(tmp_path, monkeyp
     with pytest.raises(ValueError, match=r"holds a search with other settings \(space.dropout"):
         tune.search(_recipe(), str(tmp_path), space=space, max_trials=1, project_name="p",
                     train_fn=FakeTrain())
+    with pytest.raises(ValueError, match=r"seed: 1 -> 2"):  # a resumed oracle keeps its seed
+        tune.search(_recipe(), str(tmp_path), max_trials=1, project_name="p", seed=2,
+                    train_fn=FakeTrain())
     record = (tmp_path / "p" / "search.json").read_text()
     with monkeypatch.context() as worker:  # a worker of a distributed search checks too
         worker.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")

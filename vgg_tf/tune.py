@@ -551,7 +551,7 @@ class SearchResult:
 # --- The search ------------------------------------------------------------
 
 
-def _search_record(recipe, space, tuner, objective, trial_epochs) -> dict:
+def _search_record(recipe, space, tuner, objective, trial_epochs, seed, hyperband_factor) -> dict:
     recipe_json = json.loads(recipe.to_json())
     for field in config_lib.EXECUTION_FIELDS:
         recipe_json.pop(field, None)
@@ -559,6 +559,9 @@ def _search_record(recipe, space, tuner, objective, trial_epochs) -> dict:
         "tuner": tuner,
         "objective": objective,
         "trial_epochs": trial_epochs,
+        # A resumed oracle keeps its seed and factor: another value would be ignored.
+        "seed": int(seed),
+        "hyperband_factor": int(hyperband_factor),
         "space": space.to_json(),
         "recipe": recipe_json,
     }
@@ -697,7 +700,8 @@ def search(
     # (With --overwrite the chief may be deleting it: the chief's check is enough.)
     if not (worker and overwrite):
         _check_search_record(
-            project_dir, _search_record(recipe, space, tuner, objective, trial_epochs),
+            project_dir,
+            _search_record(recipe, space, tuner, objective, trial_epochs, seed, hyperband_factor),
             write=not worker,
         )
 
