@@ -260,6 +260,7 @@ class Trainer:
         self._jit_compile = jit_compile
         self._train_chunk = tf.function(self._train_chunk_fn)
         self._evaluate = tf.function(self._evaluate_fn)
+        self._weights_are_finite = tf.function(self._weights_are_finite_fn)
 
     def _replica_step(self, images, labels):
         labels = tf.cast(labels, tf.int32)
@@ -321,15 +322,14 @@ class Trainer:
             raise ValueError("The validation split yielded no example.")
         return dict(loss=loss / count, top1_error=1 - top1 / count, top5_error=1 - top5 / count)
 
+    def _weights_are_finite_fn(self) -> tf.Tensor:
+        variables = list(self.model.variables) + list(self.optimizer.variables)
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables
+                              if tf.as_dtype(v.dtype).is_floating])
+
     def weights_are_finite(self) -> bool:
         """Whether every model and optimizer variable is finite (checked before a save)."""
-        if not hasattr(self, "_all_finite"):
-            variables = list(self.model.variables) + list(self.optimizer.variables)
-            self._all_finite = tf.function(
-                lambda: tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables
-                                       if tf.as_dtype(v.dtype).is_floating])
-            )
-        return bool(self._all_finite().numpy())
+        return bool(self._weights_are_finite().numpy())
 
     def epoch_metrics(self) -> dict:
         """Train loss and errors of the epoch so far."""
