@@ -2,12 +2,13 @@ import runpy
 
 import pytest
 
+from vgg_tf import workdir
 from vgg_tf import config as config_lib
 from vgg_tf import train
 
 
 def _load(name):
-    return runpy.run_path(str(config_lib.configs_dir() / f"{name}.py"))["get_config"]()
+    return runpy.run_path(config_lib.recipe_path(name))["get_config"]()
 
 
 def test_paper_recipe_numbers():
@@ -24,16 +25,34 @@ def test_paper_recipe_numbers():
 )
 def test_recipe_files_load_and_validate(name, scales, lr):
     c = _load(name)
-    train.validate_config(c)
+    if c.init_from_required:  # the fine-tuning recipes need their start point
+        c.init_from = "workdirs/start"
+    config_lib.validate_config(c)
     assert (c.scale_min, c.scale_max) == scales
     assert c.learning_rate == pytest.approx(lr)
 
 
+@pytest.mark.parametrize("name, expects", [("imagenet_s384", "S = 256"),
+                                            ("imagenet_jitter", "S = 384")])
+def test_fine_tuning_recipes_refuse_to_start_from_scratch(name, expects):
+    with pytest.raises(ValueError, match=f"Recipe '{name}' fine-tunes .* from the {expects} run"
+                                         ".*--init_from"):
+        config_lib.validate_config(_load(name))
+
+
+def test_recipes_ship_inside_the_package():
+    assert set(config_lib.recipe_names()) >= {"digits", "imagenet_s256", "imagenet_s384",
+                                              "imagenet_jitter"}
+    assert config_lib.recipe_path("imagenet_s384.py") == config_lib.recipe_path("imagenet_s384")
+    with pytest.raises(ValueError, match="'nope'.*digits, imagenet_jitter"):
+        config_lib.recipe_path("nope")
+
+
 def test_default_config_is_the_digits_recipe():
-    assert config_lib.default_config_path().endswith("configs/digits.py")
+    assert config_lib.default_config_path().endswith("vgg_tf/configs/digits.py")
     assert _load("digits").dataset == "digits"
 
 
 def test_single_scale_q():
-    assert train.single_scale({"scale_min": 256, "scale_max": 512}) == 384
-    assert train.single_scale({"scale_min": 384, "scale_max": 384}) == 384
+    assert workdir.single_test_scale({"scale_min": 256, "scale_max": 512}) == 384
+    assert workdir.single_test_scale({"scale_min": 384, "scale_max": 384}) == 384

@@ -13,6 +13,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from vgg_tf import images, workdir
 from vgg_tf import evaluate as ev
 from vgg_tf.models import VGG
 
@@ -29,7 +30,7 @@ def _model(seed=0, classes=10):
 
 
 def _trained(config=CONFIG, seed=0):
-    return ev.TrainedModel(_model(seed), dict(config), "mem", f"A (seed{seed})")
+    return workdir.TrainedModel(_model(seed), dict(config), "mem", f"A (seed{seed})")
 
 
 def _image(h, w, seed=0):
@@ -62,24 +63,24 @@ def _encode(image, fmt, mode=None):
     ],
 )
 def test_scales_read_from_training_config(config, single, multi):
-    trained = ev.TrainedModel(None, config, "x", "x")
-    assert ev.single_scale(trained) == single
-    assert ev.multi_scales(trained) == multi
+    trained = workdir.TrainedModel(None, config, "x", "x")
+    assert trained.single_scale() == single
+    assert trained.multi_scales() == multi
 
 
 def test_evaluator_uses_config_scales_and_overrides():
     model = _model()
-    evaluator = ev.ModelEvaluator(ev.TrainedModel(model, dict(CONFIG, scale_max=32), "x", "x"))
+    evaluator = ev.ModelEvaluator(workdir.TrainedModel(model, dict(CONFIG, scale_max=32), "x", "x"))
     assert evaluator.scales_for("single") == (32,)
     assert evaluator.scales_for("dense") == evaluator.scales_for("multicrop") == (32, 64)
-    override = ev.ModelEvaluator(ev.TrainedModel(model, CONFIG, "x", "x"), scales=[48, 64])
+    override = ev.ModelEvaluator(workdir.TrainedModel(model, CONFIG, "x", "x"), scales=[48, 64])
     assert override.scales_for("dense") == (48, 64)
     with pytest.raises(ValueError, match="exactly one test scale"):
         override.scales_for("single")
     with pytest.raises(ValueError, match=r"\[16\] are smaller than the training crop 32"):
-        ev.ModelEvaluator(ev.TrainedModel(model, CONFIG, "x", "x"), scales=[16, 48])
+        ev.ModelEvaluator(workdir.TrainedModel(model, CONFIG, "x", "x"), scales=[16, 48])
     with pytest.raises(ValueError, match="config.json.*--scales"):
-        ev.ModelEvaluator(ev.TrainedModel(model, {}, "nowhere/model.keras", "x"))
+        ev.ModelEvaluator(workdir.TrainedModel(model, {}, "nowhere/model.keras", "x"))
 
 
 def test_load_trained_model(tmp_path):
@@ -87,12 +88,12 @@ def test_load_trained_model(tmp_path):
     model.save(tmp_path / "model.keras")
     (tmp_path / "config.json").write_text(json.dumps(CONFIG))
     for path in (tmp_path, tmp_path / "model.keras"):
-        trained = ev.load_trained_model(path)
+        trained = workdir.load_trained_model(path)
         assert trained.config == CONFIG and trained.crop_size == 32
         assert trained.mean_rgb == MEAN and trained.class_names[3] == "c3"
         assert trained.name == f"A ({tmp_path.name})"
     with pytest.raises(ValueError, match="expected a training workdir holding model.keras"):
-        ev.load_trained_model(tmp_path / "missing")
+        workdir.load_trained_model(tmp_path / "missing")
 
 
 # --- The crop grid -----------------------------------------------------------
@@ -154,7 +155,7 @@ def test_dense_averages_the_score_map_then_softmax_over_flips_and_scales():
     fcn = evaluator.fcn
     expected = []
     for q in (32, 40, 48):
-        x = ev.rescale_shorter_side(image[None].astype("float32"), q).numpy() - np.float32(MEAN)
+        x = images.rescale_shorter_side(image[None].astype("float32"), q).numpy() - np.float32(MEAN)
         assert min(x.shape[1:3]) == q
         # §3.2: the class score map is averaged over its locations, then the softmax
         # posteriors of the image and its flip are averaged.
@@ -172,7 +173,7 @@ def test_multicrop_and_combined():
     crop_model = trained.model
     expected = []
     for q in (40, 64):
-        x = ev.rescale_shorter_side(image[None].astype("float32"), q)[0] - np.float32(MEAN)
+        x = images.rescale_shorter_side(image[None].astype("float32"), q)[0] - np.float32(MEAN)
         crops = ev.multicrop_crops(x, 32).numpy()
         expected.append(crop_model(crops, training=False).numpy().mean(axis=0))
     cache = {}
@@ -239,9 +240,9 @@ def test_decode_formats_and_modes(fmt, mode):
         assert data[12:16] == chunk  # each of the three headers is read
     else:
         data = _encode(image, fmt, mode)
-    assert int(ev.declared_pixels(data)) == 30 * 41
-    assert ev.declared_size(data).numpy().tolist() == [30, 41]  # (height, width)
-    decoded = ev.decode_image(data).numpy()
+    assert int(images.declared_pixels(data)) == 30 * 41
+    assert images.declared_size(data).numpy().tolist() == [30, 41]  # (height, width)
+    decoded = images.decode_rgb(data).numpy()
     reference = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
     assert decoded.shape == (30, 41, 3) and decoded.dtype == np.uint8
     # Decoder rounding (JPEG, lossy WebP), the palette (GIF).
@@ -251,22 +252,22 @@ def test_decode_formats_and_modes(fmt, mode):
 
 def test_decode_rejects_before_decoding():
     with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 1000 pixels"):
-        ev.decode_image(_encode(_image(40, 30), "PNG"), max_pixels=1000)
+        images.decode_rgb(_encode(_image(40, 30), "PNG"), max_pixels=1000)
     for data in (b"", b"not an image", b"RIFF\0\0\0\0WAVEfmt ", b"RIFF\0\0\0\0WEBPVP9 "):
         with pytest.raises(tf.errors.InvalidArgumentError, match="Unsupported image format"):
-            ev.decode_image(data)
+            images.decode_rgb(data)
     with pytest.raises(tf.errors.InvalidArgumentError):
-        ev.decode_image(b"\xff\xd8\xff\xe0 truncated jpeg")
+        images.decode_rgb(b"\xff\xd8\xff\xe0 truncated jpeg")
     # A thin strip: rescaled so its shorter side is Q it would be enormous.
     for fmt in ("PNG", "JPEG", "GIF", "BMP"):
-        assert ev.decode_image(_encode(_image(5, 80), fmt)).shape == (5, 80, 3)  # 16:1
+        assert images.decode_rgb(_encode(_image(5, 80), fmt)).shape == (5, 80, 3)  # 16:1
         for strip in (_image(4, 80), _image(80, 4)):  # 20:1 either way round
             with pytest.raises(tf.errors.InvalidArgumentError, match="more than 16 times"):
-                ev.decode_image(_encode(strip, fmt))
-    assert ev.decode_image(_encode(_image(4, 80), "PNG"), max_aspect_ratio=None).shape[1] == 80
+                images.decode_rgb(_encode(strip, fmt))
+    assert images.decode_rgb(_encode(_image(4, 80), "PNG"), max_aspect_ratio=None).shape[1] == 80
     for limits, match in (((0, None), "max_pixels=0"), ((None, 0.5), "max_aspect_ratio=0.5")):
         with pytest.raises(ValueError, match=match):
-            ev.decode_image(_encode(_image(5, 5), "PNG"), *limits)
+            images.decode_rgb(_encode(_image(5, 5), "PNG"), *limits)
 
 
 # --- CLI -----------------------------------------------------------------------
@@ -314,11 +315,11 @@ def test_an_animated_gif_is_cut_to_its_first_frame_before_decoding():
                    comment=b"an extension to skip")
     animated = buf.getvalue()
     assert tf.io.decode_gif(animated).shape[0] == 30
-    cut = ev._gif_first_frame(tf.constant(animated)).numpy()
+    cut = images._gif_first_frame(tf.constant(animated)).numpy()
     assert tf.io.decode_gif(cut).shape == (1, 60, 80, 3)  # one frame decoded, not 30
-    decoded = ev.decode_image(animated).numpy()
+    decoded = images.decode_rgb(animated).numpy()
     assert decoded.shape == (60, 80, 3) and decoded[0, 0].tolist() == [250, 0, 0]
     still = _encode(_image(30, 41), "GIF")  # a one-frame GIF decodes exactly as before
     np.testing.assert_array_equal(
-        ev.decode_image(still), tf.io.decode_image(still, channels=3, expand_animations=False))
-    assert ev._gif_first_frame(tf.constant(still[:40])).numpy() == still[:40]  # cannot walk it
+        images.decode_rgb(still), tf.io.decode_image(still, channels=3, expand_animations=False))
+    assert images._gif_first_frame(tf.constant(still[:40])).numpy() == still[:40]  # cannot walk it

@@ -14,6 +14,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+from vgg_tf import images, workdir
 from vgg_tf import evaluate as ev
 from vgg_tf import export as ex
 from vgg_tf.models import VGG
@@ -144,8 +145,8 @@ def test_served_by_both_loaders_in_a_tensorflow_only_process(exported, workdir, 
     assert result["modules"] == []  # no vgg_tf code was needed (nor reachable)
 
     # bin/evaluate's dense protocol on the same images (the library path it calls).
-    evaluator = ev.ModelEvaluator(ev.load_trained_model(workdir))
-    expected = np.stack([evaluator.probabilities("dense", ev.decode_image(b)) for b in data])
+    evaluator = ev.ModelEvaluator(workdir.load_trained_model(workdir))
+    expected = np.stack([evaluator.probabilities("dense", images.decode_rgb(b)) for b in data])
     for loader in ("tf2", "v1"):
         out = result[loader]
         np.testing.assert_allclose(out["probabilities"], expected, atol=1e-4)
@@ -256,9 +257,9 @@ def test_max_pixels_and_scales_are_export_options(workdir, tmp_path):
     too_big = _encode(np.zeros((40, 41, 3), "uint8"))
     out = _serve(served, [ok])
     assert out["classes"].shape == (1, 3)
-    evaluator = ev.ModelEvaluator(ev.load_trained_model(workdir), scales=[48])
+    evaluator = ev.ModelEvaluator(workdir.load_trained_model(workdir), scales=[48])
     np.testing.assert_allclose(out["probabilities"][0],
-                               evaluator.probabilities("dense", ev.decode_image(ok)), atol=1e-5)
+                               evaluator.probabilities("dense", images.decode_rgb(ok)), atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="more than 1600 pixels"):
         _serve(served, [too_big])
     metadata = json.loads(open(os.path.join(version_dir, ex.METADATA_FILE)).read())

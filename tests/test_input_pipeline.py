@@ -14,6 +14,7 @@ from etils import epath
 from PIL import Image
 from skimage import data
 
+from vgg_tf import images, sources
 from vgg_tf import input_pipeline as ip
 
 CROP = 32  # small crops keep the streams fast; the 224 geometry is tested on ops
@@ -33,7 +34,7 @@ def coffee():
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
-    return ip.get_source("digits", data_dir=str(tmp_path_factory.mktemp("tfds")))
+    return sources.get_source("digits", data_dir=str(tmp_path_factory.mktemp("tfds")))
 
 
 def translucent(pil):
@@ -78,7 +79,7 @@ def photo_folder(root, extra=None):
 )
 def test_decode_rgb_converts_to_8bit_rgb(coffee, make, gray):
     pil = Image.fromarray(coffee)
-    image = ip.decode_rgb(make(pil)).numpy()
+    image = images.decode_rgb(make(pil)).numpy()
     assert image.shape == (400, 600, 3) and image.dtype == np.uint8
     reference = np.asarray(pil.convert("L").convert("RGB")) if gray else coffee
     # Colour conversions (CMYK, GIF palette, JPEG) are lossy: compare on average.
@@ -87,9 +88,9 @@ def test_decode_rgb_converts_to_8bit_rgb(coffee, make, gray):
 
 @pytest.mark.parametrize("hw, size, expected", [((100, 50), 32, (64, 32)), ((30, 90), 64, (64, 192))])
 def test_rescale_shorter_side(hw, size, expected):
-    out = ip.rescale_shorter_side(tf.zeros([*hw, 3], tf.uint8), size)
+    out = images.rescale_shorter_side(tf.zeros([*hw, 3], tf.uint8), size)
     assert tuple(out.shape[:2]) == expected and out.dtype == tf.float32
-    batch = ip.rescale_shorter_side(tf.zeros([2, *hw, 3]), size)
+    batch = images.rescale_shorter_side(tf.zeros([2, *hw, 3]), size)
     assert tuple(batch.shape) == (2, *expected, 3)
 
 
@@ -98,8 +99,8 @@ def test_rescale_shorter_side(hw, size, expected):
 def test_fused_crop_matches_rescale_then_crop(coffee, fmt, scale):
     image_bytes = encode(coffee, fmt, **({"quality": 95} if fmt == "JPEG" else {}))
     for offset in [(0.0, 0.0), (0.5, 0.5), (1.0, 1.0), (0.3, 0.8)]:
-        fused = ip.scaled_crop(image_bytes, scale, 224, offset).numpy()
-        naive = ip.scaled_crop(image_bytes, scale, 224, offset, fused=False).numpy()
+        fused = images.scaled_crop(image_bytes, scale, 224, offset).numpy()
+        naive = images.scaled_crop(image_bytes, scale, 224, offset, fused=False).numpy()
         assert fused.shape == naive.shape == (224, 224, 3)
         assert fused.min() >= 0 and fused.max() <= 255
         # The window is rounded to whole source pixels (at most half a pixel off):
@@ -114,31 +115,31 @@ def test_crop_window_arithmetic():
     ramp = np.tile((np.arange(400) // 2).astype(np.uint8), (200, 1))  # value = column / 2
     image_bytes = encode(np.stack([ramp] * 3, -1), "PNG")
     # S = 100 halves the image (200 x 400 -> 100 x 200); offset 1 = rightmost crop.
-    out = ip.scaled_crop(image_bytes, 100, 50, (0.0, 1.0)).numpy()
+    out = images.scaled_crop(image_bytes, 100, 50, (0.0, 1.0)).numpy()
     assert abs(out[0, 0, 0] - 300 / 2) <= 1.0  # rescaled column 150 = source column 300
     assert abs(out[0, -1, 0] - 398 / 2) <= 1.0  # rescaled column 199 = source column 398
-    centre = ip.scaled_crop(image_bytes, 100, 50).numpy()  # rescaled columns 75..124
+    centre = images.scaled_crop(image_bytes, 100, 50).numpy()  # rescaled columns 75..124
     assert abs(centre[0, 0, 0] - 150 / 2) <= 1.0
 
 
 def test_small_and_very_large_images(coffee):
-    tiny = ip.scaled_crop(encode(np.full((8, 6, 3), 200, np.uint8), "PNG"), 64, 48, (0.5, 0.5))
+    tiny = images.scaled_crop(encode(np.full((8, 6, 3), 200, np.uint8), "PNG"), 64, 48, (0.5, 0.5))
     assert tiny.shape == (48, 48, 3) and np.allclose(tiny, 200)
     big = np.tile(coffee, (8, 8, 1))  # 3200 x 4800
-    out = ip.scaled_crop(encode(big, quality=80), 256, 224, (0.7, 0.2))
+    out = images.scaled_crop(encode(big, quality=80), 256, 224, (0.7, 0.2))
     assert out.shape == (224, 224, 3) and np.isfinite(out.numpy()).all()
 
 
 def test_ops_work_eagerly_in_graphs_and_in_dataset_map(coffee):
     image_bytes = encode(coffee)
-    eager = ip.scaled_crop(image_bytes, 256, 224, (0.2, 0.4))
-    graph = tf.function(lambda b: ip.scaled_crop(b, 256, 224, (0.2, 0.4)))(image_bytes)
+    eager = images.scaled_crop(image_bytes, 256, 224, (0.2, 0.4))
+    graph = tf.function(lambda b: images.scaled_crop(b, 256, 224, (0.2, 0.4)))(image_bytes)
     mapped = next(iter(tf.data.Dataset.from_tensors(image_bytes).map(
-        lambda b: ip.scaled_crop(b, 256, 224, (0.2, 0.4)))))
+        lambda b: images.scaled_crop(b, 256, 224, (0.2, 0.4)))))
     np.testing.assert_allclose(eager, graph, atol=1e-3)
     np.testing.assert_allclose(eager, mapped, atol=1e-3)
     serving = tf.function(
-        lambda b: ip.rescale_shorter_side(ip.decode_rgb(b), 64),
+        lambda b: images.rescale_shorter_side(images.decode_rgb(b), 64),
         input_signature=[tf.TensorSpec([], tf.string)],
     )
     assert serving(image_bytes).shape == (64, 96, 3)
@@ -151,14 +152,14 @@ def test_bad_bytes_raise_in_ops(coffee, fused):
     for bad in (truncated, b"this is a text file", b""):
         with pytest.raises(tf.errors.InvalidArgumentError):
             # Offset (0, 0) lies in the intact half: truncation must still be caught.
-            ip.scaled_crop(bad, 256, 224, (0.0, 0.0), fused=fused)
+            images.scaled_crop(bad, 256, 224, (0.0, 0.0), fused=fused)
 
 
 def test_pca_lighting():
     image = tf.fill([2, 2, 3], 100.0)
     assert np.allclose(ip.pca_lighting(image, tf.zeros(3)), 100.0)
     alpha = tf.constant([0.1, -0.2, 0.05])
-    expected = np.asarray(ip.IMAGENET_PCA_EIGVEC) @ (alpha.numpy() * np.asarray(ip.IMAGENET_PCA_EIGVAL))
+    expected = np.asarray(sources.IMAGENET_PCA_EIGVEC) @ (alpha.numpy() * np.asarray(sources.IMAGENET_PCA_EIGVAL))
     np.testing.assert_allclose(ip.pca_lighting(image, alpha)[0, 0], 100.0 + expected, rtol=1e-5)
 
 
@@ -171,7 +172,7 @@ def test_digits_source(digits):
         "train[:90%]", "train[90%:]", "test")
     assert digits.num_examples(digits.train_split) + digits.num_examples(digits.eval_split) == 1437
     image_bytes, label, name = next(iter(digits.raw_records("test")))
-    assert ip.decode_rgb(image_bytes).shape == (8, 8, 3) and label.dtype == tf.int32
+    assert images.decode_rgb(image_bytes).shape == (8, 8, 3) and label.dtype == tf.int32
     assert name.numpy()  # TFDS record id when the dataset has no file names
 
 
@@ -204,7 +205,7 @@ class UnlabelledTestSplit(tfds.core.GeneratorBasedBuilder):
 
 
 def test_unlabelled_test_split_is_not_the_test_split(tmp_path):
-    source = ip.get_source("unlabelled_test_split", data_dir=str(tmp_path))
+    source = sources.get_source("unlabelled_test_split", data_dir=str(tmp_path))
     assert (source.train_split, source.eval_split, source.test_split) == (
         "train", "validation", "validation")
 
@@ -297,11 +298,11 @@ def test_folder_source_and_statistics(tmp_path):
             encode(np.full((20, 30, 3), colour, np.uint8), "PNG")
             (tmp_path / label / f"{i}.png").write_bytes(
                 encode(np.full((20, 30, 3), colour, np.uint8), "PNG"))
-    source = ip.get_source(str(tmp_path))
+    source = sources.get_source(str(tmp_path))
     assert source.class_names == ("grey", "red") and source.num_classes == 2
-    mean = ip.compute_mean_rgb(source, split="train")
+    mean = sources.compute_mean_rgb(source, split="train")
     np.testing.assert_allclose(mean, (177.5, 50.0, 50.0), atol=1e-6)
-    eigval, eigvec = ip.compute_pca_lighting(source, split="train")
+    eigval, eigvec = sources.compute_pca_lighting(source, split="train")
     assert eigval[0] >= eigval[1] >= eigval[2] >= 0
     np.testing.assert_allclose(np.asarray(eigvec).T @ np.asarray(eigvec), np.eye(3), atol=1e-6)
 
@@ -312,7 +313,7 @@ def test_folder_with_bad_files_trains_an_epoch_and_names_them(tmp_path, capfd):
         "other/truncated.jpg": jpeg[: len(jpeg) // 2],
         "cat/notes.jpg": b"not an image, just text",
     })
-    source = ip.get_source(root)
+    source = sources.get_source(root)
     assert source.num_examples("train") == 7
     ds = ip.train_dataset(source, batch_size=2, crop_size=CROP, scale_min=CROP,
                           scale_max=48, seed=0)
@@ -335,7 +336,7 @@ def test_skipped_records_keep_images_and_labels_aligned(tmp_path, capfd):
                 encode(np.full((40 + i, 50, 3), level, np.uint8)))
         for i in range(3):
             (tmp_path / label / f"{i}_bad.jpg").write_bytes(b"not an image %d" % i)
-    source = ip.get_source(str(tmp_path))
+    source = sources.get_source(str(tmp_path))
     ds = ip.train_dataset(source, batch_size=5, crop_size=CROP, scale_min=CROP, scale_max=48,
                           mean_rgb=(0.0, 0.0, 0.0), color_shift_std=0.0, seed=0)
     batches = take(ds, 12)  # 60 examples: 3 passes over the 20 records
@@ -344,7 +345,7 @@ def test_skipped_records_keep_images_and_labels_aligned(tmp_path, capfd):
     assert len(labels) == 60 and set(labels) == {0, 1}
     np.testing.assert_allclose(levels, np.where(labels == 1, 220.0, 30.0), atol=3)
     log = capfd.readouterr().err
-    assert log.count("skipped an undecodable") >= 10 and "(10 so far): " in log
+    assert log.count("skipped a bad record") >= 10 and "(10 so far): " in log
     assert "(11 so far)" not in log  # after the first ten, only every power of ten
     ordered = list(ip.eval_dataset(source, split="train", batch_size=4, image_size=CROP,
                                    crop_size=CROP, mean_rgb=(0.0, 0.0, 0.0)))
@@ -365,7 +366,7 @@ def test_source_without_valid_images_raises_naming_it(tmp_path):
     os.makedirs(tmp_path / "a")
     for i in range(3):
         (tmp_path / "a" / f"{i}.jpg").write_bytes(b"garbage")
-    source = ip.get_source(str(tmp_path))
+    source = sources.get_source(str(tmp_path))
     ds = ip.train_dataset(source, batch_size=2, crop_size=CROP, scale_min=CROP, scale_max=CROP)
     with pytest.raises(tf.errors.InvalidArgumentError, match=str(tmp_path)):
         next(iter(ds))
@@ -399,6 +400,6 @@ def test_eval_parameters(digits):
 
 def test_unknown_dataset_names_folder_option(tmp_path):
     with pytest.raises(ValueError, match="folder of class subfolders"):
-        ip.get_source("no_such_dataset_xyz", data_dir=str(tmp_path))
+        sources.get_source("no_such_dataset_xyz", data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="does not exist"):
-        ip.get_source(str(tmp_path / "missing"))
+        sources.get_source(str(tmp_path / "missing"))

@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 
 import vgg_tf
+from vgg_tf import workdir as workdir_lib
 from vgg_tf import config as config_lib
 from vgg_tf import evaluate
 from vgg_tf import train
@@ -140,18 +141,18 @@ def test_validate_config_names_bad_fields():
         bad = config_lib.paper_recipe()
         bad[field] = value
         with pytest.raises(ValueError, match=message):
-            train.validate_config(bad)
-    train.validate_config(config)
+            config_lib.validate_config(bad)
+    config_lib.validate_config(config)
 
 
 def test_workdir_check_ignores_fields_the_recipe_no_longer_has(tmp_path):
     config = config_lib.paper_recipe()
     recorded = {**json.loads(config.to_json()), "eval_every_epochs": 1, "num_classes": 10}
     (tmp_path / "config.json").write_text(json.dumps(recorded))
-    assert train.prepare_workdir(str(tmp_path), config, overwrite=False) == recorded
+    assert workdir_lib.prepare(str(tmp_path), config, overwrite=False) == recorded
     config.epochs = 3
     with pytest.raises(ValueError, match="epochs: 74 -> 3"):
-        train.prepare_workdir(str(tmp_path), config, overwrite=False)
+        workdir_lib.prepare(str(tmp_path), config, overwrite=False)
 
 
 def test_a_run_never_starts_from_a_model_in_its_own_workdir(tmp_path):
@@ -231,7 +232,7 @@ def test_mixed_precision_computes_low_and_keeps_float32_weights(tmp_path, tfds_d
     assert probabilities.dtype == np.float32  # the softmax stays float32
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-5)
     # Dense evaluation runs the converted net (fc6 as a patch matmul) in the policy.
-    evaluator = evaluate.ModelEvaluator(evaluate.load_trained_model(workdir))
+    evaluator = evaluate.ModelEvaluator(workdir_lib.load_trained_model(workdir))
     assert evaluator.fcn.get_layer("fc6").compute_dtype == precision
     dense = evaluator.probabilities("dense", np.full((40, 48, 3), 128, np.uint8))
     assert dense.shape == (10,) and abs(float(dense.sum()) - 1.0) < 1e-3

@@ -151,8 +151,8 @@ def test_bayesian_search_fits_its_model_after_a_third_of_the_trials():
 
 def test_batch_sizes_that_do_not_divide_over_the_replicas_are_refused(tmp_path):
     three_replicas = types.SimpleNamespace(num_replicas_in_sync=3)
-    with pytest.raises(ValueError, match=r"Batch size\(s\) \[32, 64, 128\] do not divide over "
-                                         r"the 3 replicas; expected multiples of 3"):
+    with pytest.raises(ValueError, match=r"batch_size=32,64,128 does not divide over "
+                                         r"the 3 replicas; expected a multiple of 3"):
         tune.search(_recipe(), str(tmp_path), strategy=three_replicas, train_fn=FakeTrain())
     assert not os.listdir(tmp_path)  # refused before anything was written
 

@@ -55,6 +55,28 @@ def make_strategy(name: str = "default", devices: list[str] | None = None) -> tf
     return tf.distribute.TPUStrategy(resolver)
 
 
+def strategy_for(config) -> tf.distribute.Strategy:
+    """The strategy a recipe asks for (``config.strategy`` over ``config.devices``).
+
+    Example:
+        >>> strategy_for({"strategy": "default", "devices": ""}).num_replicas_in_sync
+        1
+    """
+    devices = [d for d in config["devices"].split(",") if d] or None
+    return make_strategy(config["strategy"], devices)
+
+
+def check_batch_sizes(batch_sizes, strategy: tf.distribute.Strategy) -> None:
+    """Refuses global batch sizes that do not split evenly over the strategy's replicas."""
+    replicas = strategy.num_replicas_in_sync
+    uneven = [size for size in batch_sizes if size % replicas]
+    if uneven:
+        raise ValueError(
+            f"batch_size={','.join(map(str, uneven))} does not divide over the {replicas} "
+            f"replicas; expected a multiple of {replicas}."
+        )
+
+
 def split_logical_cpus(count: int) -> None:
     """Splits the CPU into ``count`` logical devices (for tests and CPU dry runs).
 

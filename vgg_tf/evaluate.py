@@ -19,14 +19,14 @@ horizontal flip are averaged, then those of the scales. A score map of one
 location gives exactly the classifier's output. Multi-crop evaluation averages
 the posteriors of its crops.
 
-The in-graph functions here (:func:`decode_image`, :func:`dense_score_map`,
-:func:`dense_probabilities`) are also what the exported SavedModel runs
-(:mod:`vgg_tf.export`), so the served probabilities equal ``bin/evaluate``'s.
+The in-graph functions here (:func:`dense_score_map`, :func:`dense_probabilities`)
+and the image decoding of :mod:`vgg_tf.images` are also what the exported
+SavedModel runs (:mod:`vgg_tf.export`), so the served probabilities equal
+``bin/evaluate``'s.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -36,125 +36,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from vgg_tf.fcn import crop_size_of, to_fully_convolutional
-from vgg_tf.input_pipeline import IMAGENET_MEAN_RGB, decode_rgb, get_source, rescale_shorter_side
-from vgg_tf.models import VGG  # noqa: F401  (registers vgg_tf layers for load_model)
+from vgg_tf import images as images_lib
+from vgg_tf import metrics, sources
+from vgg_tf.fcn import to_fully_convolutional
+from vgg_tf.workdir import TrainedModel, load_trained_model, write_json
 
 PROTOCOLS = ("single", "dense", "multicrop", "combined")
-#: Images whose header declares more pixels are rejected before decoding.
-DEFAULT_MAX_PIXELS = 40_000_000
-#: ... and so are images whose longer side is more than this times the shorter.
-DEFAULT_MAX_ASPECT_RATIO = 16.0
 GRID = 5  # §3.2: a 5x5 regular grid of crops per scale
-
-# --- Trained models and their test scales -----------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainedModel:
-    """A classifier and what the evaluator and exporter need from its training.
-
-    Attributes:
-        model: The Keras classifier as saved by the trainer (``model.keras``).
-        config: The training config (``config.json``), or ``{}`` when absent.
-        path: Where the model was read from.
-        name: A short label for tables: ``"<variant> (<directory name>)"``.
-    """
-
-    model: keras.Model
-    config: dict
-    path: str
-    name: str
-
-    @property
-    def crop_size(self) -> int:
-        return int(self.config.get("crop_size") or crop_size_of(self.model))
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.model.get_layer("fc8").units)
-
-    @property
-    def class_names(self) -> tuple[str, ...] | None:
-        names = self.config.get("class_names")
-        return tuple(str(n) for n in names) if names else None
-
-    @property
-    def flip(self) -> bool:
-        """Whether test images are also seen flipped: as the model was trained (§3.1-3.2)."""
-        return bool(self.config.get("flip", True))
-
-    @property
-    def mean_rgb(self) -> tuple[float, float, float]:
-        mean = self.config.get("mean_rgb")
-        if mean is None:
-            mean = IMAGENET_MEAN_RGB
-        return tuple(float(m) for m in mean)
-
-
-def load_trained_model(path: str | os.PathLike) -> TrainedModel:
-    """Loads ``WORKDIR/model.keras`` (or a ``.keras`` file) and its ``config.json``.
-
-    Args:
-        path: A training workdir, or a ``.keras`` file (its ``config.json`` is
-            looked for in the same directory and may be absent).
-
-    Example:
-        >>> trained = load_trained_model("workdirs/digits_a")  # doctest: +SKIP
-        >>> trained.crop_size, multi_scales(trained)  # doctest: +SKIP
-        (32, (32, 40, 48))
-    """
-    path = os.fspath(path)
-    model_path = os.path.join(path, "model.keras") if os.path.isdir(path) else path
-    if not (model_path.endswith(".keras") and os.path.isfile(model_path)):
-        raise ValueError(
-            f"Cannot load a model from {path!r}: expected a training workdir holding "
-            "model.keras, or a .keras file."
-        )
-    model = keras.models.load_model(model_path, compile=False)
-    config_path = os.path.join(os.path.dirname(model_path), "config.json")
-    config = {}
-    if os.path.isfile(config_path):
-        with open(config_path) as f:
-            config = json.load(f)
-    directory = os.path.basename(os.path.dirname(os.path.abspath(model_path)))
-    variant = config.get("variant") or model.name
-    return TrainedModel(model, config, model_path, f"{variant} ({directory})")
-
-
-def _training_scales(trained: TrainedModel) -> tuple[int, int]:
-    config = trained.config
-    if config.get("scale_min") is None or config.get("scale_max") is None:
-        raise ValueError(
-            f"No training scales for {trained.path!r}: config.json with scale_min and scale_max "
-            "is missing beside the model; pass the test scales explicitly (--scales)."
-        )
-    return int(config["scale_min"]), int(config["scale_max"])
-
-
-def _at_least_crop(scales: Iterable[int], crop_size: int) -> tuple[int, ...]:
-    return tuple(dict.fromkeys(max(int(q), crop_size) for q in scales))
-
-
-def single_scale(trained: TrainedModel) -> tuple[int]:
-    """The single test scale Q (§4.1): S for a fixed-S model, (Smin+Smax)/2 if jittered."""
-    s_min, s_max = _training_scales(trained)
-    return _at_least_crop([(s_min + s_max) // 2], trained.crop_size)  # type: ignore[return-value]
-
-
-def multi_scales(trained: TrainedModel) -> tuple[int, ...]:
-    """The multi-scale test set (§4.2), read from the training config.
-
-    Fixed S: {S-32, S, S+32}; jittered S in [Smin, Smax]: {Smin, (Smin+Smax)/2, Smax}.
-    Scales below the crop size are raised to it, then deduplicated.
-
-    Example:
-        >>> multi_scales(TrainedModel(m, {"scale_min": 256, "scale_max": 512, "crop_size": 224}, "", ""))  # doctest: +SKIP
-        (256, 384, 512)
-    """
-    s_min, s_max = _training_scales(trained)
-    qs = [s_min - 32, s_min, s_min + 32] if s_min == s_max else [s_min, (s_min + s_max) // 2, s_max]
-    return _at_least_crop(qs, trained.crop_size)
 
 
 def check_scales(scales: Sequence[int], crop_size: int) -> tuple[int, ...]:
@@ -171,223 +59,14 @@ def check_scales(scales: Sequence[int], crop_size: int) -> tuple[int, ...]:
     return scales
 
 
-# --- In-graph image ops (shared with the exported SavedModel) ---------------
-
-# Magic bytes at offset 0 (WebP: "RIFF" there and "WEBP" at offset 8).
-_FORMATS = {"jpeg": (1, b"\xff\xd8\xff"), "png": (2, b"\x89PN"), "gif": (3, b"GIF"),
-            "bmp": (4, b"BM"), "webp": (5, b"RIFF")}
+# --- In-graph evaluation (shared with the exported SavedModel) ------------
 
 
-def _header_int(head: tf.Tensor, start: int, size: int, little_endian: bool) -> tf.Tensor:
-    """Unsigned integer of ``size`` bytes at ``start`` of a (zero-padded) header."""
-    raw = tf.cast(tf.io.decode_raw(tf.strings.substr(head, start, size), tf.uint8), tf.int64)
-    weights = tf.constant([256**i for i in range(size)], tf.int64)
-    return tf.reduce_sum(raw * (weights if little_endian else tf.reverse(weights, [0])))
-
-
-def declared_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
-    """Width x height an encoded image declares in its header, without decoding it.
-
-    Example:
-        >>> int(declared_pixels(tf.io.encode_png(tf.zeros((30, 40, 3), tf.uint8))))
-        1200
-    """
-    return tf.reduce_prod(declared_size(image_bytes))
-
-
-def declared_size(image_bytes: tf.Tensor) -> tf.Tensor:
-    """(height, width) an encoded image declares in its header, without decoding it.
-
-    JPEG via ``tf.image.extract_jpeg_shape`` (reads the SOF marker), PNG from the
-    IHDR chunk, GIF from the logical screen descriptor, BMP from the
-    BITMAPINFOHEADER, WebP from its VP8, VP8L or VP8X chunk header: the formats
-    the training pipeline decodes. Other formats raise InvalidArgument.
-
-    Example:
-        >>> declared_size(tf.io.encode_png(tf.zeros((30, 40, 3), tf.uint8))).numpy()
-        array([30, 40])
-    """
-    head = tf.strings.substr(image_bytes, 0, 32)
-    head = tf.strings.join([head, tf.constant(b"\0" * 32)])  # short inputs parse as zeros
-    fmt = tf.constant(0)
-    for index, magic in _FORMATS.values():
-        fmt = tf.where(tf.strings.substr(head, 0, len(magic)) == magic, index, fmt)
-    webp_format = _FORMATS["webp"][0]
-    fmt = tf.where(
-        tf.logical_and(tf.equal(fmt, webp_format), tf.strings.substr(head, 8, 4) != b"WEBP"), 0, fmt
-    )
-    known = tf.debugging.assert_positive(
-        fmt, message="Unsupported image format: expected JPEG, PNG, GIF, BMP or WebP bytes"
-    )
-
-    def jpeg():
-        return tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)[:2]
-
-    def png():  # IHDR: width, height as big-endian uint32 at bytes 16 and 20
-        return tf.stack([_header_int(head, 20, 4, False), _header_int(head, 16, 4, False)])
-
-    def gif():  # logical screen: little-endian uint16 width, height at bytes 6 and 8
-        return tf.stack([_header_int(head, 8, 2, True), _header_int(head, 6, 2, True)])
-
-    def bmp():  # BITMAPINFOHEADER: little-endian int32 width, height (negative: top-down)
-        def signed(v):
-            return tf.abs(tf.where(v >= 2**31, v - 2**32, v))
-
-        return tf.stack([signed(_header_int(head, 22, 4, True)),
-                         signed(_header_int(head, 18, 4, True))])
-
-    def webp():
-        chunk = tf.strings.substr(head, 12, 4)
-        # VP8 (lossy): 14-bit width and height at bytes 26 and 28, after the start code.
-        lossy = tf.stack([_header_int(head, 28, 2, True), _header_int(head, 26, 2, True)]) % 16384
-        # VP8L (lossless): width - 1 and height - 1 in 14 bits each from byte 21.
-        bits = _header_int(head, 21, 4, True)
-        lossless = tf.stack([(bits // 16384) % 16384, bits % 16384]) + 1
-        # VP8X (extended): canvas width - 1 and height - 1, 24 bits each, at bytes 24, 27.
-        extended = tf.stack([_header_int(head, 27, 3, True), _header_int(head, 24, 3, True)]) + 1
-        chunk_known = tf.debugging.Assert(
-            tf.reduce_any(tf.equal(chunk, [b"VP8 ", b"VP8L", b"VP8X"])),
-            ["Unsupported image format: a WebP without a VP8, VP8L or VP8X chunk"],
-        )
-        with tf.control_dependencies([chunk_known]):
-            return tf.where(
-                tf.equal(chunk, b"VP8 "), lossy, tf.where(tf.equal(chunk, b"VP8L"), lossless, extended)
-            )
-
-    with tf.control_dependencies([known]):
-        return tf.switch_case(fmt - 1, [jpeg, png, gif, bmp, webp])
-
-
-def _gif_first_frame(gif: tf.Tensor) -> tf.Tensor:
-    """The GIF's bytes up to the end of its first image, plus a trailer.
-
-    TensorFlow decodes every frame of a GIF before it returns the first, so a
-    small animated GIF of many full-canvas frames takes gigabytes; cut to its
-    first frame it takes one canvas. This walks the block structure (GIF89a):
-    extensions and the first image's LZW data are chains of sub-blocks of at
-    most 255 bytes. A GIF it cannot walk comes back unchanged, for the decoder
-    to judge.
-    """
-    data = tf.cast(tf.io.decode_raw(gif, tf.uint8), tf.int32)
-    n = tf.size(data)
-
-    def byte(i):  # -1 past the end
-        return tf.where(i < n, tf.gather(data, tf.clip_by_value(i, 0, tf.maximum(n - 1, 0))), -1)
-
-    def color_table(packed):  # a flag in bit 7, the size in bits 0-2
-        size = 3 * tf.bitwise.left_shift(2, tf.bitwise.bitwise_and(packed, 7))
-        return tf.where(tf.bitwise.bitwise_and(packed, 128) > 0, size, 0)
-
-    between, extension, image, done, unknown = 0, 1, 2, 3, 4
-
-    def step(pos, state):
-        b = byte(pos)
-        new_block = tf.where(
-            tf.equal(b, 0x21),
-            tf.stack([pos + 2, extension]),
-            tf.where(
-                tf.equal(b, 0x2C),  # descriptor (10 bytes), colours, LZW code size
-                tf.stack([pos + 11 + color_table(byte(pos + 9)), image]),
-                tf.stack([pos, unknown]),
-            ),
-        )
-        sub_block = tf.where(
-            b < 0,
-            tf.stack([pos, unknown]),
-            tf.where(
-                tf.equal(b, 0),
-                tf.stack([pos + 1, tf.where(tf.equal(state, image), done, between)]),
-                tf.stack([pos + b + 1, state]),
-            ),
-        )
-        following = tf.where(tf.equal(state, between), new_block, sub_block)
-        return following[0], following[1]
-
-    start = 13 + color_table(byte(10))  # header, logical screen, global colours
-    end, state = tf.while_loop(
-        lambda pos, state: state < done, step, (start, tf.constant(between)),
-        maximum_iterations=n,
-    )
-    return tf.cond(
-        tf.equal(state, done),
-        lambda: tf.strings.join([tf.strings.substr(gif, 0, end), b"\x3b"]),
-        lambda: gif,
-    )
-
-
-def check_image_limits(max_pixels: int | None, max_aspect_ratio: float | None) -> None:
-    """Raises ValueError for a limit :func:`decode_image` does not accept."""
-    if max_pixels is not None and not max_pixels > 0:
-        raise ValueError(f"max_pixels={max_pixels!r} is not accepted; expected > 0 or None.")
-    if max_aspect_ratio is not None and not max_aspect_ratio >= 1:
-        raise ValueError(
-            f"max_aspect_ratio={max_aspect_ratio!r} is not accepted; expected >= 1 or None."
-        )
-
-
-def decode_image(
-    image_bytes: tf.Tensor,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
-) -> tf.Tensor:
-    """Decodes JPEG/PNG/GIF/BMP/WebP bytes to uint8 RGB ``(H, W, 3)``, guarding size first.
-
-    Grayscale is replicated to RGB, alpha is dropped, CMYK JPEGs are converted,
-    animated GIFs give their first frame. Rejected (InvalidArgument) from the
-    header, before any pixel is decoded:
-
-    * more than ``max_pixels`` pixels: a decompression bomb;
-    * a longer side more than ``max_aspect_ratio`` times the shorter: rescaled
-      so its shorter side is Q (§3.2), a 10 x 100000 strip would become
-      512 x 5120000, tens of GB of activations.
-
-    A GIF is cut to its first frame before decoding, so its other frames cost
-    nothing.
-
-    Args:
-        image_bytes: Scalar string tensor.
-        max_pixels: Limit on declared pixels (None: no limit).
-        max_aspect_ratio: Limit on longer side / shorter side (None: no limit).
-
-    Raises:
-        ValueError: A limit that is not positive (aspect ratio: not >= 1).
-
-    Example:
-        >>> decode_image(tf.io.encode_png(tf.zeros((30, 40, 1), tf.uint8))).shape
-        TensorShape([30, 40, 3])
-    """
-    check_image_limits(max_pixels, max_aspect_ratio)
-    size = declared_size(image_bytes)  # also rejects unsupported formats
-    checks = [size]
-    if max_pixels is not None:
-        checks.append(
-            tf.debugging.assert_less_equal(
-                tf.reduce_prod(size),
-                tf.constant(int(max_pixels), tf.int64),
-                message=f"Image rejected: its header declares more than {int(max_pixels)} pixels",
-            )
-        )
-    if max_aspect_ratio is not None:
-        longer, shorter = tf.reduce_max(size), tf.reduce_min(size)
-        checks.append(
-            tf.debugging.assert_less_equal(
-                tf.cast(longer, tf.float64),
-                float(max_aspect_ratio) * tf.cast(tf.maximum(shorter, 1), tf.float64),
-                message=(
-                    "Image rejected: its header declares a side more than "
-                    f"{max_aspect_ratio:g} times the other"
-                ),
-            )
-        )
-    with tf.control_dependencies(checks):
-        is_gif = tf.equal(tf.strings.substr(image_bytes, 0, 3), b"GIF")
-        image_bytes = tf.cond(is_gif, lambda: _gif_first_frame(image_bytes), lambda: image_bytes)
-        return decode_rgb(image_bytes)
-
-
-def _preprocess(images: tf.Tensor, q: int, mean_rgb: Sequence[float]) -> tf.Tensor:
+def _preprocess(batch: tf.Tensor, q: int, mean_rgb: Sequence[float]) -> tf.Tensor:
     # The training pipeline's rescaling (bilinear), so test images look like training ones.
-    return rescale_shorter_side(tf.cast(images, tf.float32), q) - tf.constant(mean_rgb, tf.float32)
+    return images_lib.rescale_shorter_side(tf.cast(batch, tf.float32), q) - tf.constant(
+        mean_rgb, tf.float32
+    )
 
 
 def dense_score_map(
@@ -517,8 +196,8 @@ class ModelEvaluator:
             self.multi = check_scales(scales, crop)
             self.single = self.multi
         else:
-            self.multi = multi_scales(trained)
-            self.single = single_scale(trained)
+            self.multi = trained.multi_scales()
+            self.single = trained.single_scale()
         mean, flip = trained.mean_rgb, trained.flip
         spec = [tf.TensorSpec([None, None, 3], tf.float32)]
         fcn = self.fcn
@@ -594,15 +273,10 @@ class _Tally:
         self.count = self.top1 = self.top5 = 0
 
     def add(self, probs: np.ndarray, label: int) -> None:
-        # How many other classes score at least as high as the true one: a tie is not a
-        # hit, so a uniform (or, with NaN anywhere, a diverged) output is always wrong.
-        if np.all(np.isfinite(probs)):
-            rank = int(np.sum(probs >= probs[label])) - 1
-        else:
-            rank = len(probs)
+        top1, top5 = metrics.top_k_hits([label], np.asarray(probs)[None]).numpy()
         self.count += 1
-        self.top1 += rank < 1
-        self.top5 += rank < 5
+        self.top1 += int(top1)
+        self.top5 += int(top5)
 
     def errors(self) -> tuple[float, float]:
         if not self.count:
@@ -746,19 +420,10 @@ def format_table(rows: Sequence[dict]) -> str:
 
 def _source_examples(source, split: str, max_examples: int | None, max_pixels: int | None,
                      max_aspect_ratio: float | None):
-    """Decoded ``(image, label, filename)`` of a split, through :func:`decode_image`."""
-    records = source.raw_records(split)
-    if max_examples is not None:
-        records = records.take(max_examples)
-    records = records.map(
-        lambda image_bytes, label, filename: (
-            decode_image(image_bytes, max_pixels, max_aspect_ratio), label, filename
-        ),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
-    # An undecodable or oversized image is skipped with a logged warning, not fatal.
-    records = records.ignore_errors(log_warning=True).prefetch(tf.data.AUTOTUNE)
-    for image, label, filename in records.as_numpy_iterator():
+    """Decoded ``(image, label, filename)`` of a split; bad records skipped, counted and named."""
+    decoded = sources.decoded_images(source, split, max_examples=max_examples,
+                                     max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+    for image, label, filename in decoded.as_numpy_iterator():
         yield image, int(label), filename.decode("utf-8", "replace")
 
 
@@ -775,8 +440,8 @@ def evaluate(
     heatmap_dir: str | None = None,
     heatmap_count: int = 8,
     predictions_output: str | None = None,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
+    max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
     verbose: int = 1,
 ) -> list[dict]:
     """Evaluates trained models on a dataset with the paper's protocols (``bin/evaluate``).
@@ -798,7 +463,7 @@ def evaluate(
         heatmap_count: How many images get heatmaps.
         predictions_output: Write every image's posteriors there (JSON lines).
         max_pixels: Decompression-bomb limit on declared image pixels (images
-            over it are skipped with a logged warning).
+            over it are skipped, counted and named).
         max_aspect_ratio: Limit on longer side / shorter side (likewise).
         verbose: 0 silent, 1 progress bar and table.
 
@@ -808,13 +473,13 @@ def evaluate(
     Example:
         >>> rows = evaluate("workdirs/digits_d", "digits", "dense,multicrop")  # doctest: +SKIP
     """
-    check_image_limits(max_pixels, max_aspect_ratio)
+    images_lib.check_image_limits(max_pixels, max_aspect_ratio)
     paths = [m for m in models.split(",") if m] if isinstance(models, str) else list(models)
     if not paths:
         raise ValueError("No model given; expected one or more workdirs or .keras files.")
     protocols = check_protocols(protocols)
     evaluators = [ModelEvaluator(load_trained_model(p), scales) for p in paths]
-    source = get_source(dataset, data_dir=data_dir)
+    source = sources.get_source(dataset, data_dir=data_dir)
     split = split or source.test_split
     total = source.num_examples(split)
     if max_examples is not None:
@@ -839,6 +504,5 @@ def evaluate(
         print(f"\n{dataset} ({split}, {rows[0]['num_examples']} images)\n{format_table(rows)}")
     if output:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        with open(output, "w") as f:
-            json.dump({"dataset": dataset, "split": split, "rows": rows}, f, indent=2)
+        write_json(output, {"dataset": dataset, "split": split, "rows": rows})
     return rows

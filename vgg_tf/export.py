@@ -27,6 +27,7 @@ Loading needs only TensorFlow: ``tf.saved_model.load(path)`` or
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -36,18 +37,15 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from vgg_tf.evaluate import (
+from vgg_tf.evaluate import check_scales, dense_probabilities
+from vgg_tf.fcn import to_fully_convolutional
+from vgg_tf.images import (
     DEFAULT_MAX_ASPECT_RATIO,
     DEFAULT_MAX_PIXELS,
-    TrainedModel,
     check_image_limits,
-    check_scales,
-    decode_image,
-    dense_probabilities,
-    load_trained_model,
-    multi_scales,
+    decode_rgb,
 )
-from vgg_tf.fcn import to_fully_convolutional
+from vgg_tf.workdir import TrainedModel, atomic_path, load_trained_model
 
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
@@ -100,14 +98,14 @@ class ServingModule(tf.Module):
         self._scales = tuple(int(q) for q in scales)
         self._mean = tuple(float(m) for m in mean_rgb)
         self._num_classes = int(fcn.output_shape[-1])
-        self._top_k = min(int(top_k), self._num_classes)
+        self.top_k = min(int(top_k), self._num_classes)
         self._class_names = tuple(class_names) if class_names else None
         self._max_pixels = max_pixels
         self._max_aspect_ratio = max_aspect_ratio
         self._flip = bool(flip)
 
     def _outputs(self, probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
-        scores, classes = tf.math.top_k(probabilities, k=self._top_k)
+        scores, classes = tf.math.top_k(probabilities, k=self.top_k)
         outputs = {"probabilities": probabilities, "classes": classes, "scores": scores}
         if self._class_names is not None:
             outputs["labels"] = tf.gather(tf.constant(self._class_names), classes)
@@ -119,7 +117,7 @@ class ServingModule(tf.Module):
         return self._outputs(tf.cond(n > 0, compute, empty))
 
     def _one_image(self, image_bytes: tf.Tensor) -> tf.Tensor:
-        image = decode_image(image_bytes, self._max_pixels, self._max_aspect_ratio)
+        image = decode_rgb(image_bytes, self._max_pixels, self._max_aspect_ratio)
         image = tf.cast(image, tf.float32)
         return dense_probabilities(
             self._fcn.value, image[None], self._scales, self._mean, self._flip
@@ -227,30 +225,11 @@ def export_saved_model(
     """
     trained = model if isinstance(model, TrainedModel) else load_trained_model(model)
     export_dir = os.fspath(export_dir)
-    if scales:
-        scales = check_scales(scales, trained.crop_size)
-    else:
-        scales = multi_scales(trained)
+    scales = check_scales(scales, trained.crop_size) if scales else trained.multi_scales()
     if version is None:
         version = (_versions(export_dir) or [0])[-1] + 1
-    if not isinstance(version, int) or version < 0:
-        raise ValueError(f"version={version!r} is not accepted; expected an integer >= 0.")
-    final = os.path.join(export_dir, str(version))
-    if os.path.exists(final):
-        raise ValueError(
-            f"Version {version} already exists at {final!r}; expected a new version "
-            f"(present: {_versions(export_dir)}; omit --version to take the next one)."
-        )
+    final = _check_export_arguments(export_dir, version, top_k, keras_output)
     check_image_limits(max_pixels, max_aspect_ratio)
-    if not isinstance(top_k, int) or top_k < 1:
-        raise ValueError(f"top_k={top_k!r} is not accepted; expected an integer >= 1.")
-    if keras_output is not None:
-        keras_output = os.fspath(keras_output)
-        if not keras_output.endswith(".keras"):
-            raise ValueError(f"keras_output={keras_output!r} must end with '.keras'.")
-        if os.path.exists(keras_output):
-            raise ValueError(f"keras_output={keras_output!r} already exists; expected a new path.")
-
     module = ServingModule(
         to_fully_convolutional(trained.model, head="logits"),
         scales,
@@ -261,45 +240,70 @@ def export_saved_model(
         flip=trained.flip,
         max_aspect_ratio=max_aspect_ratio,
     )
+    metadata = dict(
+        source=trained.path,
+        variant=trained.config.get("variant"),
+        scales=list(scales),
+        mean_rgb=list(trained.mean_rgb),
+        crop_size=trained.crop_size,
+        num_classes=trained.num_classes,
+        class_names=list(trained.class_names) if trained.class_names else None,
+        top_k=module.top_k,
+        max_pixels=max_pixels,
+        max_aspect_ratio=max_aspect_ratio,
+        flip=trained.flip,
+        softmax="of the spatially averaged score map, then averaged (vgg_tf.evaluate)",
+    )
     os.makedirs(export_dir, exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        # Written before the version is published, renamed into place after it.
+        if keras_output is not None:
+            os.makedirs(os.path.dirname(os.path.abspath(keras_output)), exist_ok=True)
+            keras_tmp = stack.enter_context(atomic_path(keras_output))
+            to_fully_convolutional(trained.model).save(keras_tmp)
+        _write_version(module, metadata, export_dir, final)
+    if verbose:
+        print(f"Exported {trained.name} (Q={','.join(map(str, scales))}) to {final}")
+    return final
+
+
+def _check_export_arguments(export_dir: str, version, top_k, keras_output) -> str:
+    """Refuses a bad version, top_k or keras_output; returns the new version's path."""
+    if not isinstance(version, int) or version < 0:
+        raise ValueError(f"version={version!r} is not accepted; expected an integer >= 0.")
+    final = os.path.join(export_dir, str(version))
+    if os.path.exists(final):
+        raise ValueError(
+            f"Version {version} already exists at {final!r}; expected a new version "
+            f"(present: {_versions(export_dir)}; omit --version to take the next one)."
+        )
+    if not isinstance(top_k, int) or top_k < 1:
+        raise ValueError(f"top_k={top_k!r} is not accepted; expected an integer >= 1.")
+    if keras_output is not None:
+        keras_output = os.fspath(keras_output)
+        if not keras_output.endswith(".keras"):
+            raise ValueError(f"keras_output={keras_output!r} must end with '.keras'.")
+        if os.path.exists(keras_output):
+            raise ValueError(f"keras_output={keras_output!r} already exists; expected a new path.")
+    return final
+
+
+def _write_version(module: ServingModule, metadata: dict, export_dir: str, final: str) -> None:
+    """Writes the SavedModel under a hidden name, syncs it, then renames it to ``final``."""
     # A dot-name is not a number: TF Serving ignores it until the rename.
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=export_dir)
-    keras_tmp = keras_output[: -len(".keras")] + ".tmp.keras" if keras_output else None
+    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(final)}-", dir=export_dir)
     try:
         tf.saved_model.save(module, tmp, signatures=module.signatures())
-        metadata = dict(
-            source=trained.path,
-            variant=trained.config.get("variant"),
-            scales=list(scales),
-            mean_rgb=list(trained.mean_rgb),
-            crop_size=trained.crop_size,
-            num_classes=trained.num_classes,
-            class_names=list(trained.class_names) if trained.class_names else None,
-            top_k=module._top_k,
-            max_pixels=max_pixels,
-            max_aspect_ratio=max_aspect_ratio,
-            flip=trained.flip,
-            softmax="of the spatially averaged score map, then averaged (vgg_tf.evaluate)",
-        )
         os.makedirs(os.path.join(tmp, os.path.dirname(METADATA_FILE)), exist_ok=True)
         with open(os.path.join(tmp, METADATA_FILE), "w") as f:
             json.dump(metadata, f, indent=2)
         os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; a server may run as another user
-        if keras_tmp is not None:  # written before anything is published
-            os.makedirs(os.path.dirname(os.path.abspath(keras_output)), exist_ok=True)
-            to_fully_convolutional(trained.model).save(keras_tmp)
         if os.path.exists(final):  # appeared while we were writing
-            raise ValueError(f"Version {version} appeared at {final!r} during the export.")
+            raise ValueError(f"Version {os.path.basename(final)} appeared at {final!r} during "
+                             "the export.")
         _sync_tree(tmp)  # on disk before it has a name a server loads
         os.rename(tmp, final)
         _sync_tree(export_dir, files=False)
-        if keras_tmp is not None:
-            os.replace(keras_tmp, keras_output)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
-        if keras_tmp is not None and os.path.exists(keras_tmp):
-            os.remove(keras_tmp)
         raise
-    if verbose:
-        print(f"Exported {trained.name} (Q={','.join(map(str, scales))}) to {final}")
-    return final

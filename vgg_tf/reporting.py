@@ -11,6 +11,8 @@ import os
 import numpy as np
 import tensorflow as tf
 
+from vgg_tf.workdir import atomic_path
+
 METRIC_COLUMNS = (
     "epoch",
     "lr",
@@ -50,13 +52,11 @@ class RunLog:
         """Records one epoch's metrics (keys: :data:`METRIC_COLUMNS`)."""
         # A run resumed after a kill may repeat an epoch whose row was already written.
         rows = [r for r in self.rows() if int(r["epoch"]) < int(row["epoch"])] + [row]
-        tmp = self.csv_path + ".tmp"
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
             writer.writeheader()
             for r in rows:
                 writer.writerow({k: _format(r[k]) for k in METRIC_COLUMNS})
-        os.replace(tmp, self.csv_path)
         with self._writer.as_default(step=int(row["epoch"])):
             for key in METRIC_COLUMNS[1:]:
                 tf.summary.scalar(key, row[key])
@@ -93,7 +93,6 @@ def plot_learning_curves(rows: list[dict], path: str) -> None:
     ax_lr.semilogy(epochs, [r["lr"] for r in rows], "o-")
     ax_lr.set(title="learning rate", xlabel="epoch")
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)

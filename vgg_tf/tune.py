@@ -43,7 +43,7 @@ from keras_tuner.engine import base_tuner
 from keras_tuner.engine.trial import TrialStatus
 
 from vgg_tf import config as config_lib
-from vgg_tf import distribute, models, train
+from vgg_tf import distribute, models, train, workdir
 
 TUNERS = ("random", "bayesian", "hyperband")
 OBJECTIVES = {"top1": "val_top1_error", "top5": "val_top5_error"}
@@ -495,7 +495,7 @@ def format_table(rows: list[dict[str, Any]], best_id: str | None = None) -> str:
 
 def write_rows(rows: list[dict[str, Any]], path: str) -> None:
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    with open(path, "w", newline="") as f:
+    with workdir.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -574,31 +574,14 @@ def _check_search_record(project_dir: str, record: dict, write: bool = True) -> 
     chief's record).
     """
     path = os.path.join(project_dir, SEARCH_FILE)
+    recorded = None
     if os.path.exists(path):
         with open(path) as f:
             recorded = json.load(f)
-        diffs = []
-        for key in record:
-            old, new = recorded.get(key), record[key]
-            if isinstance(new, dict) and isinstance(old, dict):
-                diffs += [
-                    f"{key}.{k}: {old.get(k)!r} -> {new.get(k)!r}"
-                    for k in sorted(set(old) | set(new))
-                    if old.get(k) != new.get(k)
-                ]
-            elif old != new:
-                diffs.append(f"{key}: {old!r} -> {new!r}")
-        if diffs:
-            raise ValueError(
-                f"{project_dir!r} holds a search with other settings ({'; '.join(diffs)}); pass "
-                "--overwrite to start over there, or choose another --directory/--project_name."
-            )
-    if not write:
-        return
-    os.makedirs(project_dir, exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(record, f, indent=2, sort_keys=True)
-    os.replace(path + ".tmp", path)
+    workdir.check_same_run(project_dir, recorded, record, "a search")
+    if write:
+        os.makedirs(project_dir, exist_ok=True)
+        workdir.write_json(path, record)
 
 
 def tuner_role() -> str:
@@ -610,11 +593,6 @@ def tuner_role() -> str:
     if "KERASTUNER_ORACLE_IP" not in os.environ:
         return "single"
     return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
-
-
-def default_project_name(config: ml_collections.ConfigDict) -> str:
-    """``<dataset>_<variant>``, as bin/train's default workdir."""
-    return f"{os.path.basename(os.path.normpath(config.dataset))}_{config.variant}"
 
 
 def search(
@@ -675,24 +653,17 @@ def search(
     trial_epochs = int(recipe.epochs if trial_epochs is None else trial_epochs)
     if trial_epochs < 1:
         raise ValueError(f"epochs={trial_epochs} is not accepted; expected >= 1.")
-    train.validate_config(recipe)
+    config_lib.validate_config(recipe)
     space = space or default_space(recipe)
     validate_space(space, int(recipe.crop_size))
 
     role = tuner_role()
     worker = role == "worker"
     if strategy is None and role != "chief":
-        devices = [d for d in recipe.devices.split(",") if d] or None
-        strategy = distribute.make_strategy(recipe.strategy, devices)
+        strategy = distribute.strategy_for(recipe)
     if strategy is not None:  # refused here, not as failed trials
-        replicas = strategy.num_replicas_in_sync
-        uneven = [size for size in space.batch_sizes if size % replicas]
-        if uneven:
-            raise ValueError(
-                f"Batch size(s) {uneven} do not divide over the {replicas} replicas; "
-                f"expected multiples of {replicas}."
-            )
-    project_name = project_name or default_project_name(recipe)
+        distribute.check_batch_sizes(space.batch_sizes, strategy)
+    project_name = project_name or workdir.default_run_name(recipe)
     project_dir = os.path.join(directory, project_name)
     if overwrite and not worker and os.path.exists(project_dir):
         shutil.rmtree(project_dir)
@@ -729,9 +700,8 @@ def search(
             f"({tuner}, {goal} = {best.score:.4g} after {trial_epochs} epoch(s)).\n\n"
             f"    bin/train --config={best_path}\n"
         )
-        with open(best_path + ".tmp", "w") as f:
+        with workdir.atomic_path(best_path) as tmp, open(tmp, "w") as f:
             f.write(config_source(best_config, header))
-        os.replace(best_path + ".tmp", best_path)
     write_rows(rows, os.path.join(project_dir, TRIALS_FILE))
     return SearchResult(
         table=format_table(rows, best.trial_id if best else None),

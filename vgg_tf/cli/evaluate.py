@@ -16,7 +16,7 @@ import sys
 
 from absl import app, flags, logging
 
-from vgg_tf import evaluate
+from vgg_tf import evaluate, images
 
 _MODEL = flags.DEFINE_list(
     "model", None, "Training workdir(s) or .keras file(s), comma-separated.", required=True
@@ -42,11 +42,11 @@ _PREDICTIONS = flags.DEFINE_string(
 _HEATMAP_DIR = flags.DEFINE_string("heatmap_dir", None, "Write score-map heatmaps (PNG) here.")
 _HEATMAP_COUNT = flags.DEFINE_integer("heatmap_count", 8, "Number of images with heatmaps.")
 _MAX_PIXELS = flags.DEFINE_integer(
-    "max_pixels", evaluate.DEFAULT_MAX_PIXELS,
+    "max_pixels", images.DEFAULT_MAX_PIXELS,
     "Skip images declaring more pixels than this; 0 disables.",
 )
 _MAX_ASPECT_RATIO = flags.DEFINE_float(
-    "max_aspect_ratio", evaluate.DEFAULT_MAX_ASPECT_RATIO,
+    "max_aspect_ratio", images.DEFAULT_MAX_ASPECT_RATIO,
     "Skip images whose longer side is more than this times the shorter; 0 disables.",
 )
 

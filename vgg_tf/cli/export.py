@@ -11,7 +11,7 @@ import sys
 
 from absl import app, flags, logging
 
-from vgg_tf import evaluate, export
+from vgg_tf import export, images
 
 _MODEL = flags.DEFINE_string("model", None, "Training workdir or .keras file.", required=True)
 _EXPORT_DIR = flags.DEFINE_string(
@@ -26,12 +26,12 @@ _SCALES = flags.DEFINE_list(
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Number of classes/scores returned per image.")
 _MAX_PIXELS = flags.DEFINE_integer(
     "max_pixels",
-    evaluate.DEFAULT_MAX_PIXELS,
+    images.DEFAULT_MAX_PIXELS,
     "Reject images whose header declares more pixels (decompression bombs); 0 disables.",
 )
 _MAX_ASPECT_RATIO = flags.DEFINE_float(
     "max_aspect_ratio",
-    evaluate.DEFAULT_MAX_ASPECT_RATIO,
+    images.DEFAULT_MAX_ASPECT_RATIO,
     "Reject images whose longer side is more than this times the shorter; 0 disables.",
 )
 _KERAS_OUTPUT = flags.DEFINE_string(

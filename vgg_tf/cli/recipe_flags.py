@@ -9,7 +9,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from vgg_tf import config as config_lib
-from vgg_tf import distribute, models, train
+from vgg_tf import distribute, models
 
 
 def _definitions() -> dict:
@@ -39,7 +39,7 @@ def _definitions() -> dict:
             "learning_rate", None, "Initial learning rate."
         ),
         "mixed_precision": lambda: flags.DEFINE_enum(
-            "mixed_precision", None, list(train.MIXED_PRECISION[1:]), "Compute in bfloat16/float16."
+            "mixed_precision", None, list(config_lib.MIXED_PRECISION[1:]), "Compute in bfloat16/float16."
         ),
         "jit_compile": lambda: flags.DEFINE_bool(
             "jit_compile", None, "Compile the train step with XLA."

@@ -13,6 +13,7 @@ import sys
 from absl import app, flags
 
 from vgg_tf import train
+from vgg_tf import workdir as workdir_lib
 from vgg_tf.cli import recipe_flags
 
 _SHORTHANDS = recipe_flags.define(
@@ -35,9 +36,7 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     config = recipe_flags.resolve(_SHORTHANDS)
-    workdir = _WORKDIR.value or os.path.join(
-        "workdirs", f"{os.path.basename(os.path.normpath(config.dataset))}_{config.variant}"
-    )
+    workdir = _WORKDIR.value or os.path.join("workdirs", workdir_lib.default_run_name(config))
     try:
         result = train.train_and_evaluate(config, workdir, overwrite=_OVERWRITE.value)
     except (ValueError, train.NonFiniteLossError) as error:

@@ -27,6 +27,7 @@ from vgg_tf.config import paper_recipe
 
 def get_config():
     config = paper_recipe()
+    config.recipe = "digits"
     config.dataset = "digits"
     config.kernel_initializer = "glorot"
     config.new_layer_initializer = "he"

@@ -1,0 +1,325 @@
+"""The run directory, and the one module that reads and writes it.
+
+A run directory (workdir) holds what a training run leaves behind::
+
+    config.json            the recipe, plus mean_rgb, num_classes and class_names
+    model.keras            the trained classifier
+    metrics.csv, learning_curves.png, logs/, checkpoints/
+
+This module owns those names and their meaning: writing and reading
+``config.json``; refusing a workdir that holds a run of another recipe; the
+test scales Q a trained model is evaluated at (§4.1-4.2); the mean RGB (the
+recorded one, else ImageNet's); files written whole or not at all
+(:func:`atomic_path`); and :class:`TrainedModel`, a classifier with its
+training config, as evaluation, export and fine-tuning take it.
+
+Example:
+    >>> config = {"scale_min": 256, "scale_max": 512, "crop_size": 224}
+    >>> single_test_scale(config), multi_test_scales(config)
+    (384, (256, 384, 512))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import shutil
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import keras
+
+from vgg_tf import models
+from vgg_tf.config import EXECUTION_FIELDS
+from vgg_tf.sources import IMAGENET_MEAN_RGB
+
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.keras"
+#: Files of a run that ``overwrite`` removes (nothing else in the workdir is touched).
+RUN_FILES = (CONFIG_FILE, "metrics.csv", "learning_curves.png", MODEL_FILE)
+RUN_DIRS = ("checkpoints", "logs", "workers")
+#: Fields of config.json that are not part of the recipe being compared.
+_RECORDED_FIELDS = ("mean_rgb", "num_classes", "class_names", "recipe")
+
+
+# --- Writing whole files ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[str]:
+    """Yields a temporary path beside ``path``; renames it to ``path`` when the block succeeds.
+
+    The temporary name keeps the extension (``model.tmp.keras``), as Keras and
+    matplotlib choose the format by it. A reader sees the old file or the new
+    one, never half of one; on an error the temporary file is removed.
+
+    Example:
+        >>> with atomic_path("/tmp/example.json") as tmp:
+        ...     _ = open(tmp, "w").write("{}")
+    """
+    path = os.fspath(path)
+    base, extension = os.path.splitext(path)
+    tmp = f"{base}.tmp{extension}"
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def write_json(path: str | os.PathLike, payload: Any) -> None:
+    """Writes ``payload`` as indented JSON, whole or not at all."""
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(payload, f, indent=2, sort_keys=True)
+
+
+def save_model(model: keras.Model, path: str | os.PathLike) -> None:
+    """Saves ``model`` (``.keras``), whole or not at all."""
+    with atomic_path(path) as tmp:
+        model.save(tmp)
+
+
+# --- config.json -----------------------------------------------------------
+
+
+def read_config(workdir: str | os.PathLike) -> dict | None:
+    """The run's recorded ``config.json``, or None where there is none."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def write_config(workdir: str | os.PathLike, run_config: Mapping[str, Any]) -> None:
+    """Records the run's config (recipe plus mean_rgb, num_classes, class_names)."""
+    write_json(os.path.join(workdir, CONFIG_FILE), dict(run_config))
+
+
+def config_differences(old: Mapping, new: Mapping, ignore: Iterable[str] = ()) -> list[str]:
+    """``"field: old -> new"`` for each field both record with different values.
+
+    A field only one side has is not a difference: a field the recipe gained
+    or lost since the run started changes nothing the run did. Nested dicts
+    are compared field by field (``"space.dropout: ..."``).
+
+    Example:
+        >>> config_differences({"lr": 0.1, "old": 1}, {"lr": 0.01, "new": 2})
+        ['lr: 0.1 -> 0.01']
+    """
+    ignore = set(ignore)
+    diffs = []
+    for key in sorted(set(old) & set(new) - ignore):
+        a, b = old[key], new[key]
+        if isinstance(a, dict) and isinstance(b, dict):
+            diffs += [f"{key}.{d}" for d in config_differences(a, b)]
+        elif a != b:
+            diffs.append(f"{key}: {a!r} -> {b!r}")
+    return diffs
+
+
+def check_same_run(workdir: str, recorded: Mapping | None, current: Mapping, what: str) -> None:
+    """Refuses to continue in ``workdir`` a run whose recorded settings differ.
+
+    Raises:
+        ValueError: Naming every differing field, and how to start over.
+    """
+    if recorded is None:
+        return
+    diffs = config_differences(recorded, current, ignore=EXECUTION_FIELDS)
+    if diffs:
+        raise ValueError(
+            f"{workdir!r} holds {what} with other settings ({'; '.join(diffs)}); pass "
+            "--overwrite to start over there, or choose another directory."
+        )
+
+
+def prepare(workdir: str, config: Any, overwrite: bool = False) -> dict | None:
+    """Checks that ``workdir`` is new or belongs to this config; returns its recorded config.
+
+    With ``overwrite`` the run files of a previous run are removed first.
+    The recorded mean RGB is compared only when ``config`` sets one.
+
+    Example:
+        >>> prepare("/tmp/new_run", config_lib.paper_recipe())  # doctest: +SKIP
+    """
+    if overwrite:
+        clear_run(workdir)
+    recorded = read_config(workdir)
+    if recorded is None:
+        return None
+    current = json.loads(config.to_json())
+    old = {k: v for k, v in recorded.items() if k not in _RECORDED_FIELDS}
+    new = {k: v for k, v in current.items() if k not in _RECORDED_FIELDS}
+    if config.mean_rgb is not None:
+        old["mean_rgb"], new["mean_rgb"] = recorded.get("mean_rgb"), list(config.mean_rgb)
+    check_same_run(workdir, old, new, "a run")
+    return recorded
+
+
+def clear_run(workdir: str) -> None:
+    """Removes the files of a run (:data:`RUN_FILES`, :data:`RUN_DIRS`) from ``workdir``."""
+    for name in RUN_FILES:
+        if os.path.exists(os.path.join(workdir, name)):
+            os.remove(os.path.join(workdir, name))
+    for name in RUN_DIRS:
+        shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+
+
+def check_outside(init_from: str, workdir: str) -> None:
+    """Refuses a run that would start from a model in its own workdir.
+
+    The new run's files would replace the source (and --overwrite would delete it).
+    """
+    if not init_from:
+        return
+    source, run = os.path.realpath(init_from), os.path.realpath(workdir)
+    if source == run or source.startswith(run + os.sep):
+        raise ValueError(
+            f"--init_from {init_from!r} is inside this run's workdir {workdir!r}; expected "
+            "the model of another run: pass --workdir with a new directory for this run."
+        )
+
+
+def default_run_name(config: Any) -> str:
+    """``<dataset>_<variant>``: the default workdir under ``workdirs/`` and tuning project.
+
+    Example:
+        >>> default_run_name({"dataset": "/data/photos/", "variant": "E"})
+        'photos_E'
+    """
+    return f"{os.path.basename(os.path.normpath(config['dataset']))}_{config['variant']}"
+
+
+# --- What a recorded config means --------------------------------------------
+
+
+def _training_scales(config: Mapping, where: str = "") -> tuple[int, int]:
+    if config.get("scale_min") is None or config.get("scale_max") is None:
+        raise ValueError(
+            f"No training scales for {where or 'this model'}: config.json with scale_min and "
+            "scale_max is missing beside the model; pass the test scales explicitly (--scales)."
+        )
+    return int(config["scale_min"]), int(config["scale_max"])
+
+
+def single_test_scale(config: Mapping, where: str = "") -> int:
+    """The single test scale Q (§4.1): S for a fixed-S model, (Smin + Smax) / 2 if jittered.
+
+    Never below the crop size.
+
+    Example:
+        >>> single_test_scale({"scale_min": 256, "scale_max": 512, "crop_size": 224})
+        384
+    """
+    s_min, s_max = _training_scales(config, where)
+    return max((s_min + s_max) // 2, int(config.get("crop_size") or 0))
+
+
+def multi_test_scales(config: Mapping, where: str = "") -> tuple[int, ...]:
+    """The multi-scale test set (§4.2): {S-32, S, S+32} for fixed S, else {Smin, mid, Smax}.
+
+    Scales below the crop size are raised to it, then deduplicated.
+
+    Example:
+        >>> multi_test_scales({"scale_min": 32, "scale_max": 32, "crop_size": 32})
+        (32, 64)
+    """
+    s_min, s_max = _training_scales(config, where)
+    qs = [s_min - 32, s_min, s_min + 32] if s_min == s_max else [s_min, (s_min + s_max) // 2, s_max]
+    crop = int(config.get("crop_size") or 0)
+    return tuple(dict.fromkeys(max(q, crop) for q in qs))
+
+
+def recorded_mean_rgb(config: Mapping) -> tuple[float, float, float]:
+    """The mean RGB a model was trained with: recorded in its config, else ImageNet's.
+
+    Example:
+        >>> recorded_mean_rgb({})
+        (123.68, 116.78, 103.94)
+    """
+    mean = config.get("mean_rgb")
+    return tuple(float(m) for m in (IMAGENET_MEAN_RGB if mean is None else mean))
+
+
+# --- Trained models ----------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainedModel:
+    """A classifier and what evaluation, export and fine-tuning need from its training.
+
+    Attributes:
+        model: The Keras classifier as saved by the trainer (``model.keras``).
+        config: The training config (``config.json``), or ``{}`` when absent.
+        path: Where the model was read from.
+        name: A short label for tables: ``"<variant> (<directory name>)"``.
+    """
+
+    model: keras.Model
+    config: dict
+    path: str
+    name: str
+
+    @property
+    def crop_size(self) -> int:
+        return int(self.config.get("crop_size") or models.crop_size_of(self.model))
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.model.get_layer("fc8").units)
+
+    @property
+    def class_names(self) -> tuple[str, ...] | None:
+        names = self.config.get("class_names")
+        return tuple(str(n) for n in names) if names else None
+
+    @property
+    def flip(self) -> bool:
+        """Whether test images are also seen flipped: as the model was trained (§3.1-3.2)."""
+        return bool(self.config.get("flip", True))
+
+    @property
+    def mean_rgb(self) -> tuple[float, float, float]:
+        return recorded_mean_rgb(self.config)
+
+    def _config_with_crop(self) -> dict:
+        return {**self.config, "crop_size": self.crop_size}
+
+    def single_scale(self) -> tuple[int]:
+        """``(Q,)``: the single test scale of :func:`single_test_scale`."""
+        return (single_test_scale(self._config_with_crop(), repr(self.path)),)
+
+    def multi_scales(self) -> tuple[int, ...]:
+        """The multi-scale test set of :func:`multi_test_scales`."""
+        return multi_test_scales(self._config_with_crop(), repr(self.path))
+
+
+def load_trained_model(path: str | os.PathLike) -> TrainedModel:
+    """Loads ``WORKDIR/model.keras`` (or a ``.keras`` file) and its ``config.json``.
+
+    Args:
+        path: A training workdir, or a ``.keras`` file (its ``config.json`` is
+            looked for in the same directory and may be absent).
+
+    Example:
+        >>> trained = load_trained_model("workdirs/digits_A")  # doctest: +SKIP
+        >>> trained.crop_size, trained.multi_scales()  # doctest: +SKIP
+        (32, (32, 40, 48))
+    """
+    path = os.fspath(path)
+    model_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
+    if not (model_path.endswith(".keras") and os.path.isfile(model_path)):
+        raise ValueError(
+            f"Cannot load a model from {path!r}: expected a training workdir holding "
+            f"{MODEL_FILE}, or a .keras file."
+        )
+    model = keras.models.load_model(model_path, compile=False)
+    config = read_config(os.path.dirname(model_path) or ".") or {}
+    directory = os.path.basename(os.path.dirname(os.path.abspath(model_path)))
+    variant = config.get("variant") or model.name
+    return TrainedModel(model, config, model_path, f"{variant} ({directory})")
