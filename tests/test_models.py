@@ -223,9 +223,22 @@ def test_init_from_net_a_refuses_mismatched_shapes():
     [
         (dict(variant="F"), r"'F'.*A, A-LRN, B, C, D, E"),
         (dict(variant="D", input_shape=(16, 16, 3), include_top=False), r"\(16, 16, 3\).*at least 32"),
-        (dict(variant="D", input_shape=(3, 64, 64), include_top=False), r"\(3, 64, 64\).*\(height, width, 3\)"),
+        (dict(variant="D", input_shape=(3, 64, 64), include_top=False),
+         r"\(3, 64, 64\) is too small.*\(height, width, channels\).*'channels_last'"),
+        (dict(variant="D", input_shape=(64, 64, 3), include_top=False, data_format="channels_first"),
+         r"\(64, 64, 3\) is too small.*\(channels, height, width\).*'channels_first'"),
+        (dict(variant="D", input_shape=(64, 64, 0), include_top=False), r"channels=0.*>= 1"),
+        (dict(variant="D", input_shape=(64, 64), include_top=False), r"\(64, 64\).*\(height, width, channels\)"),
         (dict(variant="D", crop_size=48), r"crop_size=48.*multiple of 32"),
-        (dict(variant="D", input_shape=(64, 64, 3)), r"\(64, 64, 3\).*\(224, 224, 3\)"),
+        (dict(variant="D", crop_size=0), r"crop_size=0.*positive multiple of 32"),
+        (dict(variant="D", input_shape=(64, 96, 3)), r"\(64, 96, 3\).*square.*multiple of 32.*include_top=False"),
+        (dict(variant="D", input_shape=(48, 48, 3)), r"\(48, 48, 3\).*square.*multiple of 32"),
+        (dict(variant="D", input_shape=(None, None, 3)), r"\(None, None, 3\).*static side"),
+        (dict(variant="D", input_shape=(3, 64, 96), data_format="channels_first"),
+         r"\(3, 64, 96\).*square.*\(3, 224, 224\)"),
+        (dict(variant="D", input_shape=(64, 64, 3), crop_size=224),
+         r"\(64, 64, 3\) conflicts with crop_size=224.*crop_size=64"),
+        (dict(variant="D", data_format="NCHW"), r"data_format='NCHW'.*channels_last, channels_first"),
         (dict(variant="D", weights="/no/such/file.keras"), r"/no/such/file.keras.*None or the path"),
         (dict(variant="D", weights="imagenet"), r"imagenet.*None"),
         (dict(variant="D", pooling="mean", include_top=False), r"'mean'.*'avg', 'max'"),
@@ -248,3 +261,161 @@ def test_summary_table_is_computed_from_models():
     assert d["params"] == vgg_tf.VGG("D", crop_size=32, classes=10).count_params()
     table = summary.format_table(rows)
     assert "VGG16_C" in table and f"{d['params']:,}" in table
+
+
+# --- keras.applications drop-in: data formats, channels, input_shape as the crop ----------
+
+
+@pytest.fixture
+def global_channels_first():
+    """Keras' global image_data_format set to channels_first for one test."""
+    before = keras.config.image_data_format()
+    keras.config.set_image_data_format("channels_first")
+    yield
+    keras.config.set_image_data_format(before)
+
+
+def _nchw(images):
+    return np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)))
+
+
+def _trunk_formats(model):
+    return {
+        layer.name: layer.data_format
+        for layer in model.layers
+        if hasattr(layer, "data_format") and not isinstance(layer, keras.layers.Permute)
+    }
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        dict(input_shape=(64, 64), classes=10),  # top (fc6 sees a 2x2 map: flatten order)
+        dict(include_top=False, input_shape=(None, None)),  # feature map
+        dict(include_top=False, input_shape=(None, None), pooling="max"),
+    ],
+    ids=["top", "feature_map", "pooled"],
+)
+def test_channels_first_equals_channels_last_on_transposed_input(tmp_path, kwargs):
+    side = kwargs.pop("input_shape")
+    common = dict(kernel_initializer="glorot", width_multiplier=1 / 16, **kwargs)
+    last = vgg_tf.VGG("B", input_shape=side + (3,), data_format="channels_last", **common)
+    last.save(tmp_path / "last.keras")
+    # Weights given as a channels-last file load into the channels-first model by name.
+    first = vgg_tf.VGG("B", input_shape=(3,) + side, data_format="channels_first",
+                       weights=tmp_path / "last.keras", **common)
+    assert first.input_shape == (None, 3) + side
+    assert set(_trunk_formats(first).values()) == {"channels_last"}  # runs everywhere
+    images = np.random.default_rng(0).uniform(-100, 100, size=(2, 64, 64, 3)).astype("float32")
+    expected = last.predict_on_batch(images)
+    got = first.predict_on_batch(_nchw(images))
+    if expected.ndim == 4:  # the feature map comes back channels first
+        assert first.output_shape == (None, 32, None, None)
+        expected = _nchw(expected)
+    assert np.std(expected) > 1e-3
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+    first.save(tmp_path / "first.keras")
+    loaded = keras.models.load_model(tmp_path / "first.keras")
+    np.testing.assert_array_equal(loaded.predict_on_batch(_nchw(images)), got)
+    assert models.data_format_of(loaded) == "channels_first"
+
+
+def test_channels_first_weights_file_loads_across_formats(tmp_path):
+    common = dict(kernel_initializer="glorot", **TINY)
+    first = vgg_tf.VGG("A", data_format="channels_first", **common)
+    first.save_weights(tmp_path / "first.weights.h5")
+    last = vgg_tf.VGG("A", data_format="channels_last", weights=tmp_path / "first.weights.h5",
+                      **common)
+    for layer in last.layers:
+        for got, want in zip(layer.get_weights(), first.get_layer(layer.name).get_weights()):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_global_image_data_format_is_followed(global_channels_first):
+    common = dict(kernel_initializer="glorot", **TINY)
+    by_default = vgg_tf.VGG16(**common)
+    assert by_default.input_shape == (None, 3, 32, 32)
+    assert models.data_format_of(by_default) == "channels_first"
+    assert models.crop_size_of(by_default) == 32
+    assert vgg_tf.VGG("A", include_top=False, width_multiplier=1 / 16).output_shape == (
+        None, 32, None, None)
+    # An explicit keyword wins over the global setting, and every layer of both
+    # models runs channels_last whatever the global setting says.
+    explicit = vgg_tf.VGG16(data_format="channels_last", **common)
+    assert explicit.input_shape == (None, 32, 32, 3)
+    assert set(_trunk_formats(explicit).values()) == {"channels_last"}
+    assert set(_trunk_formats(by_default).values()) == {"channels_last"}
+    models.load_layer_weights(explicit, models.read_layer_weights(by_default))
+    images = np.random.default_rng(1).uniform(-100, 100, size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        by_default.predict_on_batch(_nchw(images)), explicit.predict_on_batch(images),
+        rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [1, 4])
+def test_any_channel_count_without_weights(tmp_path, channels):
+    images = np.random.default_rng(0).normal(size=(2, 64, 64, channels)).astype("float32")
+    for pooling, out in ((None, (2, 2, 2, 32)), ("avg", (2, 32)), ("max", (2, 32))):
+        features = vgg_tf.VGG("A-LRN", include_top=False, pooling=pooling,
+                              input_shape=(None, None, channels), width_multiplier=1 / 16)
+        assert features(images).shape == out
+    top = vgg_tf.VGG("C", input_shape=(64, 64, channels), width_multiplier=1 / 16, classes=5)
+    assert top.get_layer("block1_conv1").kernel.shape == (3, 3, channels, 4)
+    assert top(images).shape == (2, 5)
+    first = vgg_tf.VGG("C", input_shape=(channels, 64, 64), data_format="channels_first",
+                       width_multiplier=1 / 16, classes=5)
+    assert first(_nchw(images)).shape == (2, 5)
+    # With a weights file the channel count must be the file's.
+    top.save(tmp_path / "c.keras")
+    top.save_weights(tmp_path / "c.weights.h5")
+    with pytest.raises(ValueError, match=r"'block1_conv1' \(input channels differ\?\).*"
+                                         rf"\(3, 3, 3, 4\).*\(3, 3, {channels}, 4\)"):
+        vgg_tf.VGG("C", input_shape=(64, 64, 3), width_multiplier=1 / 16, classes=5,
+                   weights=tmp_path / "c.keras")
+    with pytest.raises(ValueError, match=r"input shape \(None, 64, 64, 3\).*input channels"):
+        vgg_tf.VGG("C", input_shape=(64, 64, 3), width_multiplier=1 / 16, classes=5,
+                   weights=tmp_path / "c.weights.h5")
+
+
+def test_input_shape_with_the_top_sets_the_crop_size():
+    model = vgg_tf.VGG("A", input_shape=(64, 64, 3), classes=10, width_multiplier=1 / 16)
+    assert models.crop_size_of(model) == 64
+    assert model.get_layer("fc6").kernel.shape[0] == 2 * 2 * 32  # fc6 sees the 2x2 block5 map
+    assert model(np.zeros((1, 64, 64, 3), "float32")).shape == (1, 10)
+    same = vgg_tf.VGG("A", input_shape=(64, 64, 3), **{**TINY, "crop_size": 64})
+    assert same.count_params() == model.count_params()
+    first = vgg_tf.VGG("A", input_shape=(3, 96, 96), data_format="channels_first",
+                       width_multiplier=1 / 16)
+    assert models.crop_size_of(first) == 96 and first.get_layer("fc6").kernel.shape[0] == 9 * 32
+    assert models.crop_size_of(vgg_tf.VGG("A", width_multiplier=1 / 16)) == 224  # the default
+    # An input tensor's shape stands for input_shape, as its size decides fc6.
+    tensor = keras.Input((64, 64, 1))
+    from_tensor = vgg_tf.VGG("A", input_tensor=tensor, classes=10, width_multiplier=1 / 16)
+    assert models.crop_size_of(from_tensor) == 64
+    with pytest.raises(ValueError, match=r"\(64, 64, 1\) conflicts with crop_size=32"):
+        vgg_tf.VGG("A", input_tensor=tensor, **TINY)
+
+
+def test_crop_size_of_lives_in_models_and_fcn_reexports_it():
+    from vgg_tf import fcn
+
+    assert fcn.crop_size_of is models.crop_size_of
+    with pytest.raises(ValueError, match=r"input shape \(None, None, None, 3\).*square crop"):
+        models.crop_size_of(vgg_tf.VGG("A", include_top=False, width_multiplier=1 / 16))
+
+
+@pytest.mark.slow
+def test_channels_first_matches_keras_applications_at_64_pixels(global_channels_first):
+    """keras.applications.VGG16 follows the global format and builds fc1 for the input size."""
+    keras.utils.set_random_seed(2)
+    theirs = keras.applications.VGG16(weights=None, input_shape=(3, 64, 64), classes=10,
+                                      classifier_activation=None)
+    ours = vgg_tf.VGG16(input_shape=(3, 64, 64), classes=10, classifier_activation=None)
+    assert ours.count_params() == theirs.count_params()
+    _copy_from_keras_applications(ours, theirs)
+    images = np.random.default_rng(0).uniform(-120, 130, size=(2, 3, 64, 64)).astype("float32")
+    expected = theirs.predict_on_batch(images)
+    assert np.std(expected) > 1e-3
+    np.testing.assert_allclose(ours.predict_on_batch(images), expected, atol=1e-4, rtol=1e-4)
+    del theirs, ours
+    _free()

@@ -16,10 +16,25 @@ Layer names (stable; other modules and saved weights rely on them):
 * ``block{i}_pool`` -- 2x2 max-pooling, stride 2.
 * ``flatten``, ``fc6`` / ``fc6_dropout``, ``fc7`` / ``fc7_dropout``, ``fc8``
   (class logits), ``predictions`` (the classifier activation, float32).
+* ``to_channels_last`` / ``to_channels_first`` -- only in channels-first
+  models: the transposes at the input and (feature-map output) at the end.
 
 The model takes RGB images from which the training-set mean RGB has already
 been subtracted (the paper's only preprocessing, §2.1); the input pipeline and
-the exported serving graph do that subtraction.
+the exported serving graph do that subtraction. Without a weights file any
+channel count is accepted (grayscale, multispectral).
+
+Data formats: ``data_format="channels_first"`` (or Keras' global
+``image_data_format()``, followed as by keras.applications) gives a model
+taking ``(batch, channels, H, W)`` (and returning a channels-first map with
+``include_top=False, pooling=None``) that transposes at its input and output
+and runs every layer channels-last inside. Why: TensorFlow's CPU Conv2D kernel
+refuses NCHW; Keras 3 runs NCHW on CPU only through oneDNN (it fails with
+``TF_ENABLE_ONEDNN_OPTS=0`` or a build without oneDNN) and transposes around
+every NCHW pooling anyway. One transpose each way runs on every device, and
+the weights are the same arrays in both formats (conv kernels are ``(kh, kw,
+in, out)`` in Keras either way; fc6 keeps the (h, w, c) flatten order), so
+they load across formats. On GPU, Grappler's layout optimiser still converts.
 """
 
 from __future__ import annotations
@@ -59,26 +74,18 @@ def _block(*filters: int, kernel: int = 3) -> tuple[tuple[int, int], ...]:
     return tuple((kernel, f) for f in filters)
 
 
+_A_BLOCKS = (_block(64), _block(128), _block(256, 256), _block(512, 512), _block(512, 512))
 _B_BLOCKS = (_block(64, 64), _block(128, 128))
 
 SPECS: Mapping[str, VariantSpec] = {
-    "A": VariantSpec(
-        (_block(64), _block(128), _block(256, 256), _block(512, 512), _block(512, 512)),
-        builder_name="VGG11",
-    ),
-    "A-LRN": VariantSpec(
-        (_block(64), _block(128), _block(256, 256), _block(512, 512), _block(512, 512)),
-        lrn=True,
-        builder_name="VGG11_LRN",
-    ),
+    "A": VariantSpec(_A_BLOCKS, builder_name="VGG11"),
+    "A-LRN": VariantSpec(_A_BLOCKS, lrn=True, builder_name="VGG11_LRN"),
     "B": VariantSpec(
-        _B_BLOCKS + (_block(256, 256), _block(512, 512), _block(512, 512)),
-        builder_name="VGG13",
+        _B_BLOCKS + (_block(256, 256), _block(512, 512), _block(512, 512)), builder_name="VGG13"
     ),
     # C is B with a 1x1 convolution added at the end of blocks 3, 4 and 5.
     "C": VariantSpec(
-        _B_BLOCKS
-        + tuple(_block(f, f) + _block(f, kernel=1) for f in (256, 512, 512)),
+        _B_BLOCKS + tuple(_block(f, f) + _block(f, kernel=1) for f in (256, 512, 512)),
         builder_name="VGG16_C",
     ),
     "D": VariantSpec(
@@ -98,19 +105,17 @@ VARIANTS: tuple[str, ...] = tuple(SPECS)
 #: convolutional layers and the last three fully-connected layers"). These
 #: names have the same shapes in every configuration.
 NET_A_TRANSFER_LAYERS: tuple[str, ...] = (
-    "block1_conv1",
-    "block2_conv1",
-    "block3_conv1",
-    "block3_conv2",
-    "fc6",
-    "fc7",
-    "fc8",
+    "block1_conv1", "block2_conv1", "block3_conv1", "block3_conv2", "fc6", "fc7", "fc8",
 )
 
 FC_UNITS = 4096
 MIN_INPUT_SIZE = 32  # five 2x2 poolings need at least 32 pixels
 KERNEL_INITIALIZERS = ("paper", "glorot", "he")
 POOLINGS = (None, "avg", "max")
+DATA_FORMATS = ("channels_last", "channels_first")
+DEFAULT_CROP_SIZE = 224
+#: Names of the transposes of a channels-first model (input, output).
+FORMAT_LAYERS = ("to_channels_last", "to_channels_first")
 
 
 def get_spec(variant: str) -> VariantSpec:
@@ -125,7 +130,9 @@ def get_spec(variant: str) -> VariantSpec:
 
 def _initializers(kind: str) -> tuple[Any, Any]:
     if kind == "paper":
-        # §3.1: weights from N(0, 0.01^2), biases zero.
+        # §3.1: "normal distribution with the zero mean and 10^-2 variance",
+        # biases zero. Std 0.01 is a reading, the common one: the authors'
+        # released Caffe prototxt uses gaussian std 0.01 (variance 1e-4).
         return keras.initializers.RandomNormal(mean=0.0, stddev=0.01), "zeros"
     if kind == "glorot":
         # §3.1: "it is possible to initialise the weights without pre-training
@@ -140,38 +147,57 @@ def _initializers(kind: str) -> tuple[Any, Any]:
     )
 
 
+def _is_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _check_crop_size(crop_size: Any) -> int:
+    if not _is_int(crop_size) or crop_size <= 0 or crop_size % 32:
+        raise ValueError(f"crop_size={crop_size!r} is not accepted with include_top=True: the FC "
+                         "head needs a positive multiple of 32 (224 for ImageNet, 32 for small).")
+    return crop_size
+
+
 def _check_input_shape(
-    input_shape: tuple | None, include_top: bool, crop_size: int
-) -> tuple[int | None, int | None, int]:
-    if include_top:
-        if crop_size <= 0 or crop_size % 32:
-            raise ValueError(
-                f"crop_size={crop_size!r} is not accepted with include_top=True: the FC head needs "
-                "a positive multiple of 32 (224 for ImageNet, 32 for small images)."
-            )
-        expected = (crop_size, crop_size, 3)
-        if input_shape is not None and tuple(input_shape) != expected:
-            raise ValueError(
-                f"input_shape={tuple(input_shape)!r} does not fit include_top=True with "
-                f"crop_size={crop_size}: expected {expected} (or pass include_top=False for "
-                "other sizes, or a different crop_size)."
-            )
-        return expected
+    input_shape: tuple | None, include_top: bool, crop_size: int | None, data_format: str
+) -> tuple[int | None, ...]:
+    """The model's input shape (in ``data_format`` order) after the checks."""
+    first = data_format == "channels_first"
     if input_shape is None:
-        return (None, None, 3)
-    input_shape = tuple(input_shape)
-    if len(input_shape) != 3 or input_shape[-1] != 3:
-        raise ValueError(
-            f"input_shape={input_shape!r} is not accepted: expected (height, width, 3) "
-            "with channels last."
-        )
-    for side in input_shape[:2]:
+        crop = DEFAULT_CROP_SIZE if crop_size is None else crop_size
+        side = _check_crop_size(crop) if include_top else None
+        return (3, side, side) if first else (side, side, 3)
+    shape = tuple(input_shape)
+    layout = "(channels, height, width)" if first else "(height, width, channels)"
+    accepted = f"expected {layout} for data_format={data_format!r}"
+    if len(shape) != 3:
+        raise ValueError(f"input_shape={shape!r} is not accepted: {accepted}.")
+    channels, height, width = shape if first else (shape[2], shape[0], shape[1])
+    if not _is_int(channels) or channels < 1:
+        raise ValueError(f"input_shape={shape!r} has channels={channels!r}: {accepted}, >= 1.")
+    for side in (height, width):
         if side is not None and side < MIN_INPUT_SIZE:
-            raise ValueError(
-                f"input_shape={input_shape!r} is too small: height and width must be at least "
-                f"{MIN_INPUT_SIZE} (or None)."
-            )
-    return input_shape
+            raise ValueError(f"input_shape={shape!r} is too small: height and width must be at "
+                             f"least {MIN_INPUT_SIZE} (or None); {accepted}.")
+    if include_top:
+        if height is None or height != width or height % 32:
+            example = (3, 224, 224) if first else (224, 224, 3)
+            raise ValueError(f"input_shape={shape!r} is not accepted with include_top=True: the "
+                             "FC head needs a square input of static side, a multiple of 32 (the "
+                             f"crop size), e.g. {example}; pass include_top=False for other sizes.")
+        if crop_size is not None and crop_size != height:
+            raise ValueError(f"input_shape={shape!r} conflicts with crop_size={crop_size!r}: with "
+                             "include_top=True the input side is the crop size; pass "
+                             f"crop_size={height} or leave it out.")
+    return shape
+
+
+def _check_data_format(data_format: str | None) -> str:
+    data_format = data_format or keras.config.image_data_format()
+    if data_format not in DATA_FORMATS:
+        raise ValueError(f"data_format={data_format!r} is not accepted; expected None (Keras' "
+                         f"image_data_format) or one of {', '.join(DATA_FORMATS)}.")
+    return data_format
 
 
 def _check_weights_argument(weights: str | os.PathLike | None) -> None:
@@ -205,19 +231,23 @@ def VGG(
     weight_decay: float = 0.0,
     kernel_initializer: str = "paper",
     batch_norm: bool = False,
-    crop_size: int = 224,
+    crop_size: int | None = None,
     width_multiplier: float = 1.0,
+    data_format: str | None = None,
 ) -> keras.Model:
     """Builds VGG network ``variant`` of the paper's Table 1.
 
     Args:
         variant: One of :data:`VARIANTS`: "A", "A-LRN", "B", "C", "D", "E".
         include_top: Whether to include the three fully-connected layers.
-        weights: None (random initialisation) or the path to a ``.keras`` or
-            ``.weights.h5`` file of the same network.
-        input_tensor: Optional Keras tensor to use as the model's input.
-        input_shape: ``(crop_size, crop_size, 3)`` with the top; otherwise any
-            ``(h, w, 3)`` with h, w >= 32 or None. Defaults accordingly.
+        weights: None (random init) or the path to a ``.keras`` or ``.weights.h5``
+            file of the same network (classes, crop, channels; either format).
+        input_tensor: Optional Keras tensor to use as the model's input (its
+            shape stands for a None ``input_shape``).
+        input_shape: ``(h, w, channels)`` (``(channels, h, w)`` channels first),
+            any channel count. With the top, h = w = the crop size (a multiple
+            of 32; keras.applications too builds fc6 for the given size);
+            without it h, w >= 32 or None. Default: 3 channels, 224 or None.
         pooling: With ``include_top=False``: None (block5 feature map),
             "avg" or "max" (global pooling to ``(batch, 512)``).
         classes: Number of classes of the top layer.
@@ -228,28 +258,32 @@ def VGG(
             gradient gains ``weight_decay * w`` (paper: 5e-4). Implemented as
             ``keras.regularizers.L2(weight_decay / 2)`` because Keras' L2 adds
             ``l * sum(w**2)`` to the loss. Biases are not decayed.
-        kernel_initializer: "paper" (N(0, 0.01), zero biases; §3.1), "glorot"
-            (the paper's alternative to pre-training) or "he" (He et al. 2015,
-            an extension).
+        kernel_initializer: "paper" (N(0, 0.01^2) as the paper is usually
+            read, zero biases; §3.1), "glorot" (the paper's alternative to
+            pre-training) or "he" (He et al. 2015, an extension).
         batch_norm: Insert BatchNormalization after every conv (an extension
             the paper does not have, like torchvision's ``vgg*_bn``).
-        crop_size: Training crop size the FC head is built for (fc6 sees a
-            ``crop_size/32`` square map). 224 in the paper; 32 for small images.
+        crop_size: With the top, the training crop the FC head is built for
+            (fc6 sees a ``crop_size/32`` square map). None: ``input_shape``'s
+            side, else 224 (the paper's). 32 for small images.
         width_multiplier: Scales every conv and FC width (1.0 is the paper's);
             small values give cheap models for tests.
+        data_format: "channels_last", "channels_first", or None for
+            ``keras.config.image_data_format()``. Channels-first transposes at
+            the input and output (module docstring: why); same weights.
 
     Returns:
         A ``keras.Model``.
 
-    Example:
-        >>> model = VGG("D", classes=10, crop_size=32, width_multiplier=1 / 16)
+    Example (grayscale 32x32 input: crop_size 32):
+        >>> model = VGG("D", classes=10, input_shape=(32, 32, 1), width_multiplier=1 / 16)
         >>> model.output_shape
         (None, 10)
     """
     spec = get_spec(variant)
     if pooling not in POOLINGS:
         raise ValueError(f"Unknown pooling {pooling!r}; expected one of None, 'avg', 'max'.")
-    if not isinstance(classes, int) or classes < 1:
+    if not _is_int(classes) or classes < 1:
         raise ValueError(f"classes={classes!r} is not accepted; expected a positive integer.")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout={dropout!r} is not accepted; expected a rate in [0, 1).")
@@ -258,61 +292,31 @@ def VGG(
     if width_multiplier <= 0:
         raise ValueError(f"width_multiplier={width_multiplier!r} is not accepted; expected > 0.")
     _check_weights_argument(weights)
+    data_format = _check_data_format(data_format)
+    if input_shape is None and input_tensor is not None:
+        input_shape = tuple(input_tensor.shape)[1:]
+    shape = _check_input_shape(input_shape, include_top, crop_size, data_format)
     kernel_init, bias_init = _initializers(kernel_initializer)
-    shape = _check_input_shape(input_shape, include_top, crop_size)
-
-    def width(units: int) -> int:
-        return max(1, round(units * width_multiplier))
-
     regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
-    weight_args = dict(
-        kernel_initializer=kernel_init,
-        bias_initializer=bias_init,
-        kernel_regularizer=regularizer,
-    )
+    layer_args = dict(width=lambda units: max(1, round(units * width_multiplier)), weights=dict(
+        kernel_initializer=kernel_init, bias_initializer=bias_init, kernel_regularizer=regularizer))
 
-    if input_tensor is None:
-        inputs = keras.Input(shape=shape, name="image")
-    elif keras.backend.is_keras_tensor(input_tensor):
+    if input_tensor is not None and keras.backend.is_keras_tensor(input_tensor):
         inputs = input_tensor
     else:
         inputs = keras.Input(tensor=input_tensor, shape=shape, name="image")
-
     x = inputs
-    for b, block in enumerate(spec.blocks, start=1):
-        for c, (kernel, filters) in enumerate(block, start=1):
-            conv_name = f"block{b}_conv{c}"
-            x = keras.layers.Conv2D(
-                width(filters),
-                kernel,
-                padding="same",
-                activation=None if batch_norm else "relu",
-                name=conv_name,
-                **weight_args,
-            )(x)
-            if batch_norm:
-                x = keras.layers.BatchNormalization(name=f"{conv_name}_bn")(x)
-                x = keras.layers.ReLU(name=f"{conv_name}_relu")(x)
-            if spec.lrn and b == 1 and c == 1:
-                x = LocalResponseNormalization(name="lrn")(x)
-        x = keras.layers.MaxPooling2D(2, strides=2, name=f"block{b}_pool")(x)
-
+    if data_format == "channels_first":
+        x = keras.layers.Permute((2, 3, 1), name=FORMAT_LAYERS[0])(x)
+    x = _conv_trunk(x, spec, batch_norm, **layer_args)
     if include_top:
-        x = keras.layers.Flatten(name="flatten")(x)
-        for fc in ("fc6", "fc7"):
-            x = keras.layers.Dense(width(FC_UNITS), activation="relu", name=fc, **weight_args)(x)
-            if dropout:
-                x = keras.layers.Dropout(dropout, name=f"{fc}_dropout")(x)
-        # The logits and the softmax stay float32 under a mixed-precision policy.
-        x = keras.layers.Dense(classes, name="fc8", dtype="float32", **weight_args)(x)
-        if classifier_activation is not None:
-            x = keras.layers.Activation(
-                classifier_activation, name="predictions", dtype="float32"
-            )(x)
+        x = _fc_head(x, classes, classifier_activation, dropout, **layer_args)
     elif pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+        x = keras.layers.GlobalAveragePooling2D(data_format="channels_last", name="avg_pool")(x)
     elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+        x = keras.layers.GlobalMaxPooling2D(data_format="channels_last", name="max_pool")(x)
+    elif data_format == "channels_first":
+        x = keras.layers.Permute((3, 1, 2), name=FORMAT_LAYERS[1])(x)
 
     if input_tensor is not None:
         inputs = keras.utils.get_source_inputs(input_tensor)
@@ -320,6 +324,43 @@ def VGG(
     if weights is not None:
         _load_weights_file(model, os.fspath(weights), classes)
     return model
+
+
+# Every layer gets data_format="channels_last": left None, Keras would take a
+# global channels-first setting and read the (transposed) trunk the wrong way.
+def _conv_trunk(x: Any, spec: VariantSpec, batch_norm: bool, *, width: Any, weights: dict) -> Any:
+    for b, block in enumerate(spec.blocks, start=1):
+        for c, (kernel, filters) in enumerate(block, start=1):
+            conv_name = f"block{b}_conv{c}"
+            x = keras.layers.Conv2D(
+                width(filters), kernel, padding="same", activation=None if batch_norm else "relu",
+                data_format="channels_last", name=conv_name, **weights,
+            )(x)
+            if batch_norm:
+                x = keras.layers.BatchNormalization(axis=-1, name=f"{conv_name}_bn")(x)
+                x = keras.layers.ReLU(name=f"{conv_name}_relu")(x)
+            if spec.lrn and b == 1 and c == 1:
+                x = LocalResponseNormalization(name="lrn")(x)
+        x = keras.layers.MaxPooling2D(
+            2, strides=2, data_format="channels_last", name=f"block{b}_pool"
+        )(x)
+    return x
+
+
+def _fc_head(
+    x: Any, classes: int, activation: str | None, dropout: float, *, width: Any, weights: dict
+) -> Any:
+    # (h, w, c) flatten order: fc6's kernel reshapes to (h, w, c, units) (fcn.py).
+    x = keras.layers.Flatten(data_format="channels_last", name="flatten")(x)
+    for fc in ("fc6", "fc7"):
+        x = keras.layers.Dense(width(FC_UNITS), activation="relu", name=fc, **weights)(x)
+        if dropout:
+            x = keras.layers.Dropout(dropout, name=f"{fc}_dropout")(x)
+    # The logits and the softmax stay float32 under a mixed-precision policy.
+    x = keras.layers.Dense(classes, name="fc8", dtype="float32", **weights)(x)
+    if activation is not None:
+        x = keras.layers.Activation(activation, name="predictions", dtype="float32")(x)
+    return x
 
 
 def _load_weights_file(model: keras.Model, path: str, classes: int) -> None:
@@ -331,8 +372,9 @@ def _load_weights_file(model: keras.Model, path: str, classes: int) -> None:
         model.load_weights(path)
     except Exception as error:  # Keras raises several types for a mismatch.
         raise ValueError(
-            f"Cannot load weights={path!r} into {model.name!r} built with classes={classes}: "
-            f"the file must hold the same network with the same classes and crop size ({error})"
+            f"Cannot load weights={path!r} into {model.name!r} built with classes={classes} "
+            f"and input shape {model.input_shape}: the file must hold the same network with "
+            f"the same classes, crop size and input channels ({error})"
         ) from error
 
 
@@ -350,18 +392,8 @@ def _named_builder(variant: str):
         name: str | None = None,
         **options: Any,
     ) -> keras.Model:
-        return VGG(
-            variant,
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name or builder_name.lower(),
-            **options,
-        )
+        return VGG(variant, include_top, weights, input_tensor, input_shape, pooling, classes,
+                   classifier_activation, name or builder_name.lower(), **options)
 
     spec = SPECS[variant]
     build.__name__ = build.__qualname__ = builder_name
@@ -410,8 +442,7 @@ def read_layer_weights(source: keras.Model | str | os.PathLike) -> dict[str, lis
             "file or a directory holding model.keras."
         )
     if path.endswith(".keras"):
-        model = keras.models.load_model(path, compile=False)
-        return read_layer_weights(model)
+        return read_layer_weights(keras.models.load_model(path, compile=False))
     raise ValueError(
         f"Cannot read weights by layer name from {path!r}: expected a .keras file "
         "(a .weights.h5 file has no layer names; pass it as VGG(weights=...))."
@@ -455,9 +486,9 @@ def load_layer_weights(
         target_shapes = [tuple(v.shape) for v in layer.weights]
         source_shapes = [tuple(np.shape(w)) for w in weights[name]]
         if target_shapes != source_shapes:
-            hint = " (classes differ?)" if name == "fc8" else ""
+            hint = {"fc8": " (classes differ?)", "block1_conv1": " (input channels differ?)"}
             raise ValueError(
-                f"Shape mismatch at layer {name!r}{hint}: the model has {target_shapes}, the "
+                f"Shape mismatch at layer {name!r}{hint.get(name, '')}: the model has {target_shapes}, the "
                 f"source has {source_shapes}."
             )
         layer.set_weights(weights[name])
@@ -465,9 +496,7 @@ def load_layer_weights(
     return copied
 
 
-def init_from_net_a(
-    model: keras.Model, net_a: keras.Model | str | os.PathLike
-) -> list[str]:
+def init_from_net_a(model: keras.Model, net_a: keras.Model | str | os.PathLike) -> list[str]:
     """Initialises a deeper net from a trained net A (paper §3.1).
 
     Copies the first four conv layers and the three FC layers of A
@@ -505,6 +534,35 @@ def init_from_net_a(
 def include_top_of(model: keras.Model) -> bool:
     """Whether ``model`` has the FC head (a layer named fc8)."""
     return any(layer.name == "fc8" for layer in model.layers)
+
+
+def data_format_of(model: keras.Model) -> str:
+    """"channels_first" or "channels_last": a VGG model's ``to_channels_last``
+    transpose, else the format of the first conv or pooling layer, says which.
+
+    Example:
+        >>> data_format_of(VGG("A", include_top=False, data_format="channels_first"))
+        'channels_first'
+    """
+    if any(layer.name == FORMAT_LAYERS[0] for layer in model.layers):
+        return "channels_first"
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.MaxPooling2D)):
+            return layer.data_format
+    return "channels_last"
+
+
+def crop_size_of(model: keras.Model) -> int:
+    """The training crop size a VGG classifier was built for (its input side, either format).
+
+    Example:
+        >>> crop_size_of(VGG("A", input_shape=(3, 64, 64), data_format="channels_first"))
+    """
+    shape = model.input_shape
+    side = shape[2:4] if data_format_of(model) == "channels_first" else shape[1:3]
+    if side[0] is None or side[0] != side[1]:
+        raise ValueError(f"Model {model.name!r} has input shape {shape}; expected a square crop.")
+    return int(side[0])
 
 
 # --- Cost ------------------------------------------------------------------
