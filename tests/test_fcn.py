@@ -112,3 +112,76 @@ def test_full_size_equivalence_at_224_all_six():
         del model, fcn
         keras.backend.clear_session()
         gc.collect()
+
+
+# --- Data formats and channel counts ------------------------------------------------------
+
+
+def _nchw(images):
+    return np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)))
+
+
+def test_channels_first_model_converts(tmp_path):
+    last = _tiny("C")
+    first = VGG("C", classes=10, input_shape=(3, 32, 32), data_format="channels_first",
+                width_multiplier=1 / 16)
+    for layer in last.layers:
+        if layer.weights:
+            first.get_layer(layer.name).set_weights(layer.get_weights())
+    whole = _images(2, 96, 64)
+    # Default: a channels-last FCN (what the evaluator and serving graph feed), the same
+    # net as the channels-last model's.
+    fcn = to_fully_convolutional(first, head="logits")
+    assert fcn.input_shape == (None, None, None, 3)
+    expected = to_fully_convolutional(last, head="logits")(whole).numpy()
+    assert np.std(expected) > 1e-3
+    np.testing.assert_allclose(fcn(whole), expected, rtol=1e-5, atol=1e-4)
+    crop = _images(2, 32, 32, seed=1)
+    np.testing.assert_allclose(
+        fcn(crop).numpy()[:, 0, 0], _logits_model(first)(_nchw(crop)), rtol=1e-5, atol=1e-4)
+    # On request, channels first in and out: the score map is (batch, classes, h, w).
+    nchw = to_fully_convolutional(first, data_format="channels_first")
+    assert nchw.input_shape == (None, 3, None, None)
+    got = nchw(_nchw(whole)).numpy()
+    assert got.shape == (2, 10, 3, 2)
+    np.testing.assert_allclose(got, _nchw(to_fully_convolutional(last)(whole).numpy()),
+                               rtol=1e-5, atol=1e-5)
+    nchw.save(tmp_path / "nchw.keras")
+    np.testing.assert_allclose(keras.models.load_model(tmp_path / "nchw.keras")(_nchw(whole)),
+                               got, atol=1e-6)
+    assert crop_size_of(first) == 32
+
+
+def test_conversion_ignores_a_global_channels_first_setting():
+    model = _tiny("A")  # built channels-last, before the switch
+    before = keras.config.image_data_format()
+    keras.config.set_image_data_format("channels_first")
+    try:
+        fcn = to_fully_convolutional(model)
+    finally:
+        keras.config.set_image_data_format(before)
+    x = _images(2, 32, 32)
+    np.testing.assert_allclose(fcn(x).numpy()[:, 0, 0], model(x, training=False), atol=1e-5)
+
+
+def test_input_channels_follow_the_model():
+    model = VGG("A", classes=6, input_shape=(64, 64, 1), width_multiplier=1 / 16,
+                kernel_initializer="glorot")
+    fcn = to_fully_convolutional(model)
+    assert fcn.input_shape == (None, None, None, 1)
+    gray = np.random.RandomState(0).uniform(-100, 100, size=(2, 64, 64, 1)).astype("float32")
+    np.testing.assert_allclose(fcn(gray).numpy()[:, 0, 0], model(gray, training=False), atol=1e-5)
+    assert fcn(np.zeros((1, 128, 96, 1), "float32")).shape == (1, 3, 2, 6)
+
+
+def test_refuses_layers_that_run_channels_first():
+    inputs = keras.Input((3, 32, 32))
+    x = keras.layers.Conv2D(4, 3, padding="same", data_format="channels_first",
+                            name="block1_conv1")(inputs)
+    x = keras.layers.Flatten(data_format="channels_first", name="flatten")(x)
+    foreign = keras.Model(inputs, keras.layers.Dense(10, name="fc6")(x), name="nchw")
+    with pytest.raises(ValueError, match=r"'block1_conv1' of model 'nchw'.*data_format="
+                                         r"'channels_first'.*vgg_tf.VGG"):
+        to_fully_convolutional(foreign)
+    with pytest.raises(ValueError, match=r"data_format='NCHW'.*channels_last, channels_first"):
+        to_fully_convolutional(_tiny(), data_format="NCHW")

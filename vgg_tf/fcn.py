@@ -8,6 +8,14 @@ spatial resolution depends on the input size.
 
 Keras flattens channels-last maps in (h, w, c) order, so fc6's ``(h*w*c, units)``
 kernel reshapes to the Conv2D kernel ``(h, w, c, units)`` directly.
+
+Data formats: a :func:`vgg_tf.VGG` model runs channels-last inside in both
+formats (a channels-first one only transposes at its input), so its weights are
+the same arrays either way and the conversion reads either. The format of the
+fully-convolutional net is chosen by ``data_format=``, channels-last by
+default whatever the source model's: the evaluator and the serving graph feed
+``(batch, H, W, 3)`` images. Models whose layers themselves run channels-first
+(not built by :func:`vgg_tf.VGG`) are refused.
 """
 
 from __future__ import annotations
@@ -16,6 +24,9 @@ import keras
 import numpy as np
 
 from vgg_tf.layers import PatchMatmulConv2D
+from vgg_tf.models import DATA_FORMATS, FORMAT_LAYERS, crop_size_of, data_format_of
+
+__all__ = ["HEADS", "crop_size_of", "score_map_shape", "to_fully_convolutional"]
 
 #: Heads :func:`to_fully_convolutional` can end with.
 HEADS = ("predictions", "logits")
@@ -26,7 +37,9 @@ def _clone(layer: keras.layers.Layer) -> keras.layers.Layer:
     return layer.__class__.from_config(layer.get_config())
 
 
-def to_fully_convolutional(model: keras.Model, *, head: str = "predictions") -> keras.Model:
+def to_fully_convolutional(
+    model: keras.Model, *, head: str = "predictions", data_format: str = "channels_last"
+) -> keras.Model:
     """Converts a VGG model with its FC head into a fully-convolutional model.
 
     The conv trunk is cloned with its weights; ``fc6`` becomes a Conv2D with a
@@ -40,16 +53,21 @@ def to_fully_convolutional(model: keras.Model, *, head: str = "predictions") -> 
             (freshly built or loaded from ``.keras``).
         head: "predictions" keeps the model's own ``predictions`` activation
             (softmax per location) when it has one; "logits" stops at ``fc8``.
+        data_format: Layout of the returned net's input and score map,
+            "channels_last" (the default, what the evaluator and the serving
+            graph feed, whatever ``model``'s own format) or "channels_first".
 
     Returns:
-        A ``keras.Model`` taking ``(batch, H, W, 3)`` mean-subtracted RGB with
-        H, W >= the training crop and returning the class score map
-        ``(batch, (H - crop)//32 + 1, (W - crop)//32 + 1, classes)`` (for sides
-        that are multiples of 32). At the crop size the 1x1 map equals
+        A ``keras.Model`` taking ``(batch, H, W, C)`` mean-subtracted images
+        (C: ``model``'s input channels) with H, W >= the training crop and
+        returning the class score map ``(batch, (H - crop)//32 + 1,
+        (W - crop)//32 + 1, classes)`` (for sides that are multiples of 32),
+        or both channels-first. At the crop size the 1x1 map equals
         ``model``'s output.
 
     Raises:
-        ValueError: ``model`` has no FC head or ``head`` is unknown.
+        ValueError: ``model`` has no FC head, has layers that run
+            channels-first, or ``head`` / ``data_format`` is unknown.
 
     Example:
         >>> m = vgg_tf.VGG("A", classes=10, crop_size=32, width_multiplier=1 / 16)
@@ -58,6 +76,9 @@ def to_fully_convolutional(model: keras.Model, *, head: str = "predictions") -> 
     """
     if head not in HEADS:
         raise ValueError(f"Unknown head {head!r}; expected one of {', '.join(HEADS)}.")
+    if data_format not in DATA_FORMATS:
+        formats = ", ".join(DATA_FORMATS)
+        raise ValueError(f"data_format={data_format!r} is not accepted; expected one of {formats}.")
     names = [layer.name for layer in model.layers]
     if "fc6" not in names or "flatten" not in names:
         raise ValueError(
@@ -65,12 +86,17 @@ def to_fully_convolutional(model: keras.Model, *, head: str = "predictions") -> 
             "expected a VGG model built with include_top=True."
         )
 
-    inputs = keras.Input(shape=(None, None, 3), name="image")
-    x = inputs
+    _check_layers_run_channels_last(model)
+    shape = model.input_shape
+    channels = shape[1] if data_format_of(model) == "channels_first" else shape[-1]
+    first = data_format == "channels_first"
+    inputs = keras.Input(shape=(channels, None, None) if first else (None, None, channels),
+                         name="image")
+    x = keras.layers.Permute((2, 3, 1), name=FORMAT_LAYERS[0])(inputs) if first else inputs
     fc_kernel_side = None
     for layer in model.layers:
-        if isinstance(layer, keras.layers.InputLayer):
-            continue
+        if isinstance(layer, keras.layers.InputLayer) or layer.name in FORMAT_LAYERS:
+            continue  # the FCN gets its own input (and transposes)
         if isinstance(layer, keras.layers.Dropout):
             continue  # identity at test time
         if isinstance(layer, keras.layers.Flatten):
@@ -92,6 +118,7 @@ def to_fully_convolutional(model: keras.Model, *, head: str = "predictions") -> 
                 cfg["units"],
                 side,
                 padding="valid",
+                data_format="channels_last",
                 activation=cfg["activation"],
                 name=layer.name,
                 dtype=cfg.get("dtype"),
@@ -105,22 +132,20 @@ def to_fully_convolutional(model: keras.Model, *, head: str = "predictions") -> 
         x = new(x)
         if layer.weights:
             new.set_weights(layer.get_weights())
+    if first:
+        x = keras.layers.Permute((3, 1, 2), name=FORMAT_LAYERS[1])(x)
     return keras.Model(inputs, x, name=f"{model.name}_fcn")
 
 
-def crop_size_of(model: keras.Model) -> int:
-    """The training crop size a VGG classifier was built for (its input side).
-
-    Example:
-        >>> crop_size_of(vgg_tf.VGG("A", classes=10, crop_size=32))
-        32
-    """
-    shape = model.input_shape
-    if shape[1] is None or shape[1] != shape[2]:
-        raise ValueError(
-            f"Model {model.name!r} has input shape {shape}; expected a square static crop."
-        )
-    return int(shape[1])
+def _check_layers_run_channels_last(model: keras.Model) -> None:
+    for layer in model.layers:
+        if getattr(layer, "data_format", "channels_last") == "channels_first":
+            raise ValueError(
+                f"Layer {layer.name!r} of model {model.name!r} runs with "
+                "data_format='channels_first'; to_fully_convolutional converts models whose "
+                "layers run channels_last, as vgg_tf.VGG builds them in both data formats "
+                "(rebuild with vgg_tf.VGG(..., data_format='channels_first') and these weights)."
+            )
 
 
 def score_map_shape(image_side: int, crop_size: int) -> int:
