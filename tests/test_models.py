@@ -404,9 +404,11 @@ def test_crop_size_of_lives_in_models_and_fcn_reexports_it():
         models.crop_size_of(vgg_tf.VGG("A", include_top=False, width_multiplier=1 / 16))
 
 
-@pytest.mark.slow
 def test_channels_first_matches_keras_applications_at_64_pixels(global_channels_first):
-    """keras.applications.VGG16 follows the global format and builds fc1 for the input size."""
+    """keras.applications.VGG16 follows the global format and builds fc1 for the input size.
+
+    (Its NCHW layers run on this CPU through oneDNN; ours transpose at the input.)
+    """
     keras.utils.set_random_seed(2)
     theirs = keras.applications.VGG16(weights=None, input_shape=(3, 64, 64), classes=10,
                                       classifier_activation=None)

@@ -557,6 +557,7 @@ def crop_size_of(model: keras.Model) -> int:
 
     Example:
         >>> crop_size_of(VGG("A", input_shape=(3, 64, 64), data_format="channels_first"))
+        64
     """
     shape = model.input_shape
     side = shape[2:4] if data_format_of(model) == "channels_first" else shape[1:3]
