@@ -1,43 +1,70 @@
 """vgg_tf: the VGG paper (Simonyan & Zisserman, arXiv 1409.1556) in TensorFlow / Keras 3.
 
+The public names load on first use (PEP 562), so ``import vgg_tf`` alone does
+not import TensorFlow: the command-line entry points (``vgg_tf.cli``) quiet
+TensorFlow's start-up logging before anything imports it. When Keras is already
+imported, ``import vgg_tf`` also imports ``vgg_tf.layers`` at once, which
+registers the A-LRN layer for ``keras.models.load_model``; ``import
+vgg_tf.layers`` does so in any order.
+
 Example:
     >>> import vgg_tf
     >>> model = vgg_tf.VGG16(classes=10, crop_size=32)
 """
 
-from vgg_tf.fcn import to_fully_convolutional
-from vgg_tf.layers import LocalResponseNormalization, PatchMatmulConv2D
-from vgg_tf.models import (
-    NET_A_TRANSFER_LAYERS,
-    SPECS,
-    VARIANTS,
-    VGG,
-    VGG11,
-    VGG11_LRN,
-    VGG13,
-    VGG16,
-    VGG16_C,
-    VGG19,
-    count_macs,
-    init_from_net_a,
-)
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+if importlib.util.find_spec("tensorflow") is None:
+    raise ImportError(
+        "vgg_tf needs TensorFlow, which comes from an extra: pip install 'vgg_tf[cpu]' "
+        "(CPU only) or pip install 'vgg_tf[gpu]' (NVIDIA GPUs)."
+    )
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "LocalResponseNormalization",
-    "NET_A_TRANSFER_LAYERS",
-    "PatchMatmulConv2D",
-    "SPECS",
-    "VARIANTS",
-    "VGG",
-    "VGG11",
-    "VGG11_LRN",
-    "VGG13",
-    "VGG16",
-    "VGG16_C",
-    "VGG19",
-    "count_macs",
-    "init_from_net_a",
-    "to_fully_convolutional",
-]
+#: Public name -> the module that defines it.
+_EXPORTS = {
+    "LocalResponseNormalization": "vgg_tf.layers",
+    "NET_A_TRANSFER_LAYERS": "vgg_tf.models",
+    "PatchMatmulConv2D": "vgg_tf.layers",
+    "SPECS": "vgg_tf.models",
+    "VARIANTS": "vgg_tf.models",
+    "VGG": "vgg_tf.models",
+    "VGG11": "vgg_tf.models",
+    "VGG11_LRN": "vgg_tf.models",
+    "VGG13": "vgg_tf.models",
+    "VGG16": "vgg_tf.models",
+    "VGG16_C": "vgg_tf.models",
+    "VGG19": "vgg_tf.models",
+    "count_macs": "vgg_tf.models",
+    "init_from_net_a": "vgg_tf.models",
+    "to_fully_convolutional": "vgg_tf.fcn",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    """Imports a public name (or a submodule, ``vgg_tf.models``) on first access."""
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    elif not name.startswith("_") and importlib.util.find_spec(f"{__name__}.{name}") is not None:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+if "keras" in sys.modules:
+    # TensorFlow is loaded already: registering the LRN layer costs nothing, and
+    # `import keras; import vgg_tf; keras.models.load_model(a_lrn)` keeps working.
+    importlib.import_module("vgg_tf.layers")
