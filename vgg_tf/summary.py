@@ -1,4 +1,14 @@
-"""Prints the paper's Table 1/2 facts, computed from the built models.
+"""The six networks side by side: the paper's Table 1/2 figures next to what is counted here.
+
+Which column is whose:
+
+* ``weight layers`` -- Table 1's depth (11, 11, 13, 16, 16, 19), counted from the
+  built model;
+* ``Table 2 (M)`` -- the paper's parameter counts, in millions as Table 2 gives
+  them (for 1000 classes at 224 x 224; shown only for those settings);
+* ``parameters`` -- the exact count of the built model, computed here;
+* ``GMACs`` -- multiply-accumulates of one forward pass at ``image_size``,
+  computed here from the layer shapes. The paper gives no FLOP or MAC counts.
 
 Usage:
     python -m vgg_tf.summary [--image_size 224] [--classes 1000]
@@ -6,20 +16,34 @@ Usage:
 
 from __future__ import annotations
 
-import keras
-from absl import app, flags
+from absl import flags
 
-from vgg_tf import models
+#: Table 2 of the paper: parameters in millions (1000 classes, 224 x 224 input).
+PAPER_PARAMS_MILLIONS = {"A": 133, "A-LRN": 133, "B": 133, "C": 134, "D": 138, "E": 144}
+
+_NOTE = (
+    "weight layers: the paper's Table 1 (counted from the built model). Table 2 (M): the paper's\n"
+    "parameter counts in millions (1000 classes at 224 x 224 only). parameters and GMACs (multiply-accumulates of one forward pass\n"
+    "at {size} x {size}) are computed here from the built models; the paper gives no MAC counts."
+)
 
 
 def summary_rows(image_size: int = 224, classes: int = 1000) -> list[dict]:
     """Weight layers, parameters and GMACs of every variant at ``image_size``.
 
+    ``paper_params_millions`` is Table 2's figure when ``image_size`` is 224 and
+    ``classes`` 1000 (the paper's setting), else None.
+
     Example:
         >>> rows = summary_rows(image_size=224)  # doctest: +SKIP
-        >>> rows[4]["params"]  # doctest: +SKIP
-        138357544
+        >>> rows[4]["params"], rows[4]["paper_params_millions"]  # doctest: +SKIP
+        (138357544, 138)
     """
+    import keras
+
+    from vgg_tf import models
+
+    paper_setting = image_size == 224 and classes == 1000
     rows = []
     for variant in models.VARIANTS:
         model = models.VGG(variant, classes=classes, crop_size=image_size)
@@ -28,6 +52,7 @@ def summary_rows(image_size: int = 224, classes: int = 1000) -> list[dict]:
                 variant=variant,
                 builder=models.SPECS[variant].builder_name,
                 weight_layers=models.count_weight_layers(model),
+                paper_params_millions=PAPER_PARAMS_MILLIONS.get(variant) if paper_setting else None,
                 params=model.count_params(),
                 gmacs=models.count_macs(model) / 1e9,
             )
@@ -39,11 +64,15 @@ def summary_rows(image_size: int = 224, classes: int = 1000) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """Formats :func:`summary_rows` as a fixed-width text table."""
-    lines = [f"{'net':<6} {'builder':<10} {'weight layers':>13} {'parameters':>13} {'GMACs':>7}"]
+    lines = [
+        f"{'net':<6} {'builder':<10} {'weight layers':>13} {'Table 2 (M)':>11} "
+        f"{'parameters':>13} {'GMACs':>7}"
+    ]
     for r in rows:
+        paper = r.get("paper_params_millions")
         lines.append(
             f"{r['variant']:<6} {r['builder']:<10} {r['weight_layers']:>13} "
-            f"{r['params']:>13,} {r['gmacs']:>7.2f}"
+            f"{'-' if paper is None else paper:>11} {r['params']:>13,} {r['gmacs']:>7.2f}"
         )
     return "\n".join(lines)
 
@@ -55,11 +84,15 @@ _CLASSES = flags.DEFINE_integer("classes", 1000, "Number of classes of the top l
 def _main(argv):
     del argv
     print(format_table(summary_rows(_IMAGE_SIZE.value, _CLASSES.value)))
+    print()
+    print(_NOTE.format(size=_IMAGE_SIZE.value))
 
 
 def run():
-    """Console entry point (``vgg-summary``)."""
-    app.run(_main)
+    """Console entry point (``vgg-summary``, ``python -m vgg_tf.summary``)."""
+    from vgg_tf.cli import run_app  # imports TensorFlow quietly, as every entry point does
+
+    run_app(_main, __doc__)
 
 
 if __name__ == "__main__":

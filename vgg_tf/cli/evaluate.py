@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from vgg_tf import evaluate, images
+from vgg_tf.cli import quiet, run_app
 
 _MODEL = flags.DEFINE_list(
     "model", None, "Training workdir(s) or .keras file(s), comma-separated.", required=True
@@ -63,7 +64,7 @@ def _ints(values: list[str] | None, name: str) -> list[int] | None:
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)
+    quiet.absl_logging_to_warnings()
     try:
         evaluate.evaluate(
             _MODEL.value,
@@ -87,4 +88,4 @@ def main(argv):
 
 def run():
     """Console entry point (``vgg-evaluate``)."""
-    app.run(main)
+    run_app(main, __doc__)

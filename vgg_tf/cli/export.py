@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sys
 
-from absl import app, flags, logging
+from absl import app, flags
 
 from vgg_tf import export, images
+from vgg_tf.cli import quiet, run_app
 
 _MODEL = flags.DEFINE_string("model", None, "Training workdir or .keras file.", required=True)
 _EXPORT_DIR = flags.DEFINE_string(
@@ -42,7 +43,7 @@ _KERAS_OUTPUT = flags.DEFINE_string(
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    logging.set_verbosity(logging.WARNING)  # keep the SavedModel writer's INFO lines out
+    quiet.absl_logging_to_warnings()  # keep the SavedModel writer's INFO lines out
     try:
         scales = [int(q) for q in _SCALES.value] if _SCALES.value else None
     except ValueError:
@@ -67,4 +68,4 @@ def main(argv):
 
 def run():
     """Console entry point (``vgg-export``)."""
-    app.run(main)
+    run_app(main, __doc__)

@@ -1,15 +1,23 @@
-"""Flags shared by bin/train and bin/tune: the recipe file and short flags for its fields."""
+"""Flags shared by bin/train and bin/tune: the recipe (``--config``) and short flags for its fields.
+
+``--config`` takes the name of a recipe shipped in the package
+(``--config=imagenet_s384``; ``vgg_tf.config.recipe_names()`` lists them) or the
+path of a recipe file (``--config=path/to/my_recipe.py``, a module whose
+``get_config()`` returns the recipe). Any field can then be overridden with
+``--config.<field>=value``, and the common ones with the short flags below.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import ml_collections
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from vgg_tf import config as config_lib
 from vgg_tf import distribute, models
+from vgg_tf.cli import quiet
 
 
 def _definitions() -> dict:
@@ -56,15 +64,40 @@ def _definitions() -> dict:
     }
 
 
+class _RecipeParser(flags.ArgumentParser):
+    """Parses ``--config=NAME`` (a packaged recipe) or ``--config=PATH`` (a recipe file).
+
+    Resolves the name with :func:`vgg_tf.config.recipe_path`, then hands the file to
+    ml_collections' own parser (``PATH:ARG`` passes ARG to ``get_config`` as before).
+    """
+
+    def __init__(self, file_parser: flags.ArgumentParser):
+        self._file_parser = file_parser
+
+    def parse(self, argument):
+        path, colon, config_string = str(argument).partition(":")
+        return self._file_parser.parse(config_lib.recipe_path(path) + colon + config_string)
+
+    def flag_type(self):
+        return self._file_parser.flag_type()
+
+
 def define(fields: Sequence[str], config_help: str) -> dict:
     """Defines ``--config``, ``--cpu_devices`` and short flags for ``fields`` of the recipe.
 
     Returns:
         ``{field: FlagHolder}`` for :func:`resolve`.
     """
-    config_flags.DEFINE_config_file(
-        "config", config_lib.default_config_path(), config_help, lock_config=True
+    holder = config_flags.DEFINE_config_file(
+        "config",
+        config_lib.default_config_path(),
+        f"{config_help} A packaged recipe ({', '.join(config_lib.recipe_names())}) or a recipe "
+        "file's path; override any field with --config.<field>=value.",
+        lock_config=True,
     )
+    config_flag = flags.FLAGS[holder.name]
+    config_flag.parser = _RecipeParser(config_flag.parser)
+    config_flag.default_as_str = repr(config_lib.DEFAULT_RECIPE)
     flags.DEFINE_integer(
         "cpu_devices", 0, "Split the CPU into this many logical devices (testing mirrored on CPU)."
     )
@@ -75,8 +108,7 @@ def define(fields: Sequence[str], config_help: str) -> dict:
 def resolve(shorthands: dict) -> ml_collections.ConfigDict:
     """The recipe with the short flags that were given applied; also quiets absl logging
     (unless --verbosity is given) and splits the CPU when --cpu_devices asks."""
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # keep the progress bars readable
+    quiet.absl_logging_to_warnings()  # keep the progress bars readable
     config = flags.FLAGS.config
     with config.unlocked():
         for field, flag in shorthands.items():

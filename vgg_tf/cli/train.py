@@ -2,7 +2,14 @@
 
     bin/train --variant A                                  # built-in digits, CPU-sized
     bin/train --variant E --init_from workdirs/digits_A     # deeper net from A (paper §3.1)
-    bin/train --config=configs/imagenet_s256.py --variant D --config.manual_dir=/data/imagenet
+    bin/train --config=imagenet_s256 --variant D --config.manual_dir=/data/imagenet
+    bin/train --config=imagenet_s384 --variant D --init_from workdirs/s256_D --workdir workdirs/s384_D
+    bin/train --config=path/to/my_recipe.py --config.batch_size=64
+
+``--config`` names a recipe shipped in the package (digits, imagenet_s256,
+imagenet_s384, imagenet_jitter; default digits) or the path of a recipe file;
+``--config.<field>=value`` overrides any field. ``--verbosity=0`` shows
+TensorFlow's INFO logs, which are hidden by default.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from absl import app, flags
 
 from vgg_tf import train
 from vgg_tf import workdir as workdir_lib
-from vgg_tf.cli import recipe_flags
+from vgg_tf.cli import recipe_flags, run_app
 
 _SHORTHANDS = recipe_flags.define(
     [
@@ -22,7 +29,7 @@ _SHORTHANDS = recipe_flags.define(
         "devices", "epochs", "batch_size", "learning_rate", "mixed_precision", "jit_compile",
         "steps_per_execution", "deterministic", "seed",
     ],
-    "Recipe file (configs/*.py); override any field with --config.<field>=value.",
+    "Training recipe.",
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory (default: workdirs/<dataset>_<variant>)."
@@ -48,4 +55,4 @@ def main(argv):
 
 def run():
     """Console entry point (``vgg-train``)."""
-    app.run(main)
+    run_app(main, __doc__)

@@ -2,7 +2,12 @@
 
     bin/tune --variant A --tuner random --max_trials 3 --epochs 1 --directory tuning
     bin/tune --tuner bayesian --max_trials 20 --learning_rate_range=1e-3,0.05 --inits=glorot
+    bin/tune --config=imagenet_s256 --variant A --config.manual_dir=/data/imagenet --max_trials 5
     bin/train --config=tuning/digits_A/best_config.py          # the best setting, in full
+
+``--config`` names a packaged recipe (default digits) or a recipe file's path, as
+in bin/train; ``--config.<field>=value`` overrides any field of the base recipe.
+Needs keras-tuner: ``pip install 'vgg_tf[tune]'``.
 
 Rerunning the same command continues the search in --directory (a killed trial
 resumes from its checkpoint); --overwrite starts over. See BUILD.md for the
@@ -11,19 +16,26 @@ distributed chief/worker mode.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
-from absl import app, flags
+if importlib.util.find_spec("keras_tuner") is None:
+    raise SystemExit(
+        "error: bin/tune needs keras-tuner, which vgg_tf installs with its tune extra: "
+        "pip install 'vgg_tf[tune]'"
+    )
 
-from vgg_tf import tune
-from vgg_tf.cli import recipe_flags
+from absl import app, flags  # noqa: E402 (after the check, which must come first)
+
+from vgg_tf import tune  # noqa: E402
+from vgg_tf.cli import recipe_flags, run_app  # noqa: E402
 
 _SHORTHANDS = recipe_flags.define(
     [
         "variant", "init_from", "dataset", "data_dir", "strategy", "devices",
         "mixed_precision", "deterministic", "seed",
     ],
-    "Base recipe file (configs/*.py); override any field with --config.<field>=value.",
+    "Base recipe of the search.",
 )
 _TUNER = flags.DEFINE_string("tuner", "random", f"Search algorithm: {', '.join(tune.TUNERS)}.")
 _MAX_TRIALS = flags.DEFINE_integer(
@@ -106,4 +118,4 @@ def main(argv):
 
 def run():
     """Console entry point (``vgg-tune``)."""
-    app.run(main)
+    run_app(main, __doc__)
