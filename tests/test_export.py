@@ -14,7 +14,8 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from vgg_tf import images, workdir
+from vgg_tf import images
+from vgg_tf import workdir as workdir_lib
 from vgg_tf import evaluate as ev
 from vgg_tf import export as ex
 from vgg_tf.models import VGG
@@ -145,7 +146,7 @@ def test_served_by_both_loaders_in_a_tensorflow_only_process(exported, workdir, 
     assert result["modules"] == []  # no vgg_tf code was needed (nor reachable)
 
     # bin/evaluate's dense protocol on the same images (the library path it calls).
-    evaluator = ev.ModelEvaluator(workdir.load_trained_model(workdir))
+    evaluator = ev.ModelEvaluator(workdir_lib.load_trained_model(workdir))
     expected = np.stack([evaluator.probabilities("dense", images.decode_rgb(b)) for b in data])
     for loader in ("tf2", "v1"):
         out = result[loader]
@@ -257,7 +258,7 @@ def test_max_pixels_and_scales_are_export_options(workdir, tmp_path):
     too_big = _encode(np.zeros((40, 41, 3), "uint8"))
     out = _serve(served, [ok])
     assert out["classes"].shape == (1, 3)
-    evaluator = ev.ModelEvaluator(workdir.load_trained_model(workdir), scales=[48])
+    evaluator = ev.ModelEvaluator(workdir_lib.load_trained_model(workdir), scales=[48])
     np.testing.assert_allclose(out["probabilities"][0],
                                evaluator.probabilities("dense", images.decode_rgb(ok)), atol=1e-5)
     with pytest.raises(tf.errors.InvalidArgumentError, match="more than 1600 pixels"):

@@ -358,7 +358,7 @@ def test_every_worker_refuses_a_workdir_of_another_run(tmp_path, tfds_dir):
         ))
     for p in procs:  # each exits with the reason, none waits for the other
         out, err = p.communicate(timeout=180)
-        assert p.returncode == 1 and "belongs to a run with a different config" in err, err[-2000:]
+        assert p.returncode == 1 and "holds a run with other settings" in err, err[-2000:]
 
 
 def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir):

@@ -131,7 +131,7 @@ def _check_choice(config, field: str, accepted, allow_empty: bool = False) -> No
     if config[field] not in accepted and not (allow_empty and not config[field]):
         raise ValueError(
             f"Unknown {field} {config[field]!r}; expected one of "
-            f"{', '.join(repr(a) for a in accepted)}."
+            f"{', '.join(a or repr(a) for a in accepted)}."
         )
 
 
