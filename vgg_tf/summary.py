@@ -22,9 +22,10 @@ from absl import flags
 PAPER_PARAMS_MILLIONS = {"A": 133, "A-LRN": 133, "B": 133, "C": 134, "D": 138, "E": 144}
 
 _NOTE = (
-    "weight layers: the paper's Table 1 (counted from the built model). Table 2 (M): the paper's\n"
-    "parameter counts in millions (1000 classes at 224 x 224 only). parameters and GMACs (multiply-accumulates of one forward pass\n"
-    "at {size} x {size}) are computed here from the built models; the paper gives no MAC counts."
+    "weight layers: the paper's Table 1 (counted here from the built models).\n"
+    "Table 2 (M): the paper's parameter counts, in millions (shown for 1000 classes at 224 x 224).\n"
+    "parameters, GMACs: computed here from the built models; GMACs are the multiply-accumulates\n"
+    "of one forward pass at {size} x {size} (the paper gives no MAC or FLOP counts)."
 )
 
 
