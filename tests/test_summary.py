@@ -44,6 +44,6 @@ def test_command_prints_the_table_and_says_whose_columns_they_are(tmp_path):
     lines = result.stdout.splitlines()
     assert lines[0].split()[0] == "net" and len(lines) >= 7
     assert [line.split()[0] for line in lines[1:7]] == ["A", "A-LRN", "B", "C", "D", "E"]
-    assert all(line.split()[4] == "-" for line in lines[1:7])  # not the paper's setting
+    assert all(line.split()[3] == "-" for line in lines[1:7])  # not the paper's setting
     assert "the paper gives no MAC or FLOP counts" in result.stdout
     assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr
