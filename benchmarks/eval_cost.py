@@ -6,7 +6,8 @@ Q in {256, 384, 512} (§4.2):
 * multiply-accumulates per image (counted from the layer shapes): dense
   evaluation (the whole image and its flip through the fully-convolutional
   net) and multi-crop evaluation (5x5 crops x 2 flips = 50 crop-size crops per
-  scale) -- the paper's motivation for dense evaluation; the ratio is ~7x;
+  scale). §3.2 gives dense evaluation's efficiency (no re-computation per crop)
+  as its reason but no figures; counted here, the ratio is ~7x;
 * wall time per image of both protocols through ``vgg_tf.evaluate``;
 * the exported ``serving_default`` signature's latency for one JPEG (a real
   512x512 photograph from scikit-image): median and p99 over repeated calls.
@@ -101,7 +102,8 @@ def main() -> None:
     print(f"{'all':>5}  {total_dense / 1e9:>23.1f}  {total_crops / 1e9:>28.1f}  "
           f"{total_crops / total_dense:5.1f}x")
     single = {q: fcn_macs(fcn, q, q) / 1e9 for q in (256, 384, 512)}
-    print("one pass on a square Q x Q image (paper, D: 20.5 / 49.6 / 92.5 GMACs): "
+    print("one pass on a square Q x Q image (counted here for D: 20.5 / 49.6 / 92.5 GMACs; "
+          "the paper gives no MAC counts): "
           + " / ".join(f"Q={q}: {v:.1f}" for q, v in single.items()))
 
     # -- Wall time per image through vgg_tf.evaluate --------------------------
