@@ -20,7 +20,7 @@ import tensorflow as tf
 from PIL import Image
 from skimage import data
 
-from vgg_tf import input_pipeline
+from vgg_tf import input_pipeline, sources
 
 SCALES = ((256, 256), (512, 512), (256, 512))
 
@@ -79,7 +79,7 @@ def main() -> None:
     cores = len(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory() as root:
         write_photos(root, args.files)
-        source = input_pipeline.get_source(root)
+        source = sources.get_source(root)
         sizes = [Image.open(p).size for p in source.files["train"][0]]
         print(
             f"{args.files} JPEG files ({min(map(min, sizes))}-{max(map(max, sizes))} px), "
