@@ -224,6 +224,7 @@ def export_saved_model(
         '/models/vgg/1'
     """
     trained = model if isinstance(model, TrainedModel) else load_trained_model(model)
+    trained.check_rgb()
     export_dir = os.fspath(export_dir)
     scales = check_scales(scales, trained.crop_size) if scales else trained.multi_scales()
     if version is None:

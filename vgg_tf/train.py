@@ -64,6 +64,8 @@ def build_model(config: Any, num_classes: int) -> keras.Model:
         kernel_initializer=initializer,
         batch_norm=bool(config["batch_norm"]),
         width_multiplier=float(config["width_multiplier"]),
+        # The input pipeline gives (batch, height, width, RGB), whatever Keras' global format.
+        data_format="channels_last",
     )
 
 

@@ -287,6 +287,21 @@ class TrainedModel:
     def mean_rgb(self) -> tuple[float, float, float]:
         return recorded_mean_rgb(self.config)
 
+    def check_rgb(self) -> None:
+        """Refuses a model whose input is not 3 channels: images are read as RGB here.
+
+        Evaluation, export and the input pipeline decode every image to RGB and
+        subtract a mean RGB; a grayscale or multispectral model (built with
+        another ``input_shape``) needs its own pipeline.
+        """
+        shape = self.model.input_shape
+        channels = shape[1] if models.data_format_of(self.model) == "channels_first" else shape[-1]
+        if channels != 3:
+            raise ValueError(
+                f"Model {self.path!r} takes {channels}-channel input; evaluation and export "
+                "read RGB images and expect a model with 3 input channels."
+            )
+
     def _config_with_crop(self) -> dict:
         return {**self.config, "crop_size": self.crop_size}
 
