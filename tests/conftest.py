@@ -1,6 +1,386 @@
-"""Shared test settings: quiet TensorFlow, small thread pools for the 2-core CI machine."""
+"""Shared test settings and fixtures.
 
+Settings: quiet TensorFlow, the TensorFlow Keras backend.
+
+Fixtures (each test file asks for what it uses):
+
+* ``tfds_dir``: a TFDS data directory with the built-in digits prepared, once per
+  session; ``digits``: the digits :class:`vgg_tf.sources.Source` read from it.
+* ``subprocess_env``, ``bin_command``, ``run_bin``: the environment and the
+  command lines for running ``bin/*`` in a child process.
+* ``free_ports``: free localhost ports (multi-worker and tuning clusters).
+* ``encode``: image bytes as Pillow writes them; ``zero_png``: a PNG of zeros
+  written row by row (a decompression bomb that never exists in memory);
+  ``animated_gif``: a GIF of many full-canvas frames; ``patched_jpeg``: a small
+  JPEG whose header declares another size.
+* ``tiny_model``, ``tiny_run_config``, ``make_workdir``: a tiny net A and a run
+  directory holding it, written by :mod:`vgg_tf.workdir` as the trainer does.
+* ``make_bad_image_folder`` / ``bad_image_folder``: issue 10's acceptance folder
+  (the two bombs, a thin strip, an animated GIF, a BMP, a WebP and a truncated
+  JPEG among good JPEGs in two classes).
+
+Tests that spawn a process or train for real for more than a few seconds are
+marked ``slow``: ``pytest -m "not slow"`` is the quick loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
 import os
+import socket
+import struct
+import subprocess
+import sys
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = REPO / "bin"
+# The distributed-tuning variables a child must not inherit unless a test sets them.
+_CLUSTER_VARIABLES = ("TF_CONFIG", "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP",
+                      "KERASTUNER_ORACLE_PORT")
+
+
+# --- Data and processes ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tfds_dir(tmp_path_factory) -> Path:
+    """A TFDS data directory with the digits prepared (child processes only read it)."""
+    from vgg_tf.datasets import Digits
+
+    root = tmp_path_factory.mktemp("tfds")
+    Digits(data_dir=str(root)).download_and_prepare()
+    return root
+
+
+@pytest.fixture(scope="session")
+def digits(tfds_dir):
+    """The digits source (train[:90%] / train[90%:] / test) from ``tfds_dir``."""
+    from vgg_tf import sources
+
+    return sources.get_source("digits", data_dir=str(tfds_dir))
+
+
+@pytest.fixture(scope="session")
+def subprocess_env(tfds_dir):
+    """``env(**extra)``: the environment of a child process running ``bin/*``.
+
+    TFDS reads the session's data dir, output is unbuffered, TensorFlow's C++ INFO
+    lines are off, the checkout is importable, and no cluster variable leaks in.
+    """
+
+    def env(**extra) -> dict[str, str]:
+        result = {k: v for k, v in os.environ.items() if k not in _CLUSTER_VARIABLES}
+        result.update(TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=str(tfds_dir),
+                      PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+        result.update({k: str(v) for k, v in extra.items()})
+        return result
+
+    return env
+
+
+@pytest.fixture(scope="session")
+def bin_command():
+    """``command(name, *flags)``: the argv running ``bin/<name>`` with this interpreter."""
+
+    def command(name: str, *flags) -> list[str]:
+        return [sys.executable, str(BIN / name), *map(str, flags)]
+
+    return command
+
+
+@pytest.fixture(scope="session")
+def run_bin(bin_command, subprocess_env):
+    """``run(name, *flags, env=None, timeout=600, check=True)``: runs ``bin/<name>`` to the end.
+
+    With ``check`` a non-zero exit fails the test, showing the ends of stdout and stderr.
+    """
+
+    def run(name: str, *flags, env=None, timeout: float = 600, check: bool = True, cwd=None):
+        result = subprocess.run(bin_command(name, *flags), capture_output=True, text=True,
+                                timeout=timeout, env=env or subprocess_env(), cwd=cwd)
+        if check:
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
+        return result
+
+    return run
+
+
+@pytest.fixture
+def free_ports():
+    """``ports(n)``: n distinct free TCP ports on 127.0.0.1."""
+
+    def ports(n: int = 1) -> list[int]:
+        sockets = [socket.socket() for _ in range(n)]
+        try:
+            for s in sockets:
+                s.bind(("127.0.0.1", 0))
+            return [s.getsockname()[1] for s in sockets]
+        finally:
+            for s in sockets:
+                s.close()
+
+    return ports
+
+
+# --- Image bytes -------------------------------------------------------------------------
+
+
+def _encode(array, fmt: str = "JPEG", mode: str | None = None, **kwargs) -> bytes:
+    from PIL import Image
+
+    image = array if isinstance(array, Image.Image) else Image.fromarray(np.asarray(array))
+    if mode:
+        image = image.convert(mode)
+    buffer = io.BytesIO()
+    image.save(buffer, fmt, **kwargs)
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="session")
+def encode():
+    """``encode(array_or_pil, fmt="JPEG", mode=None, **save_options) -> bytes`` (Pillow)."""
+    return _encode
+
+
+def _png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return (struct.pack(">I", len(payload)) + kind + payload
+            + struct.pack(">I", zlib.crc32(kind + payload)))
+
+
+def _zero_png(width: int, height: int) -> bytes:
+    compressor = zlib.compressobj(9)
+    row = b"\0" * (width + 1)  # filter byte + a row of zeros
+    rows_per_block = max(1, min(height, (1 << 24) // len(row)))
+    parts = [compressor.compress(row * rows_per_block) for _ in range(height // rows_per_block)]
+    parts += [compressor.compress(row * (height % rows_per_block)), compressor.flush()]
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", b"".join(parts)) + _png_chunk(b"IEND", b""))
+
+
+@pytest.fixture(scope="session")
+def zero_png():
+    """``zero_png(width, height) -> bytes``: a real, valid grayscale PNG of zeros.
+
+    Compressed a block of rows at a time, so that a 40000 x 40000 bomb (1.6 GB of
+    pixels, 1.6 MB of file) never exists uncompressed.
+    """
+    return _zero_png
+
+
+def _animated_gif(width, height, frames, first=(200, 40, 40), rest=(40, 40, 200)) -> bytes:
+    from PIL import Image
+
+    palette = [*first, *rest] + [0] * (3 * 254)
+
+    def encoded(index):
+        image = Image.new("P", (width, height), index)
+        image.putpalette(palette)
+        buffer = io.BytesIO()
+        image.save(buffer, "GIF", optimize=False)
+        return buffer.getvalue()
+
+    def split(data):  # (header with the global colours, the image block)
+        packed = data[10]
+        pos = 13 + (3 * 2 ** ((packed & 7) + 1) if packed & 0x80 else 0)
+        head = data[:pos]
+        while data[pos] == 0x21:  # an extension: label, then sub-blocks up to a 0
+            pos += 2
+            while data[pos]:
+                pos += data[pos] + 1
+            pos += 1
+        assert data[pos] == 0x2C and data[-1] == 0x3B
+        return head, data[pos:-1]
+
+    head, first_block = split(encoded(0))
+    same_head, rest_block = split(encoded(1))
+    assert head == same_head  # one global colour table for both frames
+    loop = b"\x21\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    control = b"\x21\xf9\x04\x04\x05\x00\x00\x00"  # 50 ms, do not dispose
+    blocks = [control + (first_block if i == 0 else rest_block) for i in range(frames)]
+    return b"".join([head, loop, *blocks, b"\x3b"])
+
+
+@pytest.fixture(scope="session")
+def animated_gif():
+    """``animated_gif(width, height, frames, first=RGB, rest=RGB) -> bytes``.
+
+    Every frame covers the whole canvas; the first is the colour ``first``, the
+    others ``rest``. Frames are spliced from two one-frame encodings, so 400
+    frames of 2000 x 2000 (4.8 GB decoded) take a second and 1.6 MB.
+    """
+    return _animated_gif
+
+
+def _patched_jpeg(width: int, height: int) -> bytes:
+    blob = bytearray(_encode(np.zeros((16, 16, 3), "uint8"), "JPEG"))
+    sof = blob.index(b"\xff\xc0")  # baseline SOF0: length, precision, height, width
+    blob[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    return bytes(blob)
+
+
+@pytest.fixture(scope="session")
+def patched_jpeg():
+    """``patched_jpeg(width, height) -> bytes``: a 16 x 16 JPEG whose SOF0 declares another size."""
+    return _patched_jpeg
+
+
+# --- Models and run directories ----------------------------------------------------------
+
+
+def _tiny_model(seed: int = 0, classes: int = 10, variant: str = "A", crop_size: int = 32,
+                **kwargs):
+    import keras
+
+    from vgg_tf.models import VGG
+
+    keras.utils.set_random_seed(seed)
+    options = dict(width_multiplier=1 / 16, kernel_initializer="glorot", **kwargs)
+    return VGG(variant, classes=classes, crop_size=crop_size, **options)
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """``tiny_model(seed=0, classes=10, variant="A", crop_size=32, **VGG_kwargs)``: a
+    1/16-width Glorot-initialised net, seeded."""
+    return _tiny_model
+
+
+def _tiny_run_config(**changes) -> dict:
+    from vgg_tf import config as config_lib
+
+    recipe = config_lib.paper_recipe()
+    recipe.update(dict(recipe="digits", dataset="digits", variant="A", crop_size=32,
+                       scale_min=32, scale_max=48, width_multiplier=1 / 16,
+                       kernel_initializer="glorot", flip=False, batch_size=32))
+    run_config = {
+        **json.loads(recipe.to_json()),
+        "mean_rgb": [47.6, 47.6, 47.6],
+        "num_classes": 10,
+        "class_names": [str(d) for d in range(10)],
+    }
+    run_config.update(changes)
+    return run_config
+
+
+@pytest.fixture(scope="session")
+def tiny_run_config():
+    """``config(**changes) -> dict``: what the trainer records in config.json for a tiny
+    net A on the digits (the recipe plus mean_rgb, num_classes, class_names)."""
+    return _tiny_run_config
+
+
+@pytest.fixture(scope="session")
+def make_workdir():
+    """``make(path, model=None, config=None, **changes) -> Path``: a run directory.
+
+    Writes ``model.keras`` (``model``, or a fresh :func:`tiny_model`) and
+    ``config.json`` (``config``, or :func:`tiny_run_config` with ``changes``)
+    through :func:`vgg_tf.workdir.save_model` and :func:`vgg_tf.workdir.write_config`.
+    ``model=False`` writes the config alone.
+    """
+    from vgg_tf import workdir
+
+    def make(path, model=None, config: dict | None = None, **changes) -> Path:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        if model is not False:
+            workdir.save_model(model or _tiny_model(), path / workdir.MODEL_FILE)
+        workdir.write_config(path, config if config is not None else _tiny_run_config(**changes))
+        return path
+
+    return make
+
+
+# --- Issue 10's acceptance folder --------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class BadImageFolder:
+    """A folder source of good and bad images.
+
+    Attributes:
+        root: The folder (``root/cat/*``, ``root/other/*``).
+        good: File name -> the flat RGB colour the file decodes to (its first
+            frame for the GIF): every good image is one colour, so an example of
+            a stream tells which file it came from.
+        classes: File name -> its class folder, for every file.
+        bad: File names a stream must skip and name.
+    """
+
+    root: Path
+    good: dict
+    classes: dict
+    bad: tuple
+
+    def identify(self, image, tolerance: float = 8.0) -> str:
+        """The good file whose colour an image ``(H, W, 3)`` has, or AssertionError."""
+        pixels = np.asarray(image, np.float64).reshape(-1, 3)
+        mean = pixels.mean(axis=0)
+        name, colour = min(self.good.items(), key=lambda kv: np.abs(mean - kv[1]).max())
+        assert np.abs(pixels - colour).max() <= tolerance, (mean, name, colour)
+        return name
+
+
+def _bad_image_folder(root, *, full: bool = False) -> BadImageFolder:
+    """Issue 10's acceptance folder. ``full``: the issue's sizes (a 20000^2 JPEG, a 40000^2
+    PNG, 400 GIF frames of 2000^2); otherwise bombs just as refused, quicker to write."""
+    from skimage import data
+
+    root = Path(root)
+    cat, other = root / "cat", root / "other"
+    cat.mkdir(parents=True)
+    other.mkdir()
+    good = {}
+
+    def flat(folder, name, shape, colour, fmt="JPEG", **options):
+        (folder / name).write_bytes(_encode(np.full((*shape, 3), colour, np.uint8), fmt,
+                                            **options))
+        good[name] = colour
+
+    flat(cat, "tabby.jpg", (60, 80), (230, 120, 40), quality=95)
+    flat(cat, "ginger.JPEG", (90, 70), (40, 160, 90), quality=95)
+    flat(cat, "kitten.jpg", (48, 120), (120, 40, 200), quality=95)
+    flat(other, "sky.jpg", (64, 64), (60, 110, 240), quality=95)
+    flat(other, "grass.jpeg", (100, 50), (20, 220, 30), quality=95)
+    flat(other, "sand.jpg", (70, 90), (240, 220, 150), quality=95)
+    flat(cat, "bitmap.bmp", (45, 61), (150, 150, 20), "BMP")
+    flat(other, "lossy.webp", (52, 66), (200, 60, 140), "WEBP", quality=90)
+    gif_side, frames = (2000, 400) if full else (500, 40)
+    (cat / "animated.gif").write_bytes(
+        _animated_gif(gif_side, gif_side, frames, first=(90, 200, 200), rest=(0, 0, 0)))
+    good["animated.gif"] = (90, 200, 200)
+
+    jpeg_side, png_side = (20000, 40000) if full else (7000, 10000)
+    from PIL import Image
+
+    Image.new("L", (jpeg_side, jpeg_side), 128).save(other / "bomb.jpg", quality=50)
+    (other / "bomb.png").write_bytes(_zero_png(png_side, png_side))
+    (other / "strip.png").write_bytes(_zero_png(100_000, 10))
+    photo = _encode(data.astronaut(), "JPEG", quality=90)
+    (cat / "truncated.jpg").write_bytes(photo[: len(photo) // 2])
+    classes = {path.name: path.parent.name for path in root.glob("*/*")}
+    return BadImageFolder(root, good, classes,
+                          ("bomb.jpg", "bomb.png", "strip.png", "truncated.jpg"))
+
+
+@pytest.fixture(scope="session")
+def make_bad_image_folder():
+    """``make(root, full=False) -> BadImageFolder`` (see :class:`BadImageFolder`)."""
+    return _bad_image_folder
+
+
+@pytest.fixture(scope="session")
+def bad_image_folder(tmp_path_factory) -> BadImageFolder:
+    """Issue 10's acceptance folder at the quick sizes (a 49 MP JPEG, a 100 MP PNG)."""
+    return _bad_image_folder(tmp_path_factory.mktemp("bad_images") / "photos")

@@ -1,0 +1,239 @@
+"""The run directory (vgg_tf.workdir): config.json, "another run lives here", test scales,
+mean RGB, atomic writes, and loading a trained model."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+
+from vgg_tf import config as config_lib
+from vgg_tf import sources, workdir
+
+MEAN = (120.0, 110.0, 100.0)
+
+
+# --- config.json -------------------------------------------------------------------------
+
+
+def test_config_json_round_trip(tmp_path, tiny_run_config):
+    assert workdir.read_config(tmp_path) is None  # no run here yet
+    recorded = tiny_run_config(mean_rgb=list(MEAN), note="x")
+    workdir.write_config(tmp_path, recorded)
+    assert workdir.read_config(tmp_path) == recorded
+    assert json.loads((tmp_path / workdir.CONFIG_FILE).read_text()) == recorded
+    assert os.listdir(tmp_path) == [workdir.CONFIG_FILE]  # no temporary file left
+    # The recipe's own JSON is what a run records: it reads back field for field.
+    recipe = config_lib.paper_recipe()
+    workdir.write_config(tmp_path, json.loads(recipe.to_json()))
+    assert workdir.read_config(tmp_path) == recipe.to_dict() | {
+        "mean_rgb": None, "data_dir": None, "manual_dir": None}
+
+
+def test_prepare_accepts_a_new_or_same_run_and_refuses_another(tmp_path):
+    config = config_lib.paper_recipe()
+    assert workdir.prepare(str(tmp_path), config) is None  # a new workdir
+    recorded = {**json.loads(config.to_json()), "num_classes": 10, "mean_rgb": [1.0, 2.0, 3.0],
+                "class_names": ["a"]}
+    workdir.write_config(tmp_path, recorded)
+    assert workdir.prepare(str(tmp_path), config) == recorded  # the same run: resumed
+    config.learning_rate, config.variant = 0.5, "E"
+    with pytest.raises(ValueError) as refused:
+        workdir.prepare(str(tmp_path), config)
+    message = str(refused.value)
+    assert "holds a run with other settings" in message and "--overwrite" in message
+    assert "learning_rate: 0.01 -> 0.5" in message and "variant: 'A' -> 'E'" in message
+    assert workdir.read_config(tmp_path) == recorded  # nothing changed on a refusal
+
+
+def test_fields_added_or_removed_since_the_run_are_not_differences(tmp_path):
+    config = config_lib.paper_recipe()
+    # Recorded by an older version: a field the recipe no longer has, one it did not have yet.
+    recorded = {**json.loads(config.to_json()), "eval_every_epochs": 1, "num_classes": 10}
+    del recorded["warmup_epochs"]
+    workdir.write_config(tmp_path, recorded)
+    assert workdir.prepare(str(tmp_path), config, overwrite=False) == recorded
+    config.epochs = 3
+    with pytest.raises(ValueError, match="epochs: 74 -> 3"):
+        workdir.prepare(str(tmp_path), config, overwrite=False)
+
+
+def test_execution_fields_and_recorded_statistics_may_differ(tmp_path):
+    config = config_lib.paper_recipe()
+    recorded = {**json.loads(config.to_json()), "mean_rgb": [1.0, 2.0, 3.0], "num_classes": 10}
+    workdir.write_config(tmp_path, recorded)
+    config.strategy, config.steps_per_execution, config.jit_compile = "mirrored", 8, True
+    assert workdir.prepare(str(tmp_path), config) == recorded  # where and how fast, not what
+    config.mean_rgb = (1.0, 2.0, 3.0)  # compared only when the recipe sets one
+    assert workdir.prepare(str(tmp_path), config) == recorded
+    config.mean_rgb = (9.0, 2.0, 3.0)
+    with pytest.raises(ValueError, match=r"mean_rgb: \[1.0, 2.0, 3.0\] -> \[9.0, 2.0, 3.0\]"):
+        workdir.prepare(str(tmp_path), config)
+
+
+def test_config_differences_compares_nested_fields_both_sides_have():
+    old = {"lr": 0.1, "space": {"dropout": [0, 0.5], "wd": 1}, "gone": 1, "strategy": "a"}
+    new = {"lr": 0.1, "space": {"dropout": [0, 0.3], "wd": 1}, "added": 2, "strategy": "b"}
+    assert workdir.config_differences(old, new, ignore=("strategy",)) == [
+        "space.dropout: [0, 0.5] -> [0, 0.3]"]
+    with pytest.raises(ValueError, match=r"holds a search with other settings \(space.dropout"):
+        workdir.check_same_run("d", old, new, "a search")
+    workdir.check_same_run("d", None, new, "a search")  # nothing recorded: nothing to refuse
+    workdir.check_same_run("d", old, {**old, "strategy": "mirrored"}, "a run")  # execution only
+
+
+def test_overwrite_removes_the_run_files_and_nothing_else(tmp_path, make_workdir):
+    make_workdir(tmp_path)
+    for name in ("metrics.csv", "learning_curves.png", "notes.txt"):
+        (tmp_path / name).write_text("x")
+    for name in ("checkpoints", "logs", "workers", "data"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f").write_text("x")
+    assert workdir.prepare(str(tmp_path), config_lib.paper_recipe(), overwrite=True) is None
+    assert sorted(os.listdir(tmp_path)) == ["data", "notes.txt"]
+
+
+def test_a_run_never_starts_from_inside_its_own_workdir(tmp_path):
+    run = tmp_path / "run"
+    for inside in (run, run / "model.keras", run / "sub" / "model.keras"):
+        with pytest.raises(ValueError, match="inside this run's workdir.*new directory"):
+            workdir.check_outside(str(inside), str(run))
+    workdir.check_outside(str(tmp_path / "run2" / "model.keras"), str(run))  # a sibling
+    workdir.check_outside("", str(run))  # no start point
+
+
+def test_default_run_name():
+    assert workdir.default_run_name({"dataset": "/data/photos/", "variant": "E"}) == "photos_E"
+    assert workdir.default_run_name({"dataset": "digits", "variant": "A-LRN"}) == "digits_A-LRN"
+
+
+# --- Writing whole files -------------------------------------------------------------------
+
+
+def test_atomic_path_leaves_the_old_file_on_an_error(tmp_path):
+    target = tmp_path / "model.keras"
+    target.write_text("old")
+    with pytest.raises(RuntimeError, match="disk full"):
+        with workdir.atomic_path(target) as tmp:
+            assert tmp == str(tmp_path / "model.tmp.keras")  # the extension is kept
+            with open(tmp, "w") as f:
+                f.write("half of the new")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old" and os.listdir(tmp_path) == ["model.keras"]
+    with workdir.atomic_path(target) as tmp:
+        with open(tmp, "w") as f:
+            f.write("new")
+        assert target.read_text() == "old"  # not before the block succeeds
+    assert target.read_text() == "new" and os.listdir(tmp_path) == ["model.keras"]
+
+
+def test_write_json_and_save_model_are_whole_or_nothing(tmp_path, tiny_model, monkeypatch):
+    workdir.write_config(tmp_path, {"lr": 0.1})
+    with pytest.raises(TypeError):
+        workdir.write_config(tmp_path, {"lr": 0.2, "bad": object()})  # fails midway through
+    assert workdir.read_config(tmp_path) == {"lr": 0.1}
+    assert os.listdir(tmp_path) == [workdir.CONFIG_FILE]
+
+    model = tiny_model()
+    path = tmp_path / workdir.MODEL_FILE
+    workdir.save_model(model, path)
+    before = path.read_bytes()
+
+    def fail_midway(self, filepath, *args, **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"half")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(keras.Model, "save", fail_midway)
+    with pytest.raises(OSError, match="disk full"):
+        workdir.save_model(tiny_model(seed=1), path)
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == [workdir.CONFIG_FILE, workdir.MODEL_FILE]
+
+
+# --- Test scales and mean RGB ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config, single, multi",
+    [
+        (dict(crop_size=224, scale_min=256, scale_max=256), (256,), (224, 256, 288)),
+        (dict(crop_size=224, scale_min=384, scale_max=384), (384,), (352, 384, 416)),
+        (dict(crop_size=224, scale_min=256, scale_max=512), (384,), (256, 384, 512)),
+        (dict(crop_size=32, scale_min=32, scale_max=48), (40,), (32, 40, 48)),
+        (dict(crop_size=32, scale_min=32, scale_max=32), (32,), (32, 64)),  # 0 -> 32, deduplicated
+    ],
+)
+def test_scales_read_from_training_config(config, single, multi):
+    trained = workdir.TrainedModel(None, config, "x", "x")
+    assert trained.single_scale() == single
+    assert trained.multi_scales() == multi
+    assert (workdir.single_test_scale(config),) == single
+    assert workdir.multi_test_scales(config) == multi
+
+
+def test_single_scale_q():
+    assert workdir.single_test_scale({"scale_min": 256, "scale_max": 512}) == 384
+    assert workdir.single_test_scale({"scale_min": 384, "scale_max": 384}) == 384
+    # Never below the crop (a recipe with S below it is refused; a hand-made config is not).
+    assert workdir.single_test_scale({"scale_min": 20, "scale_max": 30, "crop_size": 32}) == 32
+
+
+def test_scales_without_training_scales_ask_for_them():
+    for config in ({}, {"scale_min": 256}, {"scale_min": None, "scale_max": 256}):
+        with pytest.raises(ValueError, match="No training scales for 'here'.*--scales"):
+            workdir.single_test_scale(config, "'here'")
+        with pytest.raises(ValueError, match="config.json with scale_min and scale_max"):
+            workdir.multi_test_scales(config)
+
+
+def test_mean_rgb_is_the_recorded_one_else_imagenets():
+    assert workdir.recorded_mean_rgb({}) == sources.IMAGENET_MEAN_RGB
+    assert workdir.recorded_mean_rgb({"mean_rgb": None}) == sources.IMAGENET_MEAN_RGB
+    recorded = workdir.recorded_mean_rgb({"mean_rgb": [1, 2, 3]})
+    assert recorded == (1.0, 2.0, 3.0) and all(isinstance(v, float) for v in recorded)
+    assert workdir.TrainedModel(None, {}, "x", "x").mean_rgb == sources.IMAGENET_MEAN_RGB
+    assert workdir.TrainedModel(None, {"mean_rgb": list(MEAN)}, "x", "x").mean_rgb == MEAN
+
+
+# --- Trained models --------------------------------------------------------------------------
+
+
+def test_load_trained_model(tmp_path, make_workdir, tiny_model):
+    model = tiny_model()
+    config = dict(variant="A", crop_size=32, scale_min=32, scale_max=48, mean_rgb=list(MEAN),
+                  class_names=[f"c{i}" for i in range(10)])
+    make_workdir(tmp_path, model, config)
+    x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
+    for path in (tmp_path, tmp_path / "model.keras", str(tmp_path)):
+        trained = workdir.load_trained_model(path)
+        assert trained.config == config and trained.crop_size == 32
+        assert trained.mean_rgb == MEAN and trained.class_names[3] == "c3"
+        assert trained.name == f"A ({tmp_path.name})"
+        assert trained.path == str(tmp_path / "model.keras")
+        assert trained.num_classes == 10 and trained.flip
+        assert trained.single_scale() == (40,) and trained.multi_scales() == (32, 40, 48)
+        np.testing.assert_allclose(trained.model(x), model(x), atol=1e-6)
+    with pytest.raises(ValueError, match="expected a training workdir holding model.keras"):
+        workdir.load_trained_model(tmp_path / "missing")
+    (tmp_path / "weights.h5").write_bytes(b"")
+    with pytest.raises(ValueError, match="or a .keras file"):
+        workdir.load_trained_model(tmp_path / "weights.h5")
+
+
+def test_a_keras_file_without_config_loads_with_what_the_model_says(tmp_path, tiny_model):
+    model = tiny_model(classes=7, crop_size=64)
+    workdir.save_model(model, tmp_path / "imported.keras")
+    trained = workdir.load_trained_model(tmp_path / "imported.keras")
+    assert trained.config == {} and trained.class_names is None
+    assert trained.crop_size == 64 and trained.num_classes == 7
+    assert trained.mean_rgb == sources.IMAGENET_MEAN_RGB and trained.flip
+    assert trained.name == f"{model.name} ({tmp_path.name})"
+    with pytest.raises(ValueError, match="config.json with scale_min and scale_max"):
+        trained.single_scale()
+
+
+def test_a_model_trained_without_flips_says_so(tmp_path, make_workdir):
+    make_workdir(tmp_path, flip=False)
+    assert workdir.load_trained_model(tmp_path).flip is False
