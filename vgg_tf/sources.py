@@ -19,7 +19,9 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import random
 import sys
@@ -194,7 +196,7 @@ def get_source(
         from vgg_tf.datasets import Digits
 
         builder = Digits(data_dir=data_dir)
-        builder.download_and_prepare()
+        _prepare_quietly(builder)
         return _tfds_source("digits", builder)
     if os.path.isdir(os.path.expanduser(dataset)):
         return folder_source(os.path.expanduser(dataset))
@@ -214,6 +216,24 @@ def get_source(
             download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
         )
     return _tfds_source(dataset, builder)
+
+
+def _prepare_quietly(builder: tfds.core.DatasetBuilder) -> None:
+    """Prepares a built-in dataset (under a second) with one line instead of TFDS' own.
+
+    TFDS announces a download of "Unknown size" and draws progress bars; the
+    built-in datasets download nothing.
+    """
+    announced = io.StringIO()
+    was_shown = tfds.core.utils.tqdm_utils._active  # pylint: disable=protected-access
+    tfds.display_progress_bar(False)
+    try:
+        with contextlib.redirect_stdout(announced):
+            builder.download_and_prepare()
+    finally:
+        tfds.display_progress_bar(was_shown)
+    if announced.getvalue():
+        print(f"Prepared the built-in {builder.name} dataset in {builder.data_dir}", flush=True)
 
 
 def _splits(name: str, available: Sequence[str]) -> tuple[str, str, str]:
@@ -248,7 +268,12 @@ def _tfds_source(name: str, builder: tfds.core.DatasetBuilder) -> Source:
 def _is_labelled(builder: tfds.core.DatasetBuilder, split: str, keys: Sequence[str]) -> bool:
     """False for a split whose first record has no label (TFDS writes -1 for none)."""
     image_key, label_key = keys
-    records = builder.as_dataset(split=split, decoders={image_key: tfds.decode.SkipDecoding()})
+    records = builder.as_dataset(
+        split=split,
+        decoders={image_key: tfds.decode.SkipDecoding()},
+        # A cached dataset read only in part warns that its cache is discarded.
+        read_config=tfds.ReadConfig(try_autocache=False),
+    )
     return any(int(example[label_key]) >= 0 for example in records.take(1))
 
 
