@@ -41,6 +41,9 @@ _EXPORTS = {
     "VGG16_C": "vgg_tf.models",
     "VGG19": "vgg_tf.models",
     "count_macs": "vgg_tf.models",
+    "crop_size_of": "vgg_tf.models",
+    "decode_predictions": "vgg_tf.labels",
+    "imagenet_class_names": "vgg_tf.labels",
     "init_from_net_a": "vgg_tf.models",
     "to_fully_convolutional": "vgg_tf.fcn",
 }
