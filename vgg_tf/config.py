@@ -26,6 +26,8 @@ from vgg_tf.images import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS
 #: a workdir may be resumed with different values for these.
 EXECUTION_FIELDS = ("strategy", "devices", "steps_per_execution", "jit_compile")
 MIXED_PRECISION = ("", "bfloat16", "float16")
+#: What ``freeze`` may hold: train everything, only the FC layers, or only fc8.
+FREEZE = ("none", "convs", "all_but_head")
 DEFAULT_RECIPE = "digits"
 
 
@@ -47,6 +49,7 @@ def paper_recipe() -> ml_collections.ConfigDict:
     c.init_from_required = ""
     # Init of the layers init_from does not provide ("": kernel_initializer, as in the paper).
     c.new_layer_initializer = ""
+    c.freeze = "none"  # "convs": train the FC layers only; "all_but_head": fc8 only
     c.batch_norm = False
     c.dropout = 0.5
     c.width_multiplier = 1.0
@@ -149,10 +152,16 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     from vgg_tf import distribute, models
 
     models.get_spec(config.variant)
+    if not config.dataset:
+        raise ValueError(
+            f"Recipe {config.recipe!r} names no dataset; pass --dataset (a TFDS name, 'digits', "
+            "or a folder of class subfolders)."
+        )
     _check_choice(config, "kernel_initializer", models.KERNEL_INITIALIZERS)
     _check_choice(config, "new_layer_initializer", models.KERNEL_INITIALIZERS, allow_empty=True)
     _check_choice(config, "strategy", distribute.STRATEGIES)
     _check_choice(config, "mixed_precision", MIXED_PRECISION)
+    _check_choice(config, "freeze", FREEZE)
     for field in ("batch_size", "epochs", "steps_per_execution", "checkpoint_every_steps",
                   "keep_checkpoints", "crop_size"):
         if int(config[field]) < 1:

@@ -496,7 +496,9 @@ def load_layer_weights(
     return copied
 
 
-def init_from_net_a(model: keras.Model, net_a: keras.Model | str | os.PathLike) -> list[str]:
+def init_from_net_a(
+    model: keras.Model, net_a: keras.Model | str | os.PathLike, exclude: Iterable[str] = ()
+) -> list[str]:
     """Initialises a deeper net from a trained net A (paper §3.1).
 
     Copies the first four conv layers and the three FC layers of A
@@ -507,6 +509,7 @@ def init_from_net_a(model: keras.Model, net_a: keras.Model | str | os.PathLike) 
         model: The network to initialise (B, C, D or E; A works too).
         net_a: A trained net A: a model, a ``.keras`` file, or a training
             workdir holding ``model.keras``.
+        exclude: Layers not to copy (``("fc8",)`` for another class count).
 
     Returns:
         The names of the layers copied.
@@ -528,7 +531,7 @@ def init_from_net_a(model: keras.Model, net_a: keras.Model | str | os.PathLike) 
             names.append(f"{conv}_bn")
     if not include_top_of(model):
         names = [n for n in names if not n.startswith("fc")]
-    return load_layer_weights(model, source, names)
+    return load_layer_weights(model, source, [n for n in names if n not in set(exclude)])
 
 
 def include_top_of(model: keras.Model) -> bool:

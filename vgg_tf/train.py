@@ -69,17 +69,59 @@ def build_model(config: Any, num_classes: int) -> keras.Model:
     )
 
 
-def initialise_from(model: keras.Model, source: str) -> list[str]:
+def initialise_from(model: keras.Model, source: str) -> tuple[list[str], str]:
     """Starts ``model`` from a trained model (a workdir or .keras file).
 
-    The same network (e.g. the S=256 model for the S=384 recipe) gives all its
-    layers; net A given to a deeper net gives the paper's seven (§3.1).
+    The same network (e.g. the S=256 model for the S=384 recipe, or an
+    imported ImageNet model) gives all its layers; net A given to a deeper
+    net gives the paper's seven (§3.1). A source with another class count
+    gives everything but ``fc8``, which keeps its fresh initialisation.
+
+    Returns:
+        The names of the layers copied, and a note on fc8 when it was not
+        (empty otherwise).
     """
     weights = models.read_layer_weights(source)
     own = [layer.name for layer in model.layers if layer.weights]
+    fc8 = model.get_layer("fc8")
+    source_classes = weights["fc8"][0].shape[-1] if "fc8" in weights else None
+    new_head = source_classes is not None and source_classes != fc8.units
+    exclude = ("fc8",) if new_head else ()
+    note = (f"fc8 is initialised afresh for {fc8.units} classes (the source has "
+            f"{source_classes})" if new_head else "")
     if all(name in weights for name in own):
-        return models.load_layer_weights(model, weights)
-    return models.init_from_net_a(model, source)
+        names = [name for name in own if name not in exclude]
+        return models.load_layer_weights(model, weights, names), note
+    return models.init_from_net_a(model, source, exclude=exclude), note
+
+
+def freeze_layers(model: keras.Model, freeze: str) -> list[str]:
+    """Stops training the layers ``freeze`` names: "none", "convs" or "all_but_head".
+
+    "convs" trains only the fully-connected layers (as the authors did for one
+    of their ILSVRC submissions); "all_but_head" trains fc8 alone. Frozen
+    batch-norm layers run in inference mode (their moving statistics stay).
+
+    Returns:
+        The names of the frozen layers that hold weights.
+
+    Example:
+        >>> m = models.VGG("A", classes=3, crop_size=32, width_multiplier=1 / 16)
+        >>> freeze_layers(m, "all_but_head")[-2:]
+        ['fc6', 'fc7']
+    """
+    if freeze not in config_lib.FREEZE:
+        raise ValueError(
+            f"Unknown freeze {freeze!r}; expected one of {', '.join(config_lib.FREEZE)}."
+        )
+    frozen = []
+    for layer in model.layers:
+        is_trunk = not layer.name.startswith("fc") and layer.name != "predictions"
+        if (freeze == "convs" and is_trunk) or (freeze == "all_but_head" and layer.name != "fc8"):
+            layer.trainable = False
+            if layer.weights:
+                frozen.append(layer.name)
+    return frozen
 
 
 def make_optimizer(config: Any) -> keras.optimizers.Optimizer:
@@ -294,15 +336,24 @@ class State:
 
 
 def _mean_rgb(config, source: sources.Source, recorded: dict | None) -> tuple[float, ...]:
-    """The recipe's mean RGB, else the recorded one, else ImageNet's or the training set's."""
+    """The recipe's mean RGB, else this run's recorded one, else that of the model it
+    starts from (its weights expect that input), else ImageNet's or the training set's."""
     if config.mean_rgb is not None:
         return tuple(float(v) for v in config.mean_rgb)
     if recorded and recorded.get("mean_rgb"):
         return tuple(recorded["mean_rgb"])
+    start = workdir_lib.read_config(_model_dir(config.init_from)) if config.init_from else None
+    if start and start.get("mean_rgb"):
+        return tuple(float(v) for v in start["mean_rgb"])
     if source.name.startswith("imagenet"):
         return workdir_lib.recorded_mean_rgb({})
     limits = _image_limits(config)
     return tuple(float(v) for v in sources.compute_mean_rgb(source, **limits))
+
+
+def _model_dir(path: str) -> str:
+    """The directory of a workdir or of a ``.keras`` file (where its config.json is)."""
+    return path if os.path.isdir(path) else os.path.dirname(path) or "."
 
 
 def _image_limits(config) -> dict:
@@ -356,8 +407,12 @@ def create_state(run: Run) -> State:
     with run.strategy.scope():
         model = build_model(config, run.source.num_classes)
         if config.init_from:
-            copied = initialise_from(model, config.init_from)
-            run.say(f"Initialised {', '.join(copied)} from {config.init_from}")
+            copied, note = initialise_from(model, config.init_from)
+            run.say(f"Initialised {', '.join(copied)} from {config.init_from}"
+                    + (f"; {note}" if note else ""))
+        frozen = freeze_layers(model, config.freeze)
+        if frozen:
+            run.say(f"Frozen ({config.freeze}): {len(frozen)} layers, {frozen[0]} to {frozen[-1]}")
         logits_model = keras.Model(model.input, model.get_layer("fc8").output)
         optimizer = make_optimizer(config)
         optimizer.build(logits_model.trainable_variables)
