@@ -29,7 +29,8 @@ from vgg_tf.models import DATA_FORMATS, FORMAT_LAYERS, crop_size_of, data_format
 __all__ = ["HEADS", "crop_size_of", "score_map_shape", "to_fully_convolutional"]
 
 #: Heads :func:`to_fully_convolutional` can end with.
-HEADS = ("predictions", "logits")
+#: ("fc7": the penultimate layer after its ReLU, the paper's Appendix B descriptor map.)
+HEADS = ("predictions", "logits", "fc7")
 
 
 def _clone(layer: keras.layers.Layer) -> keras.layers.Layer:
@@ -52,7 +53,9 @@ def to_fully_convolutional(
         model: A model built by :func:`vgg_tf.VGG` with ``include_top=True``
             (freshly built or loaded from ``.keras``).
         head: "predictions" keeps the model's own ``predictions`` activation
-            (softmax per location) when it has one; "logits" stops at ``fc8``.
+            (softmax per location) when it has one; "logits" stops at ``fc8``;
+            "fc7" stops at ``fc7`` after its ReLU (the map of the paper's
+            Appendix B image descriptor, :mod:`vgg_tf.features`).
         data_format: Layout of the returned net's input and score map,
             "channels_last" (the default, what the evaluator and the serving
             graph feed, whatever ``model``'s own format) or "channels_first".
@@ -61,8 +64,9 @@ def to_fully_convolutional(
         A ``keras.Model`` taking ``(batch, H, W, C)`` mean-subtracted images
         (C: ``model``'s input channels) with H, W >= the training crop and
         returning the class score map ``(batch, (H - crop)//32 + 1,
-        (W - crop)//32 + 1, classes)`` (for sides that are multiples of 32),
-        or both channels-first. At the crop size the 1x1 map equals
+        (W - crop)//32 + 1, classes)`` (for sides that are multiples of 32;
+        fc7's width instead of ``classes`` for ``head="fc7"``), or both
+        channels-first. At the crop size the 1x1 map equals
         ``model``'s output.
 
     Raises:
@@ -125,7 +129,7 @@ def to_fully_convolutional(
             )
             x = conv(x)
             conv.set_weights([kernel.reshape(side, side, -1, cfg["units"]), bias])
-            if layer.name == "fc8" and head == "logits":
+            if (layer.name, head) in (("fc8", "logits"), ("fc7", "fc7")):
                 break
             continue
         new = _clone(layer)
