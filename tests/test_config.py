@@ -1,10 +1,11 @@
+"""Recipes (vgg_tf.config): the paper's numbers, the packaged recipe files, and what
+validate_config refuses."""
+
 import runpy
 
 import pytest
 
-from vgg_tf import workdir
 from vgg_tf import config as config_lib
-from vgg_tf import train
 
 
 def _load(name):
@@ -44,7 +45,8 @@ def test_recipes_ship_inside_the_package():
     assert set(config_lib.recipe_names()) >= {"digits", "imagenet_s256", "imagenet_s384",
                                               "imagenet_jitter"}
     assert config_lib.recipe_path("imagenet_s384.py") == config_lib.recipe_path("imagenet_s384")
-    with pytest.raises(ValueError, match="'nope'.*digits, imagenet_jitter"):
+    # The message lists every packaged recipe, in order.
+    with pytest.raises(ValueError, match="'nope'.*one of " + ", ".join(config_lib.recipe_names())):
         config_lib.recipe_path("nope")
 
 
@@ -53,6 +55,24 @@ def test_default_config_is_the_digits_recipe():
     assert _load("digits").dataset == "digits"
 
 
-def test_single_scale_q():
-    assert workdir.single_test_scale({"scale_min": 256, "scale_max": 512}) == 384
-    assert workdir.single_test_scale({"scale_min": 384, "scale_max": 384}) == 384
+def test_validate_config_names_bad_fields():
+    config = config_lib.paper_recipe()
+    for field, value, message in [
+        ("variant", "Z", "'Z'.*A, A-LRN"),
+        ("strategy", "horovod", "'horovod'.*default, mirrored, multi_worker"),
+        ("learning_rate", -0.1, "learning_rate=-0.1"),
+        ("scale_max", 200, "scale_min=256 > scale_max=200"),
+        ("kernel_initializer", "lecun", "kernel_initializer 'lecun'.*paper, glorot, he"),
+        ("new_layer_initializer", "x", "new_layer_initializer 'x'"),
+        ("warmup_epochs", -1.0, "warmup_epochs=-1.0"),
+        ("max_pixels", -5, "max_pixels=-5"),
+        ("max_aspect_ratio", 0.5, "max_aspect_ratio=0.5"),
+    ]:
+        bad = config_lib.paper_recipe()
+        bad[field] = value
+        with pytest.raises(ValueError, match=message):
+            config_lib.validate_config(bad)
+    config_lib.validate_config(config)
+    # 0 turns an image limit off.
+    config.max_pixels, config.max_aspect_ratio = 0, 0
+    config_lib.validate_config(config)

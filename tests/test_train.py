@@ -1,10 +1,11 @@
-"""Training: recipe mechanics, distribution equivalences, fault tolerance, the CLI."""
+"""Training: recipe mechanics, distribution equivalences, fault tolerance, the CLI, and
+issue 10's acceptance folder trained on by bin/train."""
 
 import json
 import os
 import re
+import resource
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,9 +22,6 @@ from vgg_tf import evaluate
 from vgg_tf import train
 from vgg_tf.reporting import METRIC_COLUMNS
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TRAIN = os.path.join(REPO, "bin", "train")
-
 # A tiny net on the built-in digits: seconds per epoch on one core.
 TINY_FLAGS = [
     "--config.width_multiplier=0.0625",
@@ -37,23 +35,6 @@ TINY_FLAGS = [
 ]
 
 
-def _env(tfds_dir, **extra):
-    env = dict(os.environ)
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=str(tfds_dir), PYTHONUNBUFFERED="1")
-    env.update(extra)
-    return env
-
-
-def _train(workdir, tfds_dir, *flags, env=None, timeout=600, check=True):
-    cmd = [sys.executable, TRAIN, f"--workdir={workdir}", f"--data_dir={tfds_dir}", *flags]
-    result = subprocess.run(
-        cmd, capture_output=True, text=True, timeout=timeout, env=env or _env(tfds_dir)
-    )
-    if check:
-        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
-    return result
-
-
 def _weights(path):
     model = keras.models.load_model(path, compile=False)
     return [w.numpy() for w in model.weights]
@@ -65,9 +46,15 @@ def _assert_same_weights(a, b, atol):
         np.testing.assert_allclose(x, y, atol=atol, rtol=0)
 
 
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tfds")
+@pytest.fixture
+def train_run(run_bin, tfds_dir):
+    """``run(workdir, *flags, env=None, timeout=600, check=True)``: bin/train on the digits."""
+
+    def run(workdir, *flags, **options):
+        return run_bin("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}", *flags,
+                       **options)
+
+    return run
 
 
 # --- Units -----------------------------------------------------------------
@@ -127,34 +114,6 @@ def test_trainer_steps_are_caffe_sgd_with_weight_decay():
                                        err_msg=v.path)
 
 
-def test_validate_config_names_bad_fields():
-    config = config_lib.paper_recipe()
-    for field, value, message in [
-        ("variant", "Z", "'Z'.*A, A-LRN"),
-        ("strategy", "horovod", "'horovod'.*default, mirrored, multi_worker"),
-        ("learning_rate", -0.1, "learning_rate=-0.1"),
-        ("scale_max", 200, "scale_min=256 > scale_max=200"),
-        ("kernel_initializer", "lecun", "kernel_initializer 'lecun'.*paper, glorot, he"),
-        ("new_layer_initializer", "x", "new_layer_initializer 'x'"),
-        ("warmup_epochs", -1.0, "warmup_epochs=-1.0"),
-    ]:
-        bad = config_lib.paper_recipe()
-        bad[field] = value
-        with pytest.raises(ValueError, match=message):
-            config_lib.validate_config(bad)
-    config_lib.validate_config(config)
-
-
-def test_workdir_check_ignores_fields_the_recipe_no_longer_has(tmp_path):
-    config = config_lib.paper_recipe()
-    recorded = {**json.loads(config.to_json()), "eval_every_epochs": 1, "num_classes": 10}
-    (tmp_path / "config.json").write_text(json.dumps(recorded))
-    assert workdir_lib.prepare(str(tmp_path), config, overwrite=False) == recorded
-    config.epochs = 3
-    with pytest.raises(ValueError, match="epochs: 74 -> 3"):
-        workdir_lib.prepare(str(tmp_path), config, overwrite=False)
-
-
 def test_a_run_never_starts_from_a_model_in_its_own_workdir(tmp_path):
     (tmp_path / "model.keras").write_bytes(b"the S=256 model")
     config = config_lib.paper_recipe()
@@ -168,9 +127,10 @@ def test_a_run_never_starts_from_a_model_in_its_own_workdir(tmp_path):
 # --- Runs ------------------------------------------------------------------
 
 
-def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, tfds_dir):
+@pytest.mark.slow
+def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, train_run):
     workdir = tmp_path / "run"
-    result = _train(workdir, tfds_dir, "--variant=A", "--epochs=2", *TINY_FLAGS)
+    result = train_run(workdir, "--variant=A", "--epochs=2", *TINY_FLAGS)
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("final validation top-1 error")
     for name in ("metrics.csv", "config.json", "learning_curves.png", "model.keras"):
@@ -201,13 +161,14 @@ def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, tfds_dir)
     assert check.stdout.strip() == "ok", check.stderr[-2000:]
 
     # Same workdir, another learning rate: refused, nothing deleted.
-    refused = _train(workdir, tfds_dir, "--variant=A", "--epochs=2", *TINY_FLAGS,
-                     "--learning_rate=0.5", check=False)
+    refused = train_run(workdir, "--variant=A", "--epochs=2", *TINY_FLAGS,
+                        "--learning_rate=0.5", check=False)
     assert refused.returncode != 0
     assert "learning_rate: 0.01 -> 0.5" in refused.stderr and "--overwrite" in refused.stderr
     assert (workdir / "model.keras").is_file() and (workdir / "checkpoints").is_dir()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, precision",
     [
@@ -217,10 +178,10 @@ def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, tfds_dir)
     ],
     ids=["bfloat16", "float16", "xla-bfloat16"],
 )
-def test_mixed_precision_computes_low_and_keeps_float32_weights(tmp_path, tfds_dir, flags,
+def test_mixed_precision_computes_low_and_keeps_float32_weights(tmp_path, train_run, flags,
                                                                 precision):
     workdir = tmp_path / "run"
-    _train(workdir, tfds_dir, "--variant=A", "--epochs=2", *TINY_FLAGS, *flags)
+    train_run(workdir, "--variant=A", "--epochs=2", *TINY_FLAGS, *flags)
     rows = [line.split(",") for line in (workdir / "metrics.csv").read_text().splitlines()[1:]]
     losses = [float(row[list(METRIC_COLUMNS).index("train_loss")]) for row in rows]
     # float16 skips the first steps while the dynamic loss scale comes down.
@@ -238,6 +199,7 @@ def test_mixed_precision_computes_low_and_keeps_float32_weights(tmp_path, tfds_d
     assert dense.shape == (10,) and abs(float(dense.sum()) - 1.0) < 1e-3
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -247,17 +209,18 @@ def test_mixed_precision_computes_low_and_keeps_float32_weights(tmp_path, tfds_d
         (["--dataset=no_such_dataset_xyz"], "no_such_dataset_xyz"),
     ],
 )
-def test_bad_flags_exit_with_one_clear_line(tmp_path, tfds_dir, flags, message):
-    result = _train(tmp_path / "run", tfds_dir, *flags, check=False, timeout=120)
+def test_bad_flags_exit_with_one_clear_line(tmp_path, train_run, flags, message):
+    result = train_run(tmp_path / "run", *flags, check=False, timeout=120)
     assert result.returncode != 0
     lines = [l for l in result.stderr.splitlines() if message in l]
     assert lines, result.stderr[-2000:]
 
 
-def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, tfds_dir):
+@pytest.mark.slow
+def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, train_run):
     workdir = tmp_path / "run"
-    result = _train(workdir, tfds_dir, "--variant=A", "--epochs=1", *TINY_FLAGS,
-                    "--learning_rate=1e6", "--config.checkpoint_every_steps=1", check=False)
+    result = train_run(workdir, "--variant=A", "--epochs=1", *TINY_FLAGS,
+                       "--learning_rate=1e6", "--config.checkpoint_every_steps=1", check=False)
     assert result.returncode != 0
     assert "became" in result.stderr and "new --workdir" in result.stderr
     assert not (workdir / "model.keras").exists()
@@ -297,39 +260,32 @@ def _assert_trained_and_equal(a, b, atol):
     _assert_same_weights(a, b, atol)
 
 
-def test_mirrored_over_two_devices_equals_one_device(tmp_path, tfds_dir):
-    env = _env(tfds_dir, **EXACT_CPU)
-    _train(tmp_path / "one", tfds_dir, *EQUIVALENCE_FLAGS, env=env)
-    _train(tmp_path / "two", tfds_dir, *EQUIVALENCE_FLAGS, "--cpu_devices=2",
-           "--strategy=mirrored", "--devices=/cpu:0,/cpu:1", env=env)
+@pytest.mark.slow
+def test_mirrored_over_two_devices_equals_one_device(tmp_path, train_run, subprocess_env):
+    env = subprocess_env(**EXACT_CPU)
+    train_run(tmp_path / "one", *EQUIVALENCE_FLAGS, env=env)
+    train_run(tmp_path / "two", *EQUIVALENCE_FLAGS, "--cpu_devices=2",
+              "--strategy=mirrored", "--devices=/cpu:0,/cpu:1", env=env)
     _assert_trained_and_equal(
         _weights(tmp_path / "one" / "model.keras"), _weights(tmp_path / "two" / "model.keras"), 1e-5
     )
 
 
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
-def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir):
+@pytest.mark.slow
+def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir, train_run, bin_command,
+                                                    subprocess_env, free_ports):
     common = EQUIVALENCE_FLAGS
-    _train(tmp_path / "single", tfds_dir, *common, env=_env(tfds_dir, **EXACT_CPU))
-    ports = _free_ports(2)
+    train_run(tmp_path / "single", *common, env=subprocess_env(**EXACT_CPU))
+    ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     workdir = tmp_path / "multi"
     procs = []
     for index in range(2):
-        env = _env(tfds_dir, **EXACT_CPU, TF_CONFIG=json.dumps(
+        env = subprocess_env(**EXACT_CPU, TF_CONFIG=json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
         procs.append(subprocess.Popen(
-            [sys.executable, TRAIN, f"--workdir={workdir}", f"--data_dir={tfds_dir}",
-             "--strategy=multi_worker", *common],
+            bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}",
+                        "--strategy=multi_worker", *common),
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     outputs = [p.communicate(timeout=600) for p in procs]
@@ -341,19 +297,21 @@ def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir):
     _assert_trained_and_equal(chief, _weights(tmp_path / "single" / "model.keras"), 1e-5)
 
 
-def test_every_worker_refuses_a_workdir_of_another_run(tmp_path, tfds_dir):
+@pytest.mark.slow
+def test_every_worker_refuses_a_workdir_of_another_run(tmp_path, tfds_dir, bin_command,
+                                                       subprocess_env, free_ports):
     workdir = tmp_path / "multi"
     workdir.mkdir()
     other = {**json.loads(config_lib.paper_recipe().to_json()), "learning_rate": 0.5}
-    (workdir / "config.json").write_text(json.dumps(other))
-    cluster = {"worker": [f"127.0.0.1:{p}" for p in _free_ports(2)]}
+    workdir_lib.write_config(workdir, other)
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = []
     for index in range(2):
-        env = _env(tfds_dir, TF_CONFIG=json.dumps(
+        env = subprocess_env(TF_CONFIG=json.dumps(
             {"cluster": cluster, "task": {"type": "worker", "index": index}}))
         procs.append(subprocess.Popen(
-            [sys.executable, TRAIN, f"--workdir={workdir}", f"--data_dir={tfds_dir}",
-             "--strategy=multi_worker", "--variant=A", *TINY_FLAGS],
+            bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}",
+                        "--strategy=multi_worker", "--variant=A", *TINY_FLAGS),
             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         ))
     for p in procs:  # each exits with the reason, none waits for the other
@@ -361,13 +319,15 @@ def test_every_worker_refuses_a_workdir_of_another_run(tmp_path, tfds_dir):
         assert p.returncode == 1 and "holds a run with other settings" in err, err[-2000:]
 
 
-def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir):
+@pytest.mark.slow
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir, train_run,
+                                                              bin_command, subprocess_env):
     common = ["--variant=A", "--epochs=2", *TINY_FLAGS, "--deterministic"]
-    _train(tmp_path / "whole", tfds_dir, *common)
+    train_run(tmp_path / "whole", *common)
 
     workdir = tmp_path / "killed"
-    cmd = [sys.executable, TRAIN, f"--workdir={workdir}", f"--data_dir={tfds_dir}", *common]
-    proc = subprocess.Popen(cmd, env=_env(tfds_dir), stdout=subprocess.DEVNULL,
+    cmd = bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}", *common)
+    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     # Kill once a mid-epoch checkpoint exists (epoch 1 has 44 steps, checkpoints every 5).
     deadline = time.time() + 300
@@ -380,7 +340,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir
     proc.wait()
     assert not (workdir / "model.keras").exists()
 
-    resumed = _train(workdir, tfds_dir, *common)
+    resumed = train_run(workdir, *common)
     assert resumed.stdout.strip().splitlines()[-1].startswith("final validation")
     # It continued from the mid-epoch checkpoint rather than starting over.
     resumed_at = re.search(r"Resumed from \S+ckpt-\d+ at step ([1-9]\d*)", resumed.stdout)
@@ -390,3 +350,72 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir
     )
     rows = (workdir / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+
+
+# --- Issue 10's acceptance folder ------------------------------------------------------
+
+SKIPPED = re.compile(r"skipped a bad record .* \(\d+ so far\): (\S+)")
+
+
+def _named(log):
+    """Base names of the files a log says were skipped."""
+    return {os.path.basename(path) for path in SKIPPED.findall(log)}
+
+
+def test_an_epoch_on_a_folder_with_bombs_names_them_and_uses_gif_bmp_webp(
+        tmp_path, bad_image_folder, capfd):
+    config = config_lib.paper_recipe()
+    config.update(dict(dataset=str(bad_image_folder.root), variant="A", epochs=1, batch_size=4,
+                       crop_size=32, scale_min=32, scale_max=48, width_multiplier=0.0625,
+                       kernel_initializer="glorot", checkpoint_every_steps=100))
+    result = train.train_and_evaluate(config, str(tmp_path / "run"))
+    log = capfd.readouterr().err
+    assert _named(log) == set(bad_image_folder.bad)  # every bad file, and only those
+    # 13 files, 90% to train: 12 records of 4 a step; the held-out one is the BMP.
+    assert result["epochs"] == 1 and 0 <= result["val_top1_error"] <= 1
+    assert result["run_config"]["class_names"] == ["cat", "other"]
+    assert len(result["run_config"]["mean_rgb"]) == 3
+    recorded = workdir_lib.read_config(tmp_path / "run")
+    assert recorded["dataset"] == str(bad_image_folder.root) and recorded["num_classes"] == 2
+    assert (tmp_path / "run" / "model.keras").is_file()
+    rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
+    loss = float(rows[1].split(",")[list(METRIC_COLUMNS).index("train_loss")])
+    assert len(rows) == 2 and np.isfinite(loss) and loss > 0
+
+
+# Runs a command as its child and reports the child's peak resident memory: in a fresh
+# interpreter, RUSAGE_CHILDREN sees that child alone.
+_PEAK_MEMORY = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[1:])
+print(f"peak_rss_kb={resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}", flush=True)
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+def test_bin_train_on_the_full_size_folder_names_the_bad_files_within_4gb(
+        tmp_path, make_bad_image_folder, bin_command, subprocess_env):
+    """Issue 10's acceptance: a 20000^2 JPEG, a 40000^2 PNG of 1.6 MB, a 10 x 100000 strip,
+    400 full-canvas GIF frames of 2000^2 (4.8 GB decoded), a BMP, a WebP and a truncated
+    JPEG among good JPEGs: bin/train trains an epoch, names every bad file, exits 0 and
+    peaks under 4 GB."""
+    from vgg_tf import images
+
+    folder = make_bad_image_folder(tmp_path / "photos", full=True)
+    declared = {name: images.declared_size((folder.root / c / name).read_bytes()).numpy().tolist()
+                for name, c in folder.classes.items() if name in ("bomb.jpg", "bomb.png")}
+    assert declared == {"bomb.jpg": [20000, 20000], "bomb.png": [40000, 40000]}
+    assert (folder.root / "other" / "bomb.png").stat().st_size < 1_700_000
+    command = bin_command(
+        "train", "--variant", "A", f"--dataset={folder.root}", "--epochs=1", "--batch_size=4",
+        "--config.crop_size=32", "--config.scale_min=32", "--config.scale_max=48",
+        "--config.width_multiplier=0.0625", f"--workdir={tmp_path / 'run'}")
+    result = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, *command], capture_output=True,
+                            text=True, env=subprocess_env(), timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
+    assert _named(result.stderr) == set(folder.bad)
+    assert "final validation top-1 error" in result.stdout
+    peak = int(re.search(r"peak_rss_kb=(\d+)", result.stdout).group(1)) * 1024
+    print(f"bin/train on the acceptance folder: peak resident memory {peak / 2**20:.0f} MB")
+    assert 100 * 2**20 < peak < 4 * 2**30
