@@ -4,9 +4,7 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import time
 import types
 
@@ -15,10 +13,6 @@ import pytest
 
 from vgg_tf import config as config_lib
 from vgg_tf import train, tune
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TUNE = os.path.join(REPO, "bin", "tune")
-TRAIN = os.path.join(REPO, "bin", "train")
 
 # A tiny net on the built-in digits, 1 epoch a trial: seconds per trial on one core.
 TINY_FLAGS = [
@@ -57,28 +51,6 @@ class FakeTrain:
                 "epochs": config.epochs, "run_config": {}}
 
 
-def _env(tfds_dir, **extra):
-    env = dict(os.environ)
-    env.update(TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=str(tfds_dir), PYTHONUNBUFFERED="1")
-    for name in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
-        env.pop(name, None)
-    env.update(extra)
-    return env
-
-
-def _tune_cmd(directory, tfds_dir, *flags):
-    return [sys.executable, TUNE, f"--directory={directory}", f"--data_dir={tfds_dir}",
-            "--project_name=p", *flags]
-
-
-def _tune(directory, tfds_dir, *flags, timeout=600, check=True, env=None):
-    result = subprocess.run(_tune_cmd(directory, tfds_dir, *flags), capture_output=True, text=True,
-                            timeout=timeout, env=env or _env(tfds_dir))
-    if check:
-        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
-    return result
-
-
 def _trials(project_dir):
     trials = {}
     for name in sorted(os.listdir(project_dir)):
@@ -98,9 +70,29 @@ def _table(stdout):
     return lines[start].split(), [line.split() for line in lines[start + 1:end]]
 
 
-@pytest.fixture(scope="module")
-def tfds_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("tfds")
+@pytest.fixture
+def tune_command(bin_command, tfds_dir):
+    """``command(directory, *flags)``: bin/tune's argv for project "p" on the digits."""
+
+    def command(directory, *flags):
+        return bin_command("tune", f"--directory={directory}", f"--data_dir={tfds_dir}",
+                           "--project_name=p", *flags)
+
+    return command
+
+
+@pytest.fixture
+def tune_run(tune_command, subprocess_env):
+    """``run(directory, *flags, timeout=600, check=True, env=None)``: bin/tune to the end."""
+
+    def run(directory, *flags, timeout=600, check=True, env=None):
+        result = subprocess.run(tune_command(directory, *flags), capture_output=True, text=True,
+                                timeout=timeout, env=env or subprocess_env())
+        if check:
+            assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
+        return result
+
+    return run
 
 
 # --- Space and recipe ------------------------------------------------------
@@ -296,6 +288,7 @@ _NATIVE_LOG = ("WARNING: All log messages before absl", "I0000", "W0000", "E0000
                "To enable the following instructions")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flag, message",
     [
@@ -306,8 +299,8 @@ _NATIVE_LOG = ("WARNING: All log messages before absl", "I0000", "W0000", "E0000
         ("--epochs=0", "error: epochs=0 is not accepted; expected >= 1."),
     ],
 )
-def test_cli_bad_input_exits_with_one_clear_line(tmp_path, tfds_dir, flag, message):
-    result = _tune(tmp_path, tfds_dir, flag, check=False, timeout=120)
+def test_cli_bad_input_exits_with_one_clear_line(tmp_path, tune_run, flag, message):
+    result = tune_run(tmp_path, flag, check=False, timeout=120)
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines()
              if line.strip() and not line.startswith(_NATIVE_LOG)]
@@ -315,8 +308,10 @@ def test_cli_bad_input_exits_with_one_clear_line(tmp_path, tfds_dir, flag, messa
     assert not os.path.exists(tmp_path / "p")  # refused before any trial or file
 
 
-def test_cli_three_trials_print_a_table_and_the_best_config_trains(tmp_path, tfds_dir):
-    result = _tune(tmp_path / "search", tfds_dir, "--tuner=random", "--max_trials=3", *TINY_FLAGS)
+@pytest.mark.slow
+def test_cli_three_trials_print_a_table_and_the_best_config_trains(tmp_path, tfds_dir, tune_run,
+                                                                   run_bin):
+    result = tune_run(tmp_path / "search", "--tuner=random", "--max_trials=3", *TINY_FLAGS)
     header, rows = _table(result.stdout)
     assert header == ["trial", "status", "learning_rate", "weight_decay", "dropout", "batch_size",
                       "scale", "init", "val_top1_error"]
@@ -328,11 +323,8 @@ def test_cli_three_trials_print_a_table_and_the_best_config_trains(tmp_path, tfd
         assert os.path.exists(tmp_path / "search" / "p" / f"trial_{trial}" / "model.keras")
     best_config = tmp_path / "search" / "p" / "best_config.py"
     assert f"best config: {best_config}" in result.stdout
-    trained = subprocess.run(
-        [sys.executable, TRAIN, f"--config={best_config}", f"--workdir={tmp_path / 'full'}",
-         f"--data_dir={tfds_dir}", "--epochs=1"],
-        capture_output=True, text=True, timeout=300, env=_env(tfds_dir))
-    assert trained.returncode == 0, trained.stderr[-3000:]
+    trained = run_bin("train", f"--config={best_config}", f"--workdir={tmp_path / 'full'}",
+                      f"--data_dir={tfds_dir}", "--epochs=1", timeout=300)
     assert "final validation top-1 error" in trained.stdout
     with open(tmp_path / "full" / "config.json") as f:
         recorded = json.load(f)
@@ -343,12 +335,14 @@ def test_cli_three_trials_print_a_table_and_the_best_config_trains(tmp_path, tfd
         assert recorded[field] == trial[field], field
 
 
-def test_cli_killed_mid_trial_continues_on_rerun(tmp_path, tfds_dir):
+@pytest.mark.slow
+def test_cli_killed_mid_trial_continues_on_rerun(tmp_path, tune_command, tune_run,
+                                                 subprocess_env):
     flags = ["--max_trials=2", "--batch_sizes=32", *TINY_FLAGS]
-    cmd = _tune_cmd(tmp_path, tfds_dir, *flags)
+    cmd = tune_command(tmp_path, *flags)
     project = tmp_path / "p"
     log = open(tmp_path / "first.log", "w")
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=_env(tfds_dir))
+    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env())
     deadline = time.time() + 300
     try:
         # Kill once the second trial has a checkpoint (the first one is then complete).
@@ -365,7 +359,7 @@ def test_cli_killed_mid_trial_continues_on_rerun(tmp_path, tfds_dir):
     finished = project / "trial_0" / "metrics.csv"
     stamp, content = os.stat(finished).st_mtime_ns, finished.read_text()
 
-    result = _tune(tmp_path, tfds_dir, *flags)
+    result = tune_run(tmp_path, *flags)
     after = _trials(project)
     assert [after[t]["status"] for t in ("0", "1")] == ["COMPLETED", "COMPLETED"]
     assert set(after) == {"0", "1"}
@@ -376,19 +370,15 @@ def test_cli_killed_mid_trial_continues_on_rerun(tmp_path, tfds_dir):
     assert len(epochs) == 1  # one epoch recorded once: continued, not trained again
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def test_chief_and_worker_on_localhost_run_two_trials(tmp_path, tfds_dir):
-    port = str(_free_port())
-    cmd = _tune_cmd(tmp_path, tfds_dir, "--tuner=bayesian", "--max_trials=2", *TINY_FLAGS)
+@pytest.mark.slow
+def test_chief_and_worker_on_localhost_run_two_trials(tmp_path, tune_command, subprocess_env,
+                                                      free_ports):
+    (port,) = free_ports(1)
+    cmd = tune_command(tmp_path, "--tuner=bayesian", "--max_trials=2", *TINY_FLAGS)
     processes = {}
     for tuner_id in ("chief", "tuner0"):
-        env = _env(tfds_dir, KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
-                   KERASTUNER_ORACLE_PORT=port)
+        env = subprocess_env(KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
+                             KERASTUNER_ORACLE_PORT=port)
         processes[tuner_id] = subprocess.Popen(cmd, stdout=subprocess.PIPE,
                                                stderr=subprocess.PIPE, text=True, env=env)
     outputs = {}
