@@ -44,6 +44,7 @@ _EXPORTS = {
     "crop_size_of": "vgg_tf.models",
     "decode_predictions": "vgg_tf.labels",
     "imagenet_class_names": "vgg_tf.labels",
+    "import_weights": "vgg_tf.weights",
     "init_from_net_a": "vgg_tf.models",
     "to_fully_convolutional": "vgg_tf.fcn",
 }

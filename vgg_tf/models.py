@@ -200,20 +200,59 @@ def _check_data_format(data_format: str | None) -> str:
     return data_format
 
 
+_WEIGHT_FILES = ("a .keras or .weights.h5 file, or a keras.applications .h5, torchvision .pth "
+                 "or timm .safetensors file (vgg_tf.weights)")
+
+
 def _check_weights_argument(weights: str | os.PathLike | None) -> None:
     if weights is None:
         return
     path = os.fspath(weights)
     if path == "imagenet":
-        raise ValueError(
-            "weights='imagenet' is not available in vgg_tf (it needs a download); expected None "
-            "or the path to a readable .keras or .weights.h5 file."
-        )
+        return
     if not (os.path.isfile(path) and os.access(path, os.R_OK)):
         raise ValueError(
-            f"weights={path!r} is neither None nor a readable file; expected None or the path "
-            "to a .keras or .weights.h5 file."
+            f"weights={path!r} is neither None, 'imagenet' nor a readable file; expected "
+            f"'imagenet', None or the path to {_WEIGHT_FILES}."
         )
+
+
+def _imagenet_weights_path(
+    variant: str, include_top: bool, classes: int, shape: tuple, batch_norm: bool,
+    width_multiplier: float, data_format: str,
+) -> str:
+    """Checks a weights="imagenet" network against the published files; their local path.
+
+    Imported here, not at the top: vgg_tf.weights builds on this module.
+    """
+    from vgg_tf import weights as weights_lib
+
+    weights_lib.imagenet_weights_file(variant, include_top, batch_norm)  # published at all?
+    channels, side = (shape[0], shape[1]) if data_format == "channels_first" else (shape[2], shape[0])
+    problem = None
+    if width_multiplier != 1.0:
+        problem = f"width_multiplier={width_multiplier!r} (the published nets have 1.0)"
+    elif channels != 3:
+        problem = f"{channels} input channels (the published nets take RGB)"
+    elif include_top and classes != 1000:
+        problem = (f"classes={classes} with include_top=True (the published top has 1000; "
+                   "use include_top=False, or fine-tune with bin/train --init_from)")
+    elif include_top and side != DEFAULT_CROP_SIZE:
+        problem = (f"a {side}x{side} input with include_top=True (the published fc6 sees a "
+                   f"{DEFAULT_CROP_SIZE} crop; use include_top=False for other sizes)")
+    if problem:
+        raise ValueError(f"weights='imagenet' does not fit {problem}.")
+    return weights_lib.imagenet_weights_path(variant, include_top, batch_norm)
+
+
+def _default_batch_norm_epsilon(weights: str | None) -> float:
+    """torch's 1e-5 for weights from torchvision or timm, else Keras' 1e-3."""
+    if weights is None:
+        return 1e-3
+    from vgg_tf import weights as weights_lib
+
+    return (weights_lib.TORCH_BN_EPSILON
+            if weights_lib.file_format(weights) in ("torch", "safetensors") else 1e-3)
 
 
 def VGG(
@@ -234,14 +273,24 @@ def VGG(
     crop_size: int | None = None,
     width_multiplier: float = 1.0,
     data_format: str | None = None,
+    batch_norm_epsilon: float | None = None,
 ) -> keras.Model:
     """Builds VGG network ``variant`` of the paper's Table 1.
 
     Args:
         variant: One of :data:`VARIANTS`: "A", "A-LRN", "B", "C", "D", "E".
         include_top: Whether to include the three fully-connected layers.
-        weights: None (random init) or the path to a ``.keras`` or ``.weights.h5``
-            file of the same network (classes, crop, channels; either format).
+        weights: None (random init); "imagenet" (as keras.applications: the
+            published file from Keras' cache, ``~/.keras/models``, downloaded
+            when absent; D and E from keras.applications, A, B and the
+            batch-norm nets from torchvision, which needs PyTorch); or the path
+            to a ``.keras`` or ``.weights.h5`` file of the same network
+            (classes, crop, channels; either format), or to a keras.applications
+            ``.h5``, torchvision ``.pth`` or timm ``.safetensors`` file (the
+            conv layers only when ``include_top=False``; :mod:`vgg_tf.weights`).
+            Imported weights take RGB minus their source's mean RGB:
+            ``vgg_tf.weights.imagenet_mean_rgb(variant)`` for "imagenet",
+            ``vgg_tf.weights.read_weights(path).mean_rgb`` for a file.
         input_tensor: Optional Keras tensor to use as the model's input (its
             shape stands for a None ``input_shape``).
         input_shape: ``(h, w, channels)`` (``(channels, h, w)`` channels first),
@@ -271,6 +320,9 @@ def VGG(
         data_format: "channels_last", "channels_first", or None for
             ``keras.config.image_data_format()``. Channels-first transposes at
             the input and output (module docstring: why); same weights.
+        batch_norm_epsilon: Epsilon of the BatchNormalization layers. None:
+            torch's 1e-5 when ``weights`` is "imagenet" or a torchvision / timm
+            file (their statistics assume it), else Keras' 1e-3.
 
     Returns:
         A ``keras.Model``.
@@ -296,6 +348,12 @@ def VGG(
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape)[1:]
     shape = _check_input_shape(input_shape, include_top, crop_size, data_format)
+    weights_path = None if weights is None else os.fspath(weights)
+    if weights_path == "imagenet":
+        weights_path = _imagenet_weights_path(variant, include_top, classes, shape, batch_norm,
+                                              width_multiplier, data_format)
+    if batch_norm_epsilon is None:
+        batch_norm_epsilon = _default_batch_norm_epsilon(weights_path)
     kernel_init, bias_init = _initializers(kernel_initializer)
     regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     layer_args = dict(width=lambda units: max(1, round(units * width_multiplier)), weights=dict(
@@ -308,7 +366,7 @@ def VGG(
     x = inputs
     if data_format == "channels_first":
         x = keras.layers.Permute((2, 3, 1), name=FORMAT_LAYERS[0])(x)
-    x = _conv_trunk(x, spec, batch_norm, **layer_args)
+    x = _conv_trunk(x, spec, batch_norm, batch_norm_epsilon, **layer_args)
     if include_top:
         x = _fc_head(x, classes, classifier_activation, dropout, **layer_args)
     elif pooling == "avg":
@@ -321,14 +379,16 @@ def VGG(
     if input_tensor is not None:
         inputs = keras.utils.get_source_inputs(input_tensor)
     model = keras.Model(inputs, x, name=name or f"vgg_{variant.lower().replace('-', '_')}")
-    if weights is not None:
-        _load_weights_file(model, os.fspath(weights), classes)
+    if weights_path is not None:
+        _load_weights_file(model, weights_path, classes, variant, batch_norm)
     return model
 
 
 # Every layer gets data_format="channels_last": left None, Keras would take a
 # global channels-first setting and read the (transposed) trunk the wrong way.
-def _conv_trunk(x: Any, spec: VariantSpec, batch_norm: bool, *, width: Any, weights: dict) -> Any:
+def _conv_trunk(
+    x: Any, spec: VariantSpec, batch_norm: bool, epsilon: float, *, width: Any, weights: dict
+) -> Any:
     for b, block in enumerate(spec.blocks, start=1):
         for c, (kernel, filters) in enumerate(block, start=1):
             conv_name = f"block{b}_conv{c}"
@@ -337,7 +397,8 @@ def _conv_trunk(x: Any, spec: VariantSpec, batch_norm: bool, *, width: Any, weig
                 data_format="channels_last", name=conv_name, **weights,
             )(x)
             if batch_norm:
-                x = keras.layers.BatchNormalization(axis=-1, name=f"{conv_name}_bn")(x)
+                x = keras.layers.BatchNormalization(
+                    axis=-1, epsilon=epsilon, name=f"{conv_name}_bn")(x)
                 x = keras.layers.ReLU(name=f"{conv_name}_relu")(x)
             if spec.lrn and b == 1 and c == 1:
                 x = LocalResponseNormalization(name="lrn")(x)
@@ -363,9 +424,23 @@ def _fc_head(
     return x
 
 
-def _load_weights_file(model: keras.Model, path: str, classes: int) -> None:
+def _load_weights_file(
+    model: keras.Model, path: str, classes: int, variant: str, batch_norm: bool
+) -> None:
     if path.endswith(".keras"):
         load_layer_weights(model, read_layer_weights(path))
+        return
+    from vgg_tf import weights as weights_lib
+
+    kind = weights_lib.file_format(path)
+    if kind in ("torch", "safetensors") or (kind == "hdf5" and _is_keras2_hdf5(path)):
+        # Converted (layout, input channels, mean) and matched by layer name.
+        if variant == "A-LRN":
+            raise ValueError(f"weights={path!r}: the published files hold net A without LRN; "
+                             "build variant 'A' for them.")
+        imported = weights_lib.read_weights(path, variant, include_top=include_top_of(model),
+                                            batch_norm=batch_norm)
+        load_layer_weights(model, imported.layers)
         return
     # A .weights.h5 file is matched by structure (Keras 3 stores no layer names).
     try:
@@ -376,6 +451,15 @@ def _load_weights_file(model: keras.Model, path: str, classes: int) -> None:
             f"and input shape {model.input_shape}: the file must hold the same network with "
             f"the same classes, crop size and input channels ({error})"
         ) from error
+
+
+def _is_keras2_hdf5(path: str) -> bool:
+    """Whether an HDF5 file has Keras 2's ``layer_names`` (keras.applications' files)."""
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        root = f["model_weights"] if "layer_names" not in f.attrs and "model_weights" in f else f
+        return "layer_names" in root.attrs
 
 
 def _named_builder(variant: str):
