@@ -11,8 +11,8 @@ Fixtures (each test file asks for what it uses):
 * ``free_ports``: free localhost ports (multi-worker and tuning clusters).
 * ``encode``: image bytes as Pillow writes them; ``zero_png``: a PNG of zeros
   written row by row (a decompression bomb that never exists in memory);
-  ``animated_gif``: a GIF of many full-canvas frames; ``patched_jpeg``: a small
-  JPEG whose header declares another size.
+  ``animated_gif``: a GIF of many full-canvas frames; ``png_header``,
+  ``patched_image``, ``patched_jpeg``: small files whose headers declare another size.
 * ``tiny_model``, ``tiny_run_config``, ``make_workdir``: a tiny net A and a run
   directory holding it, written by :mod:`vgg_tf.workdir` as the trainer does.
 * ``make_bad_image_folder`` / ``bad_image_folder``: issue 10's acceptance folder
@@ -220,6 +220,30 @@ def animated_gif():
     frames of 2000 x 2000 (4.8 GB decoded) take a second and 1.6 MB.
     """
     return _animated_gif
+
+
+def _png_header(width: int, height: int) -> bytes:
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", ihdr) + b"\0" * 64
+
+
+@pytest.fixture(scope="session")
+def png_header():
+    """``png_header(width, height) -> bytes``: a PNG signature and IHDR, and no pixels at all."""
+    return _png_header
+
+
+def _patched_image(fmt: str, offset: int, fields: str, values, **options) -> bytes:
+    blob = bytearray(_encode(np.zeros((16, 16, 3), "uint8"), fmt, **options))
+    blob[offset:offset + struct.calcsize(fields)] = struct.pack(fields, *values)
+    return bytes(blob)
+
+
+@pytest.fixture(scope="session")
+def patched_image():
+    """``patched_image(fmt, offset, fields, values) -> bytes``: a 16 x 16 black image in
+    ``fmt`` with ``struct.pack(fields, *values)`` written at ``offset`` (a header field)."""
+    return _patched_image
 
 
 def _patched_jpeg(width: int, height: int) -> bytes:

@@ -1,26 +1,20 @@
 """Tests of the SavedModel export for TensorFlow Serving (vgg_tf.export)."""
 
-import io
 import json
 import os
-import struct
 import subprocess
 import sys
-import zlib
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from PIL import Image
 
 from vgg_tf import images
 from vgg_tf import workdir as workdir_lib
 from vgg_tf import evaluate as ev
 from vgg_tf import export as ex
-from vgg_tf.models import VGG
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DIGIT_SIDE = 40  # digits upsampled 5x: the recipe jitters S in [32, 48] around it
 
 
@@ -34,13 +28,11 @@ def _digit_images():
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
+def workdir(tmp_path_factory, tiny_model, make_workdir):
     """A small net A trained for a few seconds on the digits, saved per the workdir contract."""
     images, labels = _digit_images()
     mean = images.reshape(-1, 3).mean(axis=0)
-    keras.utils.set_random_seed(0)
-    model = VGG("A", classes=10, crop_size=32, width_multiplier=1 / 16,
-                kernel_initializer="glorot")
+    model = tiny_model(seed=0)
     # Centre 32x32 crops of the training digits rescaled to S = 32, 40, 48 (the test scales).
     train = np.concatenate([
         tf.image.resize(images[:1500].astype("float32"), (s, s)).numpy()[
@@ -48,15 +40,10 @@ def workdir(tmp_path_factory):
         for s in (32, 40, 48)]) - mean
     model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
     model.fit(train, np.tile(labels[:1500], 3), batch_size=64, epochs=3, verbose=0)
-    path = tmp_path_factory.mktemp("digits_A")
-    model.save(path / "model.keras")
-    config = dict(variant="A", dataset="digits", data_dir=None, crop_size=32, scale_min=32,
-                  scale_max=48, mean_rgb=[float(m) for m in mean], num_classes=10,
-                  class_names=[str(i) for i in range(10)], batch_norm=False,
-                  width_multiplier=1 / 16, kernel_initializer="glorot", dropout=0.5,
-                  weight_decay=0.0)
-    (path / "config.json").write_text(json.dumps(config))
-    return path
+    # The tiny run config is the digits recipe's (flip=False); this model is served with
+    # flips, as it always was here.
+    return make_workdir(tmp_path_factory.mktemp("digits_A"), model,
+                        mean_rgb=[float(m) for m in mean], weight_decay=0.0, flip=True)
 
 
 @pytest.fixture(scope="module")
@@ -72,19 +59,12 @@ def served(exported):
     return tf.saved_model.load(exported[1])
 
 
-def _encode(image, fmt="PNG", mode=None):
-    buf = io.BytesIO()
-    pil = Image.fromarray(image)
-    (pil.convert(mode) if mode else pil).save(buf, fmt)
-    return buf.getvalue()
-
-
-def _test_images():
+def _test_images(encode):
     """Three held-out digits at shapes of their own, as real PNG and JPEG bytes."""
     images, labels = _digit_images()
     picks = [1600, 1700, 1790]
     raw = [images[picks[0]], images[picks[1]][:, 4:], np.pad(images[picks[2]], ((8, 0), (0, 0), (0, 0)))]
-    return [_encode(raw[0], "PNG"), _encode(raw[1], "JPEG"), _encode(raw[2], "PNG")], labels[picks]
+    return [encode(raw[0], "PNG"), encode(raw[1], "JPEG"), encode(raw[2], "PNG")], labels[picks]
 
 
 # --- The acceptance check: a separate process that imports only tensorflow ----
@@ -126,18 +106,20 @@ print("RESULT" + json.dumps(result))
 """
 
 
-def test_served_by_both_loaders_in_a_tensorflow_only_process(exported, workdir, tmp_path):
+@pytest.mark.slow
+def test_served_by_both_loaders_in_a_tensorflow_only_process(exported, workdir, tmp_path, encode,
+                                                             subprocess_env):
     base, version_dir = exported
     assert os.listdir(base) == ["1"] and version_dir == str(base / "1")
-    data, labels = _test_images()
+    data, labels = _test_images(encode)
     files = []
     for i, blob in enumerate(data):
         files.append(tmp_path / f"image{i}")
         files[-1].write_bytes(blob)
     script = tmp_path / "load.py"
     script.write_text(_LOADER_SCRIPT)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
+    env = subprocess_env(TF_CPP_MIN_LOG_LEVEL="3")
+    del env["PYTHONPATH"]  # vgg_tf must not be needed
     proc = subprocess.run([sys.executable, str(script), version_dir, *map(str, files)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -162,10 +144,10 @@ def test_served_by_both_loaders_in_a_tensorflow_only_process(exported, workdir, 
     np.testing.assert_allclose(result["v1_after_bad"]["probabilities"], expected[:1], atol=1e-4)
 
 
-def test_saved_model_cli_lists_signatures(exported):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+@pytest.mark.slow
+def test_saved_model_cli_lists_signatures(exported, subprocess_env):
     proc = subprocess.run(["saved_model_cli", "show", "--dir", exported[1], "--all"],
-                          capture_output=True, text=True, env=env, timeout=300)
+                          capture_output=True, text=True, env=subprocess_env(), timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     for text in ("signature_def['serving_default']", "signature_def['predict_images']",
                  "inputs['image_bytes']", "dtype: DT_STRING", "inputs['images']",
@@ -182,19 +164,19 @@ def _serve(served, blobs):
     return {k: v.numpy() for k, v in out.items()}
 
 
-def test_modes_sizes_and_the_float_signature(served, workdir):
+def test_modes_sizes_and_the_float_signature(served, workdir, encode):
     images, _ = _digit_images()
     colour = images[5].copy()
     colour[..., 1] //= 2
-    blobs = [_encode(colour, "PNG", "L"), _encode(colour, "PNG", "RGBA"),
-             _encode(colour, "JPEG", "CMYK"), _encode(colour, "GIF"), _encode(colour, "BMP"),
-             _encode(np.kron(colour, np.ones((3, 2, 1), "uint8")), "PNG")]  # 120x80
+    blobs = [encode(colour, "PNG", "L"), encode(colour, "PNG", "RGBA"),
+             encode(colour, "JPEG", "CMYK"), encode(colour, "GIF"), encode(colour, "BMP"),
+             encode(np.kron(colour, np.ones((3, 2, 1), "uint8")), "PNG")]  # 120x80
     out = _serve(served, blobs)
     assert out["probabilities"].shape == (6, 10)
     np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, atol=1e-5)
     # The float signature, on the same pixels, gives the same answer as the bytes one.
     floats = served.signatures["predict_images"](images=tf.constant(colour[None].astype("float32")))
-    png = _serve(served, [_encode(colour, "PNG")])
+    png = _serve(served, [encode(colour, "PNG")])
     np.testing.assert_allclose(floats["probabilities"].numpy(), png["probabilities"], atol=1e-5)
     batch = served.signatures["predict_images"](images=tf.constant(np.stack([colour] * 2), tf.float32))
     np.testing.assert_allclose(batch["probabilities"].numpy(), np.repeat(png["probabilities"], 2, 0),
@@ -203,35 +185,17 @@ def test_modes_sizes_and_the_float_signature(served, workdir):
     assert empty["probabilities"].shape == (0, 10) and empty["labels"].shape == (0, 5)
 
 
-def _png_header(width, height):
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return b"\x89PNG\r\n\x1a\n" + chunk + b"\0" * 64
-
-
-def _patched_jpeg(width, height):
-    blob = bytearray(_encode(np.zeros((16, 16, 3), "uint8"), "JPEG"))
-    sof = blob.index(b"\xff\xc0")
-    blob[sof + 5:sof + 9] = struct.pack(">HH", height, width)
-    return bytes(blob)
-
-
-def _patched(fmt, offset, fields, values):
-    blob = bytearray(_encode(np.zeros((16, 16, 3), "uint8"), fmt))
-    blob[offset:offset + struct.calcsize(fields)] = struct.pack(fields, *values)
-    return bytes(blob)
-
-
-def test_bad_input_errors_per_call_and_bombs_rejected(served):
-    good = _encode(_digit_images()[0][0])
-    real_bomb = _encode(np.zeros((6000, 7000), "uint8"))  # 42 MP of zeros: a few KB of PNG
+def test_bad_input_errors_per_call_and_bombs_rejected(served, encode, zero_png, png_header,
+                                                      patched_image, patched_jpeg):
+    good = encode(_digit_images()[0][0], "PNG")
+    real_bomb = zero_png(7000, 6000)  # 42 MP of zeros: a few KB of PNG
     assert len(real_bomb) < 100_000
     bombs = {
         "png": real_bomb,
-        "png header": _png_header(100_000, 100_000),
-        "jpeg": _patched_jpeg(60_000, 60_000),
-        "gif": _patched("GIF", 6, "<HH", (65_535, 65_535)),
-        "bmp": _patched("BMP", 18, "<ii", (20_000, -20_000)),  # negative height: top-down
+        "png header": png_header(100_000, 100_000),
+        "jpeg": patched_jpeg(60_000, 60_000),
+        "gif": patched_image("GIF", 6, "<HH", (65_535, 65_535)),
+        "bmp": patched_image("BMP", 18, "<ii", (20_000, -20_000)),  # negative height: top-down
     }
     for name, blob in bombs.items():
         with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 40000000"):
@@ -240,7 +204,7 @@ def test_bad_input_errors_per_call_and_bombs_rejected(served):
         with pytest.raises(tf.errors.InvalidArgumentError):
             _serve(served, [blob])
     # 1 MP, but rescaled to Q = 48 a 10 x 100000 strip would be 48 x 480000 pixels.
-    strip = _png_header(100_000, 10)
+    strip = png_header(100_000, 10)
     with pytest.raises(tf.errors.InvalidArgumentError, match="more than 16 times the other"):
         _serve(served, [good, strip])
     # The server lives on: the next call answers.
@@ -250,12 +214,12 @@ def test_bad_input_errors_per_call_and_bombs_rejected(served):
         "probabilities": (0, 10), "classes": (0, 5), "scores": (0, 5), "labels": (0, 5)}
 
 
-def test_max_pixels_and_scales_are_export_options(workdir, tmp_path):
+def test_max_pixels_and_scales_are_export_options(workdir, tmp_path, encode):
     version_dir = ex.export_saved_model(workdir, tmp_path, scales=[48], max_pixels=40 * 40,
                                         top_k=3, verbose=0)
     served = tf.saved_model.load(version_dir)
-    ok = _encode(_digit_images()[0][0])  # 40x40 = the limit
-    too_big = _encode(np.zeros((40, 41, 3), "uint8"))
+    ok = encode(_digit_images()[0][0], "PNG")  # 40x40 = the limit
+    too_big = encode(np.zeros((40, 41, 3), "uint8"), "PNG")
     out = _serve(served, [ok])
     assert out["classes"].shape == (1, 3)
     evaluator = ev.ModelEvaluator(workdir_lib.load_trained_model(workdir), scales=[48])
@@ -316,12 +280,12 @@ def test_keras_output_and_errors(exported, workdir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
-def test_cli(workdir, tmp_path):
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    bin_export = os.path.join(ROOT, "bin", "export")
-    run = lambda *flags: subprocess.run(  # noqa: E731
-        [sys.executable, bin_export, "--model", str(workdir), "--export_dir", str(tmp_path),
-         *flags], capture_output=True, text=True, env=env, timeout=300)
+@pytest.mark.slow
+def test_cli(workdir, tmp_path, run_bin):
+    def run(*flags):
+        return run_bin("export", "--model", workdir, "--export_dir", tmp_path, *flags,
+                       check=False, timeout=300)
+
     first = run("--version", "3", "--scales", "40")
     assert first.returncode == 0, first.stderr[-2000:]
     assert f"to {tmp_path / '3'}" in first.stdout
@@ -332,7 +296,9 @@ def test_cli(workdir, tmp_path):
         "(present: [3]; omit --version to take the next one)."]
 
 
-def test_served_probabilities_match_bin_evaluate_dense(exported, workdir, served, tmp_path):
+@pytest.mark.slow
+def test_served_probabilities_match_bin_evaluate_dense(exported, workdir, served, tmp_path,
+                                                       encode, run_bin):
     """Acceptance: bin/evaluate's dense protocol and the served graph agree per image."""
     images, labels = _digit_images()
     root = tmp_path / "digits_folder"
@@ -340,19 +306,15 @@ def test_served_probabilities_match_bin_evaluate_dense(exported, workdir, served
         folder = root / str(labels[index])
         folder.mkdir(parents=True, exist_ok=True)
         image = images[index][:, 2:] if index % 20 else images[index]  # some non-square
-        (folder / f"{index}.png").write_bytes(_encode(image))
+        (folder / f"{index}.png").write_bytes(encode(image, "PNG"))
     for digit in range(10):  # every class present
         (root / str(digit)).mkdir(exist_ok=True)
         if not any((root / str(digit)).iterdir()):
-            (root / str(digit) / "x.png").write_bytes(_encode(images[list(labels).index(digit)]))
-    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
-    proc = subprocess.run(
-        [sys.executable, os.path.join(ROOT, "bin", "evaluate"), "--model", str(workdir),
-         "--dataset", str(root), "--split", "train", "--protocol", "dense,single",
-         "--output", str(tmp_path / "table.json"),
-         "--predictions_output", str(tmp_path / "pred.jsonl")],
-        capture_output=True, text=True, env=env, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+            (root / str(digit) / "x.png").write_bytes(
+                encode(images[list(labels).index(digit)], "PNG"))
+    proc = run_bin("evaluate", "--model", workdir, "--dataset", root, "--split", "train",
+                   "--protocol", "dense,single", "--output", tmp_path / "table.json",
+                   "--predictions_output", tmp_path / "pred.jsonl", timeout=300)
     assert "top-1 err (%)" in proc.stdout and "32,40,48" in proc.stdout
     table = json.loads((tmp_path / "table.json").read_text())
     assert [r["protocol"] for r in table["rows"]] == ["dense", "single"]

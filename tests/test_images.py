@@ -3,8 +3,6 @@ decoding, decoding every format to 8-bit RGB, the GIF first-frame cut, rescaling
 fused crop-decode."""
 
 import io
-import struct
-import zlib
 
 import numpy as np
 import pytest
@@ -102,31 +100,18 @@ def test_decode_rgb_converts_photos_to_8bit_rgb(coffee, encode, convert, fmt, op
 # --- Limits, checked on the header before any pixel is decoded -------------------------------
 
 
-def _png_header(width, height):
-    """A PNG signature and IHDR, and no pixel data at all."""
-    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    chunk = struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
-    return b"\x89PNG\r\n\x1a\n" + chunk + b"\0" * 64
-
-
-def _patched(encode, fmt, offset, fields, values, **options):
-    blob = bytearray(encode(np.zeros((16, 16, 3), "uint8"), fmt, **options))
-    blob[offset:offset + struct.calcsize(fields)] = struct.pack(fields, *values)
-    return bytes(blob)
-
-
 @pytest.fixture(scope="module")
-def header_bombs(encode, patched_jpeg):
+def header_bombs(encode, png_header, patched_image, patched_jpeg):
     """Small files whose headers declare more than 40 MP: (bytes, declared (h, w))."""
     webp = encode(_translucent(Image.new("RGB", (16, 16))), "WEBP")  # VP8X: canvas at 24..29
     assert webp[12:16] == b"VP8X"
     webp = bytearray(webp)
     webp[24:30] = (8000 - 1).to_bytes(3, "little") + (6000 - 1).to_bytes(3, "little")
     return {
-        "png": (_png_header(100_000, 100_000), (100_000, 100_000)),
+        "png": (png_header(100_000, 100_000), (100_000, 100_000)),
         "jpeg": (patched_jpeg(20_000, 20_000), (20_000, 20_000)),
-        "gif": (_patched(encode, "GIF", 6, "<HH", (65_535, 65_535)), (65_535, 65_535)),
-        "bmp": (_patched(encode, "BMP", 18, "<ii", (20_000, -20_000)), (20_000, 20_000)),
+        "gif": (patched_image("GIF", 6, "<HH", (65_535, 65_535)), (65_535, 65_535)),
+        "bmp": (patched_image("BMP", 18, "<ii", (20_000, -20_000)), (20_000, 20_000)),
         "webp": (bytes(webp), (6000, 8000)),
     }
 
