@@ -26,7 +26,7 @@ import numpy as np
 from vgg_tf.layers import PatchMatmulConv2D
 from vgg_tf.models import DATA_FORMATS, FORMAT_LAYERS, crop_size_of, data_format_of
 
-__all__ = ["HEADS", "crop_size_of", "score_map_shape", "to_fully_convolutional"]
+__all__ = ["HEADS", "STRIDE", "crop_size_of", "score_map_shape", "to_fully_convolutional"]
 
 #: Heads :func:`to_fully_convolutional` can end with.
 #: ("fc7": the penultimate layer after its ReLU, the paper's Appendix B descriptor map.)
@@ -152,6 +152,10 @@ def _check_layers_run_channels_last(model: keras.Model) -> None:
             )
 
 
+#: Input pixels between neighbouring locations of a score map (five 2x2 poolings).
+STRIDE = 32
+
+
 def score_map_shape(image_side: int, crop_size: int) -> int:
     """Side of the class score map for a square input side (multiples of 32).
 
@@ -161,4 +165,4 @@ def score_map_shape(image_side: int, crop_size: int) -> int:
         >>> score_map_shape(256, 224)
         2
     """
-    return int(np.floor(image_side / 32)) - crop_size // 32 + 1
+    return int(np.floor(image_side / STRIDE)) - crop_size // STRIDE + 1
