@@ -88,7 +88,7 @@ def test_decode_formats_and_modes(encode, fmt, mode):
     ids=["gray-jpeg", "cmyk-jpeg", "rgba-png", "png16", "gif", "bmp", "progressive", "webp",
          "webp-lossless-alpha", "webp-alpha"],
 )
-def test_decode_rgb_converts_photos_to_8bit_rgb(coffee, encode, convert, fmt, options, gray):
+def test_decode_rgb_converts_to_8bit_rgb(coffee, encode, convert, fmt, options, gray):
     pil = Image.fromarray(coffee)
     image = images.decode_rgb(encode(convert(pil), fmt, **options)).numpy()
     assert image.shape == (400, 600, 3) and image.dtype == np.uint8

@@ -46,7 +46,8 @@ def test_a_nan_or_infinite_score_is_a_miss():
     assert _hits([0, 0], [[0.9, 0.1, 0.0], [0.9, np.nan, 0.0]], ks=(1,)) == [1.0]
 
 
-def test_the_evaluator_tally_applies_the_rule():
+def test_ties_and_nan_count_as_errors():
+    """The evaluator's tally applies the rule."""
     tally = evaluate._Tally()
     tally.add(np.full(10, 0.1), 3)  # uniform: no class is ranked first
     tally.add(np.full(10, np.nan), 3)  # a diverged model

@@ -47,7 +47,8 @@ def test_prepare_accepts_a_new_or_same_run_and_refuses_another(tmp_path):
     assert workdir.read_config(tmp_path) == recorded  # nothing changed on a refusal
 
 
-def test_fields_added_or_removed_since_the_run_are_not_differences(tmp_path):
+def test_workdir_check_ignores_fields_the_recipe_no_longer_has(tmp_path):
+    """...nor those it gained since the run started."""
     config = config_lib.paper_recipe()
     # Recorded by an older version: a field the recipe no longer has, one it did not have yet.
     recorded = {**json.loads(config.to_json()), "eval_every_epochs": 1, "num_classes": 10}
