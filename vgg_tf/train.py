@@ -408,7 +408,8 @@ def create_state(run: Run) -> State:
         model = build_model(config, run.source.num_classes)
         if config.init_from:
             copied, note = initialise_from(model, config.init_from)
-            run.say(f"Initialised {', '.join(copied)} from {config.init_from}"
+            listed = ", ".join(copied) if len(copied) <= 8 else f"{copied[0]} ... {copied[-1]}"
+            run.say(f"Initialised {len(copied)} layers ({listed}) from {config.init_from}"
                     + (f"; {note}" if note else ""))
         frozen = freeze_layers(model, config.freeze)
         if frozen:
