@@ -214,16 +214,19 @@ def _keras_cache_dir() -> str:
 
 def _timm_hint(name: str | None) -> str:
     timm = f"{name}.tv_in1k" if name else "vgg11.tv_in1k ... vgg19_bn.tv_in1k"
-    return (f"timm's {timm} holds the same weights as a safetensors file, which needs no torch "
-            f"(https://huggingface.co/timm/{name + '.tv_in1k' if name else '<name>'}, file "
-            "model.safetensors): pass its path instead")
+    return (f"timm's {timm} {'holds' if name else 'hold'} the same weights as safetensors, "
+            f"which need no torch (https://huggingface.co/timm/"
+            f"{name + '.tv_in1k' if name else '<name>'}, file model.safetensors): pass its path "
+            "as weights= or to vgg_tf.import_weights / bin/import_weights")
 
 
-def _torch_missing(path: str) -> MissingDependencyError:
+def _torch_missing(path: str, url: str | None = None) -> MissingDependencyError:
     match = re.match(r"(vgg\d\d(?:_bn)?)", os.path.basename(path))
+    what = (f"weights='imagenet' for this net is torchvision's {url}, a PyTorch file" if url
+            else f"{path!r} is a PyTorch file (a torchvision state dict)")
     return MissingDependencyError(
-        f"{path!r} is a PyTorch file (a torchvision state dict); reading it needs PyTorch, which "
-        f"is not installed. Either pip install torch (the CPU wheel is enough), or use "
+        f"{what}; reading it needs PyTorch, which is not installed. Either pip install torch "
+        "(the CPU wheel is enough), or use "
         f"safetensors: {_timm_hint(match.group(1) if match else None)}, or convert the file "
         "once where torch is installed: python -c \"import torch, safetensors.torch as st; "
         f"st.save_file(torch.load('{os.path.basename(path)}'), 'vgg.safetensors')\"."
@@ -255,7 +258,7 @@ def imagenet_weights_path(variant: str, include_top: bool = True,
     cache_dir = _keras_cache_dir()
     target = os.path.join(os.path.expanduser(cache_dir), "models", file.fname)
     if file.source_format == "torchvision" and not _torch_available():
-        raise _torch_missing(file.fname)
+        raise _torch_missing(file.fname, file.url)
     try:
         path = keras.utils.get_file(file.fname, file.url, cache_subdir="models",
                                     file_hash=file.file_hash, cache_dir=cache_dir)
@@ -387,6 +390,8 @@ def read_weights(
             network asked for; the message names the file and what was expected.
         MissingDependencyError: A ``.pth`` file without PyTorch installed.
     """
+    want_variant, want_bn = parse_variant(variant) if variant is not None else (None, None)
+    want_bn = batch_norm if batch_norm is not None else want_bn
     path = _resolve_source(source)
     kind = file_format(path)
     if kind == "hdf5":
@@ -402,8 +407,6 @@ def read_weights(
         )
     inferred, width = _infer_variant(convs, path)
     has_bn = convs[0][2] is not None
-    want_variant, want_bn = parse_variant(variant) if variant is not None else (None, None)
-    want_bn = batch_norm if batch_norm is not None else want_bn
     if want_variant is not None and want_variant != inferred:
         spec = models.SPECS[inferred]
         raise ValueError(
@@ -615,8 +618,7 @@ def _torch_top(raw: Mapping[str, Mapping[str, np.ndarray]], channels: int, path:
             if weight.shape[1:] != (channels, FC6_SIDE, FC6_SIDE):
                 raise ValueError(f"{path!r}: {module}.weight is {weight.shape}; expected (out, "
                                  f"{channels}, {FC6_SIDE}, {FC6_SIDE}).")
-            # (out, c, h, w) -> (h, w, c, out) -> Keras' (h*w*c, out) flatten order
-            kernel = np.transpose(weight, (2, 3, 1, 0)).reshape(-1, weight.shape[0])
+            kernel = _fc6_kernel(weight)
         else:
             if weight.ndim == 4 and weight.shape[2:] == (1, 1):  # timm's 1x1 conv fc7
                 weight = weight[:, :, 0, 0]
@@ -626,6 +628,18 @@ def _torch_top(raw: Mapping[str, Mapping[str, np.ndarray]], channels: int, path:
             kernel = weight.T
         top[name] = [np.ascontiguousarray(kernel), params["bias"]]
     return top
+
+
+def _fc6_kernel(weight: np.ndarray) -> np.ndarray:
+    """(out, c, h, w) -> (h, w, c, out) -> Keras' (h*w*c, out) flatten order.
+
+    In slices of outputs: one strided copy of fc6's 400 MB is several times slower.
+    """
+    out, c, h, w = weight.shape
+    kernel = np.empty((h, w, c, out), np.float32)
+    for start in range(0, out, 256):
+        kernel[..., start:start + 256] = np.transpose(weight[start:start + 256], (2, 3, 1, 0))
+    return kernel.reshape(h * w * c, out)
 
 
 def _infer_variant(convs, path: str) -> tuple[str, float]:
