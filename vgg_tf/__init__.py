@@ -28,6 +28,7 @@ __version__ = "0.1.0"
 
 #: Public name -> the module that defines it.
 _EXPORTS = {
+    "FeatureExtractor": "vgg_tf.features",
     "LocalResponseNormalization": "vgg_tf.layers",
     "NET_A_TRANSFER_LAYERS": "vgg_tf.models",
     "PatchMatmulConv2D": "vgg_tf.layers",
@@ -43,6 +44,7 @@ _EXPORTS = {
     "count_macs": "vgg_tf.models",
     "crop_size_of": "vgg_tf.models",
     "decode_predictions": "vgg_tf.labels",
+    "extract_features": "vgg_tf.features",
     "imagenet_class_names": "vgg_tf.labels",
     "import_weights": "vgg_tf.weights",
     "init_from_net_a": "vgg_tf.models",
