@@ -84,8 +84,9 @@ def test_heatmap_is_the_photo_with_the_top_class_score_map_at_its_own_size(
         assert answer.heatmap == str(tmp_path / "maps" / (os.path.splitext(name)[0] + ".png"))
         assert heatmap.format == "PNG" and heatmap.size == (photo.shape[1], photo.shape[0])
         score_map = evaluator.score_map(photo)[..., answer.classes[0].index]  # at Q = 40
+        assert answer.heatmap_peak == pytest.approx(score_map.max())
         upsampled = predict_lib.upsample_score_map(score_map, *photo.shape[:2], 40, 32)
-        expected = predict_lib.heatmap_image(photo, upsampled)
+        expected = predict_lib.heatmap_image(photo, upsampled / score_map.max())
         np.testing.assert_array_equal(np.asarray(heatmap.convert("RGB")), expected)
         assert np.abs(expected.astype(int) - photo).mean() > 10  # the map is visible
 
@@ -143,6 +144,7 @@ def test_json_output_and_a_progress_bar_on_stderr_for_many_files(run_dir, photos
     assert first["file"] == str(photos / "astronaut.jpg") and first["size"] == [512, 512]
     assert [c["rank"] for c in first["classes"]] == [1, 2]
     assert set(first["classes"][0]) == {"rank", "index", "id", "name", "probability"}
+    assert 0 < first["heatmap_peak"] <= 1
 
 
 def test_no_progress_bar_for_a_few_files(run_dir, photos, capsys):

@@ -15,8 +15,10 @@ fully-convolutional net at the single test scale Q
 :func:`vgg_tf.evaluate.dense_score_map`), interpolated to the photo's pixels
 with each location placed at the centre of its receptive window (location
 ``i`` of the map covers pixels ``[32 i, 32 i + crop)`` of the image rescaled to
-Q), coloured with a fixed scale (probability 0 to 1, so heatmaps compare
-across images) and alpha-blended onto the photo.
+Q), coloured from 0 (blue) to the map's peak (red) and alpha-blended onto the
+photo. The peak probability is reported beside the heatmap (``heatmap_peak``):
+scaling each map by its own peak shows where the net looks even when the
+class's probability is small everywhere (1,000 ImageNet classes share it).
 
 Files are read with :func:`vgg_tf.images.decode_rgb`, with the same limits as
 training and serving. A file that is missing, undecodable, truncated or over
@@ -114,6 +116,8 @@ class ImagePrediction:
         classes: The top classes, best first (empty when ``error``).
         size: ``(height, width)`` of the decoded image.
         heatmap: Path of the heatmap PNG written for it, if any.
+        heatmap_peak: The largest probability of the top class in the heatmap's
+            score map (the colour scale's red end).
         error: Why the file was not answered (None when it was).
     """
 
@@ -122,6 +126,7 @@ class ImagePrediction:
     size: tuple[int, int] | None = None
     heatmap: str | None = None
     error: str | None = None
+    heatmap_peak: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -166,6 +171,7 @@ class Predictions:
             "heatmap_scale": self.heatmap_scale,
             "images": [
                 {"file": p.file, "size": list(p.size), "heatmap": p.heatmap,
+                 "heatmap_peak": p.heatmap_peak,
                  "classes": [{"rank": rank, **dataclasses.asdict(c)}
                              for rank, c in enumerate(p.classes, 1)]}
                 for p in self.answered
@@ -259,29 +265,34 @@ def upsample_score_map(
     return rows[:, x0] * (1 - fx)[None, :] + rows[:, x1] * fx[None, :]
 
 
-def heatmap_image(image: np.ndarray, probability_map: np.ndarray) -> np.ndarray:
-    """The photo with a ``(H, W)`` probability map (0 to 1) coloured and alpha-blended: uint8."""
+def heatmap_image(image: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The photo with a ``(H, W)`` map of values in [0, 1] coloured and alpha-blended: uint8."""
     import matplotlib  # the colormap only; no figure is drawn
 
-    colours = matplotlib.colormaps[HEATMAP_COLORMAP](np.clip(probability_map, 0.0, 1.0))[..., :3]
+    colours = matplotlib.colormaps[HEATMAP_COLORMAP](np.clip(values, 0.0, 1.0))[..., :3]
     blended = (1 - HEATMAP_ALPHA) * np.asarray(image, np.float64) + HEATMAP_ALPHA * 255.0 * colours
     return np.clip(np.round(blended), 0, 255).astype(np.uint8)
 
 
 def write_heatmap(
     evaluator: ModelEvaluator, image: np.ndarray, class_index: int, path: str
-) -> str:
+) -> float:
     """Writes ``path`` (PNG, the image's own size): the image with ``class_index``'s
-    dense score map at the evaluator's single test scale overlaid. Returns ``path``."""
+    dense score map at the evaluator's single test scale overlaid, scaled by its peak.
+
+    Returns:
+        The peak: the map's largest probability.
+    """
     score_map = evaluator.score_map(image)[..., class_index]
+    peak = float(score_map.max())
     height, width = image.shape[:2]
     upsampled = upsample_score_map(score_map, height, width, evaluator.single[0],
                                    evaluator.trained.crop_size)
-    png = tf.io.encode_png(heatmap_image(image, upsampled)).numpy()
+    png = tf.io.encode_png(heatmap_image(image, upsampled / max(peak, 1e-12))).numpy()
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(png)
-    return path
+    return peak
 
 
 def _heatmap_path(heatmap_dir: str, file: str, taken: set[str]) -> str:
@@ -375,11 +386,12 @@ def predict(
         else:
             probabilities = evaluator.probabilities(PROTOCOL, image)
             classes = _top_classes(probabilities, top, names, ids)
-            heatmap = None
+            heatmap = peak = None
             if heatmap_dir is not None:
-                heatmap = write_heatmap(evaluator, image, classes[0].index,
-                                        _heatmap_path(os.fspath(heatmap_dir), path, taken))
-            results.append(ImagePrediction(path, classes, tuple(image.shape[:2]), heatmap))
+                heatmap = _heatmap_path(os.fspath(heatmap_dir), path, taken)
+                peak = write_heatmap(evaluator, image, classes[0].index, heatmap)
+            results.append(ImagePrediction(path, classes, tuple(image.shape[:2]), heatmap,
+                                           heatmap_peak=peak))
         if progress is not None:
             with contextlib.redirect_stdout(sys.stderr):
                 progress.update(done)
@@ -402,7 +414,8 @@ def format_predictions(result: Predictions) -> str:
             label = c.name if c.id == c.name else f"{c.name} ({c.id})"
             lines.append(f"  {rank:>2}. {100 * c.probability:6.2f}%  {label}")
         if p.heatmap:
-            lines.append(f"  heatmap: {p.heatmap}")
+            lines.append(f"  heatmap: {p.heatmap} ({p.classes[0].name} at Q = "
+                         f"{result.heatmap_scale}, peak {100 * p.heatmap_peak:.2f}%)")
     return "\n".join(lines)
 
 
