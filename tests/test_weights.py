@@ -289,6 +289,8 @@ def test_vgg_builders_take_state_dict_files(tmp_path):
 def test_keras_applications_files_with_and_without_top(tmp_path, name, variant):
     builder = getattr(keras.applications, name)
     preprocess = getattr(keras.applications, name.lower()).preprocess_input
+    # Seeded: unseeded Glorot weights sometimes leave the top two classes within 1e-3.
+    keras.utils.set_random_seed(2)
     theirs = builder(weights=None)
     stem = f"{name.lower()}_weights_tf_dim_ordering_tf_kernels"
     top = write_keras2_h5(tmp_path / f"{stem}.h5", keras_layers(theirs))
