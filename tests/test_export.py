@@ -27,6 +27,10 @@ def _digit_images():
     return np.repeat(up[..., None], 3, axis=-1), digits.target.astype("int32")
 
 
+# The tests below share a model trained for about ten seconds (the fixture `workdir`): they
+# are marked slow. The quick loop has its own check on an untrained model (at the end).
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory, tiny_model, make_workdir):
     """A small net A trained for a few seconds on the digits, saved per the workdir contract."""
@@ -164,6 +168,7 @@ def _serve(served, blobs):
     return {k: v.numpy() for k, v in out.items()}
 
 
+@pytest.mark.slow
 def test_modes_sizes_and_the_float_signature(served, workdir, encode):
     images, _ = _digit_images()
     colour = images[5].copy()
@@ -185,6 +190,7 @@ def test_modes_sizes_and_the_float_signature(served, workdir, encode):
     assert empty["probabilities"].shape == (0, 10) and empty["labels"].shape == (0, 5)
 
 
+@pytest.mark.slow
 def test_bad_input_errors_per_call_and_bombs_rejected(served, encode, zero_png, png_header,
                                                       patched_image, patched_jpeg):
     good = encode(_digit_images()[0][0], "PNG")
@@ -214,6 +220,7 @@ def test_bad_input_errors_per_call_and_bombs_rejected(served, encode, zero_png, 
         "probabilities": (0, 10), "classes": (0, 5), "scores": (0, 5), "labels": (0, 5)}
 
 
+@pytest.mark.slow
 def test_max_pixels_and_scales_are_export_options(workdir, tmp_path, encode):
     version_dir = ex.export_saved_model(workdir, tmp_path, scales=[48], max_pixels=40 * 40,
                                         top_k=3, verbose=0)
@@ -234,6 +241,7 @@ def test_max_pixels_and_scales_are_export_options(workdir, tmp_path, encode):
 # --- Versions and files -------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_versions_are_new_and_written_atomically(workdir, tmp_path, monkeypatch):
     base = tmp_path / "vgg"
     assert ex.export_saved_model(workdir, base, scales=[32], verbose=0) == str(base / "1")
@@ -254,6 +262,7 @@ def test_versions_are_new_and_written_atomically(workdir, tmp_path, monkeypatch)
     assert (base / "7" / "saved_model.pb").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_keras_output_and_errors(exported, workdir, tmp_path):
     fcn = keras.models.load_model(exported[0].parent / "fcn.keras")
     model = keras.models.load_model(workdir / "model.keras")
@@ -327,3 +336,27 @@ def test_served_probabilities_match_bin_evaluate_dense(exported, workdir, served
     np.testing.assert_allclose(served_probs, evaluated, atol=1e-4)
     errors = 100 * np.mean(evaluated.argmax(axis=1) != [line["label"] for line in lines])
     assert table["rows"][0]["top1_error"] == pytest.approx(errors)
+
+
+# --- The quick loop's check ------------------------------------------------------------
+
+
+def test_an_untrained_model_is_served_as_evaluated_and_bombs_are_refused(tmp_path, make_workdir,
+                                                                          encode, zero_png):
+    workdir = make_workdir(tmp_path / "run")
+    version_dir = ex.export_saved_model(workdir, tmp_path / "models", scales=[40], verbose=0)
+    assert version_dir == str(tmp_path / "models" / "1")
+    served = tf.saved_model.load(version_dir)
+    digits, _ = _digit_images()
+    blobs = [encode(digits[5], "PNG"), encode(np.kron(digits[7], np.ones((2, 3, 1), "uint8")))]
+    out = _serve(served, blobs)
+    evaluator = ev.ModelEvaluator(workdir_lib.load_trained_model(workdir), scales=[40])
+    expected = np.stack([evaluator.probabilities("dense", images.decode_rgb(b)) for b in blobs])
+    np.testing.assert_allclose(out["probabilities"], expected, atol=1e-4)
+    assert not np.allclose(expected[0], expected[1], atol=1e-4)  # the images are told apart
+    np.testing.assert_array_equal(out["classes"][:, 0], expected.argmax(axis=1))
+    assert [label.decode() for label in out["labels"][:, 0]] == [
+        str(c) for c in expected.argmax(axis=1)]
+    with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 40000000"):
+        _serve(served, [blobs[0], zero_png(7000, 6000)])
+    assert _serve(served, [])["probabilities"].shape == (0, 10)
