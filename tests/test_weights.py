@@ -443,6 +443,7 @@ def test_imported_workdir_is_taken_like_a_trained_run(tmp_path, tiny_file):
     assert set(config_lib.paper_recipe().keys()) <= set(config)  # a full recipe
     assert config["variant"] == "A" and config["crop_size"] == 224
     assert config["weights_format"] == "torchvision" and config["weights_source"] == str(path)
+    assert config["weights_url"] is None and config["batch_norm_epsilon"] is None
     assert trained.mean_rgb == weights.TORCHVISION_MEAN_RGB
     assert trained.single_scale() == (256,) and trained.multi_scales() == (224, 256, 288)
     assert trained.flip and trained.num_classes == 1000

@@ -220,9 +220,10 @@ def _timm_hint(name: str | None) -> str:
             "as weights= or to vgg_tf.import_weights / bin/import_weights")
 
 
-def _torch_missing(path: str, url: str | None = None) -> MissingDependencyError:
+def _torch_missing(path: str, net: str | None = None, url: str | None = None
+                   ) -> MissingDependencyError:
     match = re.match(r"(vgg\d\d(?:_bn)?)", os.path.basename(path))
-    what = (f"weights='imagenet' for this net is torchvision's {url}, a PyTorch file" if url
+    what = (f"weights='imagenet' for {net} is torchvision's {url}, a PyTorch file" if url
             else f"{path!r} is a PyTorch file (a torchvision state dict)")
     return MissingDependencyError(
         f"{what}; reading it needs PyTorch, which is not installed. Either pip install torch "
@@ -258,7 +259,9 @@ def imagenet_weights_path(variant: str, include_top: bool = True,
     cache_dir = _keras_cache_dir()
     target = os.path.join(os.path.expanduser(cache_dir), "models", file.fname)
     if file.source_format == "torchvision" and not _torch_available():
-        raise _torch_missing(file.fname, file.url)
+        net = (f"{models.SPECS[variant].builder_name}{' with batch norm' if batch_norm else ''} "
+               f"(net {variant})")
+        raise _torch_missing(file.fname, net, file.url)
     try:
         path = keras.utils.get_file(file.fname, file.url, cache_subdir="models",
                                     file_hash=file.file_hash, cache_dir=cache_dir)
@@ -710,8 +713,10 @@ def imported_config(imported: ImportedWeights, weights_url: str | None = None) -
     A full recipe (:func:`vgg_tf.config.paper_recipe`) with the network, crop
     224, ``scale_min = scale_max = 256`` (so the test scales are 256 and
     {224, 256, 288}), flips, the source's mean RGB, the classes (ImageNet's names
-    for 1,000), and where the weights came from (``weights_source``,
-    ``weights_format``, ``weights_url``).
+    for 1,000), where the weights came from (``weights_source``,
+    ``weights_format``, ``weights_url``), and for batch norm the epsilon its
+    statistics assume (``batch_norm_epsilon``, torch's 1e-5: a net built to
+    fine-tune from it should use the same).
     """
     from vgg_tf import config as config_lib
     from vgg_tf import labels
@@ -734,6 +739,7 @@ def imported_config(imported: ImportedWeights, weights_url: str | None = None) -
         weights_source=os.path.abspath(imported.source),
         weights_format=imported.source_format,
         weights_url=weights_url,
+        batch_norm_epsilon=imported.batch_norm_epsilon if imported.batch_norm else None,
     )
     return result
 
