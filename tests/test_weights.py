@@ -197,7 +197,8 @@ def test_state_dicts_match_the_numpy_reference(tmp_path, variant, batch_norm, la
     path = tmp_path / "model.safetensors"
     save_file(state if layout == "torchvision" else to_timm(state), str(path))
     imported = weights.read_weights(path)
-    assert (imported.variant, imported.batch_norm, imported.include_top) == (variant, batch_norm, True)
+    assert (imported.variant, imported.batch_norm, imported.include_top) == (
+        variant, batch_norm, True)
     assert (imported.classes, imported.width_multiplier) == (1000, TINY)
     assert imported.source_format == layout
     assert imported.mean_rgb == weights.TORCHVISION_MEAN_RGB
@@ -300,8 +301,9 @@ def test_keras_applications_files_with_and_without_top(tmp_path, name, variant):
 
     ours = weights.import_weights(top)
     assert ours.count_params() == theirs.count_params()
+    expected = theirs.predict_on_batch(preprocess(image[None].astype("float32")))
     assert_same_classifier(run_vgg_tf(ours, image, weights.CAFFE_MEAN_RGB),
-                           reference_probs=theirs.predict_on_batch(preprocess(image[None].astype("float32"))))
+                           reference_probs=expected)
     del ours, theirs
 
     # Without the top: Keras' own legacy loader reads the file (the layout is Keras 2's).
@@ -325,8 +327,8 @@ def random_keras_notop_d(tmp_path):
     channels = 3
     for b, block in enumerate(models.SPECS["D"].blocks, start=1):
         for c, (k, f) in enumerate(block, start=1):
-            layers.append((f"block{b}_conv{c}", [rng.standard_normal((k, k, channels, f), np.float32),
-                                                 rng.standard_normal(f, np.float32)]))
+            kernel = rng.standard_normal((k, k, channels, f), np.float32)
+            layers.append((f"block{b}_conv{c}", [kernel, rng.standard_normal(f, np.float32)]))
             channels = f
         layers.append((f"block{b}_pool", []))
     return write_keras2_h5(tmp_path / "notop.h5", layers), layers
@@ -473,17 +475,19 @@ def test_imagenet_trained_model_from_the_cache(tmp_path, monkeypatch):
     state = torchvision_state("D", seed=9)
     keras_layers_d = [("input_1", [])]
     # keras.applications' layout of a torchvision net: (h, w, in, out) kernels, BGR first conv.
-    index, channels = 0, 3
+    index = 0
     for b, block in enumerate(models.SPECS["D"].blocks, start=1):
         for c, _ in enumerate(block, start=1):
             kernel = np.transpose(state[f"features.{index}.weight"], (2, 3, 1, 0))
             keras_layers_d.append((f"block{b}_conv{c}", [kernel, state[f"features.{index}.bias"]]))
             index += 2
         index += 1
-    fc6 = state["classifier.0.weight"].reshape(4096, 512, 7, 7).transpose(2, 3, 1, 0).reshape(-1, 4096)
+    fc6 = state["classifier.0.weight"].reshape(4096, 512, 7, 7).transpose(2, 3, 1, 0)
+    fc6 = fc6.reshape(-1, 4096)
     keras_layers_d += [("flatten", []), ("fc1", [fc6, state["classifier.0.bias"]]),
                        ("fc2", [state["classifier.3.weight"].T, state["classifier.3.bias"]]),
-                       ("predictions", [state["classifier.6.weight"].T, state["classifier.6.bias"]])]
+                       ("predictions", [state["classifier.6.weight"].T,
+                                        state["classifier.6.bias"]])]
     source = write_keras2_h5(tmp_path / "d.h5", keras_layers_d)
     cached = _cache_with(tmp_path, monkeypatch, ("D", False, True), source)
     trained = weights.imagenet_trained_model("D")

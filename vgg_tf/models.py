@@ -228,7 +228,8 @@ def _imagenet_weights_path(
     from vgg_tf import weights as weights_lib
 
     weights_lib.imagenet_weights_file(variant, include_top, batch_norm)  # published at all?
-    channels, side = (shape[0], shape[1]) if data_format == "channels_first" else (shape[2], shape[0])
+    first = data_format == "channels_first"
+    channels, side = (shape[0], shape[1]) if first else (shape[2], shape[0])
     problem = None
     if width_multiplier != 1.0:
         problem = f"width_multiplier={width_multiplier!r} (the published nets have 1.0)"

@@ -531,7 +531,7 @@ def _torch_conv(weight: np.ndarray) -> np.ndarray:
 
 
 def _convert_torch(tensors: Mapping[str, np.ndarray], path: str):
-    tensors = {k[7:] if k.startswith("module.") else k: np.asarray(v, dtype=np.float32)
+    tensors = {k.removeprefix("module."): np.asarray(v, dtype=np.float32)
                for k, v in tensors.items() if not k.endswith("num_batches_tracked")}
     features: dict[int, dict[str, np.ndarray]] = {}
     top_keys = {"classifier.0", "classifier.3", "classifier.6",
@@ -547,11 +547,11 @@ def _convert_torch(tensors: Mapping[str, np.ndarray], path: str):
         else:
             unknown.append(key)
     if unknown or not features:
+        found = ", ".join(sorted(unknown)[:8]) + (" ..." if len(unknown) > 8 else "")
         raise ValueError(
             f"{path!r} is not a torchvision/timm VGG state dict: expected keys features.<n>."
             "{weight,bias,running_mean,running_var}, classifier.{0,3,6}.* (torchvision) or "
-            f"pre_logits.fc{{1,2}}.*, head.fc.* (timm); found {', '.join(sorted(unknown)[:8]) or 'no features'}"
-            f"{' ...' if len(unknown) > 8 else ''}."
+            f"pre_logits.fc{{1,2}}.*, head.fc.* (timm); found {found or 'no features'}."
         )
     convs, index = [], sorted(features)
     conv_indices = [i for i in index if features[i].get("weight", np.zeros(0)).ndim == 4]
@@ -575,8 +575,9 @@ def _convert_torch(tensors: Mapping[str, np.ndarray], path: str):
     kernel = convs[0][0]
     if kernel.shape[2] == 3:  # fold (x/255 - mean)/std into the first conv
         convs[0][0] = kernel / (255.0 * np.asarray(TORCHVISION_STD, np.float32))[:, None]
-    source_format = "timm" if any(m.startswith(("pre_logits", "head")) for m in top_raw) else "torchvision"
-    return [tuple(c) for c in convs], _torch_top(top_raw, convs[-1][0].shape[-1], path), source_format
+    timm = any(m.startswith(("pre_logits", "head")) for m in top_raw)
+    top = _torch_top(top_raw, convs[-1][0].shape[-1], path)
+    return [tuple(c) for c in convs], top, "timm" if timm else "torchvision"
 
 
 def _check_torch_indices(conv_indices: list[int], bn_indices: list[int], path: str) -> None:
@@ -658,8 +659,9 @@ def _infer_variant(convs, path: str) -> tuple[str, float]:
         channels = kernels[0][2]
         for (kh, kw, cin, cout), (_, filters), (_, bias, bn) in zip(kernels, spec, convs):
             if cout != max(1, round(filters * width)) or cin != channels:
-                raise ValueError(f"{path!r} has convs {found}: not {models.SPECS[variant].builder_name}'s "
-                                 "widths (64, 128, 256, 512 or one multiple of them).")
+                raise ValueError(f"{path!r} has convs {found}: not "
+                                 f"{models.SPECS[variant].builder_name}'s widths (64, 128, 256, "
+                                 "512 or one multiple of them).")
             if bias.shape != (cout,) or (bn is not None and any(b.shape != (cout,) for b in bn)):
                 raise ValueError(f"{path!r}: a bias or batch-norm vector of the {cin}->{cout} "
                                  "conv has the wrong length.")
@@ -787,8 +789,9 @@ def import_to_workdir(
     config = imported_config(imported, url)
     workdir_lib.save_model(model, os.path.join(workdir, workdir_lib.MODEL_FILE))
     workdir_lib.write_config(workdir, config)
+    directory = os.path.basename(os.path.abspath(workdir))
     return workdir_lib.TrainedModel(model, config, os.path.join(workdir, workdir_lib.MODEL_FILE),
-                                    f"{imported.variant} ({os.path.basename(os.path.abspath(workdir))})")
+                                    f"{imported.variant} ({directory})")
 
 
 def imagenet_trained_model(variant: str, *, batch_norm: bool | None = None):
