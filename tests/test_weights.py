@@ -28,7 +28,7 @@ import pytest
 from safetensors.numpy import save_file
 
 import vgg_tf
-from vgg_tf import models, weights
+from vgg_tf import models, weight_files, weights
 from vgg_tf import workdir as workdir_lib
 
 TINY = 1 / 16  # conv widths 4..32, FC 256
@@ -252,7 +252,7 @@ def test_full_width_conv_trunks_match_the_numpy_reference(tmp_path, variant, bat
 def test_the_first_conv_folds_torchvisions_normalisation_exactly():
     # vgg_tf's input x - 255*mean is torch's (x/255 - mean)/std times 255*std.
     state = torchvision_state("A", width=TINY, top=False)
-    kernel = weights._convert_torch(state, "x")[0][0][0]
+    kernel = weight_files._convert_torch(state, "x")[0][0][0]
     torch_kernel = np.transpose(state["features.0.weight"], (2, 3, 1, 0))
     np.testing.assert_allclose(kernel * 255 * np.asarray(weights.TORCHVISION_STD)[:, None],
                                torch_kernel, rtol=1e-6)

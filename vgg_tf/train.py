@@ -66,7 +66,17 @@ def build_model(config: Any, num_classes: int) -> keras.Model:
         width_multiplier=float(config["width_multiplier"]),
         # The input pipeline gives (batch, height, width, RGB), whatever Keras' global format.
         data_format="channels_last",
+        # Statistics imported from torch (bin/import_weights) were computed with its epsilon.
+        batch_norm_epsilon=_start_config(config).get("batch_norm_epsilon"),
     )
+
+
+def _start_config(config: Any) -> dict:
+    """The recorded config of the model a run starts from (``init_from``), or {}."""
+    if not config.get("init_from"):
+        return {}
+    path = config["init_from"]
+    return workdir_lib.read_config(path if os.path.isdir(path) else os.path.dirname(path) or ".") or {}
 
 
 def initialise_from(model: keras.Model, source: str) -> tuple[list[str], str]:
@@ -342,18 +352,13 @@ def _mean_rgb(config, source: sources.Source, recorded: dict | None) -> tuple[fl
         return tuple(float(v) for v in config.mean_rgb)
     if recorded and recorded.get("mean_rgb"):
         return tuple(recorded["mean_rgb"])
-    start = workdir_lib.read_config(_model_dir(config.init_from)) if config.init_from else None
-    if start and start.get("mean_rgb"):
+    start = _start_config(config)
+    if start.get("mean_rgb"):
         return tuple(float(v) for v in start["mean_rgb"])
     if source.name.startswith("imagenet"):
         return workdir_lib.recorded_mean_rgb({})
     limits = _image_limits(config)
     return tuple(float(v) for v in sources.compute_mean_rgb(source, **limits))
-
-
-def _model_dir(path: str) -> str:
-    """The directory of a workdir or of a ``.keras`` file (where its config.json is)."""
-    return path if os.path.isdir(path) else os.path.dirname(path) or "."
 
 
 def _image_limits(config) -> dict:
