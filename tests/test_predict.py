@@ -91,6 +91,23 @@ def test_heatmap_is_the_photo_with_the_top_class_score_map_at_its_own_size(
         assert np.abs(expected.astype(int) - photo).mean() > 10  # the map is visible
 
 
+def test_the_exported_saved_model_serves_what_predict_answers(run_dir, photos, tmp_path):
+    import tensorflow as tf
+
+    from vgg_tf import export
+
+    paths = [photos / "astronaut.jpg", photos / "coffee.png"]
+    result = predict_lib.predict(paths, run_dir, top=10, verbose=0)
+    version = export.export_saved_model(run_dir, tmp_path / "serving", verbose=0)
+    serve = tf.saved_model.load(version).signatures["serving_default"]
+    served = serve(image_bytes=tf.constant([p.read_bytes() for p in paths]))
+    for answer, probabilities, labels_ in zip(result.images, served["probabilities"].numpy(),
+                                              served["labels"].numpy()):
+        assert labels_[0].decode() == answer.classes[0].name  # the same top-1
+        np.testing.assert_allclose([probabilities[c.index] for c in answer.classes],
+                                   [c.probability for c in answer.classes], atol=1e-5)
+
+
 def test_score_map_locations_sit_at_the_centres_of_their_windows():
     # A 96 x 160 image at Q = 96 with crop 32: a 3 x 5 map, windows 32 apart.
     score_map = np.arange(15, dtype=float).reshape(3, 5)
