@@ -236,3 +236,44 @@ def test_bin_predict_fails_when_no_image_is_answered(run_bin, run_dir, bad_files
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 3 and "notes.txt" in lines[0] and "missing.jpg" in lines[1]
     assert lines[2] == "error: none of the 2 image(s) could be answered."
+
+
+def _tiny_torchvision_vgg11(path, seed=0):
+    """A torchvision-layout state dict of net A at 1/16 width (random weights) as a
+    safetensors file, as timm publishes vgg11.tv_in1k."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.RandomState(seed)
+    state, channels = {}, 3
+    for index, filters in zip((0, 3, 6, 8, 11, 13, 16, 18), (4, 8, 16, 16, 32, 32, 32, 32)):
+        state[f"features.{index}.weight"] = rng.normal(
+            0, (2 / (9 * channels)) ** 0.5, (filters, channels, 3, 3)).astype("float32")
+        state[f"features.{index}.bias"] = np.zeros(filters, "float32")
+        channels = filters
+    for index, (units, inputs) in zip((0, 3, 6), ((256, 32 * 49), (256, 256), (1000, 256))):
+        state[f"classifier.{index}.weight"] = rng.normal(
+            0, (2 / inputs) ** 0.5, (units, inputs)).astype("float32")
+        state[f"classifier.{index}.bias"] = np.zeros(units, "float32")
+    save_file(state, str(path))
+    return path
+
+
+@pytest.mark.slow
+def test_imported_weights_then_bin_predict_names_imagenet_classes_and_draws_the_heatmap(
+        run_bin, photos, tmp_path):
+    """The issue's acceptance: import published weights, then bin/predict --heatmap."""
+    from vgg_tf import weights
+
+    source = _tiny_torchvision_vgg11(tmp_path / "model.safetensors")
+    weights.import_to_workdir(source, tmp_path / "imported")
+    result = run_bin("predict", photos / "coffee.png", f"--model={tmp_path / 'imported'}",
+                     f"--heatmap={tmp_path / 'out'}")
+    ranked = [line for line in result.stdout.splitlines() if re.match(r" +\d+\. ", line)]
+    names, ids = labels.imagenet_class_names(), labels.imagenet_class_ids()
+    assert len(ranked) == 5, result.stdout
+    for line in ranked:  # "   1.   0.12%  tabby (n02123045)"
+        name, wnid = re.match(r" +\d\. +[\d.]+%  (.+) \((n\d{8})\)$", line).groups()
+        assert names[ids.index(wnid)] == name
+    assert "Q = 224, 256, 288, each with its flip" in result.stdout
+    assert Image.open(tmp_path / "out" / "coffee.png").size == (600, 400)
+
