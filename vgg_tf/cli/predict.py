@@ -13,7 +13,9 @@ with flips -- the probabilities bin/evaluate scores and bin/export serves.
 
 --heatmap DIR writes DIR/<file stem>.png per image: the photo at its own size
 with the top class's dense score map (softmax per location at the single test
-scale Q) overlaid. --output writes every answer as JSON.
+scale Q) overlaid, coloured from 0 to the map's peak (printed beside it).
+--output writes every answer as JSON. Answers go to stdout; the progress bar
+(more than 4 files) and the lines about bad files go to stderr.
 
 A file that is missing, undecodable, truncated or over the image limits gets
 one line on stderr naming it and why; the other files are answered. The exit
