@@ -165,7 +165,7 @@ def test_bin_features_linear_eval_on_a_digits_model_prints_an_accuracy(
     result = run_bin("features", f"--model={digits_run}", f"--data_dir={tfds_dir}",
                      "--linear_eval", f"--output={tmp_path / 'test.npz'}")
     match = re.search(r"^test accuracy on digits \[test\] \(360 images\): ([\d.]+)%$",
-                      result.stdout, re.M)
+                      result.stdout, re.MULTILINE)
     assert match, result.stdout
     assert float(match.group(1)) > 50, result.stdout  # chance: 10%
     assert "fitted on 1293 descriptors of 256 numbers (digits [train[:90%]], Q = 37,55,73)" \

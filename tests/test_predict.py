@@ -220,9 +220,9 @@ def test_bin_predict_prints_five_named_classes_per_photo_and_names_the_bad_file(
     assert len(ranked) == 10 and all(words[-1] in NAMES for words in ranked), result.stdout
     assert [words[0] for words in ranked] == ["1.", "2.", "3.", "4.", "5."] * 2
     # One line on stderr, naming the bad file and why; nothing else there.
-    assert result.stderr.strip().splitlines() == [
-        f"vgg_tf: skipped {root / 'truncated.jpg'}: cannot decode the image (jpeg::Uncompress "
-        "failed. Invalid JPEG data or crop window)"]
+    expected = (f"vgg_tf: skipped {root / 'truncated.jpg'}: cannot decode the image "
+                "(jpeg::Uncompress failed. Invalid JPEG data or crop window)")
+    assert result.stderr.strip().splitlines() == [expected]
     assert Image.open(tmp_path / "maps" / "coffee.png").size == (600, 400)
     assert len(json.loads((tmp_path / "results.json").read_text())["images"]) == 2
 

@@ -56,7 +56,7 @@ def default_scales(crop_size: int) -> tuple[int, ...]:
         >>> default_scales(224), default_scales(32)
         ((256, 384, 512), (37, 55, 73))
     """
-    return tuple(int(round(crop_size * r / 7)) for r in SCALE_RATIOS)
+    return tuple(round(crop_size * r / 7) for r in SCALE_RATIOS)
 
 
 def descriptors(

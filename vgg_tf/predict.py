@@ -39,7 +39,8 @@ import os
 import re
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any, ContextManager
+from contextlib import AbstractContextManager
+from typing import Any
 
 import keras
 import numpy as np
@@ -199,7 +200,7 @@ def read_image(
     *,
     max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
     max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
-    decode_context: Callable[[], ContextManager] | None = None,
+    decode_context: Callable[[], AbstractContextManager] | None = None,
 ) -> tuple[np.ndarray | None, str | None]:
     """``(uint8 RGB (H, W, 3), None)`` for a good file, ``(None, reason)`` for a bad one.
 
@@ -224,7 +225,8 @@ def read_image(
         return None, error.strerror or str(error)
     with (decode_context or contextlib.nullcontext)():
         try:
-            return images_lib.decode_rgb(tf.constant(data), max_pixels, max_aspect_ratio).numpy(), None
+            image = images_lib.decode_rgb(tf.constant(data), max_pixels, max_aspect_ratio)
+            return image.numpy(), None
         except tf.errors.OpError as error:
             return None, _reason(error)
 
@@ -233,7 +235,7 @@ def read_image(
 
 
 def _axis_weights(n_out: int, n_scaled: int, n_map: int, crop_size: int):
-    """Per output pixel: the two score-map rows (or columns) around it and the weight of the second."""
+    """Per output pixel: the two score-map rows (or columns) around it, and the second's weight."""
     # Pixel centres in the image rescaled to Q (TensorFlow's half-pixel convention) ...
     centres = (np.arange(n_out) + 0.5) * (n_scaled / n_out) - 0.5
     # ... in map units: location i is centred on rescaled pixel STRIDE * i + (crop - 1) / 2.
@@ -338,7 +340,7 @@ def predict(
     max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
     max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
     verbose: int = 1,
-    decode_context: Callable[[], ContextManager] | None = None,
+    decode_context: Callable[[], AbstractContextManager] | None = None,
 ) -> Predictions:
     """The top classes of each image file by dense multi-scale evaluation (``bin/predict``).
 
@@ -406,8 +408,8 @@ def format_predictions(result: Predictions) -> str:
     """Readable lines: a header naming the model and scales, then per answered image its
     path and one line per class (rank, probability, name and id) and its heatmap."""
     flip = ", each with its flip" if result.flip else ""
-    lines = [f"{result.model}: dense evaluation at Q = "
-             f"{', '.join(map(str, result.scales))}{flip}"]
+    scales = ", ".join(map(str, result.scales))
+    lines = [f"{result.model}: dense evaluation at Q = {scales}{flip}"]
     for p in result.answered:
         lines.append(f"{p.file} ({p.size[1]}x{p.size[0]})")
         for rank, c in enumerate(p.classes, 1):

@@ -74,7 +74,9 @@ def _scales(values: list[str] | None) -> list[int] | None:
     try:
         return [int(v) for v in values]
     except ValueError:
-        raise ValueError(f"--scales={','.join(values)} is not accepted; expected integers.") from None
+        raise ValueError(
+            f"--scales={','.join(values)} is not accepted; expected integers."
+        ) from None
 
 
 def _describe(fs: features.FeatureSet) -> str:
