@@ -419,3 +419,76 @@ def test_bin_train_on_the_full_size_folder_names_the_bad_files_within_4gb(
     peak = int(re.search(r"peak_rss_kb=(\d+)", result.stdout).group(1)) * 1024
     print(f"bin/train on the acceptance folder: peak resident memory {peak / 2**20:.0f} MB")
     assert 100 * 2**20 < peak < 4 * 2**30
+
+
+# --- Fine-tuning -------------------------------------------------------------
+
+
+def test_init_from_another_class_count_copies_all_but_fc8(tmp_path, tiny_model, make_workdir):
+    source = tiny_model(seed=1, classes=5)
+    start = make_workdir(tmp_path / "five", model=source, num_classes=5,
+                         class_names=[str(d) for d in range(5)])
+    model = tiny_model(seed=2, classes=10)
+    fresh_fc8 = [w.copy() for w in model.get_layer("fc8").get_weights()]
+    copied, note = train.initialise_from(model, str(start))
+    weighted = [layer.name for layer in model.layers if layer.weights]
+    assert copied == [name for name in weighted if name != "fc8"]
+    assert "fc8 is initialised afresh for 10 classes (the source has 5)" == note
+    for name in copied:
+        for ours, theirs in zip(model.get_layer(name).get_weights(),
+                                source.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+    for ours, fresh in zip(model.get_layer("fc8").get_weights(), fresh_fc8):
+        np.testing.assert_array_equal(ours, fresh)
+    # The same class count copies fc8 too.
+    same = tiny_model(seed=3, classes=5)
+    copied, note = train.initialise_from(same, str(start))
+    assert "fc8" in copied and note == ""
+
+
+@pytest.mark.parametrize("freeze, trained", [
+    ("none", None),
+    ("convs", {"fc6", "fc7", "fc8"}),
+    ("all_but_head", {"fc8"}),
+])
+def test_freeze_leaves_the_named_layers_out_of_training(tiny_model, freeze, trained):
+    model = tiny_model(batch_norm=True)
+    frozen = train.freeze_layers(model, freeze)
+    weighted = {layer.name for layer in model.layers if layer.weights}
+    if trained is None:
+        assert frozen == [] and all(layer.trainable for layer in model.layers)
+        return
+    assert set(frozen) == weighted - trained
+    owners = {v.path.split("/")[0] for v in model.trainable_variables}
+    assert owners == trained
+    with pytest.raises(ValueError, match="freeze 'fc'.*none, convs, all_but_head"):
+        train.freeze_layers(tiny_model(), "fc")
+
+
+@pytest.mark.slow
+def test_fine_tuning_with_frozen_convs_trains_the_head_only(tmp_path, tfds_dir, tiny_model,
+                                                            make_workdir):
+    """A run from a 5-class start on all 10 digits: the conv kernels stay bit-identical,
+    fc8 is new, the FC layers move, and the start model's mean RGB is kept."""
+    source = tiny_model(seed=1, classes=5, batch_norm=True)
+    start = make_workdir(tmp_path / "five", model=source, num_classes=5, batch_norm=True,
+                         mean_rgb=[10.0, 20.0, 30.0], class_names=[str(d) for d in range(5)])
+    config = config_lib.paper_recipe()
+    config.update(dataset="digits", data_dir=str(tfds_dir), variant="A", crop_size=32,
+                  scale_min=32, scale_max=40, width_multiplier=1 / 16, batch_norm=True,
+                  kernel_initializer="glorot", flip=False, batch_size=64, epochs=1,
+                  init_from=str(start), freeze="convs", checkpoint_every_steps=100)
+    result = train.train_and_evaluate(config, str(tmp_path / "ten"))
+    assert result["run_config"]["mean_rgb"] == [10.0, 20.0, 30.0]
+    tuned = keras.models.load_model(tmp_path / "ten" / "model.keras")
+    for layer in source.layers:
+        if not layer.weights:
+            continue
+        ours = tuned.get_layer(layer.name).get_weights()
+        if layer.name.startswith("fc"):
+            if layer.name != "fc8":  # fc8 has another shape: 10 classes
+                assert any(np.any(a != b) for a, b in zip(ours, layer.get_weights())), layer.name
+            continue
+        for a, b in zip(ours, layer.get_weights()):  # kernels, biases, BN statistics
+            np.testing.assert_array_equal(a, b, err_msg=layer.name)
+    assert tuned.get_layer("fc8").units == 10
