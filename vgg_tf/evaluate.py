@@ -62,8 +62,15 @@ def check_scales(scales: Sequence[int], crop_size: int) -> tuple[int, ...]:
 # --- In-graph evaluation (shared with the exported SavedModel) ------------
 
 
-def _preprocess(batch: tf.Tensor, q: int, mean_rgb: Sequence[float]) -> tf.Tensor:
-    # The training pipeline's rescaling (bilinear), so test images look like training ones.
+def preprocess(batch: tf.Tensor, q: int, mean_rgb: Sequence[float]) -> tf.Tensor:
+    """Rescales images to shorter side Q and subtracts the mean: the test-time input (§3.2).
+
+    The training pipeline's rescaling (bilinear), so test images look like training ones.
+
+    Example:
+        >>> preprocess(tf.zeros([1, 40, 60, 3]), 32, (1.0, 2.0, 3.0)).shape
+        TensorShape([1, 32, 48, 3])
+    """
     return images_lib.rescale_shorter_side(tf.cast(batch, tf.float32), q) - tf.constant(
         mean_rgb, tf.float32
     )
@@ -80,7 +87,7 @@ def dense_score_map(
         q: Test scale, the shorter side after rescaling.
         mean_rgb: The training-set mean RGB to subtract.
     """
-    return tf.nn.softmax(tf.cast(fcn(_preprocess(images, q, mean_rgb)), tf.float32), axis=-1)
+    return tf.nn.softmax(tf.cast(fcn(preprocess(images, q, mean_rgb)), tf.float32), axis=-1)
 
 
 def dense_probabilities(
@@ -106,7 +113,7 @@ def dense_probabilities(
     views = tf.concat([images, tf.reverse(images, axis=[2])], axis=0) if flip else images
     per_scale = []
     for q in scales:
-        logits = tf.cast(fcn(_preprocess(views, q, mean_rgb)), tf.float32)
+        logits = tf.cast(fcn(preprocess(views, q, mean_rgb)), tf.float32)
         probs = tf.nn.softmax(tf.reduce_mean(logits, axis=[1, 2]), axis=-1)
         per_scale.append((probs[:n] + probs[n:]) / 2.0 if flip else probs)
     return tf.add_n(per_scale) / float(len(per_scale))
@@ -165,7 +172,7 @@ def multicrop_probabilities(
     """
     per_scale = []
     for q in scales:
-        crops = multicrop_crops(_preprocess(image[None], q, mean_rgb)[0], crop_size, grid, flip)
+        crops = multicrop_crops(preprocess(image[None], q, mean_rgb)[0], crop_size, grid, flip)
         logits = tf.cast(fcn(crops), tf.float32)[:, 0, 0]
         per_scale.append(tf.reduce_mean(tf.nn.softmax(logits, axis=-1), axis=0))
     return tf.add_n(per_scale) / float(len(per_scale))

@@ -36,7 +36,7 @@ import tensorflow as tf
 
 from vgg_tf import images as images_lib
 from vgg_tf import sources
-from vgg_tf.evaluate import _preprocess as preprocess  # the dense protocol's rescale and mean
+from vgg_tf.evaluate import preprocess  # the dense protocol's rescale and mean
 from vgg_tf.evaluate import check_scales
 from vgg_tf.fcn import to_fully_convolutional
 from vgg_tf.predict import load_model
