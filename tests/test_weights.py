@@ -215,7 +215,7 @@ def test_full_size_vgg16_state_dict_matches_the_numpy_reference(tmp_path):
     state = torchvision_state("D")
     save_file(state, str(tmp_path / "tv.safetensors"))
     imported = weights.read_weights(tmp_path / "tv.safetensors")
-    model = imported.build_model()
+    model = weights.build_imported(imported)
     assert model.count_params() == 138_357_544
     image = photo()
     assert_same_classifier(run_vgg_tf(model, image, weights.TORCHVISION_MEAN_RGB),

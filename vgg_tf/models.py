@@ -39,76 +39,31 @@ they load across formats. On GPU, Grappler's layout optimiser still converts.
 
 from __future__ import annotations
 
-import dataclasses
 import os
-from collections.abc import Iterable, Mapping
 from typing import Any
 
 import keras
 import numpy as np
 
+from vgg_tf import published, weight_files
+from vgg_tf.layer_weights import (  # noqa: F401  (re-exported)
+    include_top_of,
+    init_from_net_a,
+    load_layer_weights,
+    read_layer_weights,
+)
 from vgg_tf.layers import LocalResponseNormalization
 
 
-@dataclasses.dataclass(frozen=True)
-class VariantSpec:
-    """One column of the paper's Table 1.
-
-    Attributes:
-        blocks: Per block, a tuple of ``(kernel_size, filters)`` per convolution.
-        lrn: Whether a local response normalisation follows the first conv.
-        builder_name: Name of the named builder (``VGG16`` ...), for messages.
-    """
-
-    blocks: tuple[tuple[tuple[int, int], ...], ...]
-    lrn: bool = False
-    builder_name: str = ""
-
-    @property
-    def num_weight_layers(self) -> int:
-        """Conv layers plus the three fully-connected layers."""
-        return sum(len(block) for block in self.blocks) + 3
-
-
-def _block(*filters: int, kernel: int = 3) -> tuple[tuple[int, int], ...]:
-    return tuple((kernel, f) for f in filters)
-
-
-_A_BLOCKS = (_block(64), _block(128), _block(256, 256), _block(512, 512), _block(512, 512))
-_B_BLOCKS = (_block(64, 64), _block(128, 128))
-
-SPECS: Mapping[str, VariantSpec] = {
-    "A": VariantSpec(_A_BLOCKS, builder_name="VGG11"),
-    "A-LRN": VariantSpec(_A_BLOCKS, lrn=True, builder_name="VGG11_LRN"),
-    "B": VariantSpec(
-        _B_BLOCKS + (_block(256, 256), _block(512, 512), _block(512, 512)), builder_name="VGG13"
-    ),
-    # C is B with a 1x1 convolution added at the end of blocks 3, 4 and 5.
-    "C": VariantSpec(
-        _B_BLOCKS + tuple(_block(f, f) + _block(f, kernel=1) for f in (256, 512, 512)),
-        builder_name="VGG16_C",
-    ),
-    "D": VariantSpec(
-        _B_BLOCKS + (_block(256, 256, 256), _block(512, 512, 512), _block(512, 512, 512)),
-        builder_name="VGG16",
-    ),
-    "E": VariantSpec(
-        _B_BLOCKS
-        + (_block(256, 256, 256, 256), _block(512, 512, 512, 512), _block(512, 512, 512, 512)),
-        builder_name="VGG19",
-    ),
-}
-
-VARIANTS: tuple[str, ...] = tuple(SPECS)
-
-#: Layers a deeper net takes from a trained net A (paper §3.1: "the first four
-#: convolutional layers and the last three fully-connected layers"). These
-#: names have the same shapes in every configuration.
-NET_A_TRANSFER_LAYERS: tuple[str, ...] = (
-    "block1_conv1", "block2_conv1", "block3_conv1", "block3_conv2", "fc6", "fc7", "fc8",
+from vgg_tf.specs import (  # noqa: F401  (the table, re-exported)
+    FC_UNITS,
+    NET_A_TRANSFER_LAYERS,
+    SPECS,
+    VARIANTS,
+    VariantSpec,
+    get_spec,
 )
 
-FC_UNITS = 4096
 MIN_INPUT_SIZE = 32  # five 2x2 poolings need at least 32 pixels
 KERNEL_INITIALIZERS = ("paper", "glorot", "he")
 POOLINGS = (None, "avg", "max")
@@ -116,16 +71,6 @@ DATA_FORMATS = ("channels_last", "channels_first")
 DEFAULT_CROP_SIZE = 224
 #: Names of the transposes of a channels-first model (input, output).
 FORMAT_LAYERS = ("to_channels_last", "to_channels_first")
-
-
-def get_spec(variant: str) -> VariantSpec:
-    """Returns the spec of ``variant`` or raises a ValueError listing the valid names."""
-    try:
-        return SPECS[variant]
-    except (KeyError, TypeError):
-        raise ValueError(
-            f"Unknown VGG variant {variant!r}; expected one of {', '.join(VARIANTS)}."
-        ) from None
 
 
 def _initializers(kind: str) -> tuple[Any, Any]:
@@ -223,11 +168,8 @@ def _imagenet_weights_path(
 ) -> str:
     """Checks a weights="imagenet" network against the published files; their local path.
 
-    Imported here, not at the top: vgg_tf.weights builds on this module.
     """
-    from vgg_tf import weights as weights_lib
-
-    weights_lib.imagenet_weights_file(variant, include_top, batch_norm)  # published at all?
+    published.imagenet_weights_file(variant, include_top, batch_norm)  # published at all?
     first = data_format == "channels_first"
     channels, side = (shape[0], shape[1]) if first else (shape[2], shape[0])
     problem = None
@@ -243,17 +185,15 @@ def _imagenet_weights_path(
                    f"{DEFAULT_CROP_SIZE} crop; use include_top=False for other sizes)")
     if problem:
         raise ValueError(f"weights='imagenet' does not fit {problem}.")
-    return weights_lib.imagenet_weights_path(variant, include_top, batch_norm)
+    return published.imagenet_weights_path(variant, include_top, batch_norm)
 
 
 def _default_batch_norm_epsilon(weights: str | None) -> float:
     """torch's 1e-5 for weights from torchvision or timm, else Keras' 1e-3."""
     if weights is None:
         return 1e-3
-    from vgg_tf import weights as weights_lib
-
-    return (weights_lib.TORCH_BN_EPSILON
-            if weights_lib.file_format(weights) in ("torch", "safetensors") else 1e-3)
+    return (weight_files.TORCH_BN_EPSILON
+            if weight_files.file_format(weights) in ("torch", "safetensors") else 1e-3)
 
 
 def VGG(
@@ -431,15 +371,13 @@ def _load_weights_file(
     if path.endswith(".keras"):
         load_layer_weights(model, read_layer_weights(path))
         return
-    from vgg_tf import weights as weights_lib
-
-    kind = weights_lib.file_format(path)
+    kind = weight_files.file_format(path)
     if kind in ("torch", "safetensors") or (kind == "hdf5" and _is_keras2_hdf5(path)):
         # Converted (layout, input channels, mean) and matched by layer name.
         if variant == "A-LRN":
             raise ValueError(f"weights={path!r}: the published files hold net A without LRN; "
                              "build variant 'A' for them.")
-        imported = weights_lib.read_weights(path, variant, include_top=include_top_of(model),
+        imported = weight_files.read_weights(path, variant, include_top=include_top_of(model),
                                             batch_norm=batch_norm)
         load_layer_weights(model, imported.layers)
         return
@@ -496,132 +434,6 @@ VGG13 = _named_builder("B")
 VGG16_C = _named_builder("C")
 VGG16 = _named_builder("D")
 VGG19 = _named_builder("E")
-
-
-# --- Weights by layer name -------------------------------------------------
-
-
-def read_layer_weights(source: keras.Model | str | os.PathLike) -> dict[str, list[np.ndarray]]:
-    """Reads the weights of every layer of a model, keyed by layer name.
-
-    Args:
-        source: A Keras model, a ``.keras`` file, or a directory holding
-            ``model.keras`` (a training workdir).
-
-    Returns:
-        ``{layer_name: [array, ...]}`` in the layer's own variable order.
-
-    Example:
-        >>> weights = read_layer_weights("workdir/model.keras")  # doctest: +SKIP
-        >>> weights["fc8"][0].shape  # doctest: +SKIP
-        (4096, 10)
-    """
-    if isinstance(source, keras.Model):
-        return {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
-    path = os.fspath(source)
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.keras")
-    if not os.path.isfile(path):
-        raise ValueError(
-            f"Cannot read weights from {os.fspath(source)!r}: expected a Keras model, a .keras "
-            "file or a directory holding model.keras."
-        )
-    if path.endswith(".keras"):
-        return read_layer_weights(keras.models.load_model(path, compile=False))
-    raise ValueError(
-        f"Cannot read weights by layer name from {path!r}: expected a .keras file "
-        "(a .weights.h5 file has no layer names; pass it as VGG(weights=...))."
-    )
-
-
-def load_layer_weights(
-    model: keras.Model,
-    weights: Mapping[str, list[np.ndarray]],
-    layer_names: Iterable[str] | None = None,
-) -> list[str]:
-    """Copies weights into ``model`` layer by layer, matching by name.
-
-    Args:
-        model: Model to update in place.
-        weights: ``{layer_name: [arrays]}`` as from :func:`read_layer_weights`.
-        layer_names: Layers to copy (all must exist on both sides). Defaults to
-            every layer of ``model`` that has weights, all of which must be
-            present in ``weights``.
-
-    Returns:
-        The names of the layers copied.
-
-    Raises:
-        ValueError: A layer is missing or a shape differs; the message names the
-            layer and both shapes (a different ``classes`` shows up at fc8).
-    """
-    if layer_names is None:
-        layer_names = [layer.name for layer in model.layers if layer.weights]
-    copied = []
-    for name in layer_names:
-        try:
-            layer = model.get_layer(name)
-        except ValueError:
-            raise ValueError(f"Layer {name!r} is not in model {model.name!r}.") from None
-        if name not in weights:
-            raise ValueError(
-                f"Layer {name!r} of model {model.name!r} has no weights in the source "
-                f"(source layers: {', '.join(sorted(weights))})."
-            )
-        target_shapes = [tuple(v.shape) for v in layer.weights]
-        source_shapes = [tuple(np.shape(w)) for w in weights[name]]
-        if target_shapes != source_shapes:
-            hint = {"fc8": " (classes differ?)", "block1_conv1": " (input channels differ?)"}
-            raise ValueError(
-                f"Shape mismatch at layer {name!r}{hint.get(name, '')}: the model has {target_shapes}, the "
-                f"source has {source_shapes}."
-            )
-        layer.set_weights(weights[name])
-        copied.append(name)
-    return copied
-
-
-def init_from_net_a(
-    model: keras.Model, net_a: keras.Model | str | os.PathLike, exclude: Iterable[str] = ()
-) -> list[str]:
-    """Initialises a deeper net from a trained net A (paper §3.1).
-
-    Copies the first four conv layers and the three FC layers of A
-    (:data:`NET_A_TRANSFER_LAYERS`, plus their batch-norm layers when both
-    nets have them) into ``model``; every other layer keeps its random init.
-
-    Args:
-        model: The network to initialise (B, C, D or E; A works too).
-        net_a: A trained net A: a model, a ``.keras`` file, or a training
-            workdir holding ``model.keras``.
-        exclude: Layers not to copy (``("fc8",)`` for another class count).
-
-    Returns:
-        The names of the layers copied.
-
-    Raises:
-        ValueError: A shape differs (for example another ``classes`` or
-            ``crop_size``); the message names the layer and both shapes.
-
-    Example:
-        >>> e = VGG("E", classes=10, crop_size=32)  # doctest: +SKIP
-        >>> init_from_net_a(e, "workdirs/digits_a")  # doctest: +SKIP
-        ['block1_conv1', 'block2_conv1', 'block3_conv1', 'block3_conv2', 'fc6', 'fc7', 'fc8']
-    """
-    source = read_layer_weights(net_a)
-    names = list(NET_A_TRANSFER_LAYERS)
-    model_layers = {layer.name for layer in model.layers}
-    for conv in NET_A_TRANSFER_LAYERS[:4]:
-        if f"{conv}_bn" in model_layers and f"{conv}_bn" in source:
-            names.append(f"{conv}_bn")
-    if not include_top_of(model):
-        names = [n for n in names if not n.startswith("fc")]
-    return load_layer_weights(model, source, [n for n in names if n not in set(exclude)])
-
-
-def include_top_of(model: keras.Model) -> bool:
-    """Whether ``model`` has the FC head (a layer named fc8)."""
-    return any(layer.name == "fc8" for layer in model.layers)
 
 
 def data_format_of(model: keras.Model) -> str:

@@ -16,12 +16,10 @@ import os
 import re
 import struct
 from collections.abc import Mapping
-from typing import Any
 
-import keras
 import numpy as np
 
-from vgg_tf import models
+from vgg_tf import specs
 
 #: Mean RGB of the Caffe weights in keras.applications' files (their BGR mean reversed).
 CAFFE_MEAN_RGB = (123.68, 116.779, 103.939)
@@ -65,12 +63,12 @@ def parse_variant(name: str) -> tuple[str, bool | None]:
     batch_norm = None
     if text.lower().endswith("_bn"):
         text, batch_norm = text[:-3], True
-    if text in models.SPECS:
+    if text in specs.SPECS:
         return text, batch_norm
-    for variant, spec in models.SPECS.items():
+    for variant, spec in specs.SPECS.items():
         if text.lower() == spec.builder_name.lower():
             return variant, batch_norm
-    names = ", ".join(f"{v} ({s.builder_name})" for v, s in models.SPECS.items())
+    names = ", ".join(f"{v} ({s.builder_name})" for v, s in specs.SPECS.items())
     raise ValueError(f"Unknown VGG variant {name!r}; expected one of {names}, with '_bn' "
                      "for batch norm (vgg16_bn).")
 
@@ -141,24 +139,8 @@ class ImportedWeights:
     @property
     def builder_name(self) -> str:
         """``vgg16``, ``vgg16_bn``, ...: a model name after torchvision's."""
-        name = models.SPECS[self.variant].builder_name.lower()
+        name = specs.SPECS[self.variant].builder_name.lower()
         return f"{name}_bn" if self.batch_norm else name
-
-    def build_model(self, include_top: bool | None = None, **options: Any) -> keras.Model:
-        """A VGG model holding these weights (``options`` go to :func:`vgg_tf.models.VGG`)."""
-        top = self.include_top if include_top is None else include_top
-        if top and not self.include_top:
-            raise ValueError(f"{self.source!r} has no fully-connected layers (fc6, fc7, fc8); "
-                             "build with include_top=False.")
-        options.setdefault("name", self.builder_name)
-        model = models.VGG(
-            self.variant, include_top=top, classes=self.classes or 1000,
-            batch_norm=self.batch_norm,
-            batch_norm_epsilon=self.batch_norm_epsilon if self.batch_norm else None,
-            width_multiplier=self.width_multiplier, **options,
-        )
-        models.load_layer_weights(model, self.layers)
-        return model
 
 
 def file_format(path: str | os.PathLike) -> str | None:
@@ -226,10 +208,10 @@ def read_weights(
     inferred, width = _infer_variant(convs, path)
     has_bn = convs[0][2] is not None
     if want_variant is not None and want_variant != inferred:
-        spec = models.SPECS[inferred]
+        spec = specs.SPECS[inferred]
         raise ValueError(
             f"{path!r} holds net {inferred} ({spec.builder_name}, {len(convs)} conv layers), not "
-            f"the requested {want_variant} ({models.SPECS[want_variant].builder_name})."
+            f"the requested {want_variant} ({specs.SPECS[want_variant].builder_name})."
         )
     if want_bn is not None and want_bn != has_bn:
         raise ValueError(f"{path!r} holds a net {'with' if has_bn else 'without'} batch norm; "
@@ -379,7 +361,7 @@ def _check_torch_indices(conv_indices: list[int], bn_indices: list[int], path: s
     step = 3 if bn_indices else 2
     for variant in ("A", "B", "D", "E"):
         expected_conv, expected_bn, i = [], [], 0
-        for block in models.SPECS[variant].blocks:
+        for block in specs.SPECS[variant].blocks:
             for _ in block:
                 expected_conv.append(i)
                 if bn_indices:
@@ -390,7 +372,7 @@ def _check_torch_indices(conv_indices: list[int], bn_indices: list[int], path: s
             if expected_conv != conv_indices or expected_bn != bn_indices:
                 raise ValueError(
                     f"{path!r}: features.N indices do not follow torchvision's layout of "
-                    f"{models.SPECS[variant].builder_name}{'_bn' if bn_indices else ''}: convs at "
+                    f"{specs.SPECS[variant].builder_name}{'_bn' if bn_indices else ''}: convs at "
                     f"{conv_indices}, expected {expected_conv}"
                     f"{f' (batch norm at {expected_bn})' if bn_indices else ''}."
                 )
@@ -445,7 +427,7 @@ def _infer_variant(convs, path: str) -> tuple[str, float]:
     kernels = [tuple(k.shape) for k, _, _ in convs]
     found = ", ".join(f"{kh}x{kw} {i}->{o}" for kh, kw, i, o in kernels)
     for variant in ("A", "B", "C", "D", "E"):
-        spec = [(size, filters) for block in models.SPECS[variant].blocks
+        spec = [(size, filters) for block in specs.SPECS[variant].blocks
                 for size, filters in block]
         if [s for s, _ in spec] != [k[0] for k in kernels] or any(k[0] != k[1] for k in kernels):
             continue
@@ -454,7 +436,7 @@ def _infer_variant(convs, path: str) -> tuple[str, float]:
         for (kh, kw, cin, cout), (_, filters), (_, bias, bn) in zip(kernels, spec, convs):
             if cout != max(1, round(filters * width)) or cin != channels:
                 raise ValueError(f"{path!r} has convs {found}: not "
-                                 f"{models.SPECS[variant].builder_name}'s widths (64, 128, 256, "
+                                 f"{specs.SPECS[variant].builder_name}'s widths (64, 128, 256, "
                                  "512 or one multiple of them).")
             if bias.shape != (cout,) or (bn is not None and any(b.shape != (cout,) for b in bn)):
                 raise ValueError(f"{path!r}: a bias or batch-norm vector of the {cin}->{cout} "
@@ -466,7 +448,7 @@ def _infer_variant(convs, path: str) -> tuple[str, float]:
         return variant, width
     layouts = ", ".join(
         f"{s.builder_name} ({v}, {sum(len(b) for b in s.blocks)} convs)"
-        for v, s in models.SPECS.items() if v != "A-LRN"
+        for v, s in specs.SPECS.items() if v != "A-LRN"
     )
     raise ValueError(f"{path!r} has {len(kernels)} conv layers ({found}); expected the layout "
                      f"of one of {layouts}.")
@@ -474,7 +456,7 @@ def _infer_variant(convs, path: str) -> tuple[str, float]:
 
 def _name_convs(convs, variant: str) -> dict[str, list[np.ndarray]]:
     layers, it = {}, iter(convs)
-    for b, block in enumerate(models.SPECS[variant].blocks, start=1):
+    for b, block in enumerate(specs.SPECS[variant].blocks, start=1):
         for c in range(1, len(block) + 1):
             kernel, bias, bn = next(it)
             layers[f"block{b}_conv{c}"] = [kernel, bias]
@@ -488,7 +470,7 @@ def _check_top(top: Mapping, channels: int, width: float, path: str) -> dict:
     if missing:
         raise ValueError(f"{path!r} has {', '.join(sorted(top))} but not {', '.join(missing)}; "
                          "expected all three fully-connected layers (or include_top=False).")
-    units = max(1, round(models.FC_UNITS * width))
+    units = max(1, round(specs.FC_UNITS * width))
     (k6, b6), (k7, b7), (k8, b8) = (top[n] for n in _TOP)
     expected = {"fc6": (channels * FC6_SIDE**2, units), "fc7": (units, units)}
     for name, (kernel, bias) in (("fc6", (k6, b6)), ("fc7", (k7, b7)), ("fc8", (k8, b8))):

@@ -48,8 +48,6 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 from typing import Any
@@ -74,153 +72,36 @@ from vgg_tf.weight_files import (  # noqa: F401  (re-exported: the readers' publ
     parse_variant,
     read_weights,
 )
-
-_KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/"
-_TORCHVISION = "https://download.pytorch.org/models/"
-
-
-# --- The published ImageNet files ---------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class WeightsFile:
-    """A published weight file: its cache name, URL and checksum.
-
-    Attributes:
-        fname: File name in Keras' cache (``~/.keras/models/<fname>``).
-        url: Where it is published.
-        file_hash: md5 that ``keras.utils.get_file`` verifies (keras.applications'),
-            or None.
-        sha256_prefix: The first hex digits of the sha256 (torchvision's file
-            names end with them), or None.
-        source_format: One of :data:`FORMATS`.
-    """
-
-    fname: str
-    url: str
-    file_hash: str | None
-    sha256_prefix: str | None
-    source_format: str
+from vgg_tf.published import (  # noqa: F401  (re-exported)
+    IMAGENET_FILES,
+    WeightsFile,
+    imagenet_mean_rgb,
+    imagenet_weights_file,
+    imagenet_weights_path,
+)
 
 
-def _keras_file(name: str, md5: str) -> WeightsFile:
-    folder = name.split("_")[0]
-    return WeightsFile(name, f"{_KERAS_APPLICATIONS}{folder}/{name}", md5, None,
-                       "keras_applications")
 
-
-def _torchvision_file(name: str) -> WeightsFile:
-    return WeightsFile(name, _TORCHVISION + name, None, name.rsplit("-", 1)[1][:-4], "torchvision")
-
-
-#: ``(variant, batch_norm, include_top)`` -> the file ``weights="imagenet"`` reads.
-#: D and E come from keras.applications (md5s from keras' own vgg16.py / vgg19.py),
-#: A, B and every batch-norm net from torchvision (one file, with and without the top).
-IMAGENET_FILES: dict[tuple[str, bool, bool], WeightsFile] = {
-    ("D", False, True): _keras_file("vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-                                    "64373286793e3c8b2b4e3219cbf3544b"),
-    ("D", False, False): _keras_file("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                                     "6d6bbae143d832006294945121d1f1fc"),
-    ("E", False, True): _keras_file("vgg19_weights_tf_dim_ordering_tf_kernels.h5",
-                                    "cbe5617147190e668d6c5d5026f83318"),
-    ("E", False, False): _keras_file("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                                     "253f8cb515780f3b799900260a226db6"),
-}
-for _variant, _bn, _name in (
-    ("A", False, "vgg11-8a719046.pth"), ("B", False, "vgg13-19584684.pth"),
-    ("A", True, "vgg11_bn-6002323d.pth"), ("B", True, "vgg13_bn-abd245e5.pth"),
-    ("D", True, "vgg16_bn-6c64b313.pth"), ("E", True, "vgg19_bn-c79401a0.pth"),
-):
-    for _top in (True, False):
-        IMAGENET_FILES[(_variant, _bn, _top)] = _torchvision_file(_name)
-
-
-def imagenet_weights_file(variant: str, include_top: bool = True,
-                          batch_norm: bool = False) -> WeightsFile:
-    """The published file ``weights="imagenet"`` reads for this network.
-
-    Raises:
-        ValueError: No ImageNet weights are published for the network (A-LRN, C).
-    """
-    models.get_spec(variant)  # an unknown name gets the list of valid ones
-    try:
-        return IMAGENET_FILES[(variant, bool(batch_norm), bool(include_top))]
-    except KeyError:
-        available = sorted({f"{v}{' (batch_norm)' if bn else ''}" for v, bn, _ in IMAGENET_FILES})
-        raise ValueError(
-            f"No ImageNet weights are published for net {variant}"
-            f"{' with batch norm' if batch_norm else ''}; weights='imagenet' is available for "
-            f"{', '.join(available)}."
-        ) from None
-
-
-def imagenet_mean_rgb(variant: str, batch_norm: bool = False) -> tuple[float, float, float]:
-    """The mean RGB a ``weights="imagenet"`` model takes: subtract it from RGB in [0, 255].
-
-    D and E (keras.applications' Caffe weights): :data:`CAFFE_MEAN_RGB`; A, B and
-    the batch-norm nets (torchvision's): :data:`TORCHVISION_MEAN_RGB`.
+def build_imported(imported: ImportedWeights, include_top: bool | None = None,
+                   **options: Any) -> keras.Model:
+    """A VGG model holding ``imported``'s weights (``options`` go to :func:`vgg_tf.models.VGG`).
 
     Example:
-        >>> imagenet_mean_rgb("E"), imagenet_mean_rgb("E", batch_norm=True)
-        ((123.68, 116.779, 103.939), (123.675, 116.28, 103.53))
+        >>> model = build_imported(read_weights("model.safetensors"))  # doctest: +SKIP
     """
-    return MEAN_RGB[imagenet_weights_file(variant, True, batch_norm).source_format]
-
-
-def _keras_cache_dir() -> str:
-    # As keras.config at import, but read now: KERAS_HOME set later counts too.
-    if os.environ.get("KERAS_HOME"):
-        return os.environ["KERAS_HOME"]
-    home = os.path.expanduser("~")
-    return os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
-
-
-def imagenet_weights_path(variant: str, include_top: bool = True,
-                          batch_norm: bool = False) -> str:
-    """The local path of the ImageNet file of a network, downloaded into Keras' cache if absent.
-
-    As keras.applications: ``keras.utils.get_file`` with the published URL and
-    checksum, into ``$KERAS_HOME/models`` (default ``~/.keras/models``), so a file
-    already there is used offline.
-
-    Raises:
-        ValueError: No weights are published for the network, or the file is
-            neither cached nor downloadable (the message names the file, the URL
-            and where to put it).
-        MissingDependencyError: The file is torchvision's and PyTorch is not
-            installed (checked before any download).
-    """
-    file = imagenet_weights_file(variant, include_top, batch_norm)
-    cache_dir = _keras_cache_dir()
-    target = os.path.join(os.path.expanduser(cache_dir), "models", file.fname)
-    if file.source_format == "torchvision" and not _torch_available():
-        net = (f"{models.SPECS[variant].builder_name}{' with batch norm' if batch_norm else ''} "
-               f"(net {variant})")
-        raise _torch_missing(file.fname, net, file.url)
-    try:
-        path = keras.utils.get_file(file.fname, file.url, cache_subdir="models",
-                                    file_hash=file.file_hash, cache_dir=cache_dir)
-    except Exception as error:  # get_file raises a bare Exception for a failed fetch.
-        raise ValueError(
-            f"weights='imagenet' for {models.SPECS[variant].builder_name} (net {variant}) needs "
-            f"{file.fname}, which is not in Keras' cache and could not be downloaded from "
-            f"{file.url} ({error}). Download it where there is network and put it at {target} "
-            "(Keras' cache: $KERAS_HOME/models, default ~/.keras/models), or pass the file's "
-            "path to vgg_tf.import_weights or bin/import_weights."
-        ) from error
-    if file.sha256_prefix and not _sha256(path).startswith(file.sha256_prefix):
-        raise ValueError(f"{path!r} is not the published {file.fname} (its sha256 does not "
-                         f"start with {file.sha256_prefix}): delete it and download {file.url} "
-                         "again.")
-    return path
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    top = imported.include_top if include_top is None else include_top
+    if top and not imported.include_top:
+        raise ValueError(f"{imported.source!r} has no fully-connected layers (fc6, fc7, fc8); "
+                         "build with include_top=False.")
+    options.setdefault("name", imported.builder_name)
+    model = models.VGG(
+        imported.variant, include_top=top, classes=imported.classes or 1000,
+        batch_norm=imported.batch_norm,
+        batch_norm_epsilon=imported.batch_norm_epsilon if imported.batch_norm else None,
+        width_multiplier=imported.width_multiplier, **options,
+    )
+    models.load_layer_weights(model, imported.layers)
+    return model
 
 
 def import_weights(
@@ -241,7 +122,7 @@ def import_weights(
         >>> model.name  # doctest: +SKIP
         'vgg16'
     """
-    return read_weights(source, variant, include_top=include_top).build_model(**options)
+    return build_imported(read_weights(source, variant, include_top=include_top), **options)
 
 
 def imported_config(imported: ImportedWeights, weights_url: str | None = None) -> dict:
@@ -320,7 +201,7 @@ def import_to_workdir(
                              "or choose another directory.")
         workdir_lib.clear_run(workdir)
     os.makedirs(workdir, exist_ok=True)
-    model = imported.build_model(data_format="channels_last")
+    model = build_imported(imported, data_format="channels_last")
     config = imported_config(imported, url)
     workdir_lib.save_model(model, os.path.join(workdir, workdir_lib.MODEL_FILE))
     workdir_lib.write_config(workdir, config)
@@ -349,6 +230,6 @@ def imagenet_trained_model(variant: str, *, batch_norm: bool | None = None):
     file = imagenet_weights_file(name, True, bn)
     path = imagenet_weights_path(name, True, bn)
     imported = read_weights(path, name, include_top=True, batch_norm=bn)
-    model = imported.build_model(data_format="channels_last")
+    model = build_imported(imported, data_format="channels_last")
     return workdir_lib.TrainedModel(model, imported_config(imported, file.url), path,
                                     f"{name} (imagenet)")
