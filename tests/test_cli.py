@@ -133,6 +133,7 @@ def test_cpp_level_follows_the_user_then_verbosity_then_the_default():
     assert quiet.cpp_min_log_level(None, {"TF_CPP_MIN_LOG_LEVEL": "0"}) == 0
 
 
+@pytest.mark.slow
 def test_silenced_stderr_is_replayed_when_the_block_fails(tmp_path):
     script = textwrap.dedent(
         """
@@ -211,6 +212,7 @@ def test_tune_without_keras_tuner_says_which_extra(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_import_without_tensorflow_names_the_extras(tmp_path):
     script = "import sys; sys.modules['tensorflow'] = None; import vgg_tf"
     result = _run(["-c", script], cwd=tmp_path)
@@ -218,6 +220,7 @@ def test_import_without_tensorflow_names_the_extras(tmp_path):
     assert "pip install 'vgg_tf[cpu]'" in result.stderr and "'vgg_tf[gpu]'" in result.stderr
 
 
+@pytest.mark.slow
 def test_import_is_lazy_and_public_names_load_on_use(tmp_path):
     script = textwrap.dedent(
         """

@@ -95,6 +95,7 @@ def test_matches_keras_applications_with_the_same_weights(variant, reference):
     _free()
 
 
+@pytest.mark.slow
 def test_save_and_load_in_a_fresh_process(tmp_path):
     images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     np.save(tmp_path / "images.npy", images)

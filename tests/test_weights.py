@@ -210,6 +210,7 @@ def test_state_dicts_match_the_numpy_reference(tmp_path, variant, batch_norm, la
         assert model.get_layer("block1_conv1_bn").epsilon == weights.TORCH_BN_EPSILON
 
 
+@pytest.mark.slow
 def test_full_size_vgg16_state_dict_matches_the_numpy_reference(tmp_path):
     # The real shapes once (the parametrised test above covers every layout at 1/16 width).
     state = torchvision_state("D")

@@ -16,8 +16,8 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf import evaluate, images
-from vgg_tf.cli import quiet, run_app
+from vgg_tf import evaluate
+from vgg_tf.cli import image_flags, quiet, run_app
 
 _MODEL = flags.DEFINE_list(
     "model", None, "Training workdir(s) or .keras file(s), comma-separated.", required=True
@@ -42,23 +42,9 @@ _PREDICTIONS = flags.DEFINE_string(
 )
 _HEATMAP_DIR = flags.DEFINE_string("heatmap_dir", None, "Write score-map heatmaps (PNG) here.")
 _HEATMAP_COUNT = flags.DEFINE_integer("heatmap_count", 8, "Number of images with heatmaps.")
-_MAX_PIXELS = flags.DEFINE_integer(
-    "max_pixels", images.DEFAULT_MAX_PIXELS,
-    "Skip images declaring more pixels than this; 0 disables.",
-)
-_MAX_ASPECT_RATIO = flags.DEFINE_float(
-    "max_aspect_ratio", images.DEFAULT_MAX_ASPECT_RATIO,
-    "Skip images whose longer side is more than this times the shorter; 0 disables.",
-)
+image_flags.define_limits("Skip")
 
 
-def _ints(values: list[str] | None, name: str) -> list[int] | None:
-    if not values:
-        return None
-    try:
-        return [int(v) for v in values]
-    except ValueError:
-        raise ValueError(f"--{name}={','.join(values)} is not accepted; expected integers.") from None
 
 
 def main(argv):
@@ -70,7 +56,7 @@ def main(argv):
             _MODEL.value,
             _DATASET.value,
             _PROTOCOL.value,
-            scales=_ints(_SCALES.value, "scales"),
+            scales=image_flags.scales(_SCALES.value),
             split=_SPLIT.value,
             data_dir=_DATA_DIR.value,
             max_examples=_MAX_EXAMPLES.value,
@@ -78,8 +64,7 @@ def main(argv):
             heatmap_dir=_HEATMAP_DIR.value,
             heatmap_count=_HEATMAP_COUNT.value,
             predictions_output=_PREDICTIONS.value,
-            max_pixels=_MAX_PIXELS.value or None,
-            max_aspect_ratio=_MAX_ASPECT_RATIO.value or None,
+            **image_flags.limits(),
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -27,8 +27,8 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf import features, images
-from vgg_tf.cli import quiet, run_app
+from vgg_tf import features
+from vgg_tf.cli import image_flags, quiet, run_app
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Training workdir, .keras file, or imagenet-D / imagenet-E.", required=True
@@ -58,25 +58,9 @@ _SCALES = flags.DEFINE_list(
 )
 _FLIP = flags.DEFINE_bool("flip", True, "Average each image's horizontal flip in (Appendix B).")
 _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Only the first n images of a split.")
-_MAX_PIXELS = flags.DEFINE_integer(
-    "max_pixels", images.DEFAULT_MAX_PIXELS,
-    "Skip images declaring more pixels than this; 0 disables.",
-)
-_MAX_ASPECT_RATIO = flags.DEFINE_float(
-    "max_aspect_ratio", images.DEFAULT_MAX_ASPECT_RATIO,
-    "Skip images whose longer side is more than this times the shorter; 0 disables.",
-)
+image_flags.define_limits("Skip")
 
 
-def _scales(values: list[str] | None) -> list[int] | None:
-    if not values:
-        return None
-    try:
-        return [int(v) for v in values]
-    except ValueError:
-        raise ValueError(
-            f"--scales={','.join(values)} is not accepted; expected integers."
-        ) from None
 
 
 def _describe(fs: features.FeatureSet) -> str:
@@ -95,12 +79,11 @@ def main(argv):
                              ".npy file name.")
     quiet.absl_logging_to_warnings()
     options = dict(
-        scales=_scales(_SCALES.value),
+        scales=image_flags.scales(_SCALES.value),
         flip=_FLIP.value,
         data_dir=_DATA_DIR.value,
         max_examples=_MAX_EXAMPLES.value,
-        max_pixels=_MAX_PIXELS.value or None,
-        max_aspect_ratio=_MAX_ASPECT_RATIO.value or None,
+        **image_flags.limits(),
     )
     try:
         if _LINEAR_EVAL.value:

@@ -29,9 +29,8 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf import images
 from vgg_tf import predict as predict_lib
-from vgg_tf.cli import quiet, run_app
+from vgg_tf.cli import image_flags, quiet, run_app
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Training workdir, .keras file, or imagenet-D / imagenet-E.", required=True
@@ -44,25 +43,9 @@ _HEATMAP = flags.DEFINE_string(
     "heatmap", None, "Write a heatmap PNG per image (the photo's size) into this folder."
 )
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the answers as JSON to this file.")
-_MAX_PIXELS = flags.DEFINE_integer(
-    "max_pixels", images.DEFAULT_MAX_PIXELS,
-    "Refuse images declaring more pixels than this; 0 disables.",
-)
-_MAX_ASPECT_RATIO = flags.DEFINE_float(
-    "max_aspect_ratio", images.DEFAULT_MAX_ASPECT_RATIO,
-    "Refuse images whose longer side is more than this times the shorter; 0 disables.",
-)
+image_flags.define_limits("Refuse")
 
 
-def _scales(values: list[str] | None) -> list[int] | None:
-    if not values:
-        return None
-    try:
-        return [int(v) for v in values]
-    except ValueError:
-        raise ValueError(
-            f"--scales={','.join(values)} is not accepted; expected integers."
-        ) from None
 
 
 def main(argv):
@@ -77,10 +60,9 @@ def main(argv):
             paths,
             _MODEL.value,
             top=_TOP.value,
-            scales=_scales(_SCALES.value),
+            scales=image_flags.scales(_SCALES.value),
             heatmap_dir=_HEATMAP.value,
-            max_pixels=_MAX_PIXELS.value or None,
-            max_aspect_ratio=_MAX_ASPECT_RATIO.value or None,
+            **image_flags.limits(),
             decode_context=decode_context,
         )
     except ValueError as error:

@@ -1,0 +1,39 @@
+"""Flags of every command that reads images: the size limits and the test scales."""
+
+from __future__ import annotations
+
+from absl import flags
+
+from vgg_tf import images
+
+
+def define_limits(verb: str = "Skip") -> None:
+    """Defines ``--max_pixels`` and ``--max_aspect_ratio`` (``verb``: what happens to an image over them)."""
+    flags.DEFINE_integer(
+        "max_pixels", images.DEFAULT_MAX_PIXELS,
+        f"{verb} images whose header declares more pixels (decompression bombs); 0 disables.",
+    )
+    flags.DEFINE_float(
+        "max_aspect_ratio", images.DEFAULT_MAX_ASPECT_RATIO,
+        f"{verb} images whose longer side is more than this times the shorter; 0 disables.",
+    )
+
+
+def limits() -> dict:
+    """``max_pixels`` and ``max_aspect_ratio`` as the library takes them (None: no limit)."""
+    return dict(max_pixels=flags.FLAGS.max_pixels or None,
+                max_aspect_ratio=flags.FLAGS.max_aspect_ratio or None)
+
+
+def scales(values: list[str] | None, name: str = "scales") -> list[int] | None:
+    """The integers of a list flag such as ``--scales=256,384,512`` (None when not given).
+
+    Raises:
+        ValueError: A value is not an integer.
+    """
+    if not values:
+        return None
+    try:
+        return [int(v) for v in values]
+    except ValueError:
+        raise ValueError(f"--{name}={','.join(values)} is not accepted; expected integers.") from None
