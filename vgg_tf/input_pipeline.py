@@ -90,6 +90,16 @@ def _finish(ds: tf.data.Dataset, ordered: bool) -> tf.data.Dataset:
     return ds.prefetch(_AUTOTUNE).with_options(options)
 
 
+def _check_train_arguments(batch_size, crop_size, scale_min, scale_max, skip_examples) -> None:
+    _validate(crop_size, {"scale_min": scale_min, "scale_max": scale_max})
+    if scale_min > scale_max:
+        raise ValueError(f"scale_min={scale_min} > scale_max={scale_max}; expected scale_min <= scale_max.")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size={batch_size!r} is invalid; expected a positive integer.")
+    if skip_examples < 0:
+        raise ValueError(f"skip_examples={skip_examples} is invalid; expected >= 0.")
+
+
 def train_dataset(
     source: Source,
     *,
@@ -154,14 +164,8 @@ def train_dataset(
         >>> ds = train_dataset(get_source("digits"), batch_size=8, crop_size=32,
         ...                    scale_min=32, scale_max=64, seed=1)  # doctest: +SKIP
     """
-    _validate(crop_size, {"scale_min": scale_min, "scale_max": scale_max})
+    _check_train_arguments(batch_size, crop_size, scale_min, scale_max, skip_examples)
     image_ops.check_image_limits(max_pixels, max_aspect_ratio)
-    if scale_min > scale_max:
-        raise ValueError(f"scale_min={scale_min} > scale_max={scale_max}; expected scale_min <= scale_max.")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size={batch_size!r} is invalid; expected a positive integer.")
-    if skip_examples < 0:
-        raise ValueError(f"skip_examples={skip_examples} is invalid; expected >= 0.")
     split = source.train_split
     num_records = source.num_examples(split)
     if num_records == 0:

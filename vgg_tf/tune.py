@@ -296,6 +296,18 @@ def tuner_role() -> str:
     return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
 
 
+def _check_search_arguments(tuner, objective, max_trials, seed, hyperband_factor,
+                            trial_epochs) -> None:
+    if tuner not in TUNERS:
+        raise ValueError(f"Unknown tuner {tuner!r}; expected one of {', '.join(TUNERS)}.")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"Unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}.")
+    for name, value, low in (("max_trials", max_trials, 1), ("seed", seed, 1),
+                             ("hyperband_factor", hyperband_factor, 2), ("epochs", trial_epochs, 1)):
+        if int(value) < low:
+            raise ValueError(f"{name}={value} is not accepted; expected >= {low}.")
+
+
 def search(
     recipe: ml_collections.ConfigDict,
     directory: str,
@@ -343,17 +355,8 @@ def search(
             directory that holds a search with other settings.
         RuntimeError: Trials kept failing (keras-tuner gives up after 3 in a row).
     """
-    if tuner not in TUNERS:
-        raise ValueError(f"Unknown tuner {tuner!r}; expected one of {', '.join(TUNERS)}.")
-    if objective not in OBJECTIVES:
-        raise ValueError(f"Unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}.")
-    for name, value, low in (("max_trials", max_trials, 1), ("seed", seed, 1),
-                             ("hyperband_factor", hyperband_factor, 2)):
-        if int(value) < low:
-            raise ValueError(f"{name}={value} is not accepted; expected >= {low}.")
     trial_epochs = int(recipe.epochs if trial_epochs is None else trial_epochs)
-    if trial_epochs < 1:
-        raise ValueError(f"epochs={trial_epochs} is not accepted; expected >= 1.")
+    _check_search_arguments(tuner, objective, max_trials, seed, hyperband_factor, trial_epochs)
     config_lib.validate_config(recipe)
     space = space or default_space(recipe)
     validate_space(space, int(recipe.crop_size))
