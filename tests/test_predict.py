@@ -277,3 +277,16 @@ def test_imported_weights_then_bin_predict_names_imagenet_classes_and_draws_the_
     assert "Q = 224, 256, 288, each with its flip" in result.stdout
     assert Image.open(tmp_path / "out" / "coffee.png").size == (600, 400)
 
+    # bin/export of the imported workdir serves the same top-1 through TensorFlow
+    # Serving's (TF1) loader.
+    import tensorflow as tf
+
+    run_bin("export", f"--model={tmp_path / 'imported'}", f"--export_dir={tmp_path / 'serving'}")
+    with tf.compat.v1.Session(graph=tf.Graph()) as sess:
+        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(tmp_path / "serving" / "1"))
+        signature = meta.signature_def["serving_default"]
+        served = sess.run({k: v.name for k, v in signature.outputs.items()},
+                          {signature.inputs["image_bytes"].name: [(photos / "coffee.png").read_bytes()]})
+    top_wnid = re.match(r" +1\. +[\d.]+%  .+ \((n\d{8})\)$", ranked[0]).group(1)
+    assert int(served["classes"][0][0]) == ids.index(top_wnid)
+
