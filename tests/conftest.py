@@ -12,7 +12,9 @@ Fixtures (each test file asks for what it uses):
 * ``encode``: image bytes as Pillow writes them; ``zero_png``: a PNG of zeros
   written row by row (a decompression bomb that never exists in memory);
   ``animated_gif``: a GIF of many full-canvas frames; ``png_header``,
-  ``patched_image``, ``patched_jpeg``: small files whose headers declare another size.
+  ``patched_image``, ``patched_jpeg``: small files whose headers declare another size;
+  ``header_bombs``: one such file per format and header kind (WebP's VP8, VP8L and
+  VP8X among them), each declaring more than 40 MP on a body of a few hundred bytes.
 * ``tiny_model``, ``tiny_run_config``, ``make_workdir``: a tiny net A and a run
   directory holding it, written by :mod:`vgg_tf.workdir` as the trainer does.
 * ``make_bad_image_folder`` / ``bad_image_folder``: issue 10's acceptance folder
@@ -251,6 +253,55 @@ def _patched_jpeg(width: int, height: int) -> bytes:
     sof = blob.index(b"\xff\xc0")  # baseline SOF0: length, precision, height, width
     blob[sof + 5:sof + 9] = struct.pack(">HH", height, width)
     return bytes(blob)
+
+
+def _webp(fmt_chunk: bytes, **options) -> bytearray:
+    """A 16 x 16 WebP whose first chunk is ``fmt_chunk`` (b"VP8 ", b"VP8L" or b"VP8X")."""
+    from PIL import Image
+
+    image = Image.new("RGB", (16, 16), (40, 80, 120))
+    if fmt_chunk == b"VP8X":  # alpha that is not all opaque needs the extended header
+        image = image.convert("RGBA")
+        image.putalpha(Image.linear_gradient("L").resize(image.size))
+    blob = bytearray(_encode(image, "WEBP", **options))
+    assert blob[12:16] == fmt_chunk, bytes(blob[12:16])
+    return blob
+
+
+def _header_bombs() -> dict:
+    """Format -> (bytes, declared (height, width)): headers declaring more than 40 MP on a
+    body of a few hundred bytes, so that only a check of the header can refuse them."""
+    # VP8 (lossy): after the frame tag and the start code 9d 01 2a, 14-bit width and
+    # height (little-endian, 2 scale bits above) at bytes 26 and 28.
+    vp8 = _webp(b"VP8 ", quality=80)
+    assert vp8[23:26] == b"\x9d\x01\x2a"
+    vp8[26:30] = struct.pack("<HH", 16383, 12000)
+    # VP8L (lossless): signature 0x2f at byte 20, then width - 1 and height - 1 in 14 bits
+    # each, then the alpha hint and version bits, which are kept.
+    vp8l = _webp(b"VP8L", lossless=True)
+    assert vp8l[20] == 0x2F
+    bits = struct.unpack("<I", vp8l[21:25])[0]
+    vp8l[21:25] = struct.pack("<I", (bits & ~((1 << 28) - 1)) | (16383 - 1) | (9000 - 1) << 14)
+    # VP8X (extended): canvas width - 1 and height - 1, 24 bits each, at bytes 24 and 27.
+    vp8x = _webp(b"VP8X", quality=80)
+    vp8x[24:30] = (70_000 - 1).to_bytes(3, "little") + (6000 - 1).to_bytes(3, "little")
+    return {
+        "png": (_png_header(100_000, 100_000), (100_000, 100_000)),
+        "jpeg": (_patched_jpeg(20_000, 20_000), (20_000, 20_000)),
+        "gif": (_patched_image("GIF", 6, "<HH", (65_535, 65_535)), (65_535, 65_535)),
+        "bmp": (_patched_image("BMP", 18, "<ii", (20_000, -20_000)), (20_000, 20_000)),
+        "webp-vp8": (bytes(vp8), (12000, 16383)),
+        "webp-vp8l": (bytes(vp8l), (9000, 16383)),
+        "webp-vp8x": (bytes(vp8x), (6000, 70_000)),
+    }
+
+
+@pytest.fixture(scope="session")
+def header_bombs():
+    """Format -> (bytes, declared (height, width)): PNG, JPEG, GIF, BMP (top-down) and the
+    three WebP headers (VP8, VP8L, VP8X), each a few hundred bytes declaring more than
+    40 MP: refused from the header, they never reach a decoder."""
+    return _header_bombs()
 
 
 @pytest.fixture(scope="session")

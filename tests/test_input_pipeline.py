@@ -62,12 +62,77 @@ def test_seeded_determinism_and_resume(digits):
         np.testing.assert_array_equal(la, lb)
 
 
-def test_unseeded_streams_differ_and_cache_works(digits):
+def test_unseeded_streams_differ(digits):
     a = take(ip.train_dataset(digits, batch_size=4, crop_size=CROP, scale_min=CROP,
                               scale_max=CROP, cache=True), 2)
     b = take(ip.train_dataset(digits, batch_size=4, crop_size=CROP, scale_min=CROP,
                               scale_max=CROP, cache=True), 2)
     assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, b))
+
+
+# Flat colours per class, lossless files of several shapes: any crop of any rescaling, flipped
+# or not, is the class's colour exactly.
+FLAT_COLOURS = {"red": (200, 30, 60), "green": (20, 180, 90), "blue": (35, 70, 250)}
+
+
+@pytest.fixture(scope="module")
+def flat_source(tmp_path_factory, encode):
+    """A folder source of 6 flat-colour PNG and BMP files (2 per class), all in training."""
+    root = tmp_path_factory.mktemp("flat") / "colours"
+    for i, (name, colour) in enumerate(FLAT_COLOURS.items()):
+        (root / name).mkdir(parents=True)
+        for j, (shape, fmt) in enumerate((((40 + 8 * i, 56), "PNG"), ((70, 33 + 5 * i), "BMP"))):
+            (root / name / f"{j}.{fmt.lower()}").write_bytes(
+                encode(np.full((*shape, 3), colour, np.uint8), fmt))
+    source = sources.get_source(str(root))
+    return dataclasses.replace(source, train_split="train")
+
+
+def test_training_pixels_are_the_colour_less_the_mean(flat_source):
+    """Crops at jittered S, flipped or not, colour shift off: every pixel is exactly the
+    image's colour minus the mean RGB (the paper's only preprocessing, §2.1)."""
+    mean = np.asarray((123.68, 116.779, 103.939), np.float32)  # not whole grey levels
+    stream = ip.train_dataset(flat_source, batch_size=6, crop_size=CROP, scale_min=CROP,
+                              scale_max=2 * CROP, mean_rgb=tuple(mean), color_shift_std=0.0,
+                              flip=True, seed=0)
+    for images, labels in take(stream, 2):
+        for image, label in zip(images.numpy(), labels.numpy()):
+            colour = np.float32(FLAT_COLOURS[flat_source.class_names[label]])
+            np.testing.assert_allclose(image, np.broadcast_to(colour - mean, image.shape),
+                                       atol=1e-3)
+
+
+def test_cache_reads_each_record_once(flat_source, monkeypatch):
+    """cache=True reads each file once however many epochs are drawn; without it every
+    epoch reads the files again."""
+    reads = []
+    raw_records = sources.Source.raw_records
+
+    def counted(self, *args, **kwargs):
+        def note(name):
+            reads.append(name.numpy().decode())
+            return 0
+
+        def count(image_bytes, label, name):
+            read = tf.py_function(note, [name], tf.int32)
+            with tf.control_dependencies([read]):
+                return tf.identity(image_bytes), label, name
+
+        return raw_records(self, *args, **kwargs).map(count)
+
+    monkeypatch.setattr(sources.Source, "raw_records", counted)
+    files = sorted(str(path) for path in flat_source.files["train"][0])
+    for cache in (True, False):
+        reads.clear()
+        stream = ip.train_dataset(flat_source, batch_size=3, crop_size=CROP, scale_min=CROP,
+                                  scale_max=CROP, color_shift_std=0.0, seed=0, cache=cache)
+        batches = take(stream, 3 * len(files) // 3)  # three epochs
+        assert sum(len(labels) for _, labels in batches) == 3 * len(files)
+        del stream, batches
+        if cache:
+            assert sorted(reads) == files  # each file once, then from memory
+        else:
+            assert len(reads) > 2 * len(files)  # the check above could see a re-read
 
 
 # Nine streams of the digits (about 15 s): the raw records' sharding is checked in the quick

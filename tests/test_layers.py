@@ -38,11 +38,19 @@ def test_rejects_even_or_non_positive_size(size):
         LocalResponseNormalization(size=size)
 
 
-def test_inside_tf_function():
+def test_inside_tf_function_and_a_model_with_the_papers_constants():
+    """The defaults are Krizhevsky's n=5, k=2, alpha=1e-4, beta=0.75, and the layer computes
+    the formula on random input in a tf.function and inside a saved and reloaded model."""
     layer = LocalResponseNormalization()
+    assert (layer.size, layer.bias, layer.alpha, layer.beta) == (5, 2.0, 1e-4, 0.75)
+    # Large activations, so that the sum of squares moves the denominator far from k.
+    x = np.random.default_rng(1).normal(scale=60.0, size=(2, 5, 4, 11)).astype(np.float32)
+    expected = _lrn_reference(x)
+    assert np.abs(expected - x / 2.0**0.75).max() > 0.1 * np.abs(x).mean()  # not just x / k^beta
     fn = tf.function(lambda t: layer(t))
-    x = tf.ones((1, 2, 2, 6))
-    np.testing.assert_allclose(fn(x), layer(x))
+    np.testing.assert_allclose(fn(tf.constant(x)), expected, rtol=1e-5)
+    model = keras.Sequential([keras.Input((None, None, 11)), LocalResponseNormalization()])
+    np.testing.assert_allclose(model(x), expected, rtol=1e-5)
 
 
 def test_patch_matmul_conv2d_equals_conv2d(tmp_path):

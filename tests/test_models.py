@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import vgg_tf
 from vgg_tf import models
+from vgg_tf.layers import LocalResponseNormalization
 
 TINY = dict(crop_size=32, width_multiplier=1 / 16, classes=10)
 
@@ -55,8 +56,37 @@ def test_named_builders_map_to_variants():
         a = builder(**TINY)
         b = vgg_tf.VGG(variant, **TINY)
         assert a.count_params() == b.count_params()
+        # A and A-LRN have the same parameters: the layers tell them apart.
+        assert [(type(l).__name__, l.name) for l in a.layers] == [
+            (type(l).__name__, l.name) for l in b.layers], variant
         assert models.count_weight_layers(a) == models.SPECS[variant].num_weight_layers
         assert a.name == builder.__name__.lower()
+    # VGG11_LRN is A with Krizhevsky's LRN (n=5, k=2, alpha=1e-4, beta=0.75) right after the
+    # first conv, and nowhere else; its parameters are A's.
+    lrn_net, plain = vgg_tf.VGG11_LRN(**TINY), vgg_tf.VGG11(**TINY)
+    lrns = [l for l in lrn_net.layers if isinstance(l, LocalResponseNormalization)]
+    assert [l.name for l in lrns] == ["lrn"]
+    assert not any(isinstance(l, LocalResponseNormalization) for l in plain.layers)
+    names = [l.name for l in lrn_net.layers]
+    assert names[names.index("lrn") - 1:names.index("lrn") + 2] == [
+        "block1_conv1", "lrn", "block1_pool"]
+    assert [n for n in names if n != "lrn"] == [l.name for l in plain.layers]
+    assert lrn_net.count_params() == plain.count_params()
+    assert (lrns[0].size, lrns[0].bias, lrns[0].alpha, lrns[0].beta) == (5, 2.0, 1e-4, 0.75)
+    x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
+    conv1 = keras.Model(lrn_net.input, lrn_net.get_layer("block1_conv1").output)(x).numpy()
+    after = keras.Model(lrn_net.input, lrns[0].output)(x).numpy()
+    np.testing.assert_allclose(after, _lrn(conv1), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(after, conv1, rtol=1e-3)  # the layer does normalise
+
+
+def _lrn(x, size=5, bias=2.0, alpha=1e-4, beta=0.75):
+    """Krizhevsky et al. 2012, section 3.3, over the channels of ``x`` (NumPy)."""
+    out = np.empty_like(x)
+    for c in range(x.shape[-1]):
+        lo, hi = max(0, c - size // 2), min(x.shape[-1], c + size // 2 + 1)
+        out[..., c] = x[..., c] / (bias + alpha * np.sum(x[..., lo:hi] ** 2, axis=-1)) ** beta
+    return out
 
 
 def test_layer_names_follow_the_documented_scheme():
