@@ -78,18 +78,33 @@ def test_plateau_schedule_divides_by_ten_at_most_max_drops_times():
     assert float(late.learning_rate.numpy()) == pytest.approx(0.001)  # only epoch 5 counted
 
 
-def test_trainer_steps_are_caffe_sgd_with_weight_decay():
-    """Two trainer steps on the recipe's model equal Caffe's update (§3.1):
-    v = m v + lr (g + wd w) for kernels (biases are not decayed); w -= v."""
+@pytest.fixture
+def precision_policy():
+    """``set(name)``: sets Keras' global dtype policy for the test, float32 again after it."""
+    yield keras.mixed_precision.set_global_policy
+    keras.mixed_precision.set_global_policy("float32")
+
+
+@pytest.mark.parametrize("mixed_precision", ["", "float16"], ids=["float32", "float16"])
+def test_trainer_steps_are_caffe_sgd_with_weight_decay(mixed_precision, precision_policy):
+    """Two trainer steps on the recipe's model, with the trainer's own optimizer
+    (:func:`train.make_optimizer`), equal Caffe's update (§3.1): v = m v + lr (g + wd w)
+    for kernels (biases are not decayed); w -= v. Under float16 the optimizer scales the
+    loss (LossScaleOptimizer) and the update is the same."""
     config = config_lib.paper_recipe()
     # A weight decay far above the recipe's 5e-4, so that a decay off by 2x (Keras' L2
-    # convention) moves the weights by more than float rounding.
+    # convention) or applied twice (Keras' decoupled weight_decay= as well as the L2 term)
+    # moves the weights by more than float rounding (float16 rounding in that case).
     config.update(variant="A", crop_size=32, width_multiplier=1 / 16, dropout=0.0,
-                  kernel_initializer="glorot", weight_decay=0.1)
+                  kernel_initializer="glorot", mixed_precision=mixed_precision,
+                  weight_decay=1.0 if mixed_precision else 0.1)
+    if mixed_precision:
+        precision_policy(f"mixed_{mixed_precision}")
     keras.utils.set_random_seed(0)
     model = train.build_model(config, 10)
     logits_model = keras.Model(model.input, model.get_layer("fc8").output)
-    optimizer = keras.optimizers.SGD(config.learning_rate, momentum=config.momentum)
+    optimizer = train.make_optimizer(config)  # what create_state gives the trainer
+    assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == bool(mixed_precision)
     optimizer.build(logits_model.trainable_variables)
     trainer = train.Trainer(tf.distribute.get_strategy(), logits_model, optimizer,
                             global_batch=8, jit_compile=False)
@@ -98,20 +113,32 @@ def test_trainer_steps_are_caffe_sgd_with_weight_decay():
     labels = rng.integers(0, 10, size=8).astype("int32")
     batches = iter(tf.data.Dataset.from_tensors((images, labels)).repeat())
     variables = logits_model.trainable_variables
+    assert {v.dtype for v in variables} == {"float32"}
     expected = [v.numpy() for v in variables]
     velocity = [np.zeros_like(w) for w in expected]
+    # The data term's gradients, scaled as the trainer scales them (float16 would lose the
+    # small ones otherwise) and unscaled again.
+    scale = float(optimizer.scale_loss(tf.constant(1.0)).numpy()) if mixed_precision else 1.0
     for _ in range(2):
-        with tf.GradientTape() as tape:  # the data term alone
+        with tf.GradientTape() as tape:
+            logits = tf.cast(logits_model(images, training=True), tf.float32)
             loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-                labels, logits_model(images, training=True), from_logits=True))
-        grads = [g.numpy() for g in tape.gradient(loss, variables)]
+                labels, logits, from_logits=True))
+            scaled = loss * scale
+        grads = [g.numpy() / scale for g in tape.gradient(scaled, variables)]
+        assert all(np.isfinite(g).all() for g in grads)  # no step is skipped for overflow
         trainer.train_steps(batches, 1)
         for i, (v, g) in enumerate(zip(variables, grads)):
             decay = config.weight_decay * expected[i] if v.path.endswith("kernel") else 0.0
             velocity[i] = config.momentum * velocity[i] + config.learning_rate * (g + decay)
             expected[i] = expected[i] - velocity[i]
-            np.testing.assert_allclose(v.numpy(), expected[i], rtol=1e-4, atol=1e-6,
-                                       err_msg=v.path)
+            if mixed_precision:  # float16 gradients: about 3 significant digits
+                np.testing.assert_allclose(v.numpy(), expected[i], rtol=0, err_msg=v.path,
+                                           atol=2e-3 * config.learning_rate * np.abs(g).max() + 1e-7)
+            else:
+                np.testing.assert_allclose(v.numpy(), expected[i], rtol=1e-4, atol=1e-6,
+                                           err_msg=v.path)
+    assert int(optimizer.iterations.numpy()) == 2
 
 
 def test_a_run_never_starts_from_a_model_in_its_own_workdir(tmp_path):
