@@ -1,0 +1,14 @@
+"""python -m benchmarks: vgg_tf's performance side by side with keras.applications and the
+machine's own matmul bound, as a table and JSON.
+
+    python -m benchmarks                          # the full run (under 15 minutes on 2 cores)
+    python -m benchmarks --quick --output q.json  # smoke test (under 3 minutes)
+    python -m benchmarks --mixed_precision --jit_compile --output gpu.json   # on a GPU
+"""
+
+from vgg_tf.cli import quiet, run_app  # noqa: F401  (imports TensorFlow quietly first)
+
+from benchmarks import suite
+
+if __name__ == "__main__":
+    run_app(suite.main, __doc__)
