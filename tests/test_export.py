@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -74,7 +75,7 @@ def _test_images(encode):
 # --- The acceptance check: a separate process that imports only tensorflow ----
 
 _LOADER_SCRIPT = r"""
-import importlib.abc, json, sys
+import importlib.abc, importlib.util, json, sys
 
 class NoVggTf(importlib.abc.MetaPathFinder):  # vgg_tf may be installed: make it unreachable
     def find_spec(self, name, path=None, target=None):
@@ -106,8 +107,30 @@ with tf.compat.v1.Session(graph=tf.Graph()) as sess:
     result["v1_after_bad"] = plain(sess.run(fetch, {feed: data[:1]}))
 result["signatures"] = sorted(meta.signature_def)
 result["modules"] = sorted(m for m in sys.modules if m.split(".")[0] == "vgg_tf")
+result["keras_modules"] = sorted(m for m in sys.modules
+                                 if m.split(".")[0] in ("keras", "tf_keras"))
+result["keras_installed"] = importlib.util.find_spec("keras") is not None
 print("RESULT" + json.dumps(result))
 """
+
+
+def _site_packages_without(root, excluded=("keras", "tf_keras", "vgg_tf")):
+    """A directory of links to everything installed beside TensorFlow except ``excluded``:
+    on its own (``python -S`` with it as PYTHONPATH) an environment where Keras and vgg_tf
+    were never installed. (TensorFlow imports Keras whenever Keras is installed.)"""
+    root.mkdir()
+    for entry in sys.path:
+        folder = Path(entry)
+        if folder.name not in ("site-packages", "dist-packages") or not folder.is_dir():
+            continue
+        for item in folder.iterdir():
+            top = item.name.split("-")[0].split(".")[0]
+            if top in excluded or item.suffix == ".pth" or top.startswith("__editable__"):
+                continue
+            if not (root / item.name).exists():
+                (root / item.name).symlink_to(item)
+    assert (root / "tensorflow").exists()
+    return root
 
 
 @pytest.mark.slow
@@ -122,14 +145,17 @@ def test_served_by_both_loaders_in_a_tensorflow_only_process(exported, workdir, 
         files[-1].write_bytes(blob)
     script = tmp_path / "load.py"
     script.write_text(_LOADER_SCRIPT)
-    env = subprocess_env(TF_CPP_MIN_LOG_LEVEL="3")
-    del env["PYTHONPATH"]  # vgg_tf must not be needed
-    proc = subprocess.run([sys.executable, str(script), version_dir, *map(str, files)],
+    # A serving client's environment: TensorFlow without Keras or vgg_tf (BUILD.md: the
+    # client "needs no vgg_tf, Keras or preprocessing code").
+    env = subprocess_env(TF_CPP_MIN_LOG_LEVEL="3",
+                         PYTHONPATH=_site_packages_without(tmp_path / "site"))
+    proc = subprocess.run([sys.executable, "-S", str(script), version_dir, *map(str, files)],
                           capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert {"predict_images", "serving_default"} <= set(result["signatures"])
     assert result["modules"] == []  # no vgg_tf code was needed (nor reachable)
+    assert result["keras_installed"] is False and result["keras_modules"] == []  # nor Keras
 
     # bin/evaluate's dense protocol on the same images (the library path it calls).
     evaluator = ev.ModelEvaluator(workdir_lib.load_trained_model(workdir))
@@ -192,17 +218,14 @@ def test_modes_sizes_and_the_float_signature(served, workdir, encode):
 
 @pytest.mark.slow
 def test_bad_input_errors_per_call_and_bombs_rejected(served, encode, zero_png, png_header,
-                                                      patched_image, patched_jpeg):
+                                                      header_bombs):
     good = encode(_digit_images()[0][0], "PNG")
     real_bomb = zero_png(7000, 6000)  # 42 MP of zeros: a few KB of PNG
     assert len(real_bomb) < 100_000
-    bombs = {
-        "png": real_bomb,
-        "png header": png_header(100_000, 100_000),
-        "jpeg": patched_jpeg(60_000, 60_000),
-        "gif": patched_image("GIF", 6, "<HH", (65_535, 65_535)),
-        "bmp": patched_image("BMP", 18, "<ii", (20_000, -20_000)),  # negative height: top-down
-    }
+    # A real PNG bomb, and headers of every format (WebP's VP8, VP8L and VP8X among them)
+    # declaring more than 40 MP on a few hundred bytes.
+    bombs = {"real png": real_bomb, **{name: blob for name, (blob, _) in header_bombs.items()}}
+    assert {"webp-vp8", "webp-vp8l", "webp-vp8x"} < set(bombs)
     for name, blob in bombs.items():
         with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 40000000"):
             _serve(served, [good, blob])
@@ -342,7 +365,8 @@ def test_served_probabilities_match_bin_evaluate_dense(exported, workdir, served
 
 
 def test_an_untrained_model_is_served_as_evaluated_and_bombs_are_refused(tmp_path, make_workdir,
-                                                                          encode, zero_png):
+                                                                          encode, zero_png,
+                                                                          header_bombs):
     workdir = make_workdir(tmp_path / "run")
     version_dir = ex.export_saved_model(workdir, tmp_path / "models", scales=[40], verbose=0)
     assert version_dir == str(tmp_path / "models" / "1")
@@ -357,6 +381,10 @@ def test_an_untrained_model_is_served_as_evaluated_and_bombs_are_refused(tmp_pat
     np.testing.assert_array_equal(out["classes"][:, 0], expected.argmax(axis=1))
     assert [label.decode() for label in out["labels"][:, 0]] == [
         str(c) for c in expected.argmax(axis=1)]
-    with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 40000000"):
-        _serve(served, [blobs[0], zero_png(7000, 6000)])
+    # Every format's bomb is refused by the served graph (WebP: VP8, VP8L and VP8X headers).
+    bombs = [zero_png(7000, 6000)] + [blob for blob, _ in header_bombs.values()]
+    assert len(bombs) == 8
+    for bomb in bombs:
+        with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 40000000"):
+            _serve(served, [blobs[0], bomb])
     assert _serve(served, [])["probabilities"].shape == (0, 10)
