@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import vgg_tf
 from vgg_tf import workdir as workdir_lib
 from vgg_tf import config as config_lib
 from vgg_tf import evaluate
@@ -269,40 +268,89 @@ def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, t
 # oneDNN, whose CPU kernels block by batch size and round half and full batches
 # differently.
 EXACT_CPU = dict(TF_ENABLE_ONEDNN_OPTS="0")
-EQUIVALENCE_FLAGS = ["--variant=A", "--epochs=1", *TINY_FLAGS, "--batch_size=256",
-                     "--learning_rate=0.01", "--deterministic", "--config.dropout=0"]
 
 
-def _initial_weights():
-    """The weights the equivalence runs start from (the trainer seeds Keras with 0)."""
-    keras.utils.set_random_seed(0)
-    model = vgg_tf.VGG("A", classes=10, crop_size=32, width_multiplier=0.0625,
-                       kernel_initializer="glorot", dropout=0.0, weight_decay=5e-4)
-    return [w.numpy() for w in model.weights]
+def _flags(*changes):
+    """TINY_FLAGS with the ``--name=value`` flags in ``changes`` replacing those of the same name."""
+    names = {flag.split("=")[0] for flag in changes}
+    return [f for f in TINY_FLAGS if f.split("=")[0] not in names] + list(changes)
 
 
-def _assert_trained_and_equal(a, b, atol):
-    moved = max(float(np.abs(x - y).max()) for x, y in zip(a, _initial_weights()))
+# A checkpoint after every step, all kept: the first one gives the run's own step 0.
+EQUIVALENCE_FLAGS = ["--variant=A", "--epochs=1",
+                     *_flags("--batch_size=256", "--config.checkpoint_every_steps=1"),
+                     "--config.keep_checkpoints=10", "--learning_rate=0.01", "--deterministic",
+                     "--config.dropout=0"]
+REPLICAS_LINE = re.compile(r"^Training on (\d+) replicas in sync$", re.MULTILINE)
+
+
+def _replicas(stdout):
+    """The replica count bin/train announced (1 when it announced none)."""
+    counts = REPLICAS_LINE.findall(stdout)
+    assert len(counts) <= 1, stdout[-2000:]
+    return int(counts[0]) if counts else 1
+
+
+def _named_weights(path):
+    model = keras.models.load_model(path, compile=False)
+    return {w.path: w.numpy() for w in model.weights}
+
+
+def _step_zero_weights(workdir):
+    """The weights a run started from, recovered from its own first checkpoint.
+
+    After one step of SGD with momentum from zero velocity, the momentum slot holds the
+    update (m = -lr g, w1 = w0 + m): w0 = w1 - m. The model and optimizer are built as
+    the trainer builds them, from the run's recorded config, and given the checkpoint's
+    values.
+    """
+    config = workdir_lib.read_config(workdir)
+    first = workdir / "checkpoints" / "ckpt-1"
+    assert first.with_suffix(".index").is_file(), sorted(os.listdir(workdir / "checkpoints"))
+    model = train.build_model(config, config["num_classes"])
+    logits_model = keras.Model(model.input, model.get_layer("fc8").output)
+    optimizer = train.make_optimizer(config)
+    optimizer.build(logits_model.trainable_variables)
+    checkpoint = tf.train.Checkpoint(model_variables=list(model.variables),
+                                     optimizer_variables=list(optimizer.variables))
+    checkpoint.read(str(first)).expect_partial()
+    assert int(optimizer.iterations.numpy()) == 1
+    return {v.path: v.numpy() - m.numpy()
+            for v, m in zip(logits_model.trainable_variables, optimizer.momentums)}
+
+
+def _assert_trained_and_equal(a_dir, b_dir, atol):
+    """Runs ``a_dir`` and ``b_dir`` started from the same weights (their own step 0), moved
+    away from them, and ended at the same weights."""
+    a, b = _named_weights(a_dir / "model.keras"), _named_weights(b_dir / "model.keras")
+    start, other_start = _step_zero_weights(a_dir), _step_zero_weights(b_dir)
+    assert sorted(start) == sorted(other_start) and set(start) <= set(a)
+    for name in start:
+        np.testing.assert_allclose(start[name], other_start[name], atol=1e-6, err_msg=name)
+    moved = max(float(np.abs(a[name] - start[name]).max()) for name in start)
     assert moved > 1e-3, "training did not change the weights: the comparison would be vacuous"
-    _assert_same_weights(a, b, atol)
+    assert sorted(a) == sorted(b)
+    for name in a:
+        np.testing.assert_allclose(a[name], b[name], atol=atol, rtol=0, err_msg=name)
 
 
 @pytest.mark.slow
 def test_mirrored_over_two_devices_equals_one_device(tmp_path, train_run, subprocess_env):
     env = subprocess_env(**EXACT_CPU)
-    train_run(tmp_path / "one", *EQUIVALENCE_FLAGS, env=env)
-    train_run(tmp_path / "two", *EQUIVALENCE_FLAGS, "--cpu_devices=2",
-              "--strategy=mirrored", "--devices=/cpu:0,/cpu:1", env=env)
-    _assert_trained_and_equal(
-        _weights(tmp_path / "one" / "model.keras"), _weights(tmp_path / "two" / "model.keras"), 1e-5
-    )
+    one = train_run(tmp_path / "one", *EQUIVALENCE_FLAGS, env=env)
+    two = train_run(tmp_path / "two", *EQUIVALENCE_FLAGS, "--cpu_devices=2",
+                    "--strategy=mirrored", "--devices=/cpu:0,/cpu:1", env=env)
+    # The second run really was split over two replicas (a device list falling back to one
+    # device would make the comparison vacuous).
+    assert (_replicas(one.stdout), _replicas(two.stdout)) == (1, 2), two.stdout[-2000:]
+    _assert_trained_and_equal(tmp_path / "one", tmp_path / "two", 1e-5)
 
 
 @pytest.mark.slow
 def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir, train_run, bin_command,
                                                     subprocess_env, free_ports):
     common = EQUIVALENCE_FLAGS
-    train_run(tmp_path / "single", *common, env=subprocess_env(**EXACT_CPU))
+    single = train_run(tmp_path / "single", *common, env=subprocess_env(**EXACT_CPU))
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     workdir = tmp_path / "multi"
@@ -318,10 +366,13 @@ def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir, train_ru
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, out[-2000:] + err[-4000:]
+    # The chief (worker 0) speaks for the run: one step of 2 replicas, one per worker.
+    assert _replicas(single.stdout) == 1
+    assert _replicas(outputs[0][0]) == 2, outputs[0][0][-2000:]
     chief = _weights(workdir / "model.keras")
     worker = _weights(workdir / "workers" / "worker1.keras")
     _assert_same_weights(chief, worker, 0)
-    _assert_trained_and_equal(chief, _weights(tmp_path / "single" / "model.keras"), 1e-5)
+    _assert_trained_and_equal(workdir, tmp_path / "single", 1e-5)
 
 
 @pytest.mark.slow
@@ -347,16 +398,25 @@ def test_every_worker_refuses_a_workdir_of_another_run(tmp_path, tfds_dir, bin_c
 
 
 @pytest.mark.slow
-def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir, train_run,
-                                                              bin_command, subprocess_env):
-    common = ["--variant=A", "--epochs=2", *TINY_FLAGS, "--deterministic"]
+@pytest.mark.parametrize("batch_norm", [False, True], ids=["paper", "batch_norm"])
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir, digits,
+                                                              train_run, bin_command,
+                                                              subprocess_env, batch_norm):
+    """Killed mid-epoch, then run again: the same weights as an uninterrupted run, bit for
+    bit. With batch norm (the digits recipe) that includes the moving statistics, which
+    the checkpoint must hold as well as the trained weights."""
+    epochs = 1 if batch_norm else 2  # (one epoch keeps the added case short)
+    common = ["--variant=A", f"--epochs={epochs}",
+              *_flags(f"--config.batch_norm={str(batch_norm).lower()}"), "--deterministic"]
     train_run(tmp_path / "whole", *common)
 
     workdir = tmp_path / "killed"
     cmd = bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}", *common)
     proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    # Kill once a mid-epoch checkpoint exists (epoch 1 has 44 steps, checkpoints every 5).
+    steps_per_epoch = digits.num_examples(digits.train_split) // 32
+    assert steps_per_epoch > 20
+    # Kill once a mid-epoch checkpoint exists (checkpoints every 5 steps).
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
         if list((workdir / "checkpoints").glob("ckpt-1[05].index")):
@@ -370,13 +430,25 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir
     resumed = train_run(workdir, *common)
     assert resumed.stdout.strip().splitlines()[-1].startswith("final validation")
     # It continued from the mid-epoch checkpoint rather than starting over.
-    resumed_at = re.search(r"Resumed from \S+ckpt-\d+ at step ([1-9]\d*)", resumed.stdout)
+    resumed_at = re.search(r"Resumed from \S+ckpt-\d+ at step (\d+)", resumed.stdout)
     assert resumed_at, resumed.stdout[:2000]
-    _assert_same_weights(
-        _weights(tmp_path / "whole" / "model.keras"), _weights(workdir / "model.keras"), 0
-    )
+    step = int(resumed_at.group(1))
+    assert 0 < step < steps_per_epoch and step % 5 == 0, (step, steps_per_epoch)
+    assert f"Epoch 1/{epochs}" in resumed.stdout.split(resumed_at.group(0), 1)[1]
+    whole, killed = (_named_weights(tmp_path / "whole" / "model.keras"),
+                     _named_weights(workdir / "model.keras"))
+    assert sorted(whole) == sorted(killed)
+    for name in whole:  # kernels, biases and, with batch norm, the moving statistics
+        np.testing.assert_array_equal(whole[name], killed[name], err_msg=name)
+    statistics = [name for name in whole if "moving_" in name]
+    if batch_norm:  # statistics that training moved, so that dropping them would show
+        assert len(statistics) == 2 * 8  # mean and variance after each of the 8 convs
+        assert all(np.abs(whole[n] - (0.0 if "mean" in n else 1.0)).max() > 1e-3
+                   for n in statistics)
+    else:
+        assert statistics == []
     rows = (workdir / "metrics.csv").read_text().splitlines()
-    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+    assert [r.split(",")[0] for r in rows[1:]] == [str(e + 1) for e in range(epochs)]
 
 
 # --- Issue 10's acceptance folder ------------------------------------------------------
