@@ -292,3 +292,45 @@ def test_bad_bytes_raise_in_ops(coffee, encode, fused):
         with pytest.raises(tf.errors.InvalidArgumentError):
             # Offset (0, 0) lies in the intact half: truncation must still be caught.
             images.scaled_crop(bad, 256, 224, (0.0, 0.0), fused=fused)
+
+
+# --- Reduced-DCT decoding of large JPEGs ---------------------------------------------------
+
+
+@pytest.mark.parametrize("shorter, scale, step", [
+    (511, 256, 0), (512, 256, 1), (1023, 256, 1), (1024, 256, 2), (2048, 256, 3), (9000, 256, 3),
+    (768, 384, 1), (767, 384, 0), (400, 224, 0),
+])
+def test_jpeg_scale_step_keeps_the_shorter_side_at_least_s(shorter, scale, step):
+    for size in ([shorter, 3 * shorter], [2 * shorter, shorter]):
+        assert int(images.jpeg_scale_step(tf.constant(size, tf.int64), scale)) == step
+        assert shorter // images.JPEG_RATIOS[step] >= scale
+
+
+@pytest.mark.parametrize("scale, offset", [(256, (0.5, 0.5)), (256, (0.0, 1.0)), (300, (1.0, 0.2)),
+                                           (512, (0.3, 0.8))])
+def test_a_large_jpeg_decoded_at_reduced_size_matches_the_full_decode(coffee, encode, scale, offset):
+    # 1600 x 2400: decoded at 1/4 (S = 256, 300) or 1/2 (S = 512), never below S.
+    large = np.asarray(Image.fromarray(coffee).resize((2400, 1600), Image.BICUBIC))
+    jpeg = encode(large, quality=95)
+    step = int(images.jpeg_scale_step(images.declared_size(jpeg), scale))
+    assert step == (1 if scale == 512 else 2)
+    fused = images.scaled_crop(jpeg, scale, 224, offset).numpy()
+    naive = images.scaled_crop(jpeg, scale, 224, offset, fused=False).numpy()  # full decode
+    assert fused.shape == naive.shape == (224, 224, 3)
+    assert fused.min() >= 0 and fused.max() <= 255
+    diff = np.abs(fused - naive)
+    assert diff.mean() < 4.0, diff.mean()
+    assert np.corrcoef(fused.ravel(), naive.ravel())[0, 1] > 0.99
+    flipped = images.scaled_crop(jpeg, scale, 224, offset, flip=True).numpy()
+    np.testing.assert_allclose(flipped, fused[:, ::-1], atol=0.01)
+
+
+def test_a_truncated_large_jpeg_is_refused_by_the_reduced_decode(coffee, encode):
+    large = np.asarray(Image.fromarray(coffee).resize((2400, 1600)))
+    jpeg = encode(large)
+    assert int(images.jpeg_scale_step(images.declared_size(jpeg), 256)) > 0
+    with pytest.raises(tf.errors.InvalidArgumentError):
+        images.scaled_crop(jpeg[: len(jpeg) // 2], 256, 224, (0.0, 0.0))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="more than 1000000 pixels"):
+        images.scaled_crop(jpeg, 256, 224, max_pixels=1_000_000)

@@ -270,3 +270,15 @@ def test_streams_skip_and_name_exactly_the_bad_files_and_use_gif_bmp_webp(
         assert [label_of[name] for name in names] == labels.numpy().tolist()
     del stream
     assert set(_skipped_names(capfd.readouterr().err)) == set(folder.bad)
+
+
+def test_add_rgb_is_the_broadcast_sum_for_any_shape():
+    rgb = tf.constant([-123.68, -116.78, 103.94])
+    for shape in ([7, 5, 3], [1, 1, 3], [224, 224, 3]):
+        image = tf.random.stateless_uniform(shape, [1, 2], 0, 255)
+        np.testing.assert_array_equal(ip.add_rgb(image, rgb), image + rgb)
+    dynamic = tf.function(ip.add_rgb, input_signature=[tf.TensorSpec([None, None, 3]),
+                                                       tf.TensorSpec([3])])
+    image = tf.ones([6, 9, 3])
+    np.testing.assert_array_equal(dynamic(image, rgb), image + rgb)
+    assert dynamic.get_concrete_function().structured_outputs.shape.as_list() == [None, None, 3]

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import tensorflow as tf
@@ -61,6 +62,18 @@ def image_format(image_bytes: tf.Tensor) -> tf.Tensor:
     return tf.where(tf.logical_and(tf.equal(fmt, WEBP), not_webp), UNKNOWN, fmt)
 
 
+def is_jpeg(image_bytes: tf.Tensor) -> tf.Tensor:
+    """Whether :func:`image_format` is :data:`JPEG`, in one comparison (the JPEG magic is
+    the only one starting with its bytes).
+
+    Example:
+        >>> bool(is_jpeg(tf.io.encode_jpeg(tf.zeros([2, 2, 3], tf.uint8))))
+        True
+    """
+    jpeg_magic = dict(_MAGIC)[JPEG]
+    return tf.equal(tf.strings.substr(image_bytes, 0, len(jpeg_magic)), jpeg_magic)
+
+
 def _header_int(head: tf.Tensor, start: int, size: int, little_endian: bool) -> tf.Tensor:
     """Unsigned integer of ``size`` bytes at ``start`` of a (zero-padded) header."""
     raw = tf.cast(tf.io.decode_raw(tf.strings.substr(head, start, size), tf.uint8), tf.int64)
@@ -87,13 +100,14 @@ def _webp_size(head: tf.Tensor) -> tf.Tensor:
         )
 
 
-def declared_size(image_bytes: tf.Tensor) -> tf.Tensor:
+def declared_size(image_bytes: tf.Tensor, fmt: tf.Tensor | None = None) -> tf.Tensor:
     """(height, width) an encoded image declares in its header, without decoding it.
 
     JPEG via ``tf.image.extract_jpeg_shape`` (reads the SOF marker), PNG from the
     IHDR chunk, GIF from the logical screen descriptor, BMP from the
     BITMAPINFOHEADER, WebP from its VP8, VP8L or VP8X chunk header. Other
-    formats raise InvalidArgument.
+    formats raise InvalidArgument. ``fmt``: the bytes' :func:`image_format`, when
+    already known.
 
     Example:
         >>> declared_size(tf.io.encode_png(tf.zeros((30, 40, 3), tf.uint8))).numpy()
@@ -101,7 +115,7 @@ def declared_size(image_bytes: tf.Tensor) -> tf.Tensor:
     """
     head = tf.strings.substr(image_bytes, 0, 32)
     head = tf.strings.join([head, tf.constant(b"\0" * 32)])  # short inputs parse as zeros
-    fmt = image_format(image_bytes)
+    fmt = image_format(image_bytes) if fmt is None else fmt
     known = tf.debugging.assert_positive(
         fmt, message="Unsupported image format: expected JPEG, PNG, GIF, BMP or WebP bytes"
     )
@@ -336,6 +350,30 @@ def _assert_complete(jpeg_bytes: tf.Tensor) -> tf.Operation:
     return tf.debugging.Assert(tf.reduce_any(marker), ["truncated JPEG"])
 
 
+#: The reduced sizes libjpeg decodes to directly (``ratio`` of ``decode_and_crop_jpeg``).
+JPEG_RATIOS = (1, 2, 4, 8)
+
+
+def jpeg_scale_step(size: tf.Tensor, scale: int | tf.Tensor) -> tf.Tensor:
+    """log2 of the largest JPEG ratio k in :data:`JPEG_RATIOS` that keeps the shorter side
+    of ``size`` (height, width) at least ``scale`` once decoded at 1/k: int32 in [0, 3].
+
+    The paper rescales the shorter side to S; decoding a large photo at 1/k first
+    (libjpeg's reduced DCT, far cheaper than a full decode) loses nothing as long as
+    the decoded image is still at least S pixels on its shorter side.
+
+    Example:
+        >>> [int(jpeg_scale_step(tf.constant([h, 4000]), 256)) for h in (300, 600, 1100, 3000)]
+        [0, 1, 2, 3]
+    """
+    shorter = tf.cast(tf.reduce_min(size), tf.int64)
+    scale = tf.cast(scale, tf.int64)
+    step = tf.constant(0, tf.int32)
+    for i in range(1, len(JPEG_RATIOS)):
+        step = tf.where(shorter // JPEG_RATIOS[i] >= scale, tf.constant(i, tf.int32), step)
+    return step
+
+
 def scaled_crop(
     image_bytes: tf.Tensor,
     scale: int | tf.Tensor,
@@ -356,7 +394,8 @@ def scaled_crop(
     With ``fused=True`` the crop's window in source pixels (side ``crop_size *
     shorter side / scale``) is cut first and resized to ``crop_size``; for JPEGs
     only that window is decoded (``decode_and_crop_jpeg``), a fraction of the
-    pixels at large ``scale``. With ``fused=False`` the whole image is decoded,
+    pixels at large ``scale``, and at 1/2, 1/4 or 1/8 of the size when the shorter
+    side stays at least ``scale`` (:func:`jpeg_scale_step`). With ``fused=False`` the whole image is decoded,
     rescaled and cropped. Both give the same image up to resampling: the window
     is rounded to whole source pixels (at most half a pixel off). Either way the
     header is checked against the limits first, as :func:`decode_rgb` does.
@@ -404,24 +443,35 @@ def scaled_crop(
         first = tf.clip_by_value(tf.cast(tf.round(corner / ratio), tf.int32), 0, shape - size)
         return first, size
 
-    fmt = image_format(image_bytes)
-    size = declared_size(image_bytes)
+    limits = dict(max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
 
     def jpeg():
-        first, crop_hw = window(size)
+        # The header's size (SOF marker), as declared_size reads it, without the
+        # format dispatch (a tenth of the crop's cost).
+        size = tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)[:2]
+        # Decoded at 1/k of its size (k = 1, 2, 4, 8: libjpeg's reduced DCT) when the
+        # shorter side stays >= scale: the window then still has >= crop_size pixels.
+        step = jpeg_scale_step(size, scale)
+        k = tf.bitwise.left_shift(tf.constant(1, tf.int64), tf.cast(step, tf.int64))
+        first, crop_hw = window((size + k - 1) // k)  # libjpeg rounds the reduced size up
+        box = tf.concat([first, crop_hw], 0)
         # A crop inside the intact part of a truncated JPEG would decode: reject
         # truncated files here, as a full decode does.
-        with tf.control_dependencies([_assert_complete(image_bytes)]):
-            return tf.image.decode_and_crop_jpeg(
-                image_bytes, tf.concat([first, crop_hw], 0), channels=3
-            )
+        checks = check_limits(size, **limits) + [_assert_complete(image_bytes)]
+        with tf.control_dependencies(checks):
+            return tf.switch_case(step, [
+                functools.partial(tf.image.decode_and_crop_jpeg, image_bytes, box, channels=3,
+                                  ratio=ratio)
+                for ratio in JPEG_RATIOS
+            ])
 
     def other():
-        image = _decode_checked(image_bytes, fmt)
+        fmt = image_format(image_bytes)
+        with tf.control_dependencies(check_limits(declared_size(image_bytes, fmt), **limits)):
+            image = _decode_checked(image_bytes, fmt)
         first, crop_hw = window(tf.shape(image))
         return tf.slice(image, tf.concat([first, [0]], 0), tf.concat([crop_hw, [3]], 0))
 
-    with tf.control_dependencies(check_limits(size, max_pixels, max_aspect_ratio)):
-        crop = maybe_flip(tf.cond(tf.equal(fmt, JPEG), jpeg, other))
+    crop = maybe_flip(tf.cond(is_jpeg(image_bytes), jpeg, other))
     out = tf.image.resize(crop, [crop_size, crop_size], method="bilinear")
     return tf.ensure_shape(out, [crop_size, crop_size, 3])
