@@ -459,3 +459,24 @@ def make_bad_image_folder():
 def bad_image_folder(tmp_path_factory) -> BadImageFolder:
     """Issue 10's acceptance folder at the quick sizes (a 49 MP JPEG, a 100 MP PNG)."""
     return _bad_image_folder(tmp_path_factory.mktemp("bad_images") / "photos")
+
+
+# --- Localisation ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def canvas_dir(tmp_path_factory) -> Path:
+    """A TFDS data directory with the built-in digits_on_canvas prepared (localisation)."""
+    from vgg_tf.datasets import DigitsOnCanvas
+
+    root = tmp_path_factory.mktemp("tfds_canvas")
+    DigitsOnCanvas(data_dir=str(root)).download_and_prepare()
+    return root
+
+
+@pytest.fixture(scope="session")
+def canvas(canvas_dir):
+    """The digits_on_canvas source (boxes included) from ``canvas_dir``."""
+    from vgg_tf import sources
+
+    return sources.get_source("digits_on_canvas", data_dir=str(canvas_dir))

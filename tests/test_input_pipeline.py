@@ -282,3 +282,52 @@ def test_add_rgb_is_the_broadcast_sum_for_any_shape():
     image = tf.ones([6, 9, 3])
     np.testing.assert_array_equal(dynamic(image, rgb), image + rgb)
     assert dynamic.get_concrete_function().structured_outputs.shape.as_list() == [None, None, 3]
+
+
+# --- Boxes (localisation) -------------------------------------------------------------------
+
+
+def test_crop_window_is_scaled_crops_window_in_normalised_corners(encode):
+    from vgg_tf import images
+
+    # A 100x200 image, left half black, right half white: S = 50 gives 50x100, and
+    # the crop at offset (0, 0.5) spans x in [25, 75) of 100: half black, half white.
+    pixels = np.zeros([100, 200, 3], np.uint8)
+    pixels[:, 100:] = 255
+    png = tf.constant(encode(pixels, "PNG"))
+    np.testing.assert_allclose(ip.crop_window(png, 50, 50, (0.0, 0.5)).numpy(),
+                               [0.0, 0.25, 1.0, 0.75])
+    crop = images.scaled_crop(png, 50, 50, (0.0, 0.5)).numpy()
+    assert crop[:, :24].max() < 10 and crop[:, 26:].min() > 245
+
+
+def test_boxes_in_window_maps_corners_and_mirrors_with_the_crop():
+    window = tf.constant([0.2, 0.4, 0.6, 0.8])
+    box = tf.constant([[0.3, 0.5, 0.5, 0.6]])
+    np.testing.assert_allclose(ip.boxes_in_window(box, window).numpy(),
+                               [[0.25, 0.25, 0.75, 0.5]], atol=1e-6)
+    np.testing.assert_allclose(ip.boxes_in_window(box, window, flip=True).numpy(),
+                               [[0.25, 0.5, 0.75, 0.75]], atol=1e-6)
+
+
+@pytest.mark.parametrize("flip", [False, True])
+def test_training_boxes_follow_each_crop_and_flip(canvas, flip):
+    # In each crop's frame, the target digit's box holds its ink: the crop is far
+    # brighter inside the box than outside it (only the small distractors are there).
+    from vgg_tf import tasks
+
+    ds = ip.train_dataset(canvas, batch_size=16, crop_size=32, scale_min=48, scale_max=64,
+                          mean_rgb=(0.0, 0.0, 0.0), color_shift_std=0.0, flip=flip, seed=3,
+                          with_boxes=True)
+    crops, (labels, boxes) = next(iter(ds))
+    assert crops.shape == (16, 32, 32, 3) and boxes.shape == (16, 64, 4) and labels.shape == (16,)
+    checked = 0
+    for crop, box in zip(crops.numpy().mean(axis=-1), tasks.Localisation.target_boxes(boxes).numpy()):
+        y0, x0, y1, x1 = np.clip(np.round(box * 32).astype(int), 0, 32)
+        if (y1 - y0) * (x1 - x0) < 64:  # mostly outside this crop
+            continue
+        inside = np.zeros_like(crop, bool)
+        inside[y0:y1, x0:x1] = True
+        assert crop[inside].mean() > 2 * crop[~inside].mean(), box
+        checked += 1
+    assert checked >= 8

@@ -30,6 +30,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "FeatureExtractor": "vgg_tf.features",
     "LocalResponseNormalization": "vgg_tf.layers",
+    "Localiser": "vgg_tf.localise",
     "NET_A_TRANSFER_LAYERS": "vgg_tf.models",
     "PatchMatmulConv2D": "vgg_tf.layers",
     "SPECS": "vgg_tf.models",
@@ -44,6 +45,8 @@ _EXPORTS = {
     "count_macs": "vgg_tf.models",
     "crop_size_of": "vgg_tf.models",
     "decode_predictions": "vgg_tf.labels",
+    "evaluate_localisation": "vgg_tf.localisation_eval",
+    "export_localisation": "vgg_tf.localise",
     "extract_features": "vgg_tf.features",
     "imagenet_class_names": "vgg_tf.labels",
     "import_weights": "vgg_tf.weights",

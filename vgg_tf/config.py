@@ -41,6 +41,8 @@ def paper_recipe() -> ml_collections.ConfigDict:
     """
     c = ml_collections.ConfigDict()
     c.recipe = "imagenet_s256"  # the recipe's name, for messages
+    c.task = "classification"  # or "localisation" (Appendix A: the last layer predicts a box)
+    c.head = "scr"  # localisation: "scr" one box for all classes, "pcr" one box per class
     # Network (vgg_tf.VGG arguments).
     c.variant = "A"
     c.kernel_initializer = "paper"  # N(0, 0.01) weights, zero biases; or "glorot"
@@ -149,9 +151,11 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         ...
         ValueError: scale_min=128 is smaller than crop_size=224; expected S >= crop size.
     """
-    from vgg_tf import distribute, models
+    from vgg_tf import distribute, models, tasks
 
     models.get_spec(config.variant)
+    _check_choice(config, "task", tasks.TASKS)
+    _check_choice(config, "head", tasks.HEADS)
     if not config.dataset:
         raise ValueError(
             f"Recipe {config.recipe!r} names no dataset; pass --dataset (a TFDS name, 'digits', "

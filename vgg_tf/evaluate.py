@@ -197,6 +197,7 @@ class ModelEvaluator:
 
     def __init__(self, trained: TrainedModel, scales: Sequence[int] | None = None):
         trained.check_rgb()
+        trained.check_classifier()
         self.trained = trained
         self.fcn = to_fully_convolutional(trained.model, head="logits")
         crop = trained.crop_size

@@ -151,16 +151,24 @@ class ServingModule(tf.Module):
 
     def signatures(self) -> dict:
         """The serving signatures, tracking the variables they read."""
-        functions = {
+        return track_captured(self, {
             SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
             IMAGES_SIGNATURE: self.serve_images.get_concrete_function(),
-        }
-        captured = {}
-        for function in functions.values():
-            for variable in function.variables:
-                captured[id(variable)] = variable
-        self.captured_variables = list(captured.values())
-        return functions
+        })
+
+
+def track_captured(module: tf.Module, functions: dict) -> dict:
+    """Makes ``module`` track the variables its concrete ``functions`` read; returns them.
+
+    Keras models are held untracked (see :class:`ServingModule`): the SavedModel
+    then holds exactly the tf.Variables the graph reads, which TF1 loaders restore.
+    """
+    captured = {}
+    for function in functions.values():
+        for variable in function.variables:
+            captured[id(variable)] = variable
+    module.captured_variables = list(captured.values())
+    return functions
 
 
 def _versions(export_dir: str) -> list[int]:
@@ -225,6 +233,7 @@ def export_saved_model(
     """
     trained = model if isinstance(model, TrainedModel) else load_trained_model(model)
     trained.check_rgb()
+    trained.check_classifier()
     export_dir = os.fspath(export_dir)
     scales = check_scales(scales, trained.crop_size) if scales else trained.multi_scales()
     if version is None:

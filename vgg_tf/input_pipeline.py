@@ -100,6 +100,55 @@ def _validate(crop_size: int, scales: dict[str, int]) -> None:
             raise ValueError(f"{name}={value} is smaller than crop_size={crop_size}; expected >= {crop_size}.")
 
 
+def crop_window(image_bytes: tf.Tensor, scale, crop_size: int, offset) -> tf.Tensor:
+    """The crop of :func:`vgg_tf.images.scaled_crop` as normalised corners of the image.
+
+    Read from the header's size, so the boxes of a record follow its crop without
+    a second decode.
+
+    Example:
+        >>> png = tf.io.encode_png(tf.zeros([100, 200, 3], tf.uint8))
+        >>> crop_window(png, 50, 50, (0.0, 1.0)).numpy().tolist()
+        [0.0, 0.5, 1.0, 1.0]
+    """
+    scaled = image_ops.scaled_size(*tf.unstack(image_ops.declared_size(image_bytes)), scale)
+    corner = tf.cast(image_ops._crop_corner(scaled, crop_size, tf.convert_to_tensor(offset)),
+                     tf.float32)
+    scaled = tf.cast(scaled, tf.float32)
+    return tf.concat([corner / scaled, (corner + crop_size) / scaled], 0)
+
+
+def boxes_in_window(boxes: tf.Tensor, window: tf.Tensor, flip: bool | tf.Tensor = False) -> tf.Tensor:
+    """Corner boxes re-expressed in the frame of ``window`` (its corners at 0 and 1).
+
+    With ``flip`` the frame is mirrored as the crop is. IoU is unchanged by the
+    change of frame (both axes scale uniformly), so overlaps measured in the
+    crop's frame are the image's.
+
+    Example:
+        >>> boxes_in_window(tf.constant([[0.5, 0.5, 1.0, 1.0]]), tf.constant([0.0, 0.5, 1.0, 1.0]),
+        ...                 flip=True).numpy().tolist()
+        [[0.5, 0.0, 1.0, 1.0]]
+    """
+    origin = tf.tile(window[:2], [2])
+    size = tf.tile(window[2:] - window[:2], [2])
+    framed = (boxes - origin) / size
+    mirrored = tf.stack([framed[:, 0], 1.0 - framed[:, 3], framed[:, 2], 1.0 - framed[:, 1]], 1)
+    return tf.where(tf.cast(flip, tf.bool), mirrored, framed)
+
+
+def _positions(records: tf.data.Dataset, skip_examples: int,
+               input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+    """The shuffled records repeated, numbered by stream position, resumed and sharded."""
+    records = records.repeat().enumerate().skip(skip_examples)
+    if input_context and input_context.num_input_pipelines > 1:
+        # Every pipeline reads the same shuffled stream and decodes every n-th
+        # record: the replicas' batches together are exactly the global batch one
+        # process would train on (§3.3), keyed by the same stream positions.
+        records = records.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    return records
+
+
 def _finish(ds: tf.data.Dataset, ordered: bool) -> tf.data.Dataset:
     options = tf.data.Options()
     options.deterministic = ordered
@@ -140,6 +189,7 @@ def train_dataset(
     shuffle_buffer: int | None = None,
     max_pixels: int | None = image_ops.DEFAULT_MAX_PIXELS,
     max_aspect_ratio: float | None = image_ops.DEFAULT_MAX_ASPECT_RATIO,
+    with_boxes: bool = False,
 ) -> tf.data.Dataset:
     """The infinite training stream of §3.1: jittered rescale, crop, flip, colour, mean.
 
@@ -171,6 +221,10 @@ def train_dataset(
         max_pixels: Records whose header declares more pixels are skipped (None: no limit).
         max_aspect_ratio: Records whose longer side is more than this times the
             shorter are skipped (None: no limit).
+        with_boxes: Localisation (Appendix A): the labels become ``(labels, boxes)``,
+            the ground-truth boxes of each record in its crop's frame (corners at 0
+            and 1, mirrored with the crop; :func:`boxes_in_window`), zero-area rows
+            padding them to ``MAX_BOXES``.
 
     Returns:
         Batches of (float32 [batch_size, crop_size, crop_size, 3], int32 [batch_size]),
@@ -202,7 +256,7 @@ def train_dataset(
     eigvec = IMAGENET_PCA_EIGVEC if pca_eigvec is None else tuple(map(tuple, pca_eigvec))
     mean = tf.constant(mean_rgb, tf.float32)
 
-    def augment(index, image_bytes):
+    def augment(index, image_bytes, *boxes):
         # Per-element randomness from (seed, pipeline, position): reproducible, and
         # independent of parallel map order and of where the stream was resumed.
         uniform_key, normal_key = tf.unstack(
@@ -221,19 +275,19 @@ def train_dataset(
         if color_shift_std:
             alpha = tf.random.stateless_normal([3], normal_key, stddev=color_shift_std)
             offset += _pca_shift(alpha, eigval, eigvec)
-        return add_rgb(image, offset)  # colour shift and mean subtraction in one pass
+        image = add_rgb(image, offset)  # colour shift and mean subtraction in one pass
+        if not boxes:
+            return image
+        window = crop_window(image_bytes, scale, crop_size, u[1:3])
+        return image, boxes_in_window(boxes[0], window, mirror)
 
-    records = source.raw_records(split, shuffle_files=True, seed=seed, deterministic=ordered)
+    records = source.raw_records(split, shuffle_files=True, seed=seed, deterministic=ordered,
+                                 with_boxes=with_boxes)
     if cache:
         records = records.cache()
     buffer = shuffle_buffer or min(num_records, _MAX_SHUFFLE_BUFFER)
-    records = records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True).repeat()
-    records = records.enumerate().skip(skip_examples)
-    if input_context and input_context.num_input_pipelines > 1:
-        # Every pipeline reads the same shuffled stream and decodes every n-th
-        # record: the replicas' batches together are exactly the global batch one
-        # process would train on (§3.3), keyed by the same stream positions.
-        records = records.shard(input_context.num_input_pipelines, input_context.input_pipeline_id)
+    records = _positions(records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True),
+                         skip_examples, input_context)
     # 2 x split size consecutive bad records contain a whole epoch: nothing is valid.
     groups = decode_skipping_bad(
         records, augment, (crop_size, crop_size, 3), source_name=source.name, split=split,
@@ -254,6 +308,7 @@ def eval_dataset(
     input_context: tf.distribute.InputContext | None = None,
     max_pixels: int | None = image_ops.DEFAULT_MAX_PIXELS,
     max_aspect_ratio: float | None = image_ops.DEFAULT_MAX_ASPECT_RATIO,
+    with_boxes: bool = False,
 ) -> tf.data.Dataset:
     """One pass over a split, rescaled to shorter side Q = ``image_size`` (§3.2).
 
@@ -270,6 +325,9 @@ def eval_dataset(
         max_pixels: Records whose header declares more pixels are skipped (None: no limit).
         max_aspect_ratio: Records whose longer side is more than this times the
             shorter are skipped (None: no limit).
+        with_boxes: Localisation: labels ``(labels, boxes)``, the ground-truth boxes
+            in the centre crop's frame (mode "center") or normalised to the image
+            (mode "full"), as :func:`train_dataset` gives them.
 
     Returns:
         Finite dataset of (float32 images, int32 labels), in a fixed order;
@@ -291,7 +349,7 @@ def eval_dataset(
         raise ValueError(f"Source '{source.name}' split '{split}' has no records.")
     mean = tf.constant(mean_rgb, tf.float32)
 
-    def transform(index, image_bytes):
+    def transform(index, image_bytes, *boxes):
         if mode == "center":
             image = image_ops.scaled_crop(
                 image_bytes, image_size, crop_size,
@@ -301,9 +359,15 @@ def eval_dataset(
             image = image_ops.rescale_shorter_side(
                 image_ops.decode_rgb(image_bytes, max_pixels, max_aspect_ratio), image_size
             )
-        return add_rgb(image, -mean)
+        if not boxes:
+            return add_rgb(image, -mean)
+        if mode == "full":
+            return add_rgb(image, -mean), boxes[0]
+        window = crop_window(image_bytes, image_size, crop_size, (0.5, 0.5))
+        return add_rgb(image, -mean), boxes_in_window(boxes[0], window)
 
-    records = source.raw_records(split, input_context=input_context).enumerate()
+    records = source.raw_records(split, input_context=input_context, with_boxes=with_boxes)
+    records = records.enumerate()
     groups = decode_skipping_bad(
         records, transform, (crop_size, crop_size, 3) if mode == "center" else (None, None, 3),
         source_name=source.name, split=split, limit=num_records,

@@ -106,6 +106,7 @@ class ClassScore:
     id: str
     name: str
     probability: float
+    box: tuple[float, float, float, float] | None = None  # pixels (ymin, xmin, ymax, xmax)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,6 +121,7 @@ class ImagePrediction:
         heatmap_peak: The largest probability of the top class in the heatmap's
             score map (the colour scale's red end).
         error: Why the file was not answered (None when it was).
+        boxes_image: Path of the PNG with the classes' boxes drawn, if any.
     """
 
     file: str
@@ -128,6 +130,7 @@ class ImagePrediction:
     heatmap: str | None = None
     error: str | None = None
     heatmap_peak: float | None = None
+    boxes_image: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -170,15 +173,23 @@ class Predictions:
             "scales": list(self.scales),
             "flip": self.flip,
             "heatmap_scale": self.heatmap_scale,
-            "images": [
-                {"file": p.file, "size": list(p.size), "heatmap": p.heatmap,
-                 "heatmap_peak": p.heatmap_peak,
-                 "classes": [{"rank": rank, **dataclasses.asdict(c)}
-                             for rank, c in enumerate(p.classes, 1)]}
-                for p in self.answered
-            ],
+            "images": [_image_dict(p) for p in self.answered],
             "errors": [{"file": p.file, "error": p.error} for p in self.failed],
         }
+
+
+def _image_dict(p: ImagePrediction) -> dict[str, Any]:
+    """One answered image in ``--output``'s layout (boxes only where there are)."""
+    entry = {"file": p.file, "size": list(p.size), "heatmap": p.heatmap,
+             "heatmap_peak": p.heatmap_peak}
+    if p.boxes_image:
+        entry["boxes_image"] = p.boxes_image
+    entry["classes"] = [
+        {"rank": rank, **{k: v for k, v in dataclasses.asdict(c).items()
+                          if k != "box" or v is not None}}
+        for rank, c in enumerate(p.classes, 1)
+    ]
+    return entry
 
 
 # --- Reading files ---------------------------------------------------------------
@@ -290,14 +301,46 @@ def write_heatmap(
     height, width = image.shape[:2]
     upsampled = upsample_score_map(score_map, height, width, evaluator.single[0],
                                    evaluator.trained.crop_size)
-    png = tf.io.encode_png(heatmap_image(image, upsampled / max(peak, 1e-12))).numpy()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(png)
+    _write_png(heatmap_image(image, upsampled / max(peak, 1e-12)), path)
     return peak
 
 
-def _heatmap_path(heatmap_dir: str, file: str, taken: set[str]) -> str:
+def draw_boxes(image: np.ndarray, boxes: Sequence[Sequence[float]], thickness: int = 2) -> np.ndarray:
+    """The image with rectangles drawn (pixel corners ymin, xmin, ymax, xmax): uint8.
+
+    Colours follow matplotlib's ``tab10`` by rank (blue, orange, green, ...);
+    the first box is drawn last, on top, and twice as thick.
+
+    Example:
+        >>> out = draw_boxes(np.zeros([8, 8, 3], np.uint8), [[1, 1, 6, 6]], thickness=1)
+        >>> int(out[1, 3].any()), int(out[3, 3].any())
+        (1, 0)
+    """
+    import matplotlib  # the colormap only
+
+    out = np.array(image, np.uint8, copy=True)
+    height, width = out.shape[:2]
+    colours = matplotlib.colormaps["tab10"].colors
+    for rank in reversed(range(len(boxes))):
+        ymin, xmin, ymax, xmax = (int(round(v)) for v in boxes[rank])
+        ymin, ymax = np.clip([ymin, ymax], 0, height - 1)
+        xmin, xmax = np.clip([xmin, xmax], 0, width - 1)
+        t = thickness * (2 if rank == 0 else 1)
+        colour = np.round(255 * np.array(colours[rank % len(colours)])).astype(np.uint8)
+        out[ymin:ymin + t, xmin:xmax + 1] = colour
+        out[max(ymax - t + 1, 0):ymax + 1, xmin:xmax + 1] = colour
+        out[ymin:ymax + 1, xmin:xmin + t] = colour
+        out[ymin:ymax + 1, max(xmax - t + 1, 0):xmax + 1] = colour
+    return out
+
+
+def _write_png(pixels: np.ndarray, path: str) -> None:
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(tf.io.encode_png(pixels).numpy())
+
+
+def _output_path(folder: str, file: str, taken: set[str]) -> str:
     """``DIR/<file stem>.png``; ``<stem>_2.png``, ... when two files share a stem."""
     stem = os.path.splitext(os.path.basename(os.path.normpath(file)))[0] or "image"
     name, n = f"{stem}.png", 1
@@ -305,7 +348,7 @@ def _heatmap_path(heatmap_dir: str, file: str, taken: set[str]) -> str:
         n += 1
         name = f"{stem}_{n}.png"
     taken.add(name)
-    return os.path.join(heatmap_dir, name)
+    return os.path.join(folder, name)
 
 
 # --- Predicting --------------------------------------------------------------------
@@ -330,6 +373,28 @@ def _top_classes(probabilities: np.ndarray, top: int, names, ids) -> tuple[Class
                  for i, (class_id, name, p) in zip(best, decoded))
 
 
+def _localiser(localisers, classifier: TrainedModel, boxes_dir):
+    if not localisers:
+        if boxes_dir is not None:
+            raise ValueError("boxes_dir needs localisers: the localisation workdir(s) whose "
+                             "boxes to draw (bin/predict --localiser=WORKDIR).")
+        return None
+    from vgg_tf.localise import Localiser  # the localisation machinery only when asked
+
+    paths = [m for m in localisers.split(",") if m] if isinstance(localisers, str) else localisers
+    return Localiser([load_trained_model(p) for p in paths], classifier)
+
+
+def _with_boxes(localiser, image: np.ndarray, classes: tuple[ClassScore, ...]):
+    """The classes with their merged boxes, in the image's pixels."""
+    indices = tf.constant([c.index for c in classes], tf.int32)
+    found = localiser.localise_classes(tf.cast(image, tf.float32), indices).numpy()
+    height, width = image.shape[:2]
+    pixels = found * np.array([height, width, height, width], np.float32)
+    return tuple(dataclasses.replace(c, box=tuple(float(v) for v in box))
+                 for c, box in zip(classes, pixels))
+
+
 def predict(
     paths: Sequence[str | os.PathLike],
     model: str | os.PathLike | TrainedModel,
@@ -341,6 +406,8 @@ def predict(
     max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
     verbose: int = 1,
     decode_context: Callable[[], AbstractContextManager] | None = None,
+    localisers: str | Sequence[str] | None = None,
+    boxes_dir: str | os.PathLike | None = None,
 ) -> Predictions:
     """The top classes of each image file by dense multi-scale evaluation (``bin/predict``).
 
@@ -358,6 +425,11 @@ def predict(
         verbose: 1 draws a progress bar on stderr for more than
             :data:`PROGRESS_MIN_IMAGES` files; 0 is silent.
         decode_context: See :func:`read_image`.
+        localisers: Localisation workdir(s) (``bin/train --task localisation``):
+            each top class gets its box by the dense protocol of Appendix A
+            (:class:`vgg_tf.localise.Localiser`, ``model`` ranking the boxes).
+        boxes_dir: With ``localisers``, write a PNG per answered image there with
+            the boxes drawn (``<file stem>.png``).
 
     Returns:
         :class:`Predictions`, one entry per file, in order; bad files carry
@@ -372,6 +444,7 @@ def predict(
     images_lib.check_image_limits(max_pixels, max_aspect_ratio)
     trained = load_model(model)
     evaluator = ModelEvaluator(trained, scales)
+    localiser = _localiser(localisers, trained, boxes_dir)
     names, ids = _class_labels(trained)
     paths = [os.fspath(p) for p in paths]
     progress = None
@@ -379,6 +452,7 @@ def predict(
         with contextlib.redirect_stdout(sys.stderr):  # stdout is for the answers
             progress = keras.utils.Progbar(len(paths), unit_name="image")
     taken: set[str] = set()
+    taken_boxes: set[str] = set()
     results = []
     for done, path in enumerate(paths, 1):
         image, error = read_image(path, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio,
@@ -388,12 +462,18 @@ def predict(
         else:
             probabilities = evaluator.probabilities(PROTOCOL, image)
             classes = _top_classes(probabilities, top, names, ids)
+            drawn = None
+            if localiser is not None:
+                classes = _with_boxes(localiser, image, classes)
+                if boxes_dir is not None:
+                    drawn = _output_path(os.fspath(boxes_dir), path, taken_boxes)
+                    _write_png(draw_boxes(image, [c.box for c in classes]), drawn)
             heatmap = peak = None
             if heatmap_dir is not None:
-                heatmap = _heatmap_path(os.fspath(heatmap_dir), path, taken)
+                heatmap = _output_path(os.fspath(heatmap_dir), path, taken)
                 peak = write_heatmap(evaluator, image, classes[0].index, heatmap)
             results.append(ImagePrediction(path, classes, tuple(image.shape[:2]), heatmap,
-                                           heatmap_peak=peak))
+                                           heatmap_peak=peak, boxes_image=drawn))
         if progress is not None:
             with contextlib.redirect_stdout(sys.stderr):
                 progress.update(done)
@@ -414,7 +494,11 @@ def format_predictions(result: Predictions) -> str:
         lines.append(f"{p.file} ({p.size[1]}x{p.size[0]})")
         for rank, c in enumerate(p.classes, 1):
             label = c.name if c.id == c.name else f"{c.name} ({c.id})"
-            lines.append(f"  {rank:>2}. {100 * c.probability:6.2f}%  {label}")
+            box = "" if c.box is None else "  box (ymin, xmin, ymax, xmax) " + ", ".join(
+                f"{v:.0f}" for v in c.box)
+            lines.append(f"  {rank:>2}. {100 * c.probability:6.2f}%  {label}{box}")
+        if p.boxes_image:
+            lines.append(f"  boxes: {p.boxes_image} (class 1 thick blue, then orange, green, ...)")
         if p.heatmap:
             lines.append(f"  heatmap: {p.heatmap} ({p.classes[0].name} at Q = "
                          f"{result.heatmap_scale}, peak {100 * p.heatmap_peak:.2f}%)")

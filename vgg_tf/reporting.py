@@ -49,16 +49,18 @@ class RunLog:
             return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
     def write_epoch(self, row: dict) -> None:
-        """Records one epoch's metrics (keys: :data:`METRIC_COLUMNS`)."""
+        """Records one epoch's metrics: the columns are ``row``'s keys, in order
+        (:data:`METRIC_COLUMNS` for a classifier; a localisation run logs its own)."""
+        columns = list(row)
         # A run resumed after a kill may repeat an epoch whose row was already written.
         rows = [r for r in self.rows() if int(r["epoch"]) < int(row["epoch"])] + [row]
         with atomic_path(self.csv_path) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
             for r in rows:
-                writer.writerow({k: _format(r[k]) for k in METRIC_COLUMNS})
+                writer.writerow({k: _format(r[k]) for k in columns})
         with self._writer.as_default(step=int(row["epoch"])):
-            for key in METRIC_COLUMNS[1:]:
+            for key in columns[1:]:
                 tf.summary.scalar(key, row[key])
         self._writer.flush()
         plot_learning_curves(rows, self.png_path)
@@ -69,7 +71,7 @@ def _format(value) -> str:
 
 
 def plot_learning_curves(rows: list[dict], path: str) -> None:
-    """Draws loss, top-1/top-5 error and learning rate per epoch into a PNG."""
+    """Draws loss, the error rates (top-1/top-5, or localisation) and learning rate per epoch."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -79,14 +81,15 @@ def plot_learning_curves(rows: list[dict], path: str) -> None:
     fig, (ax_loss, ax_err, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.6))
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
     ax_loss.set(title="loss", xlabel="epoch")
+    errors = [key[len("val_"):] for key in rows[-1] if key.startswith("val_") and "error" in key]
     for split, style in (("train", "--"), ("val", "-")):
-        for k in (1, 5):
+        for name in errors:
             ax_err.plot(
                 epochs,
-                [100 * r[f"{split}_top{k}_error"] for r in rows],
+                [100 * r[f"{split}_{name}"] for r in rows],
                 style,
                 marker="o",
-                label=f"{split} top-{k}",
+                label=f"{split} {name.replace('_error', '').replace('top', 'top-')}",
             )
     ax_err.set(title="error (%)", xlabel="epoch")
     ax_err.legend()

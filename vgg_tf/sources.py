@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vgg_tf import images
+from vgg_tf import box_records, images
 
 IMAGENET_MEAN_RGB = (123.68, 116.78, 103.94)
 # Krizhevsky et al. (2012) PCA lighting on ImageNet, as published with
@@ -53,6 +53,8 @@ _LOGGED_SKIP_NAMES = 10
 #: Records decoded per nested dataset (see decode_skipping_bad): setting one up
 #: costs about as much as decoding a small JPEG, so a group of records shares it.
 DECODE_GROUP = 32
+#: Datasets built offline from scikit-learn's digits: name -> builder in vgg_tf.datasets.
+BUILT_IN = {"digits": "Digits", "digits_on_canvas": "DigitsOnCanvas"}
 _AUTOTUNE = tf.data.AUTOTUNE
 
 
@@ -70,6 +72,8 @@ class Source:
         test_split: ``"test"`` where the dataset has a labelled one, else ``eval_split``.
         builder: The TFDS builder (None for a folder).
         files: Folder sources: split -> (file paths, labels); None for TFDS datasets.
+        box_reader: Reads a record's class and ground-truth boxes
+            (:func:`vgg_tf.box_records.box_reader`); None for a dataset without boxes.
     """
 
     name: str
@@ -82,6 +86,7 @@ class Source:
     files: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )
+    box_reader: Any = dataclasses.field(default=None, repr=False, compare=False)
 
     def num_examples(self, split: str) -> int:
         """Number of records in ``split`` (a TFDS split spec such as ``"train[:90%]"``)."""
@@ -97,13 +102,25 @@ class Source:
         seed: int | None = None,
         input_context: tf.distribute.InputContext | None = None,
         deterministic: bool = True,
+        with_boxes: bool = False,
     ) -> tf.data.Dataset:
         """Raw records of ``split`` as ``(image bytes, label int32, filename)``.
 
         ``filename`` is the file path (folders), the dataset's file-name feature, or
         the TFDS record id; never empty. Sharded per input pipeline when
-        ``input_context`` has several.
+        ``input_context`` has several. ``with_boxes`` makes the label a pair
+        ``(label, boxes float32 [MAX_BOXES, 4])``: the ground-truth boxes of the
+        label's class (:mod:`vgg_tf.box_records`).
+
+        Raises:
+            ValueError: ``with_boxes`` for a dataset without boxes.
         """
+        if with_boxes and self.box_reader is None:
+            raise ValueError(
+                f"Dataset {self.name!r} has no bounding boxes; localisation expects a dataset "
+                "with boxes: 'digits_on_canvas' (built in), 'voc/2007', 'caltech_birds2011' or "
+                "another TFDS dataset with a 'bbox' or 'objects/bbox' feature."
+            )
         if self.files is not None:
             paths, labels = self._folder_split(split)
             ds = tf.data.Dataset.from_tensor_slices((list(paths), np.asarray(labels, np.int32)))
@@ -116,11 +133,12 @@ class Source:
                 num_parallel_calls=_AUTOTUNE,
                 deterministic=deterministic,
             )
-        return self._tfds_records(split, shuffle_files, seed, input_context, deterministic)
+        return self._tfds_records(split, shuffle_files, seed, input_context, deterministic,
+                                  with_boxes)
 
-    def _tfds_records(self, split, shuffle_files, seed, input_context, deterministic):
+    def _tfds_records(self, split, shuffle_files, seed, input_context, deterministic, with_boxes):
         info = self.builder.info
-        image_key, label_key = info.supervised_keys
+        image_key, label_key = info.supervised_keys or ("image", None)
         name_key = next((k for k in ("image/filename", "file_name") if k in info.features), None)
         num_files = len(info.splits[split].file_instructions)
         options = tf.data.Options()
@@ -143,11 +161,16 @@ class Source:
         )
         if pipelines > 1 and not file_sharding:
             ds = ds.shard(pipelines, input_context.input_pipeline_id)
-        return ds.map(
-            lambda ex: (ex[image_key], tf.cast(ex[label_key], tf.int32), ex[name_key or "tfds_id"]),
-            num_parallel_calls=_AUTOTUNE,
-            deterministic=deterministic,
-        )
+
+        def record(ex):
+            if with_boxes or label_key is None:
+                label, boxes = self.box_reader(ex)
+                target = (label, boxes) if with_boxes else label
+            else:
+                target = tf.cast(ex[label_key], tf.int32)
+            return ex[image_key], target, ex[name_key or "tfds_id"]
+
+        return ds.map(record, num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
 
     def _folder_split(self, split: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
         instruction = tfds.core.ReadInstruction.from_spec(split)
@@ -192,12 +215,12 @@ def get_source(
         >>> source.class_names[:3], source.train_split, source.eval_split  # doctest: +SKIP
         (('0', '1', '2'), 'train[:90%]', 'train[90%:]')
     """
-    if dataset == "digits":
-        from vgg_tf.datasets import Digits
+    if dataset in BUILT_IN:
+        from vgg_tf import datasets
 
-        builder = Digits(data_dir=data_dir)
+        builder = getattr(datasets, BUILT_IN[dataset])(data_dir=data_dir)
         _prepare_quietly(builder)
-        return _tfds_source("digits", builder)
+        return _tfds_source(dataset, builder)
     if os.path.isdir(os.path.expanduser(dataset)):
         return folder_source(os.path.expanduser(dataset))
     if os.sep in dataset or dataset.startswith((".", "~")):
@@ -249,12 +272,16 @@ def _splits(name: str, available: Sequence[str]) -> tuple[str, str, str]:
 def _tfds_source(name: str, builder: tfds.core.DatasetBuilder) -> Source:
     info = builder.info
     keys = info.supervised_keys
-    if not keys or not isinstance(info.features[keys[1]], tfds.features.ClassLabel):
+    reader = box_records.box_reader(info)
+    if keys and isinstance(info.features[keys[1]], tfds.features.ClassLabel):
+        label = info.features[keys[1]]
+    elif reader is not None and not keys and box_records.class_feature(info) is not None:
+        label, keys = box_records.class_feature(info), ("image", None)  # VOC: boxes give the class
+    else:
         raise ValueError(
             f"Dataset {name!r} is not an image-classification dataset; expected supervised "
             f"keys (image, ClassLabel label), got {keys}."
         )
-    label = info.features[keys[1]]
     # Evaluation splits published without labels (ImageNet's test images, when their
     # tar is in the manual dir) cannot be scored: as if absent.
     available = [
@@ -262,12 +289,15 @@ def _tfds_source(name: str, builder: tfds.core.DatasetBuilder) -> Source:
         if split == "train" or _is_labelled(builder, split, keys)
     ]
     train, val, test = _splits(name, available)
-    return Source(name, label.num_classes, tuple(label.names), train, val, test, builder)
+    return Source(name, label.num_classes, tuple(label.names), train, val, test, builder,
+                  box_reader=reader)
 
 
 def _is_labelled(builder: tfds.core.DatasetBuilder, split: str, keys: Sequence[str]) -> bool:
     """False for a split whose first record has no label (TFDS writes -1 for none)."""
     image_key, label_key = keys
+    if label_key is None:
+        return True
     records = builder.as_dataset(
         split=split,
         decoders={image_key: tfds.decode.SkipDecoding()},
@@ -330,7 +360,7 @@ def folder_source(path: str) -> Source:
 
 def decode_skipping_bad(
     records: tf.data.Dataset,
-    transform: Callable[[tf.Tensor, tf.Tensor], tf.Tensor],
+    transform: Callable[..., Any],
     image_shape: Sequence[int | None],
     *,
     source_name: str,
@@ -350,47 +380,66 @@ def decode_skipping_bad(
     count. ``limit`` consecutive bad records mean no valid example is coming: that
     raises, naming the source.
 
+    Records with boxes (``raw_records(with_boxes=True)``: the label is a pair
+    ``(label, boxes)``) give ``transform`` the boxes too, and it returns the image
+    and a target computed from them (such as the boxes in its crop's frame).
+
     Args:
-        records: Elements ``(index, (image_bytes, label, filename))``, indices distinct.
-        transform: ``(index, image_bytes) -> image of image_shape and dtype``; may raise.
-        image_shape: Shape of ``transform``'s output (None for a varying side).
+        records: Elements ``(index, (image_bytes, label, filename))``, indices
+            distinct; ``label`` may be a pair ``(label, boxes)``.
+        transform: ``(index, image_bytes) -> image`` of image_shape and dtype, or
+            for records with boxes ``(index, image_bytes, boxes) -> (image, target)``;
+            may raise.
+        image_shape: Shape of ``transform``'s image (None for a varying side).
         source_name: Named in the log and in the error.
         split: Named in the log and in the error.
         limit: Consecutive bad records that raise.
         group_size: Records per nested dataset (1 where images differ in shape).
         deterministic: Keep the order of the groups.
-        dtype: ``transform``'s output dtype.
+        dtype: ``transform``'s image dtype.
         with_names: Also give the good records' file names.
 
     Returns:
         ``(images [n, *image_shape], labels [n])`` per group with a good record: its
-        good records in order, n varying (``rebatch`` or ``unbatch`` it); with
+        good records in order, n varying (``rebatch`` or ``unbatch`` it); for records
+        with boxes the labels are ``(labels [n], targets [n, ...])``; with
         ``with_names``, ``(images, labels, filenames)``.
     """
+    del image_shape, dtype  # read from the transform's output (kept for the signature)
     message = (
         "vgg_tf: skipped a bad record (undecodable, truncated, or over the image size "
         f"limits) of '{source_name}' [{split}]"
     )
-    nothing = (tf.zeros([0], tf.int64), tf.zeros([0, *(d or 0 for d in image_shape)], dtype))
 
     def decode_group(indices, record):
         image_bytes, labels, filenames = record
+        boxes = ()
+        if isinstance(labels, tuple):
+            labels, boxes = labels[0], (labels[1],)
 
-        def attempt(index, one_image):
-            return index, transform(index, one_image)
+        def attempt(index, one_image, *one_boxes):
+            return index, transform(index, one_image, *one_boxes)
 
-        good = tf.data.Dataset.from_tensor_slices((indices, image_bytes)).map(attempt)
+        good = tf.data.Dataset.from_tensor_slices((indices, image_bytes, *boxes)).map(attempt)
         good = good.ignore_errors().batch(group_size)
-        good = good.concatenate(tf.data.Dataset.from_tensors(nothing))  # all bad: empty
+        # All bad: an empty batch of the transform's structure (sides that vary: 0).
+        nothing = tf.nest.map_structure(
+            lambda spec: tf.zeros([d or 0 for d in spec.shape], spec.dtype), good.element_spec
+        )
+        good = good.concatenate(tf.data.Dataset.from_tensors(nothing))
         kept, decoded = good.take(1).get_single_element()
         ok = tf.reduce_any(tf.equal(indices[:, None], kept[None, :]), axis=1)
+        labels = tf.boolean_mask(labels, ok)
+        if boxes:
+            decoded, targets = decoded
+            labels = (labels, targets)
         names = tf.boolean_mask(filenames, ok)
-        return decoded, tf.boolean_mask(labels, ok), names, tf.boolean_mask(filenames, ~ok)
+        return decoded, labels, names, tf.boolean_mask(filenames, ~ok)
 
     def count(state, group):
         decoded, labels, names, bad_names = group
         total, run = state
-        num_good, num_bad = tf.shape(labels, tf.int64)[0], tf.shape(bad_names, tf.int64)[0]
+        num_good, num_bad = tf.shape(names, tf.int64)[0], tf.shape(bad_names, tf.int64)[0]
         # Consecutive bad records, counted in whole groups without a good one.
         run = tf.where(num_good > 0, tf.constant(0, tf.int64), run + num_bad)
         check = tf.debugging.assert_less(
@@ -405,10 +454,10 @@ def decode_skipping_bad(
             kept = (tf.identity(decoded), labels) + ((names,) if with_names else ())
             return (total + num_bad, run), kept
 
-    def not_empty(decoded, labels, *names):
+    def not_empty(decoded, *labels_and_names):
         # An all-bad group's empty batch (of side 0 where sides vary) cannot be
         # rebatched with real images.
-        return tf.size(labels) > 0
+        return tf.shape(decoded)[0] > 0
 
     groups = records.batch(group_size).map(
         decode_group, num_parallel_calls=_AUTOTUNE, deterministic=deterministic
@@ -443,21 +492,24 @@ def decoded_images(
     max_examples: int | None = None,
     max_pixels: int | None = images.DEFAULT_MAX_PIXELS,
     max_aspect_ratio: float | None = images.DEFAULT_MAX_ASPECT_RATIO,
+    with_boxes: bool = False,
 ) -> tf.data.Dataset:
     """Whole decoded images of a split, ``(uint8 (H, W, 3), int32 label, filename)``.
 
     Bad records are skipped, counted and named (:func:`decode_skipping_bad`).
+    ``with_boxes``: the label is ``(label, boxes)`` (:meth:`Source.raw_records`).
 
     Example:
         >>> image, label, name = next(iter(decoded_images(source, "test")))  # doctest: +SKIP
     """
-    records = source.raw_records(split)
+    records = source.raw_records(split, with_boxes=with_boxes)
     if max_examples is not None:
         records = records.take(max_examples)
     num = source.num_examples(split) if max_examples is None else max_examples
 
-    def decode(index, image_bytes):
-        return images.decode_rgb(image_bytes, max_pixels, max_aspect_ratio)
+    def decode(index, image_bytes, *boxes):
+        image = images.decode_rgb(image_bytes, max_pixels, max_aspect_ratio)
+        return (image, boxes[0]) if boxes else image
 
     decoded = decode_skipping_bad(
         records.enumerate(), decode, (None, None, 3), source_name=source.name, split=split,

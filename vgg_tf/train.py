@@ -34,7 +34,7 @@ import ml_collections
 import tensorflow as tf
 
 from vgg_tf import config as config_lib
-from vgg_tf import distribute, input_pipeline, models, sources, workdir as workdir_lib
+from vgg_tf import distribute, input_pipeline, models, sources, tasks, workdir as workdir_lib
 from vgg_tf.checkpoints import RunCheckpoint
 from vgg_tf.steps import Trainer
 from vgg_tf.reporting import RunLog
@@ -50,15 +50,19 @@ class NonFiniteLossError(FloatingPointError):
 def build_model(config: Any, num_classes: int) -> keras.Model:
     """Builds the network of ``config`` with its top for ``num_classes`` classes.
 
-    A run started from another model (``init_from``) initialises the layers
-    that model does not provide with ``new_layer_initializer`` when set.
+    The top is the task's (:func:`vgg_tf.tasks.task_for`): class scores, or a
+    localisation net's box (4 numbers, or 4 per class) with a linear output. A
+    run started from another model (``init_from``) initialises the layers that
+    model does not provide with ``new_layer_initializer`` when set.
     """
     initializer = config["kernel_initializer"]
     if config.get("init_from") and config.get("new_layer_initializer"):
         initializer = config["new_layer_initializer"]
+    task = tasks.task_for(config, num_classes)
     return models.VGG(
         config["variant"],
-        classes=num_classes,
+        classes=task.outputs,
+        classifier_activation=task.activation,
         crop_size=int(config["crop_size"]),
         dropout=float(config["dropout"]),
         weight_decay=float(config["weight_decay"]),
@@ -80,13 +84,15 @@ def _start_config(config: Any) -> dict:
     return workdir_lib.read_config(path if os.path.isdir(path) else os.path.dirname(path) or ".") or {}
 
 
-def initialise_from(model: keras.Model, source: str) -> tuple[list[str], str]:
+def initialise_from(model: keras.Model, source: str, fresh_head: bool = False) -> tuple[list[str], str]:
     """Starts ``model`` from a trained model (a workdir or .keras file).
 
     The same network (e.g. the S=256 model for the S=384 recipe, or an
     imported ImageNet model) gives all its layers; net A given to a deeper
-    net gives the paper's seven (§3.1). A source with another class count
-    gives everything but ``fc8``, which keeps its fresh initialisation.
+    net gives the paper's seven (§3.1). A source with another class count, or
+    ``fresh_head`` (a localisation net started from a classifier: "all layers
+    but the last", Appendix A), gives everything but ``fc8``, which keeps its
+    fresh initialisation.
 
     Returns:
         The names of the layers copied, and a note on fc8 when it was not
@@ -96,10 +102,14 @@ def initialise_from(model: keras.Model, source: str) -> tuple[list[str], str]:
     own = [layer.name for layer in model.layers if layer.weights]
     fc8 = model.get_layer("fc8")
     source_classes = weights["fc8"][0].shape[-1] if "fc8" in weights else None
-    new_head = source_classes is not None and source_classes != fc8.units
+    new_head = source_classes is not None and (fresh_head or source_classes != fc8.units)
     exclude = ("fc8",) if new_head else ()
-    note = (f"fc8 is initialised afresh for {fc8.units} classes (the source has "
-            f"{source_classes})" if new_head else "")
+    note = ""
+    if new_head:
+        note = (f"fc8 is initialised afresh for the box ({fc8.units} outputs; the source "
+                f"classifies {source_classes} classes)" if fresh_head else
+                f"fc8 is initialised afresh for {fc8.units} classes (the source has "
+                f"{source_classes})")
     if all(name in weights for name in own):
         names = [name for name in own if name not in exclude]
         return models.load_layer_weights(model, weights, names), note
@@ -215,6 +225,7 @@ class Run:
     run_config: dict
     steps_per_epoch: int
     test_scale: int
+    task: tasks.Classification | tasks.Localisation
 
     @property
     def total_steps(self) -> int:
@@ -279,6 +290,8 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
         workdir_lib.prepare(workdir, config)
     source = sources.get_source(config.dataset, data_dir=config.data_dir,
                                 manual_dir=config.manual_dir)
+    if config.task == "localisation" and source.box_reader is None:
+        source.raw_records(source.train_split, with_boxes=True)  # raises, naming the dataset
     mean_rgb = _mean_rgb(config, source, recorded)
     run_config = {
         **json.loads(config.to_json()),
@@ -295,7 +308,8 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
             f"{config.dataset!r}; expected at most {num_train}."
         )
     return Run(config, workdir, strategy, chief, source, mean_rgb, run_config,
-               num_train // config.batch_size, workdir_lib.single_test_scale(run_config))
+               num_train // config.batch_size, workdir_lib.single_test_scale(run_config),
+               tasks.task_for(config, source.num_classes))
 
 
 def create_state(run: Run) -> State:
@@ -306,7 +320,8 @@ def create_state(run: Run) -> State:
     with run.strategy.scope():
         model = build_model(config, run.source.num_classes)
         if config.init_from:
-            copied, note = initialise_from(model, config.init_from)
+            copied, note = initialise_from(model, config.init_from,
+                                           fresh_head=run.task.uses_boxes)
             listed = ", ".join(copied) if len(copied) <= 8 else f"{copied[0]} ... {copied[-1]}"
             run.say(f"Initialised {len(copied)} layers ({listed}) from {config.init_from}"
                     + (f"; {note}" if note else ""))
@@ -317,7 +332,7 @@ def create_state(run: Run) -> State:
         optimizer = make_optimizer(config)
         optimizer.build(logits_model.trainable_variables)
         trainer = Trainer(run.strategy, logits_model, optimizer, config.batch_size,
-                          bool(config.jit_compile))
+                          bool(config.jit_compile), run.task)
     schedule = PlateauSchedule(
         config.learning_rate, config.lr_drop_factor, config.lr_plateau_patience,
         config.lr_plateau_min_delta, config.lr_max_drops, config.lr_plateau_start_epoch,
@@ -382,6 +397,7 @@ def _train_input(run: Run, epoch: int, offset: int):
             skip_examples=offset * config.batch_size,
             cache=config.cache,
             input_context=ctx,
+            with_boxes=run.task.uses_boxes,
             **_image_limits(config),
         )
 
@@ -402,7 +418,7 @@ def train_epoch(run: Run, state: State) -> tuple[dict, float]:
         print(f"Epoch {epoch + 1}/{config.epochs}")
         progbar = keras.utils.Progbar(
             run.steps_per_epoch, unit_name="step",
-            stateful_metrics=["loss", "top1_err", "top5_err", "img/s", "lr"],
+            stateful_metrics=["loss", *run.task.metrics.values(), "img/s", "lr"],
         )
     images, seconds = 0, 0.0
     while offset < run.steps_per_epoch:
@@ -426,8 +442,8 @@ def train_epoch(run: Run, state: State) -> tuple[dict, float]:
             images, seconds = images + chunk * config.batch_size, seconds + elapsed
         if progbar:
             progbar.update(offset, [
-                ("loss", so_far["loss"]), ("top1_err", so_far["top1_error"]),
-                ("top5_err", so_far["top5_error"]),
+                ("loss", so_far["loss"]),
+                *((short, so_far[name]) for name, short in run.task.metrics.items()),
                 ("img/s", chunk * config.batch_size / max(elapsed, 1e-9)), ("lr", lr),
             ])
         # A checkpoint at an epoch's end is written after the epoch's bookkeeping.
@@ -437,7 +453,10 @@ def train_epoch(run: Run, state: State) -> tuple[dict, float]:
 
 
 def validate(run: Run, state: State, split: str | None = None) -> dict:
-    """Loss and top-1/top-5 error of the centre crops at the test scale Q (§4.1)."""
+    """Loss and error rates of the centre crops at the test scale Q (§4.1).
+
+    For a localisation net: its box for the true class (Appendix A's first protocol).
+    """
     config = run.config
     dataset = run.strategy.distribute_datasets_from_function(
         lambda ctx: input_pipeline.eval_dataset(
@@ -449,6 +468,7 @@ def validate(run: Run, state: State, split: str | None = None) -> dict:
             mode="center",
             mean_rgb=run.mean_rgb,
             input_context=ctx,
+            with_boxes=run.task.uses_boxes,
             **_image_limits(config),
         )
     )
@@ -458,23 +478,20 @@ def validate(run: Run, state: State, split: str | None = None) -> dict:
 def end_epoch(run: Run, state: State, train: dict, images_per_second: float, val: dict) -> None:
     """The plateau schedule's step, the epoch's log row and line, and the checkpoint."""
     epoch = int(state.step.numpy()) // run.steps_per_epoch
-    dropped = state.schedule.update(1.0 - val["top1_error"], epoch)
+    dropped = state.schedule.update(run.task.accuracy(val), epoch)
     state.trainer.totals.assign(tf.zeros(4, tf.float64))
     if state.run_log:
+        names = list(run.task.metrics)
         state.run_log.write_epoch({
             "epoch": epoch,
             "lr": float(state.optimizer.learning_rate.numpy()),
             "train_loss": train["loss"],
-            "train_top1_error": train["top1_error"],
-            "train_top5_error": train["top5_error"],
-            "val_top1_error": val["top1_error"],
-            "val_top5_error": val["top5_error"],
+            **{f"train_{name}": train[name] for name in names},
+            **{f"val_{name}": val[name] for name in names},
             "images_per_second": images_per_second,
         })
-    run.say(
-        f"epoch {epoch}: val top-1 error {val['top1_error']:.2%}, top-5 error "
-        f"{val['top5_error']:.2%}" + (" (learning rate divided by 10)" if dropped else "")
-    )
+    run.say(f"epoch {epoch}: val {run.task.describe(val)}"
+            + (" (learning rate divided by 10)" if dropped else ""))
     save_checkpoint(state)
 
 
@@ -490,11 +507,10 @@ def finish(run: Run, state: State, val: dict | None) -> dict:
         name = f"worker{distribute.task_id(run.strategy)}.keras"
         workdir_lib.save_model(state.model, os.path.join(run.workdir, "workers", name))
     return {
-        "val_top1_error": float(val["top1_error"]),
-        "val_top5_error": float(val["top5_error"]),
+        **{f"val_{name}": float(val[name]) for name in run.task.metrics},
         "val_loss": float(val["loss"]),
-        "test_top1_error": float(test["top1_error"]),
-        "test_top5_error": float(test["top5_error"]),
+        **{f"test_{name}": float(test[name]) for name in run.task.metrics},
+        "task": run.task.name,
         "epochs": int(run.config.epochs),
         "replicas": int(run.strategy.num_replicas_in_sync),
         "run_config": run.run_config,
@@ -520,7 +536,9 @@ def train_and_evaluate(
     Returns:
         The final metrics: ``val_top1_error``, ``val_top5_error``, ``val_loss``,
         ``test_top1_error``, ``test_top5_error`` (the test split, or validation
-        where the dataset has none), ``epochs``, ``replicas`` and ``run_config``.
+        where the dataset has none), ``task``, ``epochs``, ``replicas`` and
+        ``run_config``; a localisation run has ``val_error``, ``val_mean_iou``,
+        ``test_error`` and ``test_mean_iou`` in place of the top-k errors.
 
     Raises:
         ValueError: A bad config field, or a workdir of another run.
@@ -540,6 +558,11 @@ def train_and_evaluate(
 
 def final_lines(result: dict) -> str:
     """What ``bin/train`` prints last: test error, then (the last line) validation error."""
+    if result.get("task") == "localisation":
+        rates = {split: {name: result[f"{split}_{name}"] for name in tasks.Localisation.metrics}
+                 for split in ("test", "val")}
+        return (f"final test {tasks.Localisation.describe(rates['test'])}\n"
+                f"final validation {tasks.Localisation.describe(rates['val'])}")
     return (
         f"final test top-1 error {result['test_top1_error']:.2%}, "
         f"top-5 error {result['test_top5_error']:.2%}\n"

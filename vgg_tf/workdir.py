@@ -188,11 +188,16 @@ def check_outside(init_from: str, workdir: str) -> None:
 def default_run_name(config: Any) -> str:
     """``<dataset>_<variant>``: the default workdir under ``workdirs/`` and tuning project.
 
+    A localisation net adds its head (``digits_on_canvas_A_scr``).
+
     Example:
         >>> default_run_name({"dataset": "/data/photos/", "variant": "E"})
         'photos_E'
     """
-    return f"{os.path.basename(os.path.normpath(config['dataset']))}_{config['variant']}"
+    name = f"{os.path.basename(os.path.normpath(config['dataset']))}_{config['variant']}"
+    if config.get("task") == "localisation":
+        name += f"_{config.get('head') or 'scr'}"
+    return name
 
 
 # --- What a recorded config means --------------------------------------------
@@ -286,6 +291,20 @@ class TrainedModel:
     @property
     def mean_rgb(self) -> tuple[float, float, float]:
         return recorded_mean_rgb(self.config)
+
+    @property
+    def task(self) -> str:
+        """``"classification"``, or ``"localisation"`` for a box regressor (Appendix A)."""
+        return str(self.config.get("task") or "classification")
+
+    def check_classifier(self) -> None:
+        """Refuses a localisation net where class scores are expected."""
+        if self.task != "classification":
+            raise ValueError(
+                f"Model {self.path!r} is a {self.task} net (it predicts boxes, not class "
+                "scores); expected a classifier. Localisation nets are evaluated, exported "
+                "and drawn with --task localisation (and --localiser in bin/predict)."
+            )
 
     def check_rgb(self) -> None:
         """Refuses a model whose input is not 3 channels: images are read as RGB here.

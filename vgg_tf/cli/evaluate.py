@@ -8,6 +8,16 @@
 Protocols: single (dense at one Q, Table 3), dense (three Qs, Table 4), multicrop
 (5x5 grid x 2 flips per Q, Table 5), combined (dense + multicrop, Table 5).
 Several models add a fusion row per protocol (average softmax, Table 6).
+
+--task localisation (Appendix A) evaluates localisation nets: --model takes
+their workdirs, --classifier the classifier ranking their boxes, and --protocol
+center_gt (the central crop's box for the true class), dense_gt (the densely
+applied nets' merged box for the true class) or dense (the classifier's top-5
+classes with their boxes: ILSVRC's localisation error); several nets add a
+fusion row.
+
+    bin/evaluate --task localisation --model workdirs/digits_on_canvas_A_scr \
+        --classifier workdirs/digits_A --dataset digits_on_canvas --protocol center_gt,dense
 """
 
 from __future__ import annotations
@@ -16,17 +26,25 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf import evaluate
+from vgg_tf import evaluate, tasks
 from vgg_tf.cli import image_flags, quiet, run_app
 
 _MODEL = flags.DEFINE_list(
     "model", None, "Training workdir(s) or .keras file(s), comma-separated.", required=True
 )
 _DATASET = flags.DEFINE_string(
-    "dataset", "digits", "TFDS name, 'digits' (built in) or a folder of class subfolders."
+    "dataset", None,
+    "TFDS name, 'digits' (built in, the default) or a folder of class subfolders; "
+    "--task localisation: a dataset with boxes (default 'digits_on_canvas', built in).",
 )
 _PROTOCOL = flags.DEFINE_list(
-    "protocol", ["dense"], f"One or more of {', '.join(evaluate.PROTOCOLS)}, comma-separated."
+    "protocol", None,
+    f"One or more of {', '.join(evaluate.PROTOCOLS)} (default dense); --task localisation: "
+    "center_gt, dense_gt, dense (default center_gt,dense). Comma-separated.",
+)
+_TASK = flags.DEFINE_enum("task", "classification", list(tasks.TASKS), "What the models do.")
+_CLASSIFIER = flags.DEFINE_string(
+    "classifier", None, "--task localisation: the classifier ranking the boxes (dense protocols)."
 )
 _SCALES = flags.DEFINE_list(
     "scales", None, "Test scales Q overriding the training config's, e.g. 256,384,512."
@@ -52,10 +70,21 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     quiet.absl_logging_to_warnings()
     try:
+        if _TASK.value == "localisation":
+            from vgg_tf import localisation_eval
+
+            localisation_eval.evaluate_localisation(
+                _MODEL.value, _DATASET.value or "digits_on_canvas",
+                _PROTOCOL.value or "center_gt,dense",
+                classifier=_CLASSIFIER.value, scales=image_flags.scales(_SCALES.value),
+                split=_SPLIT.value, data_dir=_DATA_DIR.value,
+                max_examples=_MAX_EXAMPLES.value, output=_OUTPUT.value, **image_flags.limits(),
+            )
+            return
         evaluate.evaluate(
             _MODEL.value,
-            _DATASET.value,
-            _PROTOCOL.value,
+            _DATASET.value or "digits",
+            _PROTOCOL.value or ["dense"],
             scales=image_flags.scales(_SCALES.value),
             split=_SPLIT.value,
             data_dir=_DATA_DIR.value,

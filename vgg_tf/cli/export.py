@@ -3,6 +3,12 @@
     bin/export --model workdirs/digits_A --export_dir /models/vgg           # -> /models/vgg/1
     bin/export --model workdirs/digits_A --export_dir /models/vgg --version 7 --scales 40
     bin/export --model model.keras --export_dir /models/vgg --keras_output vgg_fcn.keras
+    bin/export --task localisation --model workdirs/digits_on_canvas_A_scr \
+        --classifier workdirs/digits_A --export_dir /models/vgg_boxes
+
+With --task localisation, --model takes localisation workdir(s) (several are
+fused) and --classifier the classifier whose scores rank their boxes;
+serving_default returns boxes (pixels), classes and scores per image.
 """
 
 from __future__ import annotations
@@ -11,10 +17,16 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf import export
+from vgg_tf import export, tasks
 from vgg_tf.cli import image_flags, quiet, run_app
 
-_MODEL = flags.DEFINE_string("model", None, "Training workdir or .keras file.", required=True)
+_MODEL = flags.DEFINE_list(
+    "model", None, "Training workdir or .keras file (localisation: workdirs).", required=True
+)
+_TASK = flags.DEFINE_enum("task", "classification", list(tasks.TASKS), "What the export answers.")
+_CLASSIFIER = flags.DEFINE_string(
+    "classifier", None, "--task localisation: the classifier workdir ranking the boxes."
+)
 _EXPORT_DIR = flags.DEFINE_string(
     "export_dir", None, "Model base path (TensorFlow Serving's --model_base_path).", required=True
 )
@@ -36,8 +48,22 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     quiet.absl_logging_to_warnings()  # keep the SavedModel writer's INFO lines out
     try:
+        if _TASK.value == "localisation":
+            from vgg_tf import localise
+
+            if not _CLASSIFIER.value:
+                raise ValueError("--task localisation needs --classifier=WORKDIR: the classifier "
+                                 "whose scores rank the boxes.")
+            localise.export_localisation(
+                _MODEL.value, _CLASSIFIER.value, _EXPORT_DIR.value, version=_VERSION.value,
+                scales=image_flags.scales(_SCALES.value), top_k=_TOP_K.value,
+                **image_flags.limits(),
+            )
+            return
+        if len(_MODEL.value) != 1:
+            raise ValueError(f"--model takes one model; got {len(_MODEL.value)}.")
         export.export_saved_model(
-            _MODEL.value,
+            _MODEL.value[0],
             _EXPORT_DIR.value,
             version=_VERSION.value,
             scales=image_flags.scales(_SCALES.value),

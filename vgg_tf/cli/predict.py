@@ -3,6 +3,8 @@
     bin/predict photo.jpg other.png --model workdirs/digits_A
     bin/predict photos/*.jpg --model imagenet-D --top 5 --heatmap heatmaps/ --output results.json
     bin/predict photo.jpg --model model.keras --scales 256,384,512
+    bin/predict photo.jpg --model workdirs/digits_A --localiser workdirs/digits_on_canvas_A_scr \
+        --boxes boxes/
 
 Per image: its top classes with names and probabilities, from dense evaluation
 at the model's multi-scale set of test scales Q (§3.2, Table 4; --scales
@@ -14,7 +16,10 @@ with flips -- the probabilities bin/evaluate scores and bin/export serves.
 --heatmap DIR writes DIR/<file stem>.png per image: the photo at its own size
 with the top class's dense score map (softmax per location at the single test
 scale Q) overlaid, coloured from 0 to the map's peak (printed beside it).
---output writes every answer as JSON. Answers go to stdout; the progress bar
+--localiser WORKDIR[,WORKDIR] gives each top class its box (Appendix A's dense
+protocol: the localisation nets applied densely, boxes merged, weighted by
+--model's class scores), printed in pixels; --boxes DIR also writes
+DIR/<file stem>.png with the boxes drawn. --output writes every answer as JSON. Answers go to stdout; the progress bar
 (more than 4 files) and the lines about bad files go to stderr.
 
 A file that is missing, undecodable, truncated or over the image limits gets
@@ -43,6 +48,12 @@ _HEATMAP = flags.DEFINE_string(
     "heatmap", None, "Write a heatmap PNG per image (the photo's size) into this folder."
 )
 _OUTPUT = flags.DEFINE_string("output", None, "Also write the answers as JSON to this file.")
+_LOCALISER = flags.DEFINE_list(
+    "localiser", None, "Localisation workdir(s) (bin/train --task localisation): a box per class."
+)
+_BOXES = flags.DEFINE_string(
+    "boxes", None, "With --localiser: write a PNG per image with the boxes drawn into this folder."
+)
 image_flags.define_limits("Refuse")
 
 
@@ -64,6 +75,8 @@ def main(argv):
             heatmap_dir=_HEATMAP.value,
             **image_flags.limits(),
             decode_context=decode_context,
+            localisers=_LOCALISER.value,
+            boxes_dir=_BOXES.value,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

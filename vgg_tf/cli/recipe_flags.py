@@ -21,7 +21,18 @@ from vgg_tf.cli import quiet
 
 
 def _definitions() -> dict:
+    from vgg_tf import tasks
+
     return {
+        "task": lambda: flags.DEFINE_enum(
+            "task", None, list(tasks.TASKS),
+            "What the net learns: class scores, or a box (Appendix A; default recipe "
+            "localisation_digits).",
+        ),
+        "head": lambda: flags.DEFINE_enum(
+            "head", None, list(tasks.HEADS),
+            "Localisation: one box for all classes (scr) or one per class (pcr).",
+        ),
         "variant": lambda: flags.DEFINE_enum(
             "variant", None, list(models.VARIANTS), "Network of Table 1."
         ),
@@ -82,22 +93,28 @@ class _RecipeParser(flags.ArgumentParser):
         return self._file_parser.flag_type()
 
 
-def define(fields: Sequence[str], config_help: str) -> dict:
+def define(fields: Sequence[str], config_help: str, default_recipe: str | None = None) -> dict:
     """Defines ``--config``, ``--cpu_devices`` and short flags for ``fields`` of the recipe.
+
+    Args:
+        fields: Recipe fields that get a short flag.
+        config_help: The help of ``--config``.
+        default_recipe: The recipe when ``--config`` is not given (default: digits).
 
     Returns:
         ``{field: FlagHolder}`` for :func:`resolve`.
     """
+    default_recipe = default_recipe or config_lib.DEFAULT_RECIPE
     holder = config_flags.DEFINE_config_file(
         "config",
-        config_lib.default_config_path(),
+        config_lib.recipe_path(default_recipe),
         f"{config_help} A packaged recipe ({', '.join(config_lib.recipe_names())}) or a recipe "
         "file's path; override any field with --config.<field>=value.",
         lock_config=True,
     )
     config_flag = flags.FLAGS[holder.name]
     config_flag.parser = _RecipeParser(config_flag.parser)
-    config_flag.default_as_str = repr(config_lib.DEFAULT_RECIPE)
+    config_flag.default_as_str = repr(default_recipe)
     flags.DEFINE_integer(
         "cpu_devices", 0, "Split the CPU into this many logical devices (testing mirrored on CPU)."
     )

@@ -5,9 +5,11 @@
     bin/train --config=imagenet_s256 --variant D --config.manual_dir=/data/imagenet
     bin/train --config=imagenet_s384 --variant D --init_from workdirs/s256_D --workdir workdirs/s384_D
     bin/train --config=path/to/my_recipe.py --config.batch_size=64
+    bin/train --task localisation --head pcr --init_from workdirs/digits_A  # Appendix A
 
 ``--config`` names a recipe shipped in the package (digits, imagenet_s256,
-imagenet_s384, imagenet_jitter; default digits) or the path of a recipe file;
+imagenet_s384, imagenet_jitter, localisation_digits, localisation_s256; default
+digits, or localisation_digits with ``--task localisation``) or the path of a recipe file;
 ``--config.<field>=value`` overrides any field. ``--verbosity=0`` shows
 TensorFlow's INFO logs, which are hidden by default.
 """
@@ -23,13 +25,23 @@ from vgg_tf import train
 from vgg_tf import workdir as workdir_lib
 from vgg_tf.cli import recipe_flags, run_app
 
+
+def _asks_for_localisation(argv: list[str]) -> bool:
+    """Whether the command line says ``--task localisation`` (read before flags are
+    parsed: it picks the default recipe)."""
+    pairs = zip(argv, argv[1:] + [""])
+    return any(a == "--task=localisation" or (a == "--task" and b == "localisation")
+               for a, b in pairs)
+
+
 _SHORTHANDS = recipe_flags.define(
     [
-        "variant", "init_from", "kernel_initializer", "dataset", "data_dir", "strategy",
+        "task", "head", "variant", "init_from", "kernel_initializer", "dataset", "data_dir", "strategy",
         "devices", "epochs", "batch_size", "learning_rate", "mixed_precision", "jit_compile",
         "steps_per_execution", "deterministic", "seed",
     ],
     "Training recipe.",
+    default_recipe="localisation_digits" if _asks_for_localisation(sys.argv) else None,
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory (default: workdirs/<dataset>_<variant>)."

@@ -1,0 +1,278 @@
+"""Localising objects with trained nets: Appendix A's dense protocol, in one graph.
+
+A localisation net (:mod:`vgg_tf.tasks`) is applied densely, like the
+classifier (§3.2): made fully-convolutional, it gives at each location of its
+output map a box relative to the crop window that location sees
+(:func:`vgg_tf.boxes.window_grid`): one box (SCR) or one per class (PCR). For
+each class the classifier ranks among its top 5, the boxes of every location,
+every scale and every localisation net (their union: several nets fuse this
+way) are merged greedily as in OverFeat (:func:`vgg_tf.boxes.greedy_merge`),
+each box weighted by the classifier's posterior of that class at that location
+(its score map at the same scale, resampled to the box map's size); the merged
+box with the highest total is the class's box.
+
+The same :class:`Localiser` serves ``bin/evaluate --task localisation``,
+``bin/predict --boxes`` and the exported SavedModel (:func:`export_localisation`),
+so they give the same boxes.
+
+Boxes are normalised corners ``(ymin, xmin, ymax, xmax)`` of the image (the
+SavedModel multiplies them by the image's size: pixels).
+
+Example:
+    >>> localiser = Localiser([load_trained_model("workdirs/loc_scr")],
+    ...                       load_trained_model("workdirs/digits_A"))  # doctest: +SKIP
+    >>> found = localiser.localise(image)  # {"classes", "scores", "boxes"}  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from vgg_tf import boxes as boxes_lib
+from vgg_tf import export as export_lib
+from vgg_tf.evaluate import check_scales, preprocess
+from vgg_tf.fcn import to_fully_convolutional
+from vgg_tf.images import (
+    DEFAULT_MAX_ASPECT_RATIO,
+    DEFAULT_MAX_PIXELS,
+    check_image_limits,
+    decode_rgb,
+    scaled_size,
+)
+from vgg_tf.workdir import TrainedModel, load_trained_model
+
+#: IoU at or above which two boxes of a class merge (OverFeat merges overlapping boxes).
+MERGE_THRESHOLD = 0.5
+_STRIDE = 32  # VGG's five 2x2 poolings
+
+
+def box_head(trained: TrainedModel) -> str:
+    """``"scr"`` or ``"pcr"`` for a localisation net; ValueError for a classifier."""
+    if trained.task != "localisation":
+        raise ValueError(
+            f"Model {trained.path!r} is not a localisation net (its config has task="
+            f"{trained.task!r}); expected a run of bin/train --task localisation."
+        )
+    return trained.config.get("head") or "scr"
+
+
+class _Net:
+    """A fully-convolutional net and what its input needs (held out of tf.Module tracking)."""
+
+    def __init__(self, trained: TrainedModel, head: str):
+        trained.check_rgb()
+        self.fcn = to_fully_convolutional(trained.model, head="logits")
+        self.mean = trained.mean_rgb
+        self.crop = trained.crop_size
+        self.head = head
+        self.path = trained.path
+
+    def __call__(self, image: tf.Tensor, q: int) -> tf.Tensor:
+        return tf.cast(self.fcn(preprocess(image[None], q, self.mean))[0], tf.float32)
+
+
+class Localiser(tf.Module):
+    """The dense localisation protocol of Appendix A for single images.
+
+    Args:
+        box_models: One or more localisation nets (their boxes are pooled).
+        classifier: The classifier whose class scores rank and weight the boxes.
+        scales: Test scales Q; defaults to each localisation net's training scale.
+        top_k: Classes localised per image (5 in ILSVRC).
+        merge_threshold: IoU at which boxes merge.
+    """
+
+    def __init__(self, box_models: Sequence[TrainedModel], classifier: TrainedModel,
+                 scales: Sequence[int] | None = None, top_k: int = 5,
+                 merge_threshold: float = MERGE_THRESHOLD):
+        super().__init__(name="vgg_localiser")
+        if not box_models:
+            raise ValueError("No localisation net given; expected one or more workdirs.")
+        classifier.check_classifier()
+        self.num_classes = classifier.num_classes
+        self.class_names = classifier.class_names
+        nets = []
+        for trained in box_models:
+            head = box_head(trained)
+            expected = 4 if head == "scr" else 4 * self.num_classes
+            if int(trained.model.get_layer("fc8").units) != expected:
+                raise ValueError(
+                    f"Localisation net {trained.path!r} ({head.upper()}) has "
+                    f"{trained.model.get_layer('fc8').units} outputs; with the classifier's "
+                    f"{self.num_classes} classes expected {expected}."
+                )
+            nets.append(_Net(trained, head))
+        self._nets = export_lib._Untracked(nets)
+        self._classifier = export_lib._Untracked(_Net(classifier, "classes"))
+        if scales:
+            crop = max(net.crop for net in nets)
+            self.scales = check_scales(scales, crop)
+        else:
+            self.scales = tuple(sorted({q for m in box_models for q in m.single_scale()}))
+        self.top_k = min(int(top_k), self.num_classes)
+        self.merge_threshold = float(merge_threshold)
+        spec = [tf.TensorSpec([None, None, 3], tf.float32)]
+        self.localise = tf.function(self._localise, input_signature=spec)
+        self.localise_classes = tf.function(
+            self._localise_classes, input_signature=spec + [tf.TensorSpec([None], tf.int32)]
+        )
+
+    def _class_maps(self, image: tf.Tensor) -> dict[int, tf.Tensor]:
+        """The classifier's score maps (logits) at each scale: Q -> [h, w, classes]."""
+        return {q: self._classifier.value(image, q) for q in self.scales}
+
+    def _localise(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        maps = self._class_maps(image)
+        # Image-level posteriors as the dense protocol computes them (§3.2): the
+        # softmax of the location-averaged score map, averaged over the scales.
+        probabilities = tf.add_n(
+            [tf.nn.softmax(tf.reduce_mean(m, axis=[0, 1])) for m in maps.values()]
+        ) / len(maps)
+        scores, classes = tf.math.top_k(probabilities, k=self.top_k)
+        return {"classes": classes, "scores": scores,
+                "boxes": self._boxes_for(image, classes, maps)}
+
+    def _localise_classes(self, image: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
+        """The merged box of each of ``classes`` (such as the true class): [K, 4]."""
+        return self._boxes_for(image, classes, self._class_maps(image))
+
+    def _boxes_for(self, image, classes, maps) -> tf.Tensor:
+        shape = tf.shape(image)
+        candidates, weights = [], []
+        for net in self._nets.value:
+            for q in self.scales:
+                out = net(image, q)  # [h, w, 4] or [h, w, 4 * classes]
+                map_hw = tf.shape(out)[:2]
+                scaled = tf.cast(scaled_size(shape[0], shape[1], q), tf.float32)
+                windows = boxes_lib.window_grid(map_hw[0], map_hw[1], net.crop, _STRIDE)
+                windows /= tf.tile(scaled, [2])  # normalised to the image
+                params = tf.reshape(out, [-1, 1 if net.head == "scr" else self.num_classes, 4])
+                if net.head == "pcr":
+                    params = tf.gather(params, classes, axis=1)  # [L, K, 4]
+                found = boxes_lib.decode(params, windows[:, None, :])
+                found = tf.broadcast_to(found, [tf.shape(windows)[0], tf.size(classes), 4])
+                # The classifier's posterior at each window (its map resampled to this one's).
+                posterior = tf.image.resize(tf.nn.softmax(maps[q]), map_hw)
+                posterior = tf.gather(tf.reshape(posterior, [-1, self.num_classes]), classes, axis=1)
+                candidates.append(found)
+                weights.append(posterior)
+        candidates = tf.transpose(tf.concat(candidates, 0), [1, 0, 2])  # [K, N, 4]
+        weights = tf.transpose(tf.concat(weights, 0))  # [K, N]
+
+        def best(args):
+            merged, _, _ = boxes_lib.greedy_merge(*args, self.merge_threshold)
+            return merged[0]  # the highest total score
+
+        found = tf.map_fn(best, (candidates, weights), fn_output_signature=tf.float32)
+        return tf.clip_by_value(tf.reshape(found, [-1, 4]), 0.0, 1.0)
+
+
+# --- Export -----------------------------------------------------------------
+
+
+class LocalisationServing(tf.Module):
+    """The exported localisation graph: image bytes in, merged boxes in pixels out.
+
+    ``serving_default``: ``image_bytes`` (string ``[N]``) -> ``boxes`` ``[N, k, 4]``
+    (float32 pixel corners ymin, xmin, ymax, xmax, in the image as sent),
+    ``classes`` ``[N, k]`` (int32, best first), ``scores`` ``[N, k]`` (the
+    classifier's posteriors) and, with class names, ``labels`` ``[N, k]``.
+    """
+
+    def __init__(self, localiser: Localiser, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO):
+        super().__init__(name="vgg_localisation_serving")
+        self._localiser = export_lib._Untracked(localiser)
+        self._limits = (max_pixels, max_aspect_ratio)
+        self._k = localiser.top_k
+        names = localiser.class_names
+        self._class_names = tuple(names) if names else None
+
+    def _one_image(self, image_bytes: tf.Tensor):
+        image = tf.cast(decode_rgb(image_bytes, *self._limits), tf.float32)
+        found = self._localiser.value._localise(image)
+        size = tf.cast(tf.shape(image)[:2], tf.float32)
+        return found["boxes"] * tf.tile(size, [2]), found["classes"], found["scores"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes):
+        """Merged boxes of the top classes of a batch of encoded images."""
+        k = self._k
+        boxes, classes, scores = tf.map_fn(
+            self._one_image, image_bytes, parallel_iterations=1,
+            fn_output_signature=(tf.TensorSpec([k, 4], tf.float32), tf.TensorSpec([k], tf.int32),
+                                 tf.TensorSpec([k], tf.float32)),
+        )
+        outputs = {"boxes": boxes, "classes": classes, "scores": scores}
+        if self._class_names is not None:
+            outputs["labels"] = tf.gather(tf.constant(self._class_names), classes)
+        return outputs
+
+    def signatures(self) -> dict:
+        return export_lib.track_captured(
+            self, {export_lib.SERVING_SIGNATURE: self.serve_bytes.get_concrete_function()})
+
+
+def export_localisation(
+    models: str | Sequence[str],
+    classifier: str,
+    export_dir: str | os.PathLike,
+    *,
+    version: int | None = None,
+    scales: Sequence[int] | None = None,
+    top_k: int = 5,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
+    verbose: int = 1,
+) -> str:
+    """Exports localisation net(s) and their classifier as ``export_dir/<version>/``.
+
+    The graph decodes, guards, rescales to each Q, runs the nets densely, merges
+    the boxes of the classifier's top classes and returns them in pixels
+    (:class:`LocalisationServing`); TensorFlow Serving loads it like the
+    classifier's export (:func:`vgg_tf.export.export_saved_model`), and a
+    version appears only when complete.
+
+    Args:
+        models: Localisation workdirs (several are fused), list or comma-separated.
+        classifier: The classifier workdir whose scores rank the boxes.
+        export_dir: The model base path TensorFlow Serving polls.
+        version: Version number (default: one more than the highest present).
+        scales: Test scales Q (default: each localisation net's training S).
+        top_k: Classes (each with its box) returned per image.
+        max_pixels: Images declaring more pixels are refused before decoding.
+        max_aspect_ratio: Images thinner than this are refused before decoding.
+        verbose: Print where the export went.
+
+    Returns:
+        The path of the new version directory.
+
+    Example:
+        >>> export_localisation("workdirs/loc_scr", "workdirs/digits_A", "/models/loc")  # doctest: +SKIP
+        '/models/loc/1'
+    """
+    paths = [m for m in models.split(",") if m] if isinstance(models, str) else list(models)
+    check_image_limits(max_pixels, max_aspect_ratio)
+    export_dir = os.fspath(export_dir)
+    if version is None:
+        version = (export_lib._versions(export_dir) or [0])[-1] + 1
+    final = export_lib._check_export_arguments(export_dir, version, top_k, None)
+    nets = [load_trained_model(p) for p in paths]
+    localiser = Localiser(nets, load_trained_model(classifier), scales, top_k)
+    module = LocalisationServing(localiser, max_pixels, max_aspect_ratio)
+    metadata = dict(
+        task="localisation", sources=[n.path for n in nets], classifier=classifier,
+        heads=[box_head(n) for n in nets], scales=list(localiser.scales), top_k=localiser.top_k,
+        merge_threshold=localiser.merge_threshold, max_pixels=max_pixels,
+        max_aspect_ratio=max_aspect_ratio,
+        boxes="pixel corners (ymin, xmin, ymax, xmax) of the image as sent",
+    )
+    os.makedirs(export_dir, exist_ok=True)
+    export_lib._write_version(module, metadata, export_dir, final)
+    if verbose:
+        print(f"Exported localisation by {', '.join(n.name for n in nets)} "
+              f"(Q={','.join(map(str, localiser.scales))}) to {final}")
+    return final
