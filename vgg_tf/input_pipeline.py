@@ -291,7 +291,7 @@ def train_dataset(
     # 2 x split size consecutive bad records contain a whole epoch: nothing is valid.
     groups = decode_skipping_bad(
         records, augment, (crop_size, crop_size, 3), source_name=source.name, split=split,
-        limit=2 * num_records + 1, deterministic=ordered,
+        limit=2 * num_records + 1, deterministic=ordered, boxes_in_pixels=source.boxes_in_pixels,
     )
     return _finish(groups.rebatch(batch_size, drop_remainder=True), ordered)
 
@@ -372,7 +372,7 @@ def eval_dataset(
         records, transform, (crop_size, crop_size, 3) if mode == "center" else (None, None, 3),
         source_name=source.name, split=split, limit=num_records,
         # Whole images differ in shape: one per nested dataset.
-        group_size=DECODE_GROUP if mode == "center" else 1,
+        group_size=DECODE_GROUP if mode == "center" else 1, boxes_in_pixels=source.boxes_in_pixels,
     )
     return _finish(groups.rebatch(batch_size), ordered=True)
 

@@ -88,6 +88,11 @@ class Source:
     )
     box_reader: Any = dataclasses.field(default=None, repr=False, compare=False)
 
+    @property
+    def boxes_in_pixels(self) -> bool:
+        """Whether the records' boxes are in pixels (ILSVRC's files), not normalised."""
+        return box_records.in_pixels(self.box_reader)
+
     def num_examples(self, split: str) -> int:
         """Number of records in ``split`` (a TFDS split spec such as ``"train[:90%]"``)."""
         if self.files is not None:
@@ -170,7 +175,10 @@ class Source:
                 target = tf.cast(ex[label_key], tf.int32)
             return ex[image_key], target, ex[name_key or "tfds_id"]
 
-        return ds.map(record, num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
+        ds = ds.map(record, num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
+        if with_boxes:  # a record without a box of its class has nothing to localise
+            ds = ds.filter(lambda image, target, name: tf.reduce_any(target[1][:, 2] > target[1][:, 0]))
+        return ds
 
     def _folder_split(self, split: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
         instruction = tfds.core.ReadInstruction.from_spec(split)
@@ -238,7 +246,7 @@ def get_source(
         builder.download_and_prepare(
             download_config=tfds.download.DownloadConfig(manual_dir=manual_dir)
         )
-    return _tfds_source(dataset, builder)
+    return _tfds_source(dataset, builder, manual_dir)
 
 
 def _prepare_quietly(builder: tfds.core.DatasetBuilder) -> None:
@@ -269,12 +277,15 @@ def _splits(name: str, available: Sequence[str]) -> tuple[str, str, str]:
     return f"train[:{100 - _HOLDOUT}%]", held_out, test or held_out
 
 
-def _tfds_source(name: str, builder: tfds.core.DatasetBuilder) -> Source:
+def _tfds_source(name: str, builder: tfds.core.DatasetBuilder,
+                 manual_dir: str | None = None) -> Source:
     info = builder.info
     keys = info.supervised_keys
     reader = box_records.box_reader(info)
     if keys and isinstance(info.features[keys[1]], tfds.features.ClassLabel):
         label = info.features[keys[1]]
+        if reader is None and "file_name" in info.features:  # ImageNet's boxes, if given
+            reader = box_records.ilsvrc_reader(manual_dir, label.names)
     elif reader is not None and not keys and box_records.class_feature(info) is not None:
         label, keys = box_records.class_feature(info), ("image", None)  # VOC: boxes give the class
     else:
@@ -370,6 +381,7 @@ def decode_skipping_bad(
     deterministic: bool = True,
     dtype: tf.DType = tf.float32,
     with_names: bool = False,
+    boxes_in_pixels: bool = False,
 ) -> tf.data.Dataset:
     """Applies ``transform`` to every record, skipping the records it fails on.
 
@@ -398,6 +410,9 @@ def decode_skipping_bad(
         deterministic: Keep the order of the groups.
         dtype: ``transform``'s image dtype.
         with_names: Also give the good records' file names.
+        boxes_in_pixels: The records' boxes are in pixels: they reach ``transform``
+            normalised by the size the image's header declares
+            (:attr:`Source.boxes_in_pixels`).
 
     Returns:
         ``(images [n, *image_shape], labels [n])`` per group with a good record: its
@@ -418,6 +433,8 @@ def decode_skipping_bad(
             labels, boxes = labels[0], (labels[1],)
 
         def attempt(index, one_image, *one_boxes):
+            if one_boxes and boxes_in_pixels:
+                one_boxes = (box_records.normalise(one_boxes[0], one_image),)
             return index, transform(index, one_image, *one_boxes)
 
         good = tf.data.Dataset.from_tensor_slices((indices, image_bytes, *boxes)).map(attempt)
@@ -514,6 +531,7 @@ def decoded_images(
     decoded = decode_skipping_bad(
         records.enumerate(), decode, (None, None, 3), source_name=source.name, split=split,
         limit=max(num, 1), group_size=1, dtype=tf.uint8, with_names=True,
+        boxes_in_pixels=source.boxes_in_pixels,
     )
     return decoded.unbatch().prefetch(_AUTOTUNE)
 
