@@ -57,7 +57,7 @@ def full(**overrides) -> Settings:
         quick=False, image_size=224, inference_batches=(16, 32), inference_repeats=3,
         train_batch=16, train_steps=2, train_repeats=3,
         pipeline_files=320, pipeline_images=960, pipeline_repeats=3,
-        eval_width=1.0, eval_scales=(256, 384, 512), eval_repeats=2, serving_calls=20,
+        eval_width=1.0, eval_scales=(256, 384, 512), eval_repeats=2, serving_calls=15,
         memory_batch=16, memory_image_size=224, memory_steps=3, **overrides,
     )
 
