@@ -186,3 +186,20 @@ def test_classification_commands_refuse_a_localisation_net(tiny_run_config, tmp_
     with pytest.raises(ValueError, match="is a localisation net"):
         export.export_saved_model(net, tmp_path / "export", verbose=0)
     assert not (tmp_path / "export").exists()
+
+
+def test_offsets_shift_the_input_and_their_windows(tiny_run_config, classifier):
+    net = _box_net(tiny_run_config)
+    paper = localise.Localiser([net], classifier)
+    assert paper._shifts(64, 32) == [(0, 0)]
+    shifted = localise.Localiser([net], classifier, offsets=2)
+    assert shifted._shifts(64, 32) == [(0, 0), (0, 16), (16, 0), (16, 16)]
+    assert localise.Localiser([net], classifier, offsets=4)._shifts(48, 32) == [
+        (dy, dx) for dy in (0, 8, 16) for dx in (0, 8, 16)]  # 24 would leave less than a crop
+    # Every window of the 16-pixel grid is a candidate; boxes stay on that grid.
+    grid = [[a, b, a + 0.5, b + 0.5] for a in (0, 0.25, 0.5) for b in (0, 0.25, 0.5)]
+    image = tf.random.stateless_uniform([64, 64, 3], [7, 8], maxval=255.0)
+    for box in shifted.localise(image)["boxes"].numpy():
+        assert min(np.abs(np.array(grid) - box).max(axis=1)) < 1e-6, box
+    with pytest.raises(ValueError, match=r"offsets=0 is not accepted; expected an integer in"):
+        localise.Localiser([net], classifier, offsets=0)

@@ -129,6 +129,7 @@ def evaluate_localisation(
     output: str | None = None,
     max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
     max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
+    offsets: int = 1,
     verbose: int = 1,
 ) -> list[dict]:
     """Localisation error of trained localisation nets (Tables 8-9 of the paper).
@@ -148,6 +149,8 @@ def evaluate_localisation(
         output: Write the rows as JSON there.
         max_pixels: Images declaring more pixels are skipped, counted and named.
         max_aspect_ratio: Likewise for thinner images.
+        offsets: Input shifts per axis of the dense protocols (1: the paper's;
+            :class:`vgg_tf.localise.Localiser`).
         verbose: 0 silent, 1 progress bars and the table.
 
     Returns:
@@ -185,16 +188,17 @@ def evaluate_localisation(
             [(q,) for q in scales] + ([tuple(scales)] if len(scales) > 1 else []))
         for group in groups:
             for qs in scale_sets:
-                localiser = Localiser(group, classifier_model, qs)
+                localiser = Localiser(group, classifier_model, qs, offsets=offsets)
                 examples = sources.decoded_images(source, split, max_examples=max_examples,
                                                   with_boxes=True, **limits).as_numpy_iterator()
                 errors, counted = dense_errors(localiser, examples, dense, total, verbose)
                 name = group[0].name if len(group) == 1 else f"fusion of {len(group)}"
                 rows += [dict(protocol=p, model=name, scales=list(localiser.scales),
-                              error=errors[p], counted=counted) for p in dense]
+                              error=errors[p], counted=counted, offsets=offsets) for p in dense]
     if verbose:
+        shifts = f", {offsets}x{offsets} input offsets" if offsets > 1 else ""
         print(f"\n{dataset} ({split}): localisation error (IoU > 0.5; dense: top-5 classes of "
-              f"{classifier or '-'})\n{format_table(rows)}")
+              f"{classifier or '-'}{shifts})\n{format_table(rows)}")
     if output:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         write_json(output, {"dataset": dataset, "split": split, "rows": rows})

@@ -71,7 +71,14 @@ class _Net:
         self.path = trained.path
 
     def __call__(self, image: tf.Tensor, q: int) -> tf.Tensor:
-        return tf.cast(self.fcn(preprocess(image[None], q, self.mean))[0], tf.float32)
+        return self.run(self.scaled(image, q))
+
+    def scaled(self, image: tf.Tensor, q: int) -> tf.Tensor:
+        """The net's input: the image rescaled to Q, less its mean, [1, h, w, 3]."""
+        return preprocess(image[None], q, self.mean)
+
+    def run(self, scaled: tf.Tensor) -> tf.Tensor:
+        return tf.cast(self.fcn(scaled)[0], tf.float32)
 
 
 class Localiser(tf.Module):
@@ -83,11 +90,17 @@ class Localiser(tf.Module):
         scales: Test scales Q; defaults to each localisation net's training scale.
         top_k: Classes localised per image (5 in ILSVRC).
         merge_threshold: IoU at which boxes merge.
+        offsets: Input shifts per axis. 1 (the paper's protocol) applies each net
+            once per scale, its windows 32 pixels apart; n > 1 also applies it to
+            the rescaled image shifted by 32/n, 2*32/n, ... pixels (where the image
+            stays at least a crop), windows 32/n apart: OverFeat's multiple
+            pooling offsets, which the paper did not use and notes "can further
+            improve the results".
     """
 
     def __init__(self, box_models: Sequence[TrainedModel], classifier: TrainedModel,
                  scales: Sequence[int] | None = None, top_k: int = 5,
-                 merge_threshold: float = MERGE_THRESHOLD):
+                 merge_threshold: float = MERGE_THRESHOLD, offsets: int = 1):
         super().__init__(name="vgg_localiser")
         if not box_models:
             raise ValueError("No localisation net given; expected one or more workdirs.")
@@ -114,6 +127,10 @@ class Localiser(tf.Module):
             self.scales = tuple(sorted({q for m in box_models for q in m.single_scale()}))
         self.top_k = min(int(top_k), self.num_classes)
         self.merge_threshold = float(merge_threshold)
+        if not isinstance(offsets, int) or isinstance(offsets, bool) or not 1 <= offsets <= _STRIDE:
+            raise ValueError(f"offsets={offsets!r} is not accepted; expected an integer in "
+                             f"[1, {_STRIDE}] (1: the paper's protocol).")
+        self.offsets = offsets
         spec = [tf.TensorSpec([None, None, 3], tf.float32)]
         self.localise = tf.function(self._localise, input_signature=spec)
         self.localise_classes = tf.function(
@@ -139,26 +156,27 @@ class Localiser(tf.Module):
         """The merged box of each of ``classes`` (such as the true class): [K, 4]."""
         return self._boxes_for(image, classes, self._class_maps(image))
 
+    def _shifts(self, q: int, crop: int) -> list[tuple[int, int]]:
+        """Input shifts (dy, dx) at scale Q: those that leave at least a crop."""
+        steps = [s for s in range(0, _STRIDE, _STRIDE // self.offsets)[:self.offsets]
+                 if q - s >= crop]
+        return [(dy, dx) for dy in steps for dx in steps]
+
     def _boxes_for(self, image, classes, maps) -> tf.Tensor:
         shape = tf.shape(image)
+        classifier = self._classifier.value
         candidates, weights = [], []
         for net in self._nets.value:
             for q in self.scales:
-                out = net(image, q)  # [h, w, 4] or [h, w, 4 * classes]
-                map_hw = tf.shape(out)[:2]
-                scaled = tf.cast(scaled_size(shape[0], shape[1], q), tf.float32)
-                windows = boxes_lib.window_grid(map_hw[0], map_hw[1], net.crop, _STRIDE)
-                windows /= tf.tile(scaled, [2])  # normalised to the image
-                params = tf.reshape(out, [-1, 1 if net.head == "scr" else self.num_classes, 4])
-                if net.head == "pcr":
-                    params = tf.gather(params, classes, axis=1)  # [L, K, 4]
-                found = boxes_lib.decode(params, windows[:, None, :])
-                found = tf.broadcast_to(found, [tf.shape(windows)[0], tf.size(classes), 4])
-                # The classifier's posterior at each window (its map resampled to this one's).
-                posterior = tf.image.resize(tf.nn.softmax(maps[q]), map_hw)
-                posterior = tf.gather(tf.reshape(posterior, [-1, self.num_classes]), classes, axis=1)
-                candidates.append(found)
-                weights.append(posterior)
+                scaled_hw = tf.cast(scaled_size(shape[0], shape[1], q), tf.float32)
+                inputs, class_inputs = net.scaled(image, q), classifier.scaled(image, q)
+                for dy, dx in self._shifts(q, max(net.crop, classifier.crop)):
+                    out = net.run(inputs[:, dy:, dx:])  # [h, w, 4] or [h, w, 4 * classes]
+                    class_map = maps[q] if (dy, dx) == (0, 0) else classifier.run(
+                        class_inputs[:, dy:, dx:])
+                    found, weight = self._located(out, class_map, classes, net, scaled_hw, dy, dx)
+                    candidates.append(found)
+                    weights.append(weight)
         candidates = tf.transpose(tf.concat(candidates, 0), [1, 0, 2])  # [K, N, 4]
         weights = tf.transpose(tf.concat(weights, 0))  # [K, N]
 
@@ -168,6 +186,21 @@ class Localiser(tf.Module):
 
         found = tf.map_fn(best, (candidates, weights), fn_output_signature=tf.float32)
         return tf.clip_by_value(tf.reshape(found, [-1, 4]), 0.0, 1.0)
+
+    def _located(self, out, class_map, classes, net: _Net, scaled_hw, dy: int, dx: int):
+        """One output map's boxes for ``classes`` ([L, K, 4], normalised) and their weights."""
+        map_hw = tf.shape(out)[:2]
+        windows = boxes_lib.window_grid(map_hw[0], map_hw[1], net.crop, _STRIDE)
+        windows = (windows + [dy, dx, dy, dx]) / tf.tile(scaled_hw, [2])  # normalised
+        params = tf.reshape(out, [-1, 1 if net.head == "scr" else self.num_classes, 4])
+        if net.head == "pcr":
+            params = tf.gather(params, classes, axis=1)  # [L, K, 4]
+        found = boxes_lib.decode(params, windows[:, None, :])
+        found = tf.broadcast_to(found, [tf.shape(windows)[0], tf.size(classes), 4])
+        # The classifier's posterior at each window (its map resampled to this one's).
+        posterior = tf.image.resize(tf.nn.softmax(class_map), map_hw)
+        weight = tf.gather(tf.reshape(posterior, [-1, self.num_classes]), classes, axis=1)
+        return found, weight
 
 
 # --- Export -----------------------------------------------------------------
@@ -226,6 +259,7 @@ def export_localisation(
     top_k: int = 5,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
+    offsets: int = 1,
     verbose: int = 1,
 ) -> str:
     """Exports localisation net(s) and their classifier as ``export_dir/<version>/``.
@@ -245,6 +279,7 @@ def export_localisation(
         top_k: Classes (each with its box) returned per image.
         max_pixels: Images declaring more pixels are refused before decoding.
         max_aspect_ratio: Images thinner than this are refused before decoding.
+        offsets: Input shifts per axis (1: the paper's protocol; see :class:`Localiser`).
         verbose: Print where the export went.
 
     Returns:
@@ -261,12 +296,13 @@ def export_localisation(
         version = (export_lib._versions(export_dir) or [0])[-1] + 1
     final = export_lib._check_export_arguments(export_dir, version, top_k, None)
     nets = [load_trained_model(p) for p in paths]
-    localiser = Localiser(nets, load_trained_model(classifier), scales, top_k)
+    localiser = Localiser(nets, load_trained_model(classifier), scales, top_k, offsets=offsets)
     module = LocalisationServing(localiser, max_pixels, max_aspect_ratio)
     metadata = dict(
         task="localisation", sources=[n.path for n in nets], classifier=classifier,
         heads=[box_head(n) for n in nets], scales=list(localiser.scales), top_k=localiser.top_k,
-        merge_threshold=localiser.merge_threshold, max_pixels=max_pixels,
+        merge_threshold=localiser.merge_threshold, offsets=localiser.offsets,
+        max_pixels=max_pixels,
         max_aspect_ratio=max_aspect_ratio,
         boxes="pixel corners (ymin, xmin, ymax, xmax) of the image as sent",
     )

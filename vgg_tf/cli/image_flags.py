@@ -1,4 +1,4 @@
-"""Flags of every command that reads images: the size limits and the test scales."""
+"""Flags of every command that reads images: the size limits, the test scales, the localiser's offsets."""
 
 from __future__ import annotations
 
@@ -37,3 +37,12 @@ def scales(values: list[str] | None, name: str = "scales") -> list[int] | None:
         return [int(v) for v in values]
     except ValueError:
         raise ValueError(f"--{name}={','.join(values)} is not accepted; expected integers.") from None
+
+
+def define_offsets() -> flags.FlagHolder:
+    """Defines ``--offsets`` of the dense localisation protocol (:class:`vgg_tf.localise.Localiser`)."""
+    return flags.DEFINE_integer(
+        "offsets", 1,
+        "Localisation: input shifts per axis; 1 is the paper's dense protocol (windows 32 pixels "
+        "apart), n > 1 adds OverFeat's pooling offsets (windows 32/n apart).",
+    )

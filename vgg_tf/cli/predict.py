@@ -55,6 +55,7 @@ _BOXES = flags.DEFINE_string(
     "boxes", None, "With --localiser: write a PNG per image with the boxes drawn into this folder."
 )
 image_flags.define_limits("Refuse")
+_OFFSETS = image_flags.define_offsets()
 
 
 
@@ -76,6 +77,7 @@ def main(argv):
             **image_flags.limits(),
             decode_context=decode_context,
             localisers=_LOCALISER.value,
+            localiser_offsets=_OFFSETS.value,
             boxes_dir=_BOXES.value,
         )
     except ValueError as error:
