@@ -75,6 +75,10 @@ def format_results(results: dict) -> str:
         lines += [f"matmul peak ({m['dtype']}, {m['n']}^3): {m['peak_gflops']:.0f} GFLOP/s "
                   f"(median {m['median_gflops']:.0f}); the model rows are read against the same "
                   "matmul timed between their own repeats (matmul GFLOP/s)", ""]
+        if "mixed" in m:
+            lines[-1:-1] = [f"matmul peak ({m['mixed']['dtype']}, {m['mixed']['n']}^3): "
+                            f"{m['mixed']['peak_gflops']:.0f} GFLOP/s, the bound of the mixed-"
+                            "precision model rows"]
     if "inference" in results:
         inf = results["inference"]
         lines += _table(

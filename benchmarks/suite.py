@@ -24,7 +24,7 @@ _QUICK = flags.DEFINE_bool(
 _OUTPUT = flags.DEFINE_string("output", None, "Write every figure as JSON to this file.")
 _MIXED = flags.DEFINE_bool(
     "mixed_precision", False, "Build every model under Keras' mixed policy: float16 on a GPU, "
-    "bfloat16 otherwise (slower than float32 on CPUs without AMX).")
+    "bfloat16 otherwise.")
 _JIT = flags.DEFINE_bool(
     "jit_compile", False, "Compile the steps with XLA, on both sides of each comparison.")
 _SECTIONS = flags.DEFINE_list(
