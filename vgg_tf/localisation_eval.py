@@ -58,11 +58,14 @@ def center_crop_errors(trained: TrainedModel, source: sources.Source, split: str
     """
     task = tasks.Localisation(box_head(trained), source.num_classes)
     (scale,) = trained.single_scale()
+    take = max_examples is not None and "[" in split
+    if max_examples is not None and not take:  # a slice read whole (TFDS caches small splits)
+        split = f"{split}[:{max_examples}]"
     data = input_pipeline.eval_dataset(
         source, split=split, batch_size=_BATCH, image_size=scale, crop_size=trained.crop_size,
         mean_rgb=trained.mean_rgb, with_boxes=True, **limits,
     )
-    if max_examples is not None:
+    if take:
         data = data.unbatch().take(max_examples).batch(_BATCH)
     whole_crop = tf.constant([0.5, 0.5, 1.0, 1.0] * (task.outputs // 4))
     predict = tf.function(lambda images: tf.cast(trained.model(images, training=False), tf.float32))
