@@ -34,7 +34,7 @@ import tensorflow as tf
 from vgg_tf import boxes as boxes_lib
 from vgg_tf import export as export_lib
 from vgg_tf.evaluate import check_scales, preprocess
-from vgg_tf.fcn import to_fully_convolutional
+from vgg_tf.fcn import STRIDE, to_fully_convolutional
 from vgg_tf.images import (
     DEFAULT_MAX_ASPECT_RATIO,
     DEFAULT_MAX_PIXELS,
@@ -46,7 +46,6 @@ from vgg_tf.workdir import TrainedModel, load_trained_model
 
 #: IoU at or above which two boxes of a class merge (OverFeat merges overlapping boxes).
 MERGE_THRESHOLD = 0.5
-_STRIDE = 32  # VGG's five 2x2 poolings
 
 
 def box_head(trained: TrainedModel) -> str:
@@ -127,9 +126,9 @@ class Localiser(tf.Module):
             self.scales = tuple(sorted({q for m in box_models for q in m.single_scale()}))
         self.top_k = min(int(top_k), self.num_classes)
         self.merge_threshold = float(merge_threshold)
-        if not isinstance(offsets, int) or isinstance(offsets, bool) or not 1 <= offsets <= _STRIDE:
+        if not isinstance(offsets, int) or isinstance(offsets, bool) or not 1 <= offsets <= STRIDE:
             raise ValueError(f"offsets={offsets!r} is not accepted; expected an integer in "
-                             f"[1, {_STRIDE}] (1: the paper's protocol).")
+                             f"[1, {STRIDE}] (1: the paper's protocol).")
         self.offsets = offsets
         spec = [tf.TensorSpec([None, None, 3], tf.float32)]
         self.localise = tf.function(self._localise, input_signature=spec)
@@ -158,7 +157,7 @@ class Localiser(tf.Module):
 
     def _shifts(self, q: int, crop: int) -> list[tuple[int, int]]:
         """Input shifts (dy, dx) at scale Q: those that leave at least a crop."""
-        steps = [s for s in range(0, _STRIDE, _STRIDE // self.offsets)[:self.offsets]
+        steps = [s for s in range(0, STRIDE, STRIDE // self.offsets)[:self.offsets]
                  if q - s >= crop]
         return [(dy, dx) for dy in steps for dx in steps]
 
@@ -190,7 +189,7 @@ class Localiser(tf.Module):
     def _located(self, out, class_map, classes, net: _Net, scaled_hw, dy: int, dx: int):
         """One output map's boxes for ``classes`` ([L, K, 4], normalised) and their weights."""
         map_hw = tf.shape(out)[:2]
-        windows = boxes_lib.window_grid(map_hw[0], map_hw[1], net.crop, _STRIDE)
+        windows = boxes_lib.window_grid(map_hw[0], map_hw[1], net.crop, STRIDE)
         windows = (windows + [dy, dx, dy, dx]) / tf.tile(scaled_hw, [2])  # normalised
         params = tf.reshape(out, [-1, 1 if net.head == "scr" else self.num_classes, 4])
         if net.head == "pcr":
