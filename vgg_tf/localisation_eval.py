@@ -200,8 +200,9 @@ def evaluate_localisation(
                               error=errors[p], counted=counted, offsets=offsets) for p in dense]
     if verbose:
         shifts = f", {offsets}x{offsets} input offsets" if offsets > 1 else ""
-        print(f"\n{dataset} ({split}): localisation error (IoU > 0.5; dense: top-5 classes of "
-              f"{classifier or '-'}{shifts})\n{format_table(rows)}")
+        ranked = f"; dense: top-5 classes of {classifier}{shifts}" if dense else ""
+        print(f"\n{dataset} ({split}): localisation error (IoU > 0.5{ranked})\n"
+              f"{format_table(rows)}")
     if output:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         write_json(output, {"dataset": dataset, "split": split, "rows": rows})
