@@ -71,11 +71,15 @@ def inference(settings: harness.Settings, verbose: bool = True) -> dict:
     progress = harness.Progress(
         f"VGG-16 inference, {size} px, batch {settings.inference_batches}: vgg_tf vs "
         "keras.applications (predict_on_batch)", calls, verbose)
+    # Trace and warm up on 1 and 2 images: Keras' predict function (reduce_retracing) is
+    # traced again on the second shape with the batch dimension left open, and that one
+    # graph then serves every batch size, as it would for a user's varying batches.
+    for warm_up in (1, 2):
+        for model in (ours, theirs):
+            model.predict_on_batch(_batch(warm_up, size)[0])
     rows = []
     for batch in settings.inference_batches:
         images, _ = _batch(batch, size)
-        for model in (ours, theirs):  # trace and warm up
-            model.predict_on_batch(images)
         times = harness.interleaved(
             {"vgg_tf": lambda x=images: ours.predict_on_batch(x),
              "keras": lambda x=images: theirs.predict_on_batch(x), "matmul": matmul},
@@ -144,8 +148,9 @@ def training(settings: harness.Settings, verbose: bool = True) -> dict:
         f"VGG-16 training, {size} px, batch {batch}, {n} step(s) a repeat: vgg_tf's step "
         "vs keras.applications model.fit (SGD, momentum 0.9)", 3 * settings.train_repeats, verbose)
     matmul, flops = _bound_side(settings)
-    ours_steps()  # trace and warm up both
-    theirs_fit()
+    trainer.train_steps(iterator, 1)  # trace and warm up both, one step each
+    trainer.epoch_metrics()
+    theirs.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
     times = harness.interleaved({"vgg_tf": ours_steps, "keras": theirs_fit, "matmul": matmul},
                                 settings.train_repeats, progress)
     progress.finish()

@@ -59,7 +59,7 @@ def _pct(x: float) -> str:
 
 
 def format_results(results: dict) -> str:
-    """Every figure of ``results`` as Markdown tables, then the targets."""
+    """Every figure of ``results`` as Markdown tables, then the targets and the run's time."""
     env = results["environment"]
     lines = [
         f"VGG-16 (D) benchmarks: {env['cpu_count']} CPU(s) ({env['cpu']}), "
@@ -67,7 +67,8 @@ def format_results(results: dict) -> str:
         f"{env['mixed_precision']}{', XLA' if env['jit_compile'] else ''}"
         f"{', --quick' if env['quick'] else ''}; 1-minute load average "
         f"{env['load_average_start']:.2f} at the start, {env['load_average_end']:.2f} at the end; "
-        f"{env['wall_seconds'] / 60:.1f} min",
+        f"{env['wall_seconds'] / 60:.1f} min wall"
+        + (f", {env['cpu_seconds'] / 60:.1f} CPU-min" if "cpu_seconds" in env else ""),
         "",
     ]
     if "machine" in results:
@@ -118,12 +119,12 @@ def format_results(results: dict) -> str:
     if "serving" in results:
         s = results["serving"]
         lines += _table(
-            [f"one JPEG, Q = {', '.join(map(str, s['scales']))}", "median ms", "p99 ms", "calls"],
-            [["serving_default", s["serving"]["median_ms"], s["serving"]["p99_ms"],
-              s["serving"]["calls"]],
-             ["bare forward pass", s["bare_forward"]["median_ms"], s["bare_forward"]["p99_ms"],
-              s["bare_forward"]["calls"]],
-             ["ratio (medians)", f"{s['ratio']:.2f}x", "", ""]])
+            [f"one JPEG, Q = {', '.join(map(str, s['scales']))}", "median ms",
+             "p99 ms (~ max of the calls)", "max ms", "calls"],
+            [[name, s[key]["median_ms"], s[key]["p99_ms"], s[key].get("max_ms", ""),
+              s[key]["calls"]]
+             for name, key in (("serving_default", "serving"), ("bare forward pass", "bare_forward"))]
+            + [["ratio (medians)", f"{s['ratio']:.2f}x", "", "", ""]])
         lines += [f"export: {s['export_s']:.1f} s, {s['export_mib']:.0f} MiB", ""]
     if "memory" in results:
         mem = results["memory"]
@@ -144,4 +145,7 @@ def format_results(results: dict) -> str:
           (_pct(t["value"]) if "%" in t["name"] else f"{t['value']:.2f}x"),
           {True: "met", False: "NOT MET", None: "-"}[t["met"]]]
          for t in results["targets"]])
+    if "cpu_seconds" in env:
+        lines.append(f"run time: {env['wall_seconds'] / 60:.1f} min wall, {env['cpu_seconds'] / 60:.1f} "
+                     "CPU-min (this process and its children, user + system)")
     return "\n".join(lines)

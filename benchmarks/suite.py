@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import time
 
 import tensorflow as tf
@@ -39,12 +40,20 @@ def settings_from_flags() -> harness.Settings:
     return make(mixed_precision=precision, jit_compile=_JIT.value)
 
 
+def cpu_seconds() -> float:
+    """User + system CPU seconds of this process (all its threads) and of its waited-for
+    children (the memory measurement)."""
+    return sum(getattr(resource.getrusage(who), field)
+               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+               for field in ("ru_utime", "ru_stime"))
+
+
 def run_all(settings: harness.Settings, sections=SECTIONS, verbose: bool = True) -> dict:
     """Every measurement of ``sections``; returns the results with environment and targets."""
     unknown = sorted(set(sections) - set(SECTIONS))
     if unknown:
         raise ValueError(f"Unknown section(s) {unknown}; expected some of {', '.join(SECTIONS)}.")
-    start, load_start = time.perf_counter(), harness.load_average()
+    start, load_start, cpu_start = time.perf_counter(), harness.load_average(), cpu_seconds()
     harness.set_precision(settings)
     harness.Progress.sections, harness.Progress.started = len(sections), 0
     results: dict = {}
@@ -67,6 +76,7 @@ def run_all(settings: harness.Settings, sections=SECTIONS, verbose: bool = True)
     results["environment"] = dict(
         harness.environment(settings), load_average_start=load_start,
         load_average_end=harness.load_average(), wall_seconds=time.perf_counter() - start,
+        cpu_seconds=cpu_seconds() - cpu_start,
         sections=list(sections),
     )
     results["targets"] = report.targets(results)

@@ -28,11 +28,12 @@ REQUIRED = (
     "pipeline.scales.*.naive_img_per_cpu_s", "pipeline.scales.*.fused_img_per_cpu_s",
     "evaluation.dense_gmacs", "evaluation.multicrop_gmacs", "evaluation.mac_ratio",
     "evaluation.dense_s", "evaluation.multicrop_s", "evaluation.wall_ratio",
-    "serving.serving.median_ms", "serving.serving.p99_ms", "serving.bare_forward.median_ms",
-    "serving.bare_forward.p99_ms", "serving.ratio", "serving.export_s",
+    "serving.serving.median_ms", "serving.serving.p99_ms", "serving.serving.max_ms",
+    "serving.bare_forward.median_ms", "serving.bare_forward.p99_ms", "serving.bare_forward.max_ms",
+    "serving.ratio", "serving.export_s",
     "memory.baseline_mib", "memory.peak_mib", "memory.growth_mib", "memory.estimate.weights_mib",
     "memory.estimate.activations_mib", "memory.estimate.total_mib", "memory.growth_over_estimate",
-    "environment.cpu_count", "environment.wall_seconds",
+    "environment.cpu_count", "environment.wall_seconds", "environment.cpu_seconds",
 )
 
 
@@ -86,6 +87,7 @@ def test_quick_run_writes_every_figure(tmp_path):
     for target in results["targets"]:
         assert target["name"] in done.stdout
     assert "| batch" in done.stdout and "serving_default" in done.stdout
+    assert "run time:" in done.stdout and "CPU-min" in done.stdout  # wall and CPU time
     assert "oneDNN" not in done.stdout + done.stderr
     assert "absl::InitializeLog" not in done.stdout + done.stderr
 
