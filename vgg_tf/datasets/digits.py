@@ -25,7 +25,21 @@ _SPLIT_SEED = 0
 _TEST_FRACTION = 0.2
 
 
-class Digits(tfds.core.GeneratorBasedBuilder):
+class PackagedBuilder:
+    """Mixin of the builders that ship inside vgg_tf: their code path is their file.
+
+    TFDS 4.9.10 resolves the code path of a builder that lives in a package
+    through the `importlib_resources` backport, which tensorflow-datasets does not
+    declare; the plain file path is all it needs (to look for a checksums file).
+    """
+
+    @tfds.core.utils.classproperty
+    @classmethod
+    def code_path(cls) -> epath.Path:
+        return epath.Path(inspect.getfile(cls))
+
+
+class Digits(PackagedBuilder, tfds.core.GeneratorBasedBuilder):
     """8x8 RGB images of the digits 0-9 (UCI optical recognition set, via sklearn).
 
     Pixel values 0..16 are scaled to 0..255. The train/test split is a fixed,
@@ -34,14 +48,6 @@ class Digits(tfds.core.GeneratorBasedBuilder):
 
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
-
-    # TFDS 4.9.10 resolves the code path of a builder that lives in a package
-    # through the `importlib_resources` backport, which tensorflow-datasets does not
-    # declare; the plain file path is all it needs (to look for a checksums file).
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        return epath.Path(inspect.getfile(cls))
 
     def _info(self) -> tfds.core.DatasetInfo:
         # A plain module has no metadata files beside it, so DatasetInfo is built

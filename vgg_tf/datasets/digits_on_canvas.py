@@ -23,13 +23,11 @@ Example:
 from __future__ import annotations
 
 import functools
-import inspect
 
 import numpy as np
 import tensorflow_datasets as tfds
-from etils import epath
 
-from vgg_tf.datasets.digits import _SPLIT_SEED, _TEST_FRACTION
+from vgg_tf.datasets.digits import _SPLIT_SEED, _TEST_FRACTION, PackagedBuilder
 
 CANVAS_SIZE = 64
 TARGET_SIDES = (20, 40)  # inclusive, pixels
@@ -76,7 +74,7 @@ def _box(y: int, x: int, side: int) -> np.ndarray:
     return np.array([y, x, y + side, x + side], np.float32) / CANVAS_SIZE
 
 
-class DigitsOnCanvas(tfds.core.GeneratorBasedBuilder):
+class DigitsOnCanvas(PackagedBuilder, tfds.core.GeneratorBasedBuilder):
     """64x64 canvases of one enlarged target digit and 1-2 small distractors, with boxes.
 
     Features: ``image`` (64, 64, 3) uint8; ``label`` the target's class (0-9);
@@ -87,12 +85,7 @@ class DigitsOnCanvas(tfds.core.GeneratorBasedBuilder):
     VERSION = tfds.core.Version("1.0.0")
     RELEASE_NOTES = {"1.0.0": "Initial release."}
 
-    # The same code-path and DatasetInfo workarounds as vgg_tf.datasets.digits.
-    @tfds.core.utils.classproperty
-    @classmethod
-    def code_path(cls) -> epath.Path:
-        return epath.Path(inspect.getfile(cls))
-
+    # DatasetInfo is built directly, as vgg_tf.datasets.digits does.
     def _info(self) -> tfds.core.DatasetInfo:
         classes = tfds.features.ClassLabel(names=[str(d) for d in range(10)])
         return tfds.core.DatasetInfo(
