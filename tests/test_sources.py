@@ -2,7 +2,6 @@
 statistics, and the one bad-record policy (skipped, counted, named; images and labels
 kept aligned)."""
 
-import dataclasses
 import inspect
 import os
 import re

@@ -4,7 +4,6 @@ issue 10's acceptance folder trained on by bin/train."""
 import json
 import os
 import re
-import resource
 import signal
 import subprocess
 import sys
