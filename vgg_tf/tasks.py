@@ -34,7 +34,7 @@ from vgg_tf import metrics
 
 TASKS = ("classification", "localisation")
 HEADS = ("scr", "pcr")
-_UNIT = tf.constant([0.0, 0.0, 1.0, 1.0])
+_UNIT = (0.0, 0.0, 1.0, 1.0)  # the crop's own frame (a tuple: no tensor at import time)
 
 
 class Classification:
