@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vgg_tf import localisation_eval, localise, train
+from vgg_tf import export, localisation_eval, localise, train
 from vgg_tf.box_records import MAX_BOXES
 from vgg_tf.workdir import TrainedModel
 
@@ -86,15 +86,20 @@ def test_train_evaluate_export_and_predict_a_localisation_net(tmp_path, canvas_d
     table = tmp_path / "loc.json"
     out = run_bin("evaluate", "--task", "localisation", f"--model={loc}",
                   f"--classifier={classifier}", "--protocol=center_gt,dense_gt,dense",
-                  f"--data_dir={canvas_dir}", "--max_examples=8", f"--output={table}").stdout
+                  f"--data_dir={canvas_dir}", "--max_examples=8", f"--output={table}",
+                  "--windows=crops").stdout
     rows = json.loads(table.read_text())["rows"]
     assert [r["protocol"] for r in rows] == ["center_gt", "center_gt", "dense_gt", "dense"]
+    assert [r.get("windows") for r in rows] == [None, None, "crops", "crops"]
     assert all(r["counted"] == 8 and 0.0 <= r["error"] <= 1.0 for r in rows)
     assert "whole crop (baseline)" in out
 
     out = run_bin("export", "--task", "localisation", f"--model={loc}",
-                  f"--classifier={classifier}", f"--export_dir={tmp_path / 'served'}").stdout
+                  f"--classifier={classifier}", f"--export_dir={tmp_path / 'served'}",
+                  "--windows=crops").stdout
     assert (tmp_path / "served" / "1" / "saved_model.pb").exists(), out
+    metadata = json.loads((tmp_path / "served" / "1" / export.METADATA_FILE).read_text())
+    assert (metadata["windows"], metadata["offsets"]) == ("crops", 1)
 
     photo = tmp_path / "canvas.png"
     photo.write_bytes(encode(np.full([64, 80, 3], 30, np.uint8), "PNG"))

@@ -203,3 +203,31 @@ def test_offsets_shift_the_input_and_their_windows(tiny_run_config, classifier):
         assert min(np.abs(np.array(grid) - box).max(axis=1)) < 1e-6, box
     with pytest.raises(ValueError, match=r"offsets=0 is not accepted; expected an integer in"):
         localise.Localiser([net], classifier, offsets=0)
+
+
+def test_cropped_windows_are_each_run_alone_as_in_training(tiny_run_config, classifier):
+    net = _box_net(tiny_run_config, head="pcr")
+    rng = np.random.default_rng(1)
+    fc8 = net.model.get_layer("fc8")
+    fc8.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32) for w in fc8.get_weights()])
+    cropped = localise.Localiser([net], classifier, windows="crops")
+    dense = localise.Localiser([net], classifier)
+    box_net = cropped._nets.value[0]
+    inputs = tf.constant(rng.uniform(-100, 100, (1, 80, 112, 3)), tf.float32)
+    for dy, dx in [(0, 0), (8, 16)]:
+        found = cropped._window_map(box_net, inputs, dy, dx).numpy()
+        assert found.shape == ((80 - dy) // 32, (112 - dx) // 32, 40)
+        for i in range(found.shape[0]):
+            for j in range(found.shape[1]):
+                y, x = dy + 32 * i, dx + 32 * j
+                alone = net.model(inputs[:, y:y + 32, x:x + 32]).numpy()[0]
+                np.testing.assert_allclose(found[i, j], alone, rtol=1e-4, atol=1e-4)
+        # Densely, the same windows also see the image around them.
+        seen_densely = dense._window_map(box_net, inputs, dy, dx).numpy()
+        assert seen_densely.shape == found.shape
+        assert not np.allclose(seen_densely, found, atol=1e-3)
+    image = tf.random.stateless_uniform([64, 96, 3], [1, 2], maxval=255.0)
+    for found in (cropped.localise(image)["boxes"], cropped.localise_classes(image, [4])):
+        assert np.isfinite(found.numpy()).all()
+    with pytest.raises(ValueError, match=r"windows='tiles' is not accepted; expected one of"):
+        localise.Localiser([net], classifier, windows="tiles")

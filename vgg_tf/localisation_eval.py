@@ -133,6 +133,7 @@ def evaluate_localisation(
     max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
     max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
     offsets: int = 1,
+    windows: str = "dense",
     verbose: int = 1,
 ) -> list[dict]:
     """Localisation error of trained localisation nets (Tables 8-9 of the paper).
@@ -154,6 +155,8 @@ def evaluate_localisation(
         max_aspect_ratio: Likewise for thinner images.
         offsets: Input shifts per axis of the dense protocols (1: the paper's;
             :class:`vgg_tf.localise.Localiser`).
+        windows: ``"dense"`` (the paper's) or ``"crops"``: how the dense
+            protocols compute each window's box (:class:`vgg_tf.localise.Localiser`).
         verbose: 0 silent, 1 progress bars and the table.
 
     Returns:
@@ -191,15 +194,17 @@ def evaluate_localisation(
             [(q,) for q in scales] + ([tuple(scales)] if len(scales) > 1 else []))
         for group in groups:
             for qs in scale_sets:
-                localiser = Localiser(group, classifier_model, qs, offsets=offsets)
+                localiser = Localiser(group, classifier_model, qs, offsets=offsets, windows=windows)
                 examples = sources.decoded_images(source, split, max_examples=max_examples,
                                                   with_boxes=True, **limits).as_numpy_iterator()
                 errors, counted = dense_errors(localiser, examples, dense, total, verbose)
                 name = group[0].name if len(group) == 1 else f"fusion of {len(group)}"
                 rows += [dict(protocol=p, model=name, scales=list(localiser.scales),
-                              error=errors[p], counted=counted, offsets=offsets) for p in dense]
+                              error=errors[p], counted=counted, offsets=offsets, windows=windows)
+                         for p in dense]
     if verbose:
         shifts = f", {offsets}x{offsets} input offsets" if offsets > 1 else ""
+        shifts += ", each window cropped" if windows == "crops" else ""
         ranked = f"; dense: top-5 classes of {classifier}{shifts}" if dense else ""
         print(f"\n{dataset} ({split}): localisation error (IoU > 0.5{ranked})\n"
               f"{format_table(rows)}")

@@ -47,6 +47,13 @@ from vgg_tf.workdir import TrainedModel, load_trained_model
 #: IoU at or above which two boxes of a class merge (OverFeat merges overlapping boxes).
 MERGE_THRESHOLD = 0.5
 
+#: How each window's box is computed: ``"dense"`` runs the net fully-convolutionally
+#: over the whole image (Appendix A's protocol: a window's features also see the
+#: image around it), ``"crops"`` cuts every window out and runs it alone, its
+#: borders zero-padded as in training (the boundary conditions of §3.2's
+#: multi-crop evaluation).
+WINDOWS = ("dense", "crops")
+
 
 def box_head(trained: TrainedModel) -> str:
     """``"scr"`` or ``"pcr"`` for a localisation net; ValueError for a classifier."""
@@ -95,11 +102,18 @@ class Localiser(tf.Module):
             stays at least a crop), windows 32/n apart: OverFeat's multiple
             pooling offsets, which the paper did not use and notes "can further
             improve the results".
+        windows: ``"dense"`` (the paper's) or ``"crops"`` (:data:`WINDOWS`): the
+            same windows, each seen alone as in training. A net whose crop is
+            one stride (32 pixels: a 1x1 last pooling map) has only the zero
+            padding at the crop's borders to tell where in the crop the object
+            lies; densely applied, that padding is replaced by the image around
+            the window and its boxes drift (BUILD.md, "Localisation").
     """
 
     def __init__(self, box_models: Sequence[TrainedModel], classifier: TrainedModel,
                  scales: Sequence[int] | None = None, top_k: int = 5,
-                 merge_threshold: float = MERGE_THRESHOLD, offsets: int = 1):
+                 merge_threshold: float = MERGE_THRESHOLD, offsets: int = 1,
+                 windows: str = "dense"):
         super().__init__(name="vgg_localiser")
         if not box_models:
             raise ValueError("No localisation net given; expected one or more workdirs.")
@@ -130,6 +144,9 @@ class Localiser(tf.Module):
             raise ValueError(f"offsets={offsets!r} is not accepted; expected an integer in "
                              f"[1, {STRIDE}] (1: the paper's protocol).")
         self.offsets = offsets
+        if windows not in WINDOWS:
+            raise ValueError(f"windows={windows!r} is not accepted; expected one of {WINDOWS}.")
+        self.windows = windows
         spec = [tf.TensorSpec([None, None, 3], tf.float32)]
         self.localise = tf.function(self._localise, input_signature=spec)
         self.localise_classes = tf.function(
@@ -170,9 +187,9 @@ class Localiser(tf.Module):
                 scaled_hw = tf.cast(scaled_size(shape[0], shape[1], q), tf.float32)
                 inputs, class_inputs = net.scaled(image, q), classifier.scaled(image, q)
                 for dy, dx in self._shifts(q, max(net.crop, classifier.crop)):
-                    out = net.run(inputs[:, dy:, dx:])  # [h, w, 4] or [h, w, 4 * classes]
-                    class_map = maps[q] if (dy, dx) == (0, 0) else classifier.run(
-                        class_inputs[:, dy:, dx:])
+                    out = self._window_map(net, inputs, dy, dx)  # [h, w, 4 (* classes)]
+                    class_map = maps[q] if (dy, dx) == (0, 0) and self.windows == "dense" else (
+                        self._window_map(classifier, class_inputs, dy, dx))
                     found, weight = self._located(out, class_map, classes, net, scaled_hw, dy, dx)
                     candidates.append(found)
                     weights.append(weight)
@@ -185,6 +202,18 @@ class Localiser(tf.Module):
 
         found = tf.map_fn(best, (candidates, weights), fn_output_signature=tf.float32)
         return tf.clip_by_value(tf.reshape(found, [-1, 4]), 0.0, 1.0)
+
+    def _window_map(self, net: _Net, inputs: tf.Tensor, dy: int, dx: int) -> tf.Tensor:
+        """The net's outputs at the windows of ``inputs`` shifted by ``(dy, dx)``: [h, w, n]."""
+        shifted = inputs[:, dy:, dx:]
+        if self.windows == "dense":
+            return net.run(shifted)
+        size = [1, net.crop, net.crop, 1]
+        patches = tf.image.extract_patches(shifted, sizes=size, strides=[1, STRIDE, STRIDE, 1],
+                                           rates=[1, 1, 1, 1], padding="VALID")
+        crops = tf.reshape(patches, [-1, net.crop, net.crop, 3])  # the same windows, row-major
+        out = tf.cast(net.fcn(crops), tf.float32)  # [h * w, 1, 1, n]
+        return tf.reshape(out, tf.concat([tf.shape(patches)[1:3], [-1]], 0))
 
     def _located(self, out, class_map, classes, net: _Net, scaled_hw, dy: int, dx: int):
         """One output map's boxes for ``classes`` ([L, K, 4], normalised) and their weights."""
@@ -259,6 +288,7 @@ def export_localisation(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
     offsets: int = 1,
+    windows: str = "dense",
     verbose: int = 1,
 ) -> str:
     """Exports localisation net(s) and their classifier as ``export_dir/<version>/``.
@@ -279,6 +309,7 @@ def export_localisation(
         max_pixels: Images declaring more pixels are refused before decoding.
         max_aspect_ratio: Images thinner than this are refused before decoding.
         offsets: Input shifts per axis (1: the paper's protocol; see :class:`Localiser`).
+        windows: ``"dense"`` (the paper's) or ``"crops"``: see :class:`Localiser`.
         verbose: Print where the export went.
 
     Returns:
@@ -295,13 +326,14 @@ def export_localisation(
         version = (export_lib._versions(export_dir) or [0])[-1] + 1
     final = export_lib._check_export_arguments(export_dir, version, top_k, None)
     nets = [load_trained_model(p) for p in paths]
-    localiser = Localiser(nets, load_trained_model(classifier), scales, top_k, offsets=offsets)
+    localiser = Localiser(nets, load_trained_model(classifier), scales, top_k, offsets=offsets,
+                          windows=windows)
     module = LocalisationServing(localiser, max_pixels, max_aspect_ratio)
     metadata = dict(
         task="localisation", sources=[n.path for n in nets], classifier=classifier,
         heads=[box_head(n) for n in nets], scales=list(localiser.scales), top_k=localiser.top_k,
         merge_threshold=localiser.merge_threshold, offsets=localiser.offsets,
-        max_pixels=max_pixels,
+        windows=localiser.windows, max_pixels=max_pixels,
         max_aspect_ratio=max_aspect_ratio,
         boxes="pixel corners (ymin, xmin, ymax, xmax) of the image as sent",
     )

@@ -373,7 +373,7 @@ def _top_classes(probabilities: np.ndarray, top: int, names, ids) -> tuple[Class
                  for i, (class_id, name, p) in zip(best, decoded))
 
 
-def _localiser(localisers, classifier: TrainedModel, boxes_dir, offsets: int):
+def _localiser(localisers, classifier: TrainedModel, boxes_dir, offsets: int, windows: str):
     if not localisers:
         if boxes_dir is not None:
             raise ValueError("boxes_dir needs localisers: the localisation workdir(s) whose "
@@ -382,7 +382,8 @@ def _localiser(localisers, classifier: TrainedModel, boxes_dir, offsets: int):
     from vgg_tf.localise import Localiser  # the localisation machinery only when asked
 
     paths = [m for m in localisers.split(",") if m] if isinstance(localisers, str) else localisers
-    return Localiser([load_trained_model(p) for p in paths], classifier, offsets=offsets)
+    return Localiser([load_trained_model(p) for p in paths], classifier, offsets=offsets,
+                     windows=windows)
 
 
 def _with_boxes(localiser, image: np.ndarray, classes: tuple[ClassScore, ...]):
@@ -409,6 +410,7 @@ def predict(
     localisers: str | Sequence[str] | None = None,
     boxes_dir: str | os.PathLike | None = None,
     localiser_offsets: int = 1,
+    localiser_windows: str = "dense",
 ) -> Predictions:
     """The top classes of each image file by dense multi-scale evaluation (``bin/predict``).
 
@@ -432,6 +434,8 @@ def predict(
         boxes_dir: With ``localisers``, write a PNG per answered image there with
             the boxes drawn (``<file stem>.png``).
         localiser_offsets: The localiser's input shifts per axis (1: the paper's).
+        localiser_windows: ``"dense"`` (the paper's) or ``"crops"``
+            (:class:`vgg_tf.localise.Localiser`).
 
     Returns:
         :class:`Predictions`, one entry per file, in order; bad files carry
@@ -446,7 +450,8 @@ def predict(
     images_lib.check_image_limits(max_pixels, max_aspect_ratio)
     trained = load_model(model)
     evaluator = ModelEvaluator(trained, scales)
-    localiser = _localiser(localisers, trained, boxes_dir, localiser_offsets)
+    localiser = _localiser(localisers, trained, boxes_dir, localiser_offsets,
+                           localiser_windows)
     names, ids = _class_labels(trained)
     paths = [os.fspath(p) for p in paths]
     progress = None

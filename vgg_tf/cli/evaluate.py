@@ -61,7 +61,7 @@ _PREDICTIONS = flags.DEFINE_string(
 _HEATMAP_DIR = flags.DEFINE_string("heatmap_dir", None, "Write score-map heatmaps (PNG) here.")
 _HEATMAP_COUNT = flags.DEFINE_integer("heatmap_count", 8, "Number of images with heatmaps.")
 image_flags.define_limits("Skip")
-_OFFSETS = image_flags.define_offsets()
+image_flags.define_windows()
 
 
 
@@ -79,8 +79,8 @@ def main(argv):
                 _PROTOCOL.value or "center_gt,dense",
                 classifier=_CLASSIFIER.value, scales=image_flags.scales(_SCALES.value),
                 split=_SPLIT.value, data_dir=_DATA_DIR.value,
-                max_examples=_MAX_EXAMPLES.value, output=_OUTPUT.value, offsets=_OFFSETS.value,
-                **image_flags.limits(),
+                max_examples=_MAX_EXAMPLES.value, output=_OUTPUT.value,
+                **image_flags.windows(), **image_flags.limits(),
             )
             return
         evaluate.evaluate(

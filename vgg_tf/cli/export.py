@@ -38,7 +38,7 @@ _SCALES = flags.DEFINE_list(
 )
 _TOP_K = flags.DEFINE_integer("top_k", 5, "Number of classes/scores returned per image.")
 image_flags.define_limits("Reject")
-_OFFSETS = image_flags.define_offsets()
+image_flags.define_windows()
 _KERAS_OUTPUT = flags.DEFINE_string(
     "keras_output", None, "Also save the fully-convolutional Keras model to this .keras file."
 )
@@ -58,7 +58,7 @@ def main(argv):
             localise.export_localisation(
                 _MODEL.value, _CLASSIFIER.value, _EXPORT_DIR.value, version=_VERSION.value,
                 scales=image_flags.scales(_SCALES.value), top_k=_TOP_K.value,
-                offsets=_OFFSETS.value, **image_flags.limits(),
+                **image_flags.windows(), **image_flags.limits(),
             )
             return
         if len(_MODEL.value) != 1:

@@ -1,4 +1,4 @@
-"""Flags of every command that reads images: the size limits, the test scales, the localiser's offsets."""
+"""Flags of every command that reads images: the size limits, the test scales, the localiser's windows."""
 
 from __future__ import annotations
 
@@ -39,10 +39,21 @@ def scales(values: list[str] | None, name: str = "scales") -> list[int] | None:
         raise ValueError(f"--{name}={','.join(values)} is not accepted; expected integers.") from None
 
 
-def define_offsets() -> flags.FlagHolder:
-    """Defines ``--offsets`` of the dense localisation protocol (:class:`vgg_tf.localise.Localiser`)."""
-    return flags.DEFINE_integer(
+def define_windows() -> None:
+    """Defines ``--offsets`` and ``--windows`` of the localiser (:class:`vgg_tf.localise.Localiser`)."""
+    flags.DEFINE_integer(
         "offsets", 1,
         "Localisation: input shifts per axis; 1 is the paper's dense protocol (windows 32 pixels "
         "apart), n > 1 adds OverFeat's pooling offsets (windows 32/n apart).",
     )
+    flags.DEFINE_enum(
+        "windows", "dense", ["dense", "crops"],
+        "Localisation: 'dense' runs the box net fully-convolutionally (the paper's protocol); "
+        "'crops' runs each window alone, zero-padded as in training (better for nets whose "
+        "crop is 32 pixels, such as the digits').",
+    )
+
+
+def windows() -> dict:
+    """``offsets`` and ``windows`` as the localisation functions take them."""
+    return dict(offsets=flags.FLAGS.offsets, windows=flags.FLAGS.windows)

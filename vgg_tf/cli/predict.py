@@ -55,7 +55,7 @@ _BOXES = flags.DEFINE_string(
     "boxes", None, "With --localiser: write a PNG per image with the boxes drawn into this folder."
 )
 image_flags.define_limits("Refuse")
-_OFFSETS = image_flags.define_offsets()
+image_flags.define_windows()
 
 
 
@@ -77,7 +77,8 @@ def main(argv):
             **image_flags.limits(),
             decode_context=decode_context,
             localisers=_LOCALISER.value,
-            localiser_offsets=_OFFSETS.value,
+            localiser_offsets=flags.FLAGS.offsets,
+            localiser_windows=flags.FLAGS.windows,
             boxes_dir=_BOXES.value,
         )
     except ValueError as error:
