@@ -5,6 +5,8 @@ kept aligned)."""
 import inspect
 import os
 import re
+import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -347,3 +349,17 @@ def test_decode_skipping_bad_raises_after_limit_consecutive_bad_records(encode):
     roomy = sources.decode_skipping_bad(records, _decode_png, (2, 2, 3), source_name="src",
                                         split="s", limit=41, group_size=4)
     assert sum(int(tf.shape(y)[0]) for _, y in roomy) == 1
+
+
+@pytest.mark.slow
+def test_a_partial_read_of_a_small_tfds_split_is_quiet(subprocess_env):
+    # TFDS caches small splits in memory; a cache read in part is discarded with a
+    # C++ warning, which `bin/evaluate --max_examples` printed. Tests hide C++
+    # warnings, so a child process with them shown reads the split.
+    script = ("from vgg_tf import sources\n"
+              "s = sources.get_source('digits')\n"
+              "print(len(list(sources.decoded_images(s, 'test', max_examples=3))))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=subprocess_env(TF_CPP_MIN_LOG_LEVEL="1"), timeout=300)
+    assert result.returncode == 0 and result.stdout.split() == ["3"], result.stderr[-2000:]
+    assert "did not fully read the dataset being cached" not in result.stderr

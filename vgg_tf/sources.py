@@ -108,6 +108,7 @@ class Source:
         input_context: tf.distribute.InputContext | None = None,
         deterministic: bool = True,
         with_boxes: bool = False,
+        autocache: bool = True,
     ) -> tf.data.Dataset:
         """Raw records of ``split`` as ``(image bytes, label int32, filename)``.
 
@@ -115,7 +116,9 @@ class Source:
         the TFDS record id; never empty. Sharded per input pipeline when
         ``input_context`` has several. ``with_boxes`` makes the label a pair
         ``(label, boxes float32 [MAX_BOXES, 4])``: the ground-truth boxes of the
-        label's class (:mod:`vgg_tf.box_records`).
+        label's class (:mod:`vgg_tf.box_records`). ``autocache``: TFDS may keep
+        a small split in memory for the next epoch; a one-pass read turns it off
+        (a cache read in part is discarded with a warning).
 
         Raises:
             ValueError: ``with_boxes`` for a dataset without boxes.
@@ -139,9 +142,10 @@ class Source:
                 deterministic=deterministic,
             )
         return self._tfds_records(split, shuffle_files, seed, input_context, deterministic,
-                                  with_boxes)
+                                  with_boxes, autocache)
 
-    def _tfds_records(self, split, shuffle_files, seed, input_context, deterministic, with_boxes):
+    def _tfds_records(self, split, shuffle_files, seed, input_context, deterministic, with_boxes,
+                      autocache):
         info = self.builder.info
         image_key, label_key = info.supervised_keys or ("image", None)
         name_key = next((k for k in ("image/filename", "file_name") if k in info.features), None)
@@ -157,6 +161,7 @@ class Source:
             input_context=input_context if file_sharding else None,
             add_tfds_id=name_key is None,
             options=options,
+            try_autocache=autocache,
         )
         ds = self.builder.as_dataset(
             split=split,
@@ -519,7 +524,7 @@ def decoded_images(
     Example:
         >>> image, label, name = next(iter(decoded_images(source, "test")))  # doctest: +SKIP
     """
-    records = source.raw_records(split, with_boxes=with_boxes)
+    records = source.raw_records(split, with_boxes=with_boxes, autocache=False)
     if max_examples is not None:
         records = records.take(max_examples)
     num = source.num_examples(split) if max_examples is None else max_examples
