@@ -111,6 +111,9 @@ def test_users_quiet_level_also_hides_the_import_lines(tmp_path):
     result = _run([str(ROOT / "bin" / "train"), "--helpshort"], cwd=tmp_path, TF_CPP_MIN_LOG_LEVEL="2")
     assert "bin/train: trains a VGG network" in result.stdout, result.stderr[-3000:]
     assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr
+    # --helpshort lists the command's own flags, wherever in vgg_tf.cli they are defined.
+    for flag in ("--variant:", "--config:", "--workdir:", "--cpu_devices:"):
+        assert flag in result.stdout, result.stdout
 
 
 def test_requested_verbosity_reads_absl_spellings():

@@ -8,7 +8,7 @@ for them. The library (``import vgg_tf``) never does this.
 
 import sys
 
-from absl import app
+from absl import app, flags
 
 from vgg_tf.cli import quiet as _quiet
 
@@ -19,4 +19,10 @@ def run_app(main, doc: str | None) -> None:
     """``absl.app.run(main)`` with ``doc`` as the usage text of ``--help`` (absl prints the
     ``__main__`` module's docstring: a console script's wrapper has none)."""
     sys.modules["__main__"].__doc__ = doc
+    # absl's --helpshort lists the key flags of the script (sys.argv[0]); the flags
+    # live in the command's module and the shared flag modules it imports.
+    for module in flags.FLAGS.flags_by_module_dict():
+        if module.startswith("vgg_tf.cli."):
+            for flag in flags.FLAGS.get_key_flags_for_module(module):
+                flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
     app.run(main)
