@@ -44,7 +44,7 @@ def _assert_same_weights(a, b, atol):
         np.testing.assert_allclose(x, y, atol=atol, rtol=0)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def train_run(run_bin, tfds_dir):
     """``run(workdir, *flags, env=None, timeout=600, check=True)``: bin/train on the digits."""
 
@@ -151,11 +151,21 @@ def test_a_run_never_starts_from_a_model_in_its_own_workdir(tmp_path):
 
 # --- Runs ------------------------------------------------------------------
 
+# Two epochs of the paper's net A, deterministic: the uninterrupted run that a killed and
+# resumed run must equal, and the run whose artifacts are checked.
+PAPER_RUN = ["--variant=A", "--epochs=2", *TINY_FLAGS, "--deterministic"]
+
+
+@pytest.fixture(scope="module")
+def paper_run(tmp_path_factory, train_run):
+    """``(workdir, result)``: bin/train run to the end with ``PAPER_RUN``."""
+    workdir = tmp_path_factory.mktemp("paper") / "run"
+    return workdir, train_run(workdir, *PAPER_RUN)
+
 
 @pytest.mark.slow
-def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, train_run):
-    workdir = tmp_path / "run"
-    result = train_run(workdir, "--variant=A", "--epochs=2", *TINY_FLAGS)
+def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, paper_run, train_run):
+    workdir, result = paper_run
     last = result.stdout.strip().splitlines()[-1]
     assert last.startswith("final validation top-1 error")
     for name in ("metrics.csv", "config.json", "learning_curves.png", "model.keras"):
@@ -186,8 +196,7 @@ def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, train_run
     assert check.stdout.strip() == "ok", check.stderr[-2000:]
 
     # Same workdir, another learning rate: refused, nothing deleted.
-    refused = train_run(workdir, "--variant=A", "--epochs=2", *TINY_FLAGS,
-                        "--learning_rate=0.5", check=False)
+    refused = train_run(workdir, *PAPER_RUN, "--learning_rate=0.5", check=False)
     assert refused.returncode != 0
     assert "learning_rate: 0.01 -> 0.5" in refused.stderr and "--overwrite" in refused.stderr
     assert (workdir / "model.keras").is_file() and (workdir / "checkpoints").is_dir()
@@ -333,23 +342,31 @@ def _assert_trained_and_equal(a_dir, b_dir, atol):
         np.testing.assert_allclose(a[name], b[name], atol=atol, rtol=0, err_msg=name)
 
 
+@pytest.fixture(scope="module")
+def one_replica_run(tmp_path_factory, train_run, subprocess_env):
+    """``(workdir, result)``: bin/train with ``EQUIVALENCE_FLAGS`` on one device, one process."""
+    workdir = tmp_path_factory.mktemp("equivalence") / "one"
+    return workdir, train_run(workdir, *EQUIVALENCE_FLAGS, env=subprocess_env(**EXACT_CPU))
+
+
 @pytest.mark.slow
-def test_mirrored_over_two_devices_equals_one_device(tmp_path, train_run, subprocess_env):
-    env = subprocess_env(**EXACT_CPU)
-    one = train_run(tmp_path / "one", *EQUIVALENCE_FLAGS, env=env)
+def test_mirrored_over_two_devices_equals_one_device(tmp_path, train_run, subprocess_env,
+                                                     one_replica_run):
+    one_dir, one = one_replica_run
     two = train_run(tmp_path / "two", *EQUIVALENCE_FLAGS, "--cpu_devices=2",
-                    "--strategy=mirrored", "--devices=/cpu:0,/cpu:1", env=env)
+                    "--strategy=mirrored", "--devices=/cpu:0,/cpu:1",
+                    env=subprocess_env(**EXACT_CPU))
     # The second run really was split over two replicas (a device list falling back to one
     # device would make the comparison vacuous).
     assert (_replicas(one.stdout), _replicas(two.stdout)) == (1, 2), two.stdout[-2000:]
-    _assert_trained_and_equal(tmp_path / "one", tmp_path / "two", 1e-5)
+    _assert_trained_and_equal(one_dir, tmp_path / "two", 1e-5)
 
 
 @pytest.mark.slow
-def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir, train_run, bin_command,
-                                                    subprocess_env, free_ports):
+def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir, bin_command,
+                                                    subprocess_env, free_ports, one_replica_run):
     common = EQUIVALENCE_FLAGS
-    single = train_run(tmp_path / "single", *common, env=subprocess_env(**EXACT_CPU))
+    single_dir, single = one_replica_run
     ports = free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     workdir = tmp_path / "multi"
@@ -371,7 +388,7 @@ def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir, train_ru
     chief = _weights(workdir / "model.keras")
     worker = _weights(workdir / "workers" / "worker1.keras")
     _assert_same_weights(chief, worker, 0)
-    _assert_trained_and_equal(workdir, tmp_path / "single", 1e-5)
+    _assert_trained_and_equal(workdir, single_dir, 1e-5)
 
 
 @pytest.mark.slow
@@ -400,14 +417,20 @@ def test_every_worker_refuses_a_workdir_of_another_run(tmp_path, tfds_dir, bin_c
 @pytest.mark.parametrize("batch_norm", [False, True], ids=["paper", "batch_norm"])
 def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir, digits,
                                                               train_run, bin_command,
-                                                              subprocess_env, batch_norm):
+                                                              subprocess_env, batch_norm,
+                                                              request):
     """Killed mid-epoch, then run again: the same weights as an uninterrupted run, bit for
     bit. With batch norm (the digits recipe) that includes the moving statistics, which
     the checkpoint must hold as well as the trained weights."""
-    epochs = 1 if batch_norm else 2  # (one epoch keeps the added case short)
-    common = ["--variant=A", f"--epochs={epochs}",
-              *_flags(f"--config.batch_norm={str(batch_norm).lower()}"), "--deterministic"]
-    train_run(tmp_path / "whole", *common)
+    if batch_norm:  # (one epoch keeps the added case short)
+        epochs = 1
+        common = ["--variant=A", "--epochs=1", *_flags("--config.batch_norm=true"),
+                  "--deterministic"]
+        whole_dir = tmp_path / "whole"
+        train_run(whole_dir, *common)
+    else:
+        epochs, common = 2, PAPER_RUN
+        whole_dir = request.getfixturevalue("paper_run")[0]
 
     workdir = tmp_path / "killed"
     cmd = bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}", *common)
@@ -434,7 +457,7 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir
     step = int(resumed_at.group(1))
     assert 0 < step < steps_per_epoch and step % 5 == 0, (step, steps_per_epoch)
     assert f"Epoch 1/{epochs}" in resumed.stdout.split(resumed_at.group(0), 1)[1]
-    whole, killed = (_named_weights(tmp_path / "whole" / "model.keras"),
+    whole, killed = (_named_weights(whole_dir / "model.keras"),
                      _named_weights(workdir / "model.keras"))
     assert sorted(whole) == sorted(killed)
     for name in whole:  # kernels, biases and, with batch norm, the moving statistics
