@@ -309,40 +309,17 @@ def test_cli_bad_input_exits_with_one_clear_line(tmp_path, tune_run, flag, messa
 
 
 @pytest.mark.slow
-def test_cli_three_trials_print_a_table_and_the_best_config_trains(tmp_path, tfds_dir, tune_run,
-                                                                   run_bin):
-    result = tune_run(tmp_path / "search", "--tuner=random", "--max_trials=3", *TINY_FLAGS)
-    header, rows = _table(result.stdout)
-    assert header == ["trial", "status", "learning_rate", "weight_decay", "dropout", "batch_size",
-                      "scale", "init", "val_top1_error"]
-    assert [row[1] for row in rows] == ["COMPLETED"] * 3
-    errors = {row[0].rstrip("*"): float(row[-1]) for row in rows}
-    best = next(row[0].rstrip("*") for row in rows if row[0].endswith("*"))
-    assert errors[best] == min(errors.values()) and 0 <= errors[best] < 1
-    for trial in errors:  # every trial is a training workdir
-        assert os.path.exists(tmp_path / "search" / "p" / f"trial_{trial}" / "model.keras")
-    best_config = tmp_path / "search" / "p" / "best_config.py"
-    assert f"best config: {best_config}" in result.stdout
-    trained = run_bin("train", f"--config={best_config}", f"--workdir={tmp_path / 'full'}",
-                      f"--data_dir={tfds_dir}", "--epochs=1", timeout=300)
-    assert "final validation top-1 error" in trained.stdout
-    with open(tmp_path / "full" / "config.json") as f:
-        recorded = json.load(f)
-    with open(tmp_path / "search" / "p" / f"trial_{best}" / "config.json") as f:
-        trial = json.load(f)
-    for field in ("learning_rate", "weight_decay", "dropout", "batch_size", "scale_min",
-                  "scale_max", "kernel_initializer", "width_multiplier"):
-        assert recorded[field] == trial[field], field
-
-
-@pytest.mark.slow
-def test_cli_killed_mid_trial_continues_on_rerun(tmp_path, tune_command, tune_run,
-                                                 subprocess_env):
-    flags = ["--max_trials=2", "--batch_sizes=32", *TINY_FLAGS]
-    cmd = tune_command(tmp_path, *flags)
-    project = tmp_path / "p"
+def test_cli_killed_mid_trial_continues_on_rerun_then_the_best_config_trains(
+        tmp_path, tfds_dir, tune_command, tune_run, run_bin, subprocess_env):
+    """bin/tune killed while its second trial trains, then run again: the second trial goes
+    on from its checkpoint, the first is not rerun, the third runs; the table of the three
+    is printed and the best trial's recipe trains with bin/train."""
+    flags = ["--tuner=random", "--max_trials=3", *TINY_FLAGS]
+    search = tmp_path / "search"
+    project = search / "p"
     log = open(tmp_path / "first.log", "w")
-    process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=subprocess_env())
+    process = subprocess.Popen(tune_command(search, *flags), stdout=log,
+                               stderr=subprocess.STDOUT, env=subprocess_env())
     deadline = time.time() + 300
     try:
         # Kill once the second trial has a checkpoint (the first one is then complete).
@@ -356,18 +333,42 @@ def test_cli_killed_mid_trial_continues_on_rerun(tmp_path, tune_command, tune_ru
         log.close()
     before = _trials(project)
     assert before["0"]["status"] == "COMPLETED" and before["1"]["status"] == "RUNNING"
+    assert set(before) == {"0", "1"}
     finished = project / "trial_0" / "metrics.csv"
     stamp, content = os.stat(finished).st_mtime_ns, finished.read_text()
 
-    result = tune_run(tmp_path, *flags)
+    result = tune_run(search, *flags)
     after = _trials(project)
-    assert [after[t]["status"] for t in ("0", "1")] == ["COMPLETED", "COMPLETED"]
-    assert set(after) == {"0", "1"}
+    assert set(after) == {"0", "1", "2"}
+    assert [after[t]["status"] for t in ("0", "1", "2")] == ["COMPLETED"] * 3
     assert after["1"]["hyperparameters"]["values"] == before["1"]["hyperparameters"]["values"]
     assert "Resumed from" in result.stdout  # trial 1 went on from its checkpoint
     assert os.stat(finished).st_mtime_ns == stamp and finished.read_text() == content
     epochs = (project / "trial_1" / "metrics.csv").read_text().strip().splitlines()[1:]
     assert len(epochs) == 1  # one epoch recorded once: continued, not trained again
+
+    header, rows = _table(result.stdout)
+    assert header == ["trial", "status", "learning_rate", "weight_decay", "dropout", "batch_size",
+                      "scale", "init", "val_top1_error"]
+    assert [row[1] for row in rows] == ["COMPLETED"] * 3
+    errors = {row[0].rstrip("*"): float(row[-1]) for row in rows}
+    assert sorted(errors) == ["0", "1", "2"]
+    best = next(row[0].rstrip("*") for row in rows if row[0].endswith("*"))
+    assert errors[best] == min(errors.values()) and 0 <= errors[best] < 1
+    for trial in errors:  # every trial is a training workdir
+        assert os.path.exists(project / f"trial_{trial}" / "model.keras")
+    best_config = project / "best_config.py"
+    assert f"best config: {best_config}" in result.stdout
+    trained = run_bin("train", f"--config={best_config}", f"--workdir={tmp_path / 'full'}",
+                      f"--data_dir={tfds_dir}", "--epochs=1", timeout=300)
+    assert "final validation top-1 error" in trained.stdout
+    with open(tmp_path / "full" / "config.json") as f:
+        recorded = json.load(f)
+    with open(project / f"trial_{best}" / "config.json") as f:
+        trial = json.load(f)
+    for field in ("learning_rate", "weight_decay", "dropout", "batch_size", "scale_min",
+                  "scale_max", "kernel_initializer", "width_multiplier"):
+        assert recorded[field] == trial[field], field
 
 
 @pytest.mark.slow
