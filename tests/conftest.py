@@ -17,6 +17,8 @@ Fixtures (each test file asks for what it uses):
   VP8X among them), each declaring more than 40 MP on a body of a few hundred bytes.
 * ``tiny_model``, ``tiny_run_config``, ``make_workdir``: a tiny net A and a run
   directory holding it, written by :mod:`vgg_tf.workdir` as the trainer does.
+* ``trained_digits_run``: a run directory of a tiny net A trained for a few seconds on
+  the digits, once per session.
 * ``make_bad_image_folder`` / ``bad_image_folder``: issue 10's acceptance folder
   (the two bombs, a thin strip, an animated GIF, a BMP, a WebP and a truncated
   JPEG among good JPEGs in two classes).
@@ -375,6 +377,36 @@ def make_workdir():
         return path
 
     return make
+
+
+def _digit_images():
+    """scikit-learn's digits as 40 x 40 RGB uint8 images (8 x 8 upsampled 5x) and labels."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    gray = (digits.images * (255.0 / 16.0)).astype("uint8")
+    up = np.kron(gray, np.ones((1, 5, 5), "uint8"))
+    return np.repeat(up[..., None], 3, axis=-1), digits.target.astype("int32")
+
+
+@pytest.fixture(scope="session")
+def trained_digits_run(tmp_path_factory, make_workdir) -> Path:
+    """A tiny net A trained for a few seconds on the first 1500 digits (Keras' fit on centre
+    crops at S = 32, 40, 48), saved per the workdir contract; its config has flips on."""
+    import keras
+    import tensorflow as tf
+
+    images, labels = _digit_images()
+    mean = images.reshape(-1, 3).mean(axis=0)
+    model = _tiny_model(seed=0)
+    train = np.concatenate([
+        tf.image.resize(images[:1500].astype("float32"), (s, s)).numpy()[
+            :, (s - 32) // 2:(s + 32) // 2, (s - 32) // 2:(s + 32) // 2]
+        for s in (32, 40, 48)]) - mean
+    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
+    model.fit(train, np.tile(labels[:1500], 3), batch_size=64, epochs=3, verbose=0)
+    return make_workdir(tmp_path_factory.mktemp("digits_A"), model,
+                        mean_rgb=[float(m) for m in mean], weight_decay=0.0, flip=True)
 
 
 # --- Issue 10's acceptance folder --------------------------------------------------------

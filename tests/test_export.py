@@ -33,22 +33,10 @@ def _digit_images():
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory, tiny_model, make_workdir):
-    """A small net A trained for a few seconds on the digits, saved per the workdir contract."""
-    images, labels = _digit_images()
-    mean = images.reshape(-1, 3).mean(axis=0)
-    model = tiny_model(seed=0)
-    # Centre 32x32 crops of the training digits rescaled to S = 32, 40, 48 (the test scales).
-    train = np.concatenate([
-        tf.image.resize(images[:1500].astype("float32"), (s, s)).numpy()[
-            :, (s - 32) // 2:(s + 32) // 2, (s - 32) // 2:(s + 32) // 2]
-        for s in (32, 40, 48)]) - mean
-    model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
-    model.fit(train, np.tile(labels[:1500], 3), batch_size=64, epochs=3, verbose=0)
-    # The tiny run config is the digits recipe's (flip=False); this model is served with
-    # flips, as it always was here.
-    return make_workdir(tmp_path_factory.mktemp("digits_A"), model,
-                        mean_rgb=[float(m) for m in mean], weight_decay=0.0, flip=True)
+def workdir(trained_digits_run):
+    """A small net A trained on the first 1500 digits (those above are held out), served
+    with flips."""
+    return trained_digits_run
 
 
 @pytest.fixture(scope="module")

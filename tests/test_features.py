@@ -145,24 +145,10 @@ def test_linear_svm_on_the_descriptors_scores_a_held_out_split(tiny_run, tfds_di
 # --- The command line -----------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def digits_run(tmp_path_factory, tfds_dir):
-    """A tiny net A trained for two epochs on the digits (about 30 s)."""
-    from vgg_tf import train
-    from vgg_tf.configs import digits
-
-    config = digits.get_config()
-    config.update(dict(width_multiplier=1 / 16, epochs=2, batch_norm=False, warmup_epochs=0.0,
-                       scale_max=40, data_dir=str(tfds_dir), checkpoint_every_steps=1000))
-    run = tmp_path_factory.mktemp("trained") / "digits_A"
-    train.train_and_evaluate(config, str(run))
-    return run
-
-
 @pytest.mark.slow
 def test_bin_features_linear_eval_on_a_digits_model_prints_an_accuracy(
-        run_bin, digits_run, tfds_dir, tmp_path):
-    result = run_bin("features", f"--model={digits_run}", f"--data_dir={tfds_dir}",
+        run_bin, trained_digits_run, tfds_dir, tmp_path):
+    result = run_bin("features", f"--model={trained_digits_run}", f"--data_dir={tfds_dir}",
                      "--linear_eval", f"--output={tmp_path / 'test.npz'}")
     match = re.search(r"^test accuracy on digits \[test\] \(360 images\): ([\d.]+)%$",
                       result.stdout, re.MULTILINE)
