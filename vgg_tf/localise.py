@@ -9,7 +9,9 @@ every scale and every localisation net (their union: several nets fuse this
 way) are merged greedily as in OverFeat (:func:`vgg_tf.boxes.greedy_merge`),
 each box weighted by the classifier's posterior of that class at that location
 (its score map at the same scale, resampled to the box map's size); the merged
-box with the highest total is the class's box.
+box with the highest total is the class's box. With ``windows="crops"`` each
+window is cut out and run alone instead, zero-padded as in training (§3.2's
+multi-crop boundary conditions), which nets with a 32-pixel crop need.
 
 The same :class:`Localiser` serves ``bin/evaluate --task localisation``,
 ``bin/predict --boxes`` and the exported SavedModel (:func:`export_localisation`),

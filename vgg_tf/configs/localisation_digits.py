@@ -11,6 +11,11 @@ flips, batch norm), so every layer but the last carries over.
     bin/train --variant A
     bin/train --task localisation --head scr --init_from workdirs/digits_A
     bin/train --task localisation --head pcr --init_from workdirs/digits_A
+    bin/evaluate --task localisation --model workdirs/digits_on_canvas_A_scr \
+        --classifier workdirs/digits_A --scales 40,48,56 --offsets 4 --windows crops
+
+A 32-pixel crop ends in a 1x1 pooling map, so its boxes are evaluated with each
+window cropped (``--windows crops``; BUILD.md, "Localisation").
 """
 
 from vgg_tf.config import paper_recipe
