@@ -17,7 +17,7 @@ from etils import epath
 from PIL import Image
 from skimage import data
 
-from vgg_tf import images, sources
+from vgg_tf import images, pixel_statistics, sources
 from vgg_tf import input_pipeline as ip
 
 CROP = 32
@@ -169,50 +169,6 @@ def test_folder_splits_from_split_folders_or_held_out(tmp_path, encode):
         sources.get_source(str(tmp_path / "empty"))
 
 
-def test_folder_source_and_statistics(tmp_path, encode):
-    for label, colour in {"red": (255, 0, 0), "grey": (100, 100, 100)}.items():
-        os.makedirs(tmp_path / label)
-        for i in range(3):
-            (tmp_path / label / f"{i}.png").write_bytes(
-                encode(np.full((20, 30, 3), colour, np.uint8), "PNG"))
-    source = sources.get_source(str(tmp_path))
-    assert source.class_names == ("grey", "red") and source.num_classes == 2
-    mean = sources.compute_mean_rgb(source, split="train")
-    np.testing.assert_allclose(mean, (177.5, 50.0, 50.0), atol=1e-6)
-    eigval, eigvec = sources.compute_pca_lighting(source, split="train")
-    assert eigval[0] >= eigval[1] >= eigval[2] >= 0
-    np.testing.assert_allclose(np.asarray(eigvec).T @ np.asarray(eigvec), np.eye(3), atol=1e-6)
-    # Two colours, half the pixels each: all the variance lies along their difference.
-    difference = np.array([255.0, 0, 0]) - 100.0
-    np.testing.assert_allclose(np.abs(np.asarray(eigvec)[:, 0]),
-                               np.abs(difference) / np.linalg.norm(difference), atol=1e-6)
-    half = np.linalg.norm(difference) / 2 / 255  # standard deviation along it, pixels in [0, 1]
-    assert eigval[0] == pytest.approx(255 * half**2) and eigval[1] == pytest.approx(0, abs=1e-6)
-
-
-def test_statistics_skip_bad_and_oversized_records_and_name_them(tmp_path, encode, zero_png,
-                                                                 capfd):
-    os.makedirs(tmp_path / "c")
-    for i, colour in enumerate(((200, 100, 0), (0, 100, 200))):
-        (tmp_path / "c" / f"{i}.png").write_bytes(
-            encode(np.full((10, 10, 3), colour, np.uint8), "PNG"))
-    (tmp_path / "c" / "garbage.jpg").write_bytes(b"no image")
-    (tmp_path / "c" / "zeros.png").write_bytes(zero_png(3000, 2000))  # 6 MP, valid
-    source = sources.get_source(str(tmp_path))
-    capfd.readouterr()
-    # Over max_pixels the big black image is skipped as a bad record: it does not weigh in.
-    mean = sources.compute_mean_rgb(source, split="train", max_pixels=1_000_000)
-    np.testing.assert_allclose(mean, (100.0, 100.0, 100.0), atol=1e-6)
-    assert {name for _, name in _skipped(capfd.readouterr().err)} == {"garbage.jpg", "zeros.png"}
-    # Within the limits it counts, pixel for pixel.
-    mean = sources.compute_mean_rgb(source, split="train")
-    np.testing.assert_allclose(mean, np.asarray((100.0, 100.0, 100.0)) * 200 / 6_000_200,
-                               rtol=1e-6)
-    assert [name for _, name in _skipped(capfd.readouterr().err)] == ["garbage.jpg"]
-    eigval, _ = sources.compute_pca_lighting(source, split="train", max_pixels=1_000_000)
-    assert eigval[0] > 0
-
-
 def test_decoded_images_give_good_records_with_their_names(tmp_path, encode, capfd):
     os.makedirs(tmp_path / "c")
     for i in range(4):
@@ -304,7 +260,7 @@ def test_source_without_valid_images_raises_naming_it(tmp_path):
         list(ip.eval_dataset(source, split="train", batch_size=2, image_size=CROP,
                              crop_size=CROP))
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"{tmp_path}.*yielded no valid"):
-        sources.compute_mean_rgb(source)
+        pixel_statistics.compute_mean_rgb(source)
 
 
 # --- The policy itself ----------------------------------------------------------------------

@@ -12,10 +12,10 @@ decoded alone) and records come from a :class:`vgg_tf.sources.Source`; a bad
 record is skipped, counted and named (:func:`vgg_tf.sources.decode_skipping_bad`).
 
 Example:
-    >>> from vgg_tf import sources
+    >>> from vgg_tf import pixel_statistics, sources
     >>> source = sources.get_source("digits")  # doctest: +SKIP
-    >>> ds = train_dataset(source, batch_size=32, crop_size=32, scale_min=32,
-    ...                    scale_max=48, mean_rgb=sources.compute_mean_rgb(source),
+    >>> ds = train_dataset(source, batch_size=32, crop_size=32, scale_min=32, scale_max=48,
+    ...                    mean_rgb=pixel_statistics.compute_mean_rgb(source),
     ...                    seed=0)  # doctest: +SKIP
     >>> images, labels = next(iter(ds))  # float32 [32, 32, 32, 3], int32 [32]  # doctest: +SKIP
 """
@@ -200,10 +200,11 @@ def train_dataset(
         scale_min: Smin; each image's shorter side S is drawn uniformly (integers)
             from [scale_min, scale_max] (equal values: fixed S).
         scale_max: Smax.
-        mean_rgb: Training-set mean RGB to subtract (see :func:`compute_mean_rgb`).
+        mean_rgb: Training-set mean RGB to subtract
+            (see :func:`vgg_tf.pixel_statistics.compute_mean_rgb`).
         color_shift_std: Std of the PCA colour-shift coefficients (0 disables).
         pca_eigval: RGB covariance eigenvalues (0..255 pixels); ImageNet's by default,
-            or from :func:`compute_pca_lighting`.
+            or from :func:`vgg_tf.pixel_statistics.compute_pca_lighting`.
         pca_eigvec: Matching eigenvectors, as columns of a 3x3 matrix.
         flip: Random horizontal flips.
         seed: Seed of the shuffle and of all augmentation; drawn (and logged) if None.

@@ -34,7 +34,8 @@ import ml_collections
 import tensorflow as tf
 
 from vgg_tf import config as config_lib
-from vgg_tf import distribute, input_pipeline, models, sources, tasks, workdir as workdir_lib
+from vgg_tf import distribute, input_pipeline, models, pixel_statistics, sources, tasks
+from vgg_tf import workdir as workdir_lib
 from vgg_tf.checkpoints import RunCheckpoint
 from vgg_tf.steps import Trainer
 from vgg_tf.reporting import RunLog
@@ -263,7 +264,7 @@ def _mean_rgb(config, source: sources.Source, recorded: dict | None) -> tuple[fl
     if source.name.startswith("imagenet"):
         return workdir_lib.recorded_mean_rgb({})
     limits = _image_limits(config)
-    return tuple(float(v) for v in sources.compute_mean_rgb(source, **limits))
+    return tuple(float(v) for v in pixel_statistics.compute_mean_rgb(source, **limits))
 
 
 def _image_limits(config) -> dict:
