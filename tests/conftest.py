@@ -17,6 +17,7 @@ Fixtures (each test file asks for what it uses):
   VP8X among them), each declaring more than 40 MP on a body of a few hundred bytes.
 * ``tiny_model``, ``tiny_run_config``, ``make_workdir``: a tiny net A and a run
   directory holding it, written by :mod:`vgg_tf.workdir` as the trainer does.
+* ``digit_images``: scikit-learn's digits as 40 x 40 RGB images and their labels.
 * ``trained_digits_run``: a run directory of a tiny net A trained for a few seconds on
   the digits, once per session.
 * ``make_bad_image_folder`` / ``bad_image_folder``: issue 10's acceptance folder
@@ -387,6 +388,12 @@ def _digit_images():
     gray = (digits.images * (255.0 / 16.0)).astype("uint8")
     up = np.kron(gray, np.ones((1, 5, 5), "uint8"))
     return np.repeat(up[..., None], 3, axis=-1), digits.target.astype("int32")
+
+
+@pytest.fixture(scope="session")
+def digit_images():
+    """``(images, labels)``: scikit-learn's digits as 40 x 40 RGB uint8 images, int32 labels."""
+    return _digit_images()
 
 
 @pytest.fixture(scope="session")

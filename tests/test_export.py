@@ -19,15 +19,6 @@ from vgg_tf import export as ex
 DIGIT_SIDE = 40  # digits upsampled 5x: the recipe jitters S in [32, 48] around it
 
 
-def _digit_images():
-    from sklearn.datasets import load_digits
-
-    digits = load_digits()
-    gray = (digits.images * (255.0 / 16.0)).astype("uint8")
-    up = np.kron(gray, np.ones((1, 5, 5), "uint8"))  # 8x8 -> 40x40
-    return np.repeat(up[..., None], 3, axis=-1), digits.target.astype("int32")
-
-
 # The tests below share a model trained for about ten seconds (the fixture `workdir`): they
 # are marked slow. The quick loop has its own check on an untrained model (at the end).
 
@@ -52,9 +43,9 @@ def served(exported):
     return tf.saved_model.load(exported[1])
 
 
-def _test_images(encode):
+def _test_images(encode, digit_images):
     """Three held-out digits at shapes of their own, as real PNG and JPEG bytes."""
-    images, labels = _digit_images()
+    images, labels = digit_images
     picks = [1600, 1700, 1790]
     raw = [images[picks[0]], images[picks[1]][:, 4:], np.pad(images[picks[2]], ((8, 0), (0, 0), (0, 0)))]
     return [encode(raw[0], "PNG"), encode(raw[1], "JPEG"), encode(raw[2], "PNG")], labels[picks]
@@ -123,10 +114,10 @@ def _site_packages_without(root, excluded=("keras", "tf_keras", "vgg_tf")):
 
 @pytest.mark.slow
 def test_served_by_both_loaders_in_a_tensorflow_only_process(exported, workdir, tmp_path, encode,
-                                                             subprocess_env):
+                                                             subprocess_env, digit_images):
     base, version_dir = exported
     assert os.listdir(base) == ["1"] and version_dir == str(base / "1")
-    data, labels = _test_images(encode)
+    data, labels = _test_images(encode, digit_images)
     files = []
     for i, blob in enumerate(data):
         files.append(tmp_path / f"image{i}")
@@ -183,8 +174,8 @@ def _serve(served, blobs):
 
 
 @pytest.mark.slow
-def test_modes_sizes_and_the_float_signature(served, workdir, encode):
-    images, _ = _digit_images()
+def test_modes_sizes_and_the_float_signature(served, workdir, encode, digit_images):
+    images, _ = digit_images
     colour = images[5].copy()
     colour[..., 1] //= 2
     blobs = [encode(colour, "PNG", "L"), encode(colour, "PNG", "RGBA"),
@@ -206,8 +197,8 @@ def test_modes_sizes_and_the_float_signature(served, workdir, encode):
 
 @pytest.mark.slow
 def test_bad_input_errors_per_call_and_bombs_rejected(served, encode, zero_png, png_header,
-                                                      header_bombs):
-    good = encode(_digit_images()[0][0], "PNG")
+                                                      header_bombs, digit_images):
+    good = encode(digit_images[0][0], "PNG")
     real_bomb = zero_png(7000, 6000)  # 42 MP of zeros: a few KB of PNG
     assert len(real_bomb) < 100_000
     # A real PNG bomb, and headers of every format (WebP's VP8, VP8L and VP8X among them)
@@ -232,11 +223,11 @@ def test_bad_input_errors_per_call_and_bombs_rejected(served, encode, zero_png, 
 
 
 @pytest.mark.slow
-def test_max_pixels_and_scales_are_export_options(workdir, tmp_path, encode):
+def test_max_pixels_and_scales_are_export_options(workdir, tmp_path, encode, digit_images):
     version_dir = ex.export_saved_model(workdir, tmp_path, scales=[48], max_pixels=40 * 40,
                                         top_k=3, verbose=0)
     served = tf.saved_model.load(version_dir)
-    ok = encode(_digit_images()[0][0], "PNG")  # 40x40 = the limit
+    ok = encode(digit_images[0][0], "PNG")  # 40x40 = the limit
     too_big = encode(np.zeros((40, 41, 3), "uint8"), "PNG")
     out = _serve(served, [ok])
     assert out["classes"].shape == (1, 3)
@@ -318,9 +309,9 @@ def test_cli(workdir, tmp_path, run_bin):
 
 @pytest.mark.slow
 def test_served_probabilities_match_bin_evaluate_dense(exported, workdir, served, tmp_path,
-                                                       encode, run_bin):
+                                                       encode, run_bin, digit_images):
     """Acceptance: bin/evaluate's dense protocol and the served graph agree per image."""
-    images, labels = _digit_images()
+    images, labels = digit_images
     root = tmp_path / "digits_folder"
     for index in range(1700, 1797, 10):  # held-out digits, one per class or so
         folder = root / str(labels[index])
@@ -354,12 +345,13 @@ def test_served_probabilities_match_bin_evaluate_dense(exported, workdir, served
 
 def test_an_untrained_model_is_served_as_evaluated_and_bombs_are_refused(tmp_path, make_workdir,
                                                                           encode, zero_png,
-                                                                          header_bombs):
+                                                                          header_bombs,
+                                                                          digit_images):
     workdir = make_workdir(tmp_path / "run")
     version_dir = ex.export_saved_model(workdir, tmp_path / "models", scales=[40], verbose=0)
     assert version_dir == str(tmp_path / "models" / "1")
     served = tf.saved_model.load(version_dir)
-    digits, _ = _digit_images()
+    digits, _ = digit_images
     blobs = [encode(digits[5], "PNG"), encode(np.kron(digits[7], np.ones((2, 3, 1), "uint8")))]
     out = _serve(served, blobs)
     evaluator = ev.ModelEvaluator(workdir_lib.load_trained_model(workdir), scales=[40])
