@@ -306,6 +306,30 @@ def global_channels_first():
     keras.config.set_image_data_format(before)
 
 
+def _channels_first_reference(theirs, images):
+    """keras.applications' channels_first answer, on CPUs with or without NCHW kernels."""
+    try:
+        return theirs.predict_on_batch(images)
+    except tf.errors.UnimplementedError:  # "only supports the NHWC tensor format on the CPU"
+        pass
+    channels, height, width = theirs.input_shape[1:]
+    keras.config.set_image_data_format("channels_last")
+    try:
+        nhwc = keras.applications.VGG16(weights=None, input_shape=(height, width, channels),
+                                        classes=theirs.output_shape[-1],
+                                        classifier_activation=None)
+    finally:
+        keras.config.set_image_data_format("channels_first")
+    for layer in theirs.layers:
+        if layer.weights:
+            nhwc.get_layer(layer.name).set_weights(layer.get_weights())
+    return nhwc.predict_on_batch(_nhwc(images))
+
+
+def _nhwc(images):
+    return np.ascontiguousarray(np.transpose(images, (0, 2, 3, 1)))
+
+
 def _nchw(images):
     return np.ascontiguousarray(np.transpose(images, (0, 3, 1, 2)))
 
@@ -438,7 +462,10 @@ def test_crop_size_of_lives_in_models_and_fcn_reexports_it():
 def test_channels_first_matches_keras_applications_at_64_pixels(global_channels_first):
     """keras.applications.VGG16 follows the global format and builds fc1 for the input size.
 
-    (Its NCHW layers run on this CPU through oneDNN; ours transpose at the input.)
+    Its NCHW convolutions run only where TensorFlow's oneDNN path is on; elsewhere its
+    answer is read from a channels_last copy with the same weights (Keras' Flatten puts a
+    channels_first map in (h, w, c) order, so fc1 is the same matrix in both formats).
+    Ours transpose at the input and run on every CPU.
     """
     keras.utils.set_random_seed(2)
     theirs = keras.applications.VGG16(weights=None, input_shape=(3, 64, 64), classes=10,
@@ -447,7 +474,7 @@ def test_channels_first_matches_keras_applications_at_64_pixels(global_channels_
     assert ours.count_params() == theirs.count_params()
     _copy_from_keras_applications(ours, theirs)
     images = np.random.default_rng(0).uniform(-120, 130, size=(2, 3, 64, 64)).astype("float32")
-    expected = theirs.predict_on_batch(images)
+    expected = _channels_first_reference(theirs, images)
     assert np.std(expected) > 1e-3
     np.testing.assert_allclose(ours.predict_on_batch(images), expected, atol=1e-4, rtol=1e-4)
     del theirs, ours
