@@ -23,6 +23,6 @@ def _doctest_names(doctest_namespace):
     import tensorflow as tf
 
     import vgg_tf
-    from vgg_tf import config as config_lib
+    from vgg_tf.training import recipe as config_lib
 
     doctest_namespace.update(np=np, tf=tf, keras=keras, vgg_tf=vgg_tf, config_lib=config_lib)

@@ -6,9 +6,13 @@ machine's own matmul bound, as a table and JSON.
     python -m benchmarks --mixed_precision --jit_compile --output gpu.json   # on a GPU
 """
 
-from vgg_tf.cli import quiet, run_app  # noqa: F401  (imports TensorFlow quietly first)
+import sys
 
-from benchmarks import suite
+from vgg_tf.cli import quiet
+from vgg_tf.cli.entry import run_app
 
 if __name__ == "__main__":
+    quiet.quiet_tensorflow(sys.argv)  # before TensorFlow is imported, as the commands do
+    from benchmarks import suite
+
     run_app(suite.main, __doc__)

@@ -8,7 +8,7 @@ one 512 x 512 photograph (scikit-image's astronaut):
   and multi-crop evaluation (5x5 crops x 2 flips = 50 crop-size crops per
   scale). §3.2 gives dense evaluation's efficiency (no re-computation per crop)
   as its reason but no figures;
-* wall time per image of both protocols through :class:`vgg_tf.evaluate.ModelEvaluator`,
+* wall time per image of both protocols through :class:`vgg_tf.inference.protocol.ModelEvaluator`,
   alternating the two.
 
 Weights are random: cost does not depend on them.
@@ -23,10 +23,10 @@ from PIL import Image
 from skimage import data
 
 from benchmarks import harness
-from vgg_tf import evaluate as ev
-from vgg_tf import images as images_lib
-from vgg_tf.fcn import to_fully_convolutional
-from vgg_tf.models import VGG
+from vgg_tf.inference import protocol as ev
+from vgg_tf.data import images as images_lib
+from vgg_tf.nets.fcn import to_fully_convolutional
+from vgg_tf.weights.applications import VGG
 
 CROP = 224
 MEAN_RGB = (123.68, 116.78, 103.94)

@@ -6,7 +6,7 @@ step differ, not the input pipeline (measured on its own in
 :mod:`benchmarks.pipeline`).
 
 * Inference: ``predict_on_batch`` of both Keras models, batch 16 and 32 at 224 px.
-* Training: vgg_tf's own step (:class:`vgg_tf.steps.Trainer`, the loop ``bin/train``
+* Training: vgg_tf's own step (:class:`vgg_tf.training.steps.Trainer`, the loop ``bin/train``
   runs, with the paper's weight decay and dropout 0.5, SGD momentum 0.9) against
   keras.applications compiled with the same SGD and trained with ``model.fit``
   (no weight decay, no dropout: the model as users get it).
@@ -24,10 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import harness, machine
-from vgg_tf import config as config_lib
-from vgg_tf import models as vgg_models
-from vgg_tf import steps
-from vgg_tf import train as train_lib
+from vgg_tf.training import recipe as config_lib
+from vgg_tf.nets import builder as vgg_models
+from vgg_tf.training import steps
+from vgg_tf.training import loop as train_lib
 
 #: A training step is about 3 forward passes of work (forward, grad wrt input, grad wrt weights).
 TRAIN_COST_FACTOR = 3.0
@@ -61,7 +61,7 @@ def _gflops(flops: float, seconds: list[float]) -> float:
 def inference(settings: harness.Settings, verbose: bool = True) -> dict:
     """img/s of vgg_tf's VGG16 and keras.applications.VGG16, ``predict_on_batch``, per batch size."""
     size = settings.image_size
-    ours = vgg_models.VGG("D", crop_size=size)
+    ours = vgg_models.build_vgg("D", crop_size=size)
     theirs = keras.applications.VGG16(weights=None, input_shape=(size, size, 3))
     for model in (ours, theirs):
         model.compile(jit_compile=settings.jit_compile)

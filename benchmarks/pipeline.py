@@ -20,7 +20,8 @@ from PIL import Image
 from skimage import data
 
 from benchmarks import harness
-from vgg_tf import input_pipeline, sources
+from vgg_tf.data import pipeline as input_pipeline
+from vgg_tf.data import sources
 
 SCALES = ((256, 256), (512, 512), (256, 512))
 

@@ -1,6 +1,6 @@
 """Served latency: the exported ``serving_default`` on one JPEG vs the bare forward pass.
 
-The SavedModel (:func:`vgg_tf.export.export_saved_model`) takes encoded image
+The SavedModel (:func:`vgg_tf.serving.export.export_saved_model`) takes encoded image
 bytes and runs the dense protocol inside: header checks, decoding, rescaling to
 each Q, mean subtraction, the fully-convolutional net on the image and its
 flip, spatial averaging, softmax, top-k. The bare forward pass is only the
@@ -21,10 +21,10 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import evaluation, harness
-from vgg_tf import evaluate as ev
-from vgg_tf import images as images_lib
-from vgg_tf.export import export_saved_model
-from vgg_tf.fcn import to_fully_convolutional
+from vgg_tf.inference import protocol as ev
+from vgg_tf.data import images as images_lib
+from vgg_tf.serving.export import export_saved_model
+from vgg_tf.nets.fcn import to_fully_convolutional
 
 
 def _latency(times: list[float]) -> dict:

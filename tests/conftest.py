@@ -5,7 +5,7 @@ Settings: quiet TensorFlow, the TensorFlow Keras backend.
 Fixtures (each test file asks for what it uses):
 
 * ``tfds_dir``: a TFDS data directory with the built-in digits prepared, once per
-  session; ``digits``: the digits :class:`vgg_tf.sources.Source` read from it.
+  session; ``digits``: the digits :class:`vgg_tf.data.sources.Source` read from it.
 * ``subprocess_env``, ``bin_command``, ``run_bin``: the environment and the
   command lines for running ``bin/*`` in a child process.
 * ``free_ports``: free localhost ports (multi-worker and tuning clusters).
@@ -60,7 +60,7 @@ _CLUSTER_VARIABLES = ("TF_CONFIG", "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP"
 @pytest.fixture(scope="session")
 def tfds_dir(tmp_path_factory) -> Path:
     """A TFDS data directory with the digits prepared (child processes only read it)."""
-    from vgg_tf.datasets import Digits
+    from vgg_tf.data.builtin import Digits
 
     root = tmp_path_factory.mktemp("tfds")
     Digits(data_dir=str(root)).download_and_prepare()
@@ -70,7 +70,7 @@ def tfds_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def digits(tfds_dir):
     """The digits source (train[:90%] / train[90%:] / test) from ``tfds_dir``."""
-    from vgg_tf import sources
+    from vgg_tf.data import sources
 
     return sources.get_source("digits", data_dir=str(tfds_dir))
 
@@ -320,7 +320,7 @@ def _tiny_model(seed: int = 0, classes: int = 10, variant: str = "A", crop_size:
                 **kwargs):
     import keras
 
-    from vgg_tf.models import VGG
+    from vgg_tf.weights.applications import VGG
 
     keras.utils.set_random_seed(seed)
     options = dict(width_multiplier=1 / 16, kernel_initializer="glorot", **kwargs)
@@ -335,7 +335,7 @@ def tiny_model():
 
 
 def _tiny_run_config(**changes) -> dict:
-    from vgg_tf import config as config_lib
+    from vgg_tf.training import recipe as config_lib
 
     recipe = config_lib.paper_recipe()
     recipe.update(dict(recipe="digits", dataset="digits", variant="A", crop_size=32,
@@ -512,7 +512,7 @@ def bad_image_folder(tmp_path_factory) -> BadImageFolder:
 @pytest.fixture(scope="session")
 def canvas_dir(tmp_path_factory) -> Path:
     """A TFDS data directory with the built-in digits_on_canvas prepared (localisation)."""
-    from vgg_tf.datasets import DigitsOnCanvas
+    from vgg_tf.data.builtin import DigitsOnCanvas
 
     root = tmp_path_factory.mktemp("tfds_canvas")
     DigitsOnCanvas(data_dir=str(root)).download_and_prepare()
@@ -522,6 +522,6 @@ def canvas_dir(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def canvas(canvas_dir):
     """The digits_on_canvas source (boxes included) from ``canvas_dir``."""
-    from vgg_tf import sources
+    from vgg_tf.data import sources
 
     return sources.get_source("digits_on_canvas", data_dir=str(canvas_dir))

@@ -8,8 +8,12 @@ import keras
 import numpy as np
 import pytest
 
-from vgg_tf import config as config_lib
-from vgg_tf import sources, workdir
+from vgg_tf.training import recipe as config_lib
+from vgg_tf import workdir
+from vgg_tf.data import constants
+from vgg_tf.weights import loading
+from vgg_tf.weights.trained import TrainedModel
+from vgg_tf.weights.trained import recorded_mean_rgb
 
 MEAN = (120.0, 110.0, 100.0)
 
@@ -65,12 +69,16 @@ def test_execution_fields_and_recorded_statistics_may_differ(tmp_path):
     recorded = {**json.loads(config.to_json()), "mean_rgb": [1.0, 2.0, 3.0], "num_classes": 10}
     workdir.write_config(tmp_path, recorded)
     config.strategy, config.steps_per_execution, config.jit_compile = "mirrored", 8, True
-    assert workdir.prepare(str(tmp_path), config) == recorded  # where and how fast, not what
+    execution = config_lib.EXECUTION_FIELDS
+    # Where and how fast, not what: ignored when the caller says so (the trainer does).
+    assert workdir.prepare(str(tmp_path), config, ignore=execution) == recorded
+    with pytest.raises(ValueError, match="strategy: 'default' -> 'mirrored'"):
+        workdir.prepare(str(tmp_path), config)
     config.mean_rgb = (1.0, 2.0, 3.0)  # compared only when the recipe sets one
-    assert workdir.prepare(str(tmp_path), config) == recorded
+    assert workdir.prepare(str(tmp_path), config, ignore=execution) == recorded
     config.mean_rgb = (9.0, 2.0, 3.0)
     with pytest.raises(ValueError, match=r"mean_rgb: \[1.0, 2.0, 3.0\] -> \[9.0, 2.0, 3.0\]"):
-        workdir.prepare(str(tmp_path), config)
+        workdir.prepare(str(tmp_path), config, ignore=execution)
 
 
 def test_config_differences_compares_nested_fields_both_sides_have():
@@ -79,9 +87,11 @@ def test_config_differences_compares_nested_fields_both_sides_have():
     assert workdir.config_differences(old, new, ignore=("strategy",)) == [
         "space.dropout: [0, 0.5] -> [0, 0.3]"]
     with pytest.raises(ValueError, match=r"holds a search with other settings \(space.dropout"):
-        workdir.check_same_run("d", old, new, "a search")
+        workdir.check_same_run("d", old, new, "a search", ignore=("strategy",))
     workdir.check_same_run("d", None, new, "a search")  # nothing recorded: nothing to refuse
-    workdir.check_same_run("d", old, {**old, "strategy": "mirrored"}, "a run")  # execution only
+    workdir.check_same_run("d", old, {**old, "strategy": "b"}, "a run", ignore=("strategy",))
+    with pytest.raises(ValueError, match="strategy: 'a' -> 'b'"):
+        workdir.check_same_run("d", old, {**old, "strategy": "b"}, "a run")
 
 
 def test_overwrite_removes_the_run_files_and_nothing_else(tmp_path, make_workdir):
@@ -167,7 +177,7 @@ def test_write_json_and_save_model_are_whole_or_nothing(tmp_path, tiny_model, mo
     ],
 )
 def test_scales_read_from_training_config(config, single, multi):
-    trained = workdir.TrainedModel(None, config, "x", "x")
+    trained = TrainedModel(None, config, "x", "x")
     assert trained.single_scale() == single
     assert trained.multi_scales() == multi
     assert (workdir.single_test_scale(config),) == single
@@ -190,25 +200,25 @@ def test_scales_without_training_scales_ask_for_them():
 
 
 def test_mean_rgb_is_the_recorded_one_else_imagenets():
-    assert workdir.recorded_mean_rgb({}) == sources.IMAGENET_MEAN_RGB
-    assert workdir.recorded_mean_rgb({"mean_rgb": None}) == sources.IMAGENET_MEAN_RGB
-    recorded = workdir.recorded_mean_rgb({"mean_rgb": [1, 2, 3]})
+    assert recorded_mean_rgb({}) == constants.IMAGENET_MEAN_RGB
+    assert recorded_mean_rgb({"mean_rgb": None}) == constants.IMAGENET_MEAN_RGB
+    recorded = recorded_mean_rgb({"mean_rgb": [1, 2, 3]})
     assert recorded == (1.0, 2.0, 3.0) and all(isinstance(v, float) for v in recorded)
-    assert workdir.TrainedModel(None, {}, "x", "x").mean_rgb == sources.IMAGENET_MEAN_RGB
-    assert workdir.TrainedModel(None, {"mean_rgb": list(MEAN)}, "x", "x").mean_rgb == MEAN
+    assert TrainedModel(None, {}, "x", "x").mean_rgb == constants.IMAGENET_MEAN_RGB
+    assert TrainedModel(None, {"mean_rgb": list(MEAN)}, "x", "x").mean_rgb == MEAN
 
 
 # --- Trained models --------------------------------------------------------------------------
 
 
-def test_load_trained_model(tmp_path, make_workdir, tiny_model):
+def test_load_model(tmp_path, make_workdir, tiny_model):
     model = tiny_model()
     config = dict(variant="A", crop_size=32, scale_min=32, scale_max=48, mean_rgb=list(MEAN),
                   class_names=[f"c{i}" for i in range(10)])
     make_workdir(tmp_path, model, config)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     for path in (tmp_path, tmp_path / "model.keras", str(tmp_path)):
-        trained = workdir.load_trained_model(path)
+        trained = loading.load_model(path)
         assert trained.config == config and trained.crop_size == 32
         assert trained.mean_rgb == MEAN and trained.class_names[3] == "c3"
         assert trained.name == f"A ({tmp_path.name})"
@@ -217,19 +227,19 @@ def test_load_trained_model(tmp_path, make_workdir, tiny_model):
         assert trained.single_scale() == (40,) and trained.multi_scales() == (32, 40, 48)
         np.testing.assert_allclose(trained.model(x), model(x), atol=1e-6)
     with pytest.raises(ValueError, match="expected a training workdir holding model.keras"):
-        workdir.load_trained_model(tmp_path / "missing")
+        loading.load_model(tmp_path / "missing")
     (tmp_path / "weights.h5").write_bytes(b"")
     with pytest.raises(ValueError, match="or a .keras file"):
-        workdir.load_trained_model(tmp_path / "weights.h5")
+        loading.load_model(tmp_path / "weights.h5")
 
 
 def test_a_keras_file_without_config_loads_with_what_the_model_says(tmp_path, tiny_model):
     model = tiny_model(classes=7, crop_size=64)
     workdir.save_model(model, tmp_path / "imported.keras")
-    trained = workdir.load_trained_model(tmp_path / "imported.keras")
+    trained = loading.load_model(tmp_path / "imported.keras")
     assert trained.config == {} and trained.class_names is None
     assert trained.crop_size == 64 and trained.num_classes == 7
-    assert trained.mean_rgb == sources.IMAGENET_MEAN_RGB and trained.flip
+    assert trained.mean_rgb == constants.IMAGENET_MEAN_RGB and trained.flip
     assert trained.name == f"{model.name} ({tmp_path.name})"
     with pytest.raises(ValueError, match="config.json with scale_min and scale_max"):
         trained.single_scale()
@@ -237,4 +247,4 @@ def test_a_keras_file_without_config_loads_with_what_the_model_says(tmp_path, ti
 
 def test_a_model_trained_without_flips_says_so(tmp_path, make_workdir):
     make_workdir(tmp_path, flip=False)
-    assert workdir.load_trained_model(tmp_path).flip is False
+    assert loading.load_model(tmp_path).flip is False

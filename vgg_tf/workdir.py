@@ -8,10 +8,10 @@ A run directory (workdir) holds what a training run leaves behind::
 
 This module owns those names and their meaning: writing and reading
 ``config.json``; refusing a workdir that holds a run of another recipe; the
-test scales Q a trained model is evaluated at (§4.1-4.2); the mean RGB (the
-recorded one, else ImageNet's); files written whole or not at all
-(:func:`atomic_path`); and :class:`TrainedModel`, a classifier with its
-training config, as evaluation, export and fine-tuning take it.
+test scales Q a trained model is evaluated at (§4.1-4.2); and files written
+whole or not at all (:func:`atomic_path`). It knows neither the recipe schema
+nor the networks: loading a model with its config is
+:func:`vgg_tf.weights.loading.load_model`.
 
 Example:
     >>> config = {"scale_min": 256, "scale_max": 512, "crop_size": 224}
@@ -22,7 +22,6 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import shutil
@@ -30,10 +29,6 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import keras
-
-from vgg_tf import models
-from vgg_tf.config import EXECUTION_FIELDS
-from vgg_tf.sources import IMAGENET_MEAN_RGB
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -122,15 +117,23 @@ def config_differences(old: Mapping, new: Mapping, ignore: Iterable[str] = ()) -
     return diffs
 
 
-def check_same_run(workdir: str, recorded: Mapping | None, current: Mapping, what: str) -> None:
+def check_same_run(workdir: str, recorded: Mapping | None, current: Mapping, what: str,
+                   ignore: Iterable[str] = ()) -> None:
     """Refuses to continue in ``workdir`` a run whose recorded settings differ.
+
+    Args:
+        workdir: The directory, for the message.
+        recorded: What the directory records (None: nothing, accepted).
+        current: What this run would record.
+        what: "a run", "a search": for the message.
+        ignore: Fields that may differ (how a run executes, not what it computes).
 
     Raises:
         ValueError: Naming every differing field, and how to start over.
     """
     if recorded is None:
         return
-    diffs = config_differences(recorded, current, ignore=EXECUTION_FIELDS)
+    diffs = config_differences(recorded, current, ignore=ignore)
     if diffs:
         raise ValueError(
             f"{workdir!r} holds {what} with other settings ({'; '.join(diffs)}); pass "
@@ -138,7 +141,8 @@ def check_same_run(workdir: str, recorded: Mapping | None, current: Mapping, wha
         )
 
 
-def prepare(workdir: str, config: Any, overwrite: bool = False) -> dict | None:
+def prepare(workdir: str, config: Any, overwrite: bool = False,
+            ignore: Iterable[str] = ()) -> dict | None:
     """Checks that ``workdir`` is new or belongs to this config; returns its recorded config.
 
     With ``overwrite`` the run files of a previous run are removed first.
@@ -157,7 +161,7 @@ def prepare(workdir: str, config: Any, overwrite: bool = False) -> dict | None:
     new = {k: v for k, v in current.items() if k not in _RECORDED_FIELDS}
     if config.mean_rgb is not None:
         old["mean_rgb"], new["mean_rgb"] = recorded.get("mean_rgb"), list(config.mean_rgb)
-    check_same_run(workdir, old, new, "a run")
+    check_same_run(workdir, old, new, "a run", ignore)
     return recorded
 
 
@@ -238,122 +242,3 @@ def multi_test_scales(config: Mapping, where: str = "") -> tuple[int, ...]:
     qs = [s_min - 32, s_min, s_min + 32] if s_min == s_max else [s_min, (s_min + s_max) // 2, s_max]
     crop = int(config.get("crop_size") or 0)
     return tuple(dict.fromkeys(max(q, crop) for q in qs))
-
-
-def recorded_mean_rgb(config: Mapping) -> tuple[float, float, float]:
-    """The mean RGB a model was trained with: recorded in its config, else ImageNet's.
-
-    Example:
-        >>> recorded_mean_rgb({})
-        (123.68, 116.78, 103.94)
-    """
-    mean = config.get("mean_rgb")
-    return tuple(float(m) for m in (IMAGENET_MEAN_RGB if mean is None else mean))
-
-
-# --- Trained models ----------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainedModel:
-    """A classifier and what evaluation, export and fine-tuning need from its training.
-
-    Attributes:
-        model: The Keras classifier as saved by the trainer (``model.keras``).
-        config: The training config (``config.json``), or ``{}`` when absent.
-        path: Where the model was read from.
-        name: A short label for tables: ``"<variant> (<directory name>)"``.
-    """
-
-    model: keras.Model
-    config: dict
-    path: str
-    name: str
-
-    @property
-    def crop_size(self) -> int:
-        return int(self.config.get("crop_size") or models.crop_size_of(self.model))
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.model.get_layer("fc8").units)
-
-    @property
-    def class_names(self) -> tuple[str, ...] | None:
-        names = self.config.get("class_names")
-        return tuple(str(n) for n in names) if names else None
-
-    @property
-    def flip(self) -> bool:
-        """Whether test images are also seen flipped: as the model was trained (§3.1-3.2)."""
-        return bool(self.config.get("flip", True))
-
-    @property
-    def mean_rgb(self) -> tuple[float, float, float]:
-        return recorded_mean_rgb(self.config)
-
-    @property
-    def task(self) -> str:
-        """``"classification"``, or ``"localisation"`` for a box regressor (Appendix A)."""
-        return str(self.config.get("task") or "classification")
-
-    def check_classifier(self) -> None:
-        """Refuses a localisation net where class scores are expected."""
-        if self.task != "classification":
-            raise ValueError(
-                f"Model {self.path!r} is a {self.task} net (it predicts boxes, not class "
-                "scores); expected a classifier. Localisation nets are evaluated, exported "
-                "and drawn with --task localisation (and --localiser in bin/predict)."
-            )
-
-    def check_rgb(self) -> None:
-        """Refuses a model whose input is not 3 channels: images are read as RGB here.
-
-        Evaluation, export and the input pipeline decode every image to RGB and
-        subtract a mean RGB; a grayscale or multispectral model (built with
-        another ``input_shape``) needs its own pipeline.
-        """
-        shape = self.model.input_shape
-        channels = shape[1] if models.data_format_of(self.model) == "channels_first" else shape[-1]
-        if channels != 3:
-            raise ValueError(
-                f"Model {self.path!r} takes {channels}-channel input; evaluation and export "
-                "read RGB images and expect a model with 3 input channels."
-            )
-
-    def _config_with_crop(self) -> dict:
-        return {**self.config, "crop_size": self.crop_size}
-
-    def single_scale(self) -> tuple[int]:
-        """``(Q,)``: the single test scale of :func:`single_test_scale`."""
-        return (single_test_scale(self._config_with_crop(), repr(self.path)),)
-
-    def multi_scales(self) -> tuple[int, ...]:
-        """The multi-scale test set of :func:`multi_test_scales`."""
-        return multi_test_scales(self._config_with_crop(), repr(self.path))
-
-
-def load_trained_model(path: str | os.PathLike) -> TrainedModel:
-    """Loads ``WORKDIR/model.keras`` (or a ``.keras`` file) and its ``config.json``.
-
-    Args:
-        path: A training workdir, or a ``.keras`` file (its ``config.json`` is
-            looked for in the same directory and may be absent).
-
-    Example:
-        >>> trained = load_trained_model("workdirs/digits_A")  # doctest: +SKIP
-        >>> trained.crop_size, trained.multi_scales()  # doctest: +SKIP
-        (32, (32, 40, 48))
-    """
-    path = os.fspath(path)
-    model_path = os.path.join(path, MODEL_FILE) if os.path.isdir(path) else path
-    if not (model_path.endswith(".keras") and os.path.isfile(model_path)):
-        raise ValueError(
-            f"Cannot load a model from {path!r}: expected a training workdir holding "
-            f"{MODEL_FILE}, or a .keras file."
-        )
-    model = keras.models.load_model(model_path, compile=False)
-    config = read_config(os.path.dirname(model_path) or ".") or {}
-    directory = os.path.basename(os.path.dirname(os.path.abspath(model_path)))
-    variant = config.get("variant") or model.name
-    return TrainedModel(model, config, model_path, f"{variant} ({directory})")

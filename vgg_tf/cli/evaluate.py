@@ -26,8 +26,11 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf import evaluate, tasks
-from vgg_tf.cli import image_flags, quiet, run_app
+from vgg_tf.cli import image_flags, quiet
+from vgg_tf.cli.entry import run_app
+from vgg_tf.evaluation import classification, localisation
+from vgg_tf.inference import protocol
+from vgg_tf.training import tasks
 
 _MODEL = flags.DEFINE_list(
     "model", None, "Training workdir(s) or .keras file(s), comma-separated.", required=True
@@ -39,7 +42,7 @@ _DATASET = flags.DEFINE_string(
 )
 _PROTOCOL = flags.DEFINE_list(
     "protocol", None,
-    f"One or more of {', '.join(evaluate.PROTOCOLS)} (default dense); --task localisation: "
+    f"One or more of {', '.join(protocol.PROTOCOLS)} (default dense); --task localisation: "
     "center_gt, dense_gt, dense (default center_gt,dense). Comma-separated.",
 )
 _TASK = flags.DEFINE_enum("task", "classification", list(tasks.TASKS), "What the models do.")
@@ -64,17 +67,13 @@ image_flags.define_limits("Skip")
 image_flags.define_windows()
 
 
-
-
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     quiet.absl_logging_to_warnings()
     try:
         if _TASK.value == "localisation":
-            from vgg_tf import localisation_eval
-
-            localisation_eval.evaluate_localisation(
+            localisation.evaluate_localisation(
                 _MODEL.value, _DATASET.value or "digits_on_canvas",
                 _PROTOCOL.value or "center_gt,dense",
                 classifier=_CLASSIFIER.value, scales=image_flags.scales(_SCALES.value),
@@ -83,7 +82,7 @@ def main(argv):
                 **image_flags.windows(), **image_flags.limits(),
             )
             return
-        evaluate.evaluate(
+        classification.evaluate(
             _MODEL.value,
             _DATASET.value or "digits",
             _PROTOCOL.value or ["dense"],

@@ -17,8 +17,10 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf import export, tasks
-from vgg_tf.cli import image_flags, quiet, run_app
+from vgg_tf.cli import image_flags, quiet
+from vgg_tf.cli.entry import run_app
+from vgg_tf.serving import export, localisation
+from vgg_tf.training import tasks
 
 _MODEL = flags.DEFINE_list(
     "model", None, "Training workdir or .keras file (localisation: workdirs).", required=True
@@ -50,12 +52,10 @@ def main(argv):
     quiet.absl_logging_to_warnings()  # keep the SavedModel writer's INFO lines out
     try:
         if _TASK.value == "localisation":
-            from vgg_tf import localise
-
             if not _CLASSIFIER.value:
                 raise ValueError("--task localisation needs --classifier=WORKDIR: the classifier "
                                  "whose scores rank the boxes.")
-            localise.export_localisation(
+            localisation.export_localisation(
                 _MODEL.value, _CLASSIFIER.value, _EXPORT_DIR.value, version=_VERSION.value,
                 scales=image_flags.scales(_SCALES.value), top_k=_TOP_K.value,
                 **image_flags.windows(), **image_flags.limits(),

@@ -27,8 +27,9 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf import features
-from vgg_tf.cli import image_flags, quiet, run_app
+from vgg_tf.evaluation import features
+from vgg_tf.cli import image_flags, quiet
+from vgg_tf.cli.entry import run_app
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Training workdir, .keras file, or imagenet-D / imagenet-E.", required=True

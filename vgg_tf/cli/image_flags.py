@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from vgg_tf import images
+from vgg_tf.data import images
 
 
 def define_limits(verb: str = "Skip") -> None:
@@ -40,7 +40,7 @@ def scales(values: list[str] | None, name: str = "scales") -> list[int] | None:
 
 
 def define_windows() -> None:
-    """Defines ``--offsets`` and ``--windows`` of the localiser (:class:`vgg_tf.localise.Localiser`)."""
+    """Defines ``--offsets`` and ``--windows`` of the localiser (:class:`vgg_tf.inference.localiser.Localiser`)."""
     flags.DEFINE_integer(
         "offsets", 1,
         "Localisation: input shifts per axis; 1 is the paper's dense protocol (windows 32 pixels "

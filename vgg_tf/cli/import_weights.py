@@ -20,7 +20,7 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf.cli import run_app
+from vgg_tf.cli.entry import run_app
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory to write.", required=True)
 _VARIANT = flags.DEFINE_string(
@@ -33,7 +33,7 @@ def main(argv):
     if len(argv) != 2:
         raise app.UsageError("Expected one SOURCE (a weight file, or 'imagenet'); got "
                              f"{len(argv) - 1}: bin/import_weights SOURCE --workdir DIR")
-    from vgg_tf import weights
+    from vgg_tf.weights import importing as weights
 
     try:
         trained = weights.import_to_workdir(argv[1], _WORKDIR.value, _VARIANT.value,

@@ -34,8 +34,9 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf import predict as predict_lib
-from vgg_tf.cli import image_flags, quiet, run_app
+from vgg_tf.serving import predict as predict_lib
+from vgg_tf.cli import image_flags, quiet
+from vgg_tf.cli.entry import run_app
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Training workdir, .keras file, or imagenet-D / imagenet-E.", required=True

@@ -24,15 +24,16 @@ Asking for logs turns this off:
 * Python's own ``-W`` / ``PYTHONWARNINGS`` keep their say over the ``warnings``
   filters.
 
-This module is for entry points only: :mod:`vgg_tf.cli` calls
-:func:`quiet_tensorflow` when it is imported, before any module imports
-TensorFlow. A plain ``import vgg_tf`` changes nothing.
+This module is for entry points only: :mod:`vgg_tf.cli.entry` calls
+:func:`quiet_tensorflow` before it imports the command, and so before any
+module imports TensorFlow. A plain ``import vgg_tf`` changes nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import logging
 import os
 import sys
 import tempfile
@@ -146,6 +147,10 @@ def quiet_tensorflow(argv: Sequence[str] | None = None) -> None:
         else:
             importlib.import_module("tensorflow")
     if verbosity is None:
-        from tensorflow.python.util import deprecation
+        logging.getLogger("tensorflow").addFilter(_not_a_deprecation_notice)
 
-        deprecation._PRINT_DEPRECATION_WARNINGS = False  # the flag deprecation.silence() sets
+
+def _not_a_deprecation_notice(record: logging.LogRecord) -> bool:
+    """False for the notices TensorFlow's ``deprecation`` module logs (tf.data's CounterV2
+    inside tensorflow-datasets, ...), which its Python logger writes from that file."""
+    return os.path.basename(record.pathname) != "deprecation.py"

@@ -1,7 +1,7 @@
 """Flags shared by bin/train and bin/tune: the recipe (``--config``) and short flags for its fields.
 
 ``--config`` takes the name of a recipe shipped in the package
-(``--config=imagenet_s384``; ``vgg_tf.config.recipe_names()`` lists them) or the
+(``--config=imagenet_s384``; ``vgg_tf.training.recipe.recipe_names()`` lists them) or the
 path of a recipe file (``--config=path/to/my_recipe.py``, a module whose
 ``get_config()`` returns the recipe). Any field can then be overridden with
 ``--config.<field>=value``, and the common ones with the short flags below.
@@ -15,14 +15,13 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from vgg_tf import config as config_lib
-from vgg_tf import distribute, models
 from vgg_tf.cli import quiet
+from vgg_tf.nets import builder, specs
+from vgg_tf.training import distribute, tasks
+from vgg_tf.training import recipe as config_lib
 
 
 def _definitions() -> dict:
-    from vgg_tf import tasks
-
     return {
         "task": lambda: flags.DEFINE_enum(
             "task", None, list(tasks.TASKS),
@@ -34,13 +33,13 @@ def _definitions() -> dict:
             "Localisation: one box for all classes (scr) or one per class (pcr).",
         ),
         "variant": lambda: flags.DEFINE_enum(
-            "variant", None, list(models.VARIANTS), "Network of Table 1."
+            "variant", None, list(specs.VARIANTS), "Network of Table 1."
         ),
         "init_from": lambda: flags.DEFINE_string(
             "init_from", None, "Workdir or .keras of a trained model to start from (net A for B-E)."
         ),
         "kernel_initializer": lambda: flags.DEFINE_enum(
-            "init", None, list(models.KERNEL_INITIALIZERS), "Random init: paper N(0, 0.01) or glorot."
+            "init", None, list(builder.KERNEL_INITIALIZERS), "Random init: paper N(0, 0.01) or glorot."
         ),
         "dataset": lambda: flags.DEFINE_string(
             "dataset", None, "TFDS name, 'digits' (built in) or a folder of class subfolders."
@@ -78,7 +77,7 @@ def _definitions() -> dict:
 class _RecipeParser(flags.ArgumentParser):
     """Parses ``--config=NAME`` (a packaged recipe) or ``--config=PATH`` (a recipe file).
 
-    Resolves the name with :func:`vgg_tf.config.recipe_path`, then hands the file to
+    Resolves the name with :func:`vgg_tf.training.recipe.recipe_path`, then hands the file to
     ml_collections' own parser (``PATH:ARG`` passes ARG to ``get_config`` as before).
     """
 

@@ -16,14 +16,16 @@ TensorFlow's INFO logs, which are hidden by default.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
 from absl import app, flags
 
-from vgg_tf import train
+from vgg_tf.training import loop as train
 from vgg_tf import workdir as workdir_lib
-from vgg_tf.cli import recipe_flags, run_app
+from vgg_tf.cli import recipe_flags
+from vgg_tf.cli.entry import run_app
 
 
 def _asks_for_localisation(argv: list[str]) -> bool:
@@ -34,14 +36,10 @@ def _asks_for_localisation(argv: list[str]) -> bool:
                for a, b in pairs)
 
 
-_SHORTHANDS = recipe_flags.define(
-    [
-        "task", "head", "variant", "init_from", "kernel_initializer", "dataset", "data_dir", "strategy",
-        "devices", "epochs", "batch_size", "learning_rate", "mixed_precision", "jit_compile",
-        "steps_per_execution", "deterministic", "seed",
-    ],
-    "Training recipe.",
-    default_recipe="localisation_digits" if _asks_for_localisation(sys.argv) else None,
+_SHORT_FIELDS = (
+    "task", "head", "variant", "init_from", "kernel_initializer", "dataset", "data_dir", "strategy",
+    "devices", "epochs", "batch_size", "learning_rate", "mixed_precision", "jit_compile",
+    "steps_per_execution", "deterministic", "seed",
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory (default: workdirs/<dataset>_<variant>)."
@@ -51,10 +49,10 @@ _OVERWRITE = flags.DEFINE_bool(
 )
 
 
-def main(argv):
+def main(argv, shorthands: dict):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    config = recipe_flags.resolve(_SHORTHANDS)
+    config = recipe_flags.resolve(shorthands)
     workdir = _WORKDIR.value or os.path.join("workdirs", workdir_lib.default_run_name(config))
     try:
         result = train.train_and_evaluate(config, workdir, overwrite=_OVERWRITE.value)
@@ -65,6 +63,10 @@ def main(argv):
     print(train.final_lines(result))
 
 
-def run():
-    """Console entry point (``vgg-train``)."""
-    run_app(main, __doc__)
+def run(argv: list[str] | None = None):
+    """Runs the command (``vgg-train``): the recipe flags are defined here, since the default
+    recipe follows ``--task``."""
+    argv = sys.argv if argv is None else argv
+    default = "localisation_digits" if _asks_for_localisation(argv) else None
+    shorthands = recipe_flags.define(_SHORT_FIELDS, "Training recipe.", default_recipe=default)
+    run_app(functools.partial(main, shorthands=shorthands), __doc__)

@@ -16,19 +16,13 @@ distributed chief/worker mode.
 
 from __future__ import annotations
 
-import importlib.util
 import sys
 
-if importlib.util.find_spec("keras_tuner") is None:
-    raise SystemExit(
-        "error: bin/tune needs keras-tuner, which vgg_tf installs with its tune extra: "
-        "pip install 'vgg_tf[tune]'"
-    )
+from absl import app, flags
 
-from absl import app, flags  # noqa: E402 (after the check, which must come first)
-
-from vgg_tf import tune  # noqa: E402
-from vgg_tf.cli import recipe_flags, run_app  # noqa: E402
+from vgg_tf.cli import recipe_flags
+from vgg_tf.cli.entry import run_app
+from vgg_tf.training import tuning as tune
 
 _SHORTHANDS = recipe_flags.define(
     [

@@ -22,7 +22,7 @@ vgg*_bn; --config.batch_norm=false gives the paper's nets).
     bin/train --variant E --init_from workdirs/digits_A
 """
 
-from vgg_tf.config import paper_recipe
+from vgg_tf.training.recipe import paper_recipe
 
 
 def get_config():

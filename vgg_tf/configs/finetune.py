@@ -11,7 +11,7 @@ trains only the FC layers (``convs``) or only fc8 (``all_but_head``).
         --init_from=workdirs/imagenet_D --workdir=workdirs/photos_D
 """
 
-from vgg_tf.config import paper_recipe
+from vgg_tf.training.recipe import paper_recipe
 
 
 def get_config():

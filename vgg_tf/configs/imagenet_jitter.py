@@ -4,7 +4,7 @@
         --workdir=workdirs/jitter_E
 """
 
-from vgg_tf.config import paper_recipe
+from vgg_tf.training.recipe import paper_recipe
 
 
 def get_config():

@@ -3,7 +3,7 @@
     bin/train --config=imagenet_s256 --variant A --config.manual_dir=/data/imagenet
 """
 
-from vgg_tf.config import paper_recipe
+from vgg_tf.training.recipe import paper_recipe
 
 
 def get_config():

@@ -4,7 +4,7 @@
         --workdir=workdirs/s384_D
 """
 
-from vgg_tf.config import paper_recipe
+from vgg_tf.training.recipe import paper_recipe
 
 
 def get_config():

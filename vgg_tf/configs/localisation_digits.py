@@ -3,7 +3,7 @@
 The classifier of the README's main job starts it: ``bin/train --variant A``
 gives ``workdirs/digits_A``, whose layers but the last initialise the box
 regressor, with the paper's localisation learning rate (1e-3) and a fixed S.
-Canvases are 64x64 (:mod:`vgg_tf.datasets.digits_on_canvas`); at S = 48 a
+Canvases are 64x64 (:mod:`vgg_tf.data.builtin.digits_on_canvas`); at S = 48 a
 32x32 crop sees two thirds of the canvas, as the paper's 224 crops of S = 256
 or 384 images see part of them. Same input as the classifier (crop 32, no
 flips, batch norm), so every layer but the last carries over.
@@ -18,7 +18,7 @@ A 32-pixel crop ends in a 1x1 pooling map, so its boxes are evaluated with each
 window cropped (``--windows crops``; BUILD.md, "Localisation").
 """
 
-from vgg_tf.config import paper_recipe
+from vgg_tf.training.recipe import paper_recipe
 
 
 def get_config():

@@ -6,13 +6,13 @@ S of 256 or 384, every layer fine-tuned, starting from the classifier trained
 at the same scale (all layers but the last), at learning rate 1e-3.
 
 The dataset needs boxes: ``voc/2007`` by default (an image's class is that of
-its largest object; :mod:`vgg_tf.box_records`), or ``caltech_birds2011``.
+its largest object; :mod:`vgg_tf.data.box_records`), or ``caltech_birds2011``.
 
     bin/train --config localisation_s256 --init_from workdirs/voc_D_s256
     bin/train --config localisation_s256 --config.scale_min=384 --config.scale_max=384 ...
 """
 
-from vgg_tf.config import paper_recipe
+from vgg_tf.training.recipe import paper_recipe
 
 
 def get_config():

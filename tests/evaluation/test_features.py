@@ -1,0 +1,165 @@
+"""The paper's Appendix B descriptor (vgg_tf.evaluation.features, bin/features): the fc7 head, flip and
+scale averaging, L2 normalisation, a dataset's descriptors on disk, and the linear SVM."""
+
+import json
+import re
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from skimage import data
+
+from vgg_tf.evaluation import features
+from vgg_tf.data import images
+from vgg_tf.data import sources
+from vgg_tf.nets.fcn import to_fully_convolutional
+from vgg_tf.weights import loading
+from vgg_tf.weights.trained import TrainedModel
+
+MEAN = (120.0, 110.0, 100.0)
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model):
+    config = dict(variant="A", crop_size=32, scale_min=32, scale_max=48, mean_rgb=list(MEAN),
+                  flip=False)
+    return TrainedModel(tiny_model(seed=3), config, "mem", "A (tiny)")
+
+
+@pytest.fixture(scope="module")
+def photo():
+    """A real photograph, 300 x 451 (not square, odd width)."""
+    return data.chelsea()
+
+
+def test_default_scales_are_the_papers_ratios_of_the_crop(trained):
+    assert features.default_scales(224) == (256, 384, 512)
+    assert features.default_scales(32) == (37, 55, 73)
+    assert features.FeatureExtractor(trained).scales == (37, 55, 73)
+    assert features.FeatureExtractor(trained, scales=[32, 48, 64]).scales == (32, 48, 64)
+    with pytest.raises(ValueError, match="smaller than the training crop 32"):
+        features.FeatureExtractor(trained, scales=[24, 48])
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_fc7_head_is_the_classifiers_fc7_after_relu(tiny_model, batch_norm):
+    model = tiny_model(seed=1, batch_norm=batch_norm)
+    fc7_net = to_fully_convolutional(model, head="fc7")
+    assert fc7_net.layers[-1].name == "fc7" and fc7_net.output_shape[-1] == 256  # 4096 / 16
+    x = np.random.RandomState(0).uniform(-100, 100, (3, 32, 32, 3)).astype("float32")
+    expected = keras.Model(model.input, model.get_layer("fc7").output)(x).numpy()
+    np.testing.assert_allclose(fc7_net(x).numpy()[:, 0, 0], expected, atol=1e-5)
+    assert (expected >= 0).all() and (expected > 0).any()  # after the ReLU
+    assert fc7_net(np.zeros((1, 96, 64, 3), "float32")).shape == (1, 3, 2, 256)
+
+
+def test_descriptor_is_unit_length_and_the_same_for_the_mirror_image(trained, photo):
+    extractor = features.FeatureExtractor(trained)
+    assert extractor.dim == 256
+    descriptor = extractor(photo)
+    assert descriptor.shape == (256,) and descriptor.dtype == np.float32
+    assert np.linalg.norm(descriptor) == pytest.approx(1.0, abs=1e-6)
+    np.testing.assert_allclose(extractor(photo[:, ::-1]), descriptor, atol=1e-5, rtol=0)
+    # Without the flip averaging the mirror image is described differently.
+    one_view = features.FeatureExtractor(trained, flip=False)
+    assert np.abs(one_view(photo[:, ::-1]) - one_view(photo)).max() > 1e-3
+
+
+def _fc7_mean(fc7_net, image, q):
+    """By hand: rescale the shorter side to q (bilinear), subtract the mean, fc7 map, mean
+    over the locations."""
+    size = images.scaled_size(image.shape[0], image.shape[1], q).numpy()
+    rescaled = tf.image.resize(image.astype("float32"), size, method="bilinear").numpy()
+    fc7_map = fc7_net((rescaled - np.array(MEAN, "float32"))[None]).numpy()[0]
+    assert fc7_map.shape[:2] == ((size[0] - 32) // 32 + 1, (size[1] - 32) // 32 + 1)
+    return fc7_map.astype(np.float64).mean(axis=(0, 1))
+
+
+def test_descriptor_equals_the_hand_computation_from_the_fc7_map(trained, photo):
+    fc7_net = to_fully_convolutional(trained.model, head="fc7")
+    per_scale = {q: (_fc7_mean(fc7_net, photo, q) + _fc7_mean(fc7_net, photo[:, ::-1], q)) / 2
+                 for q in (48, 96)}
+    for scales in ([48], [48, 96]):
+        by_hand = np.mean([per_scale[q] for q in scales], axis=0)
+        by_hand /= np.linalg.norm(by_hand)
+        np.testing.assert_allclose(features.FeatureExtractor(trained, scales)(photo), by_hand,
+                                   atol=1e-5, rtol=0)
+
+
+def test_a_batch_gives_each_images_own_descriptor(trained):
+    extractor = features.FeatureExtractor(trained, scales=[32, 40])
+    batch = np.random.RandomState(0).randint(0, 256, (3, 40, 50, 3)).astype("uint8")
+    np.testing.assert_allclose(extractor.batch(batch), [extractor(image) for image in batch],
+                               atol=1e-6)
+    assert extractor.batch_size(40, 50) == features.MAX_BATCH
+    assert 1 <= features.FeatureExtractor(trained, [512]).batch_size(3000, 4000) <= 4
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory, make_workdir):
+    return make_workdir(tmp_path_factory.mktemp("runs") / "tiny_A", mean_rgb=list(MEAN))
+
+
+def test_a_splits_descriptors_in_order_and_on_disk(tiny_run, digits, tfds_dir, tmp_path):
+    fs = features.extract_features(tiny_run, "digits", data_dir=str(tfds_dir), max_examples=40,
+                                   scales=[32, 48], verbose=0)
+    assert fs.features.shape == (40, 256) and fs.features.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(fs.features, axis=1), 1.0, atol=1e-5)
+    records = list(sources.decoded_images(digits, "test", max_examples=40).as_numpy_iterator())
+    assert fs.labels.tolist() == [int(label) for _, label, _ in records]
+    assert list(fs.filenames) == [name.decode() for _, _, name in records]
+    assert (fs.split, fs.scales, fs.class_names[:2]) == ("test", (32, 48), ("0", "1"))
+    extractor = features.FeatureExtractor(loading.load_model(tiny_run), [32, 48])
+    np.testing.assert_allclose(fs.features[7], extractor(records[7][0]), atol=1e-6)
+    for name in ("feats.npz", "feats.npy"):
+        written = features.save_features(fs, tmp_path / name)
+        back = features.load_features(tmp_path / name)
+        np.testing.assert_array_equal(back.features, fs.features)
+        np.testing.assert_array_equal(back.labels, fs.labels)
+        assert back == dataclasses_replace(fs, back)
+    assert written == [str(tmp_path / "feats.npy"), str(tmp_path / "feats.json")]
+    sidecar = json.loads((tmp_path / "feats.json").read_text())
+    assert sidecar["filenames"] == list(fs.filenames) and sidecar["scales"] == [32, 48]
+    with pytest.raises(ValueError, match=".npz or .npy"):
+        features.save_features(fs, tmp_path / "feats.csv")
+
+
+def dataclasses_replace(fs, back):
+    """``fs`` with ``back``'s arrays (the dataclass compares arrays by identity)."""
+    import dataclasses
+
+    return dataclasses.replace(fs, features=back.features, labels=back.labels)
+
+
+def test_linear_svm_on_the_descriptors_scores_a_held_out_split(tiny_run, tfds_dir):
+    scores, train, test = features.linear_eval(tiny_run, "digits", data_dir=str(tfds_dir),
+                                               max_examples=300, scales=[32, 48], verbose=0)
+    assert (train.split, test.split) == ("train[:90%]", "test")
+    assert scores["train_examples"] == 300 and scores["test_examples"] == 300
+    assert scores["c"] in features.C_GRID
+    # Even an untrained net's descriptors separate the digits well above chance (10%).
+    assert 0.3 < scores["accuracy"] <= 1
+    fixed = features.fit_linear_svm(train, test, c=1.0)
+    assert fixed["c"] == 1.0 and 0 <= fixed["accuracy"] <= 1
+    with pytest.raises(ValueError, match="c=0"):
+        features.fit_linear_svm(train, test, c=0)
+
+
+# --- The command line -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_bin_features_linear_eval_on_a_digits_model_prints_an_accuracy(
+        run_bin, trained_digits_run, tfds_dir, tmp_path):
+    result = run_bin("features", f"--model={trained_digits_run}", f"--data_dir={tfds_dir}",
+                     "--linear_eval", f"--output={tmp_path / 'test.npz'}")
+    match = re.search(r"^test accuracy on digits \[test\] \(360 images\): ([\d.]+)%$",
+                      result.stdout, re.MULTILINE)
+    assert match, result.stdout
+    assert float(match.group(1)) > 50, result.stdout  # chance: 10%
+    assert "fitted on 1293 descriptors of 256 numbers (digits [train[:90%]], Q = 37,55,73)" \
+        in result.stdout
+    with np.load(tmp_path / "test.npz") as saved:
+        assert saved["features"].shape == (360, 256) and saved["labels"].shape == (360,)
+        assert json.loads(str(saved["metadata"]))["scales"] == [37, 55, 73]

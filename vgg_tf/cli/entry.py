@@ -1,0 +1,97 @@
+"""The entry points: ``bin/<command>`` and the ``vgg-<command>`` console scripts.
+
+Each entry point prepares the process before TensorFlow is imported
+(:func:`vgg_tf.cli.quiet.quiet_tensorflow`: start-up INFO lines and third-party
+deprecation notices hidden unless asked for), then imports the command's module
+(:mod:`vgg_tf.cli.train`, ...) and runs it. Nothing here runs at import time.
+
+Example:
+    >>> from vgg_tf.cli import entry
+    >>> entry.COMMANDS[:3]
+    ('train', 'evaluate', 'export')
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+
+from absl import app, flags
+
+from vgg_tf.cli import quiet
+
+#: The commands, each a module of vgg_tf.cli with a ``main(argv)`` and a docstring.
+COMMANDS = ("train", "evaluate", "export", "tune", "import_weights", "predict", "features",
+            "summary")
+
+#: Commands that need an optional package: command -> (module, the extra that installs it).
+OPTIONAL_PACKAGES = {"tune": ("keras_tuner", "tune")}
+
+
+def run_app(main, doc: str | None) -> None:
+    """``absl.app.run(main)`` with ``doc`` as the usage text of ``--help``.
+
+    absl prints the ``__main__`` module's docstring, and a console script's
+    wrapper has none; its ``--helpshort`` lists the key flags of the script
+    (``sys.argv[0]``), while the flags live in the command's module and the
+    shared flag modules it imports: they are registered for the script here.
+    """
+    sys.modules["__main__"].__doc__ = doc
+    for module in flags.FLAGS.flags_by_module_dict():
+        if module.startswith("vgg_tf.cli."):
+            for flag in flags.FLAGS.get_key_flags_for_module(module):
+                flags.FLAGS.register_key_flag_for_module(sys.argv[0], flag)
+    app.run(main)
+
+
+def launch(command: str) -> None:
+    """Prepares the process, then runs ``vgg_tf.cli.<command>``'s ``run()``."""
+    if command not in COMMANDS:
+        raise ValueError(f"Unknown command {command!r}; expected one of {', '.join(COMMANDS)}.")
+    package, extra = OPTIONAL_PACKAGES.get(command, (None, None))
+    if package and importlib.util.find_spec(package) is None:
+        raise SystemExit(f"error: vgg-{command} needs {package}, which vgg_tf installs with its "
+                         f"{extra} extra: pip install 'vgg_tf[{extra}]'")
+    quiet.quiet_tensorflow(sys.argv)
+    importlib.import_module(f"vgg_tf.cli.{command}").run()
+
+
+def train() -> None:
+    """``vgg-train``, ``bin/train``."""
+    launch("train")
+
+
+def evaluate() -> None:
+    """``vgg-evaluate``, ``bin/evaluate``."""
+    launch("evaluate")
+
+
+def export() -> None:
+    """``vgg-export``, ``bin/export``."""
+    launch("export")
+
+
+def tune() -> None:
+    """``vgg-tune``, ``bin/tune``."""
+    launch("tune")
+
+
+def import_weights() -> None:
+    """``vgg-import-weights``, ``bin/import_weights``."""
+    launch("import_weights")
+
+
+def predict() -> None:
+    """``vgg-predict``, ``bin/predict``."""
+    launch("predict")
+
+
+def features() -> None:
+    """``vgg-features``, ``bin/features``."""
+    launch("features")
+
+
+def summary() -> None:
+    """``vgg-summary``, ``python -m vgg_tf.cli.summary``."""
+    launch("summary")

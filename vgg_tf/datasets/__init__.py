@@ -1,6 +1,0 @@
-"""TFDS dataset builders that ship inside vgg_tf (no download needed)."""
-
-from vgg_tf.datasets.digits import Digits
-from vgg_tf.datasets.digits_on_canvas import DigitsOnCanvas
-
-__all__ = ["Digits", "DigitsOnCanvas"]

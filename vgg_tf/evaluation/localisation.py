@@ -1,0 +1,218 @@
+"""The localisation error of Appendix A (``bin/evaluate --task localisation``).
+
+ILSVRC's criterion: an image is localised when one of the predicted (class,
+box) pairs has the right class and overlaps a ground-truth box of that class
+by IoU > 0.5. The protocols:
+
+- ``center_gt`` (Appendix A's first protocol, for comparing nets, Table 8):
+  the central crop at the net's training scale, and the box it predicts for
+  the ground-truth class, so that classification errors do not count. The
+  table adds the crop itself as a box (``whole crop``), the baseline a net
+  has to beat.
+- ``dense_gt``: the dense protocol's merged box (:mod:`vgg_tf.inference.localiser`) for
+  the ground-truth class: what dense application and merging add over the
+  central crop, classification still left out.
+- ``dense`` (the final protocol, Table 9): the classifier's top-5 classes, each
+  with its merged box; the ILSVRC top-5 localisation error. Several nets
+  given together are fused (their boxes pooled before merging).
+
+Example:
+    >>> rows = evaluate_localisation("workdirs/loc_scr", "digits_on_canvas",
+    ...                              "center_gt,dense", classifier="workdirs/digits_A")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from vgg_tf.data import boxes as boxes_lib
+from vgg_tf.data import images as images_lib
+from vgg_tf.data import pipeline as input_pipeline
+from vgg_tf.data import sources
+from vgg_tf.training import tasks
+from vgg_tf.inference.localiser import Localiser, box_head
+from vgg_tf.workdir import write_json
+from vgg_tf.weights.trained import TrainedModel
+from vgg_tf.weights.loading import load_model
+
+PROTOCOLS = ("center_gt", "dense_gt", "dense")
+_BATCH = 32
+
+
+def check_protocols(protocols: str | Sequence[str]) -> tuple[str, ...]:
+    names = [p for p in protocols.split(",") if p] if isinstance(protocols, str) else list(protocols)
+    unknown = [p for p in names if p not in PROTOCOLS]
+    if unknown or not names:
+        raise ValueError(f"Unknown localisation protocol(s) {unknown or names}; expected one or "
+                         f"more of {', '.join(PROTOCOLS)}.")
+    return tuple(names)
+
+
+def center_crop_errors(trained: TrainedModel, source: sources.Source, split: str,
+                       max_examples: int | None = None, **limits) -> tuple[float, float, int]:
+    """Appendix A's first protocol: ``(error, whole-crop baseline error, images)``.
+
+    The net's box for the true class in the central crop at its training scale;
+    an error when it overlaps no ground-truth box by IoU > 0.5.
+    """
+    task = tasks.Localisation(box_head(trained), source.num_classes)
+    (scale,) = trained.single_scale()
+    take = max_examples is not None and "[" in split
+    if max_examples is not None and not take:  # a slice read whole (TFDS caches small splits)
+        split = f"{split}[:{max_examples}]"
+    data = input_pipeline.eval_dataset(
+        source, split=split, batch_size=_BATCH, image_size=scale, crop_size=trained.crop_size,
+        mean_rgb=trained.mean_rgb, with_boxes=True, **limits,
+    )
+    if take:
+        data = data.unbatch().take(max_examples).batch(_BATCH)
+    whole_crop = tf.constant([0.5, 0.5, 1.0, 1.0] * (task.outputs // 4))
+    predict = tf.function(lambda images: tf.cast(trained.model(images, training=False), tf.float32))
+    hits = np.zeros(2)
+    count = 0
+    for images, targets in data:
+        outputs = predict(images)
+        baseline = tf.broadcast_to(whole_crop, tf.shape(outputs))
+        for i, guess in enumerate((outputs, baseline)):
+            hits[i] += float(tf.reduce_sum(tf.cast(task.best_overlaps(targets, guess) > 0.5,
+                                                   tf.float32)))
+        count += int(images.shape[0])
+    if count == 0:
+        raise ValueError(f"Split {split!r} of {source.name!r} yielded no example.")
+    error, baseline_error = 1.0 - hits / count
+    return float(error), float(baseline_error), count
+
+
+def dense_errors(localiser: Localiser, examples, protocols: Sequence[str], total: int,
+                 verbose: int = 1) -> tuple[dict[str, float], int]:
+    """The dense protocols' errors over ``(image, (label, boxes), name)`` examples."""
+    wanted = [p for p in protocols if p in ("dense", "dense_gt")]
+    misses = dict.fromkeys(wanted, 0)
+    progbar = keras.utils.Progbar(total, unit_name="image") if verbose else None
+    count = 0
+    for image, (label, truth), _ in examples:
+        image = tf.cast(image, tf.float32)
+        if "dense" in misses:
+            found = localiser.localise(image)
+            misses["dense"] += not bool(boxes_lib.localisation_hits(
+                found["classes"], found["boxes"], label, truth))
+        if "dense_gt" in misses:
+            box = localiser.localise_classes(image, tf.reshape(tf.cast(label, tf.int32), [1]))
+            misses["dense_gt"] += not bool(boxes_lib.localisation_hits([label], box, label, truth))
+        count += 1
+        if progbar:
+            progbar.update(count)
+    if count == 0:
+        raise ValueError("The split yielded no example.")
+    return {p: m / count for p, m in misses.items()}, count
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """The localisation error table, one row per protocol, net(s) and scales."""
+    header = ("protocol", "net(s)", "Q", "error", "counted")
+    lines = [(r["protocol"], r["model"], ",".join(map(str, r["scales"])), f"{r['error']:.2%}",
+              r["counted"]) for r in rows]
+    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    return "\n".join([fmt.format(*header), rule] + [fmt.format(*line) for line in lines])
+
+
+def evaluate_localisation(
+    models: str | Sequence[str],
+    dataset: str,
+    protocols: str | Sequence[str] = "center_gt,dense",
+    *,
+    classifier: str | None = None,
+    scales: Sequence[int] | None = None,
+    split: str | None = None,
+    data_dir: str | None = None,
+    max_examples: int | None = None,
+    output: str | None = None,
+    max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
+    offsets: int = 1,
+    windows: str = "dense",
+    verbose: int = 1,
+) -> list[dict]:
+    """Localisation error of trained localisation nets (Tables 8-9 of the paper).
+
+    Args:
+        models: Localisation workdirs (``bin/train --task localisation``), a list
+            or comma-separated; each gets its rows, and several are also fused.
+        dataset: A dataset with boxes (``digits_on_canvas``, ``voc/2007``, ...).
+        protocols: Names from :data:`PROTOCOLS`.
+        classifier: The classifier workdir whose scores rank and weight the dense
+            boxes (needed by ``dense`` and ``dense_gt``).
+        scales: Test scales of the dense protocols, each alone and (several) all
+            together (default: each net's S).
+        split: Split to evaluate (default: the dataset's test split).
+        data_dir: TFDS data directory.
+        max_examples: Evaluate only the first n images.
+        output: Write the rows as JSON there.
+        max_pixels: Images declaring more pixels are skipped, counted and named.
+        max_aspect_ratio: Likewise for thinner images.
+        offsets: Input shifts per axis of the dense protocols (1: the paper's;
+            :class:`vgg_tf.inference.localiser.Localiser`).
+        windows: ``"dense"`` (the paper's) or ``"crops"``: how the dense
+            protocols compute each window's box (:class:`vgg_tf.inference.localiser.Localiser`).
+        verbose: 0 silent, 1 progress bars and the table.
+
+    Returns:
+        Rows ``{"protocol", "model", "scales", "error", "counted"}``.
+    """
+    images_lib.check_image_limits(max_pixels, max_aspect_ratio)
+    limits = dict(max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+    protocols = check_protocols(protocols)
+    dense = [p for p in protocols if p != "center_gt"]
+    if dense and not classifier:
+        raise ValueError(f"Protocols {dense} rank boxes with a classifier's scores; pass "
+                         "--classifier=WORKDIR (a classification run on the same classes).")
+    paths = [m for m in models.split(",") if m] if isinstance(models, str) else list(models)
+    if not paths:
+        raise ValueError("No localisation net given; expected one or more workdirs.")
+    nets = [load_model(p) for p in paths]
+    for net in nets:
+        box_head(net)
+    source = sources.get_source(dataset, data_dir=data_dir)
+    split = split or source.test_split
+    total = min(source.num_examples(split), max_examples or source.num_examples(split))
+    rows = []
+    if "center_gt" in protocols:
+        for net in nets:
+            error, baseline, counted = center_crop_errors(net, source, split, max_examples, **limits)
+            rows.append(dict(protocol="center_gt", model=net.name, scales=list(net.single_scale()),
+                             error=error, counted=counted))
+        rows.append(dict(protocol="center_gt", model="whole crop (baseline)",
+                         scales=list(nets[0].single_scale()), error=baseline, counted=counted))
+    if dense:
+        classifier_model = load_model(classifier)
+        groups = [[net] for net in nets] + ([nets] if len(nets) > 1 else [])
+        # Each scale alone, then all of them together (as Table 9 of the paper).
+        scale_sets = [None] if not scales else (
+            [(q,) for q in scales] + ([tuple(scales)] if len(scales) > 1 else []))
+        for group in groups:
+            for qs in scale_sets:
+                localiser = Localiser(group, classifier_model, qs, offsets=offsets, windows=windows)
+                examples = sources.decoded_images(source, split, max_examples=max_examples,
+                                                  with_boxes=True, **limits).as_numpy_iterator()
+                errors, counted = dense_errors(localiser, examples, dense, total, verbose)
+                name = group[0].name if len(group) == 1 else f"fusion of {len(group)}"
+                rows += [dict(protocol=p, model=name, scales=list(localiser.scales),
+                              error=errors[p], counted=counted, offsets=offsets, windows=windows)
+                         for p in dense]
+    if verbose:
+        shifts = f", {offsets}x{offsets} input offsets" if offsets > 1 else ""
+        shifts += ", each window cropped" if windows == "crops" else ""
+        ranked = f"; dense: top-5 classes of {classifier}{shifts}" if dense else ""
+        print(f"\n{dataset} ({split}): localisation error (IoU > 0.5{ranked})\n"
+              f"{format_table(rows)}")
+    if output:
+        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+        write_json(output, {"dataset": dataset, "split": split, "rows": rows})
+    return rows

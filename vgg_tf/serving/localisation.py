@@ -1,0 +1,140 @@
+"""Localisation nets exported for TensorFlow Serving (Appendix A): image bytes in, boxes out.
+
+The graph decodes, guards, rescales to each Q, runs the nets densely through
+:class:`vgg_tf.inference.localiser.Localiser`, merges the boxes of the
+classifier's top classes and returns them in pixels. It is written as the
+classifier's export is (:mod:`vgg_tf.serving.export`): a version appears only
+when complete.
+
+Example:
+    >>> export_localisation(["workdirs/loc_scr"], "workdirs/digits_A", "/models/loc")  # doctest: +SKIP
+    '/models/loc/1'
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import tensorflow as tf
+
+from vgg_tf.data.images import (
+    DEFAULT_MAX_ASPECT_RATIO,
+    DEFAULT_MAX_PIXELS,
+    check_image_limits,
+    decode_rgb,
+)
+from vgg_tf.inference.localiser import Localiser, box_head
+from vgg_tf.serving import export as export_lib
+from vgg_tf.weights.loading import load_model
+
+
+class LocalisationServing(tf.Module):
+    """The exported localisation graph: image bytes in, merged boxes in pixels out.
+
+    ``serving_default``: ``image_bytes`` (string ``[N]``) -> ``boxes`` ``[N, k, 4]``
+    (float32 pixel corners ymin, xmin, ymax, xmax, in the image as sent),
+    ``classes`` ``[N, k]`` (int32, best first), ``scores`` ``[N, k]`` (the
+    classifier's posteriors) and, with class names, ``labels`` ``[N, k]``.
+    """
+
+    def __init__(self, localiser: Localiser, max_pixels: int | None = DEFAULT_MAX_PIXELS,
+                 max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO):
+        super().__init__(name="vgg_localisation_serving")
+        self._localiser = export_lib.Untracked(localiser)
+        self._limits = (max_pixels, max_aspect_ratio)
+        self._k = localiser.top_k
+        names = localiser.class_names
+        self._class_names = tuple(names) if names else None
+
+    def _one_image(self, image_bytes: tf.Tensor):
+        image = tf.cast(decode_rgb(image_bytes, *self._limits), tf.float32)
+        found = self._localiser.value._localise(image)
+        size = tf.cast(tf.shape(image)[:2], tf.float32)
+        return found["boxes"] * tf.tile(size, [2]), found["classes"], found["scores"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes):
+        """Merged boxes of the top classes of a batch of encoded images."""
+        k = self._k
+        boxes, classes, scores = tf.map_fn(
+            self._one_image, image_bytes, parallel_iterations=1,
+            fn_output_signature=(tf.TensorSpec([k, 4], tf.float32), tf.TensorSpec([k], tf.int32),
+                                 tf.TensorSpec([k], tf.float32)),
+        )
+        outputs = {"boxes": boxes, "classes": classes, "scores": scores}
+        if self._class_names is not None:
+            outputs["labels"] = tf.gather(tf.constant(self._class_names), classes)
+        return outputs
+
+    def signatures(self) -> dict:
+        return export_lib.track_captured(
+            self, {export_lib.SERVING_SIGNATURE: self.serve_bytes.get_concrete_function()})
+
+
+def export_localisation(
+    models: str | Sequence[str],
+    classifier: str,
+    export_dir: str | os.PathLike,
+    *,
+    version: int | None = None,
+    scales: Sequence[int] | None = None,
+    top_k: int = 5,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
+    offsets: int = 1,
+    windows: str = "dense",
+    verbose: int = 1,
+) -> str:
+    """Exports localisation net(s) and their classifier as ``export_dir/<version>/``.
+
+    The graph decodes, guards, rescales to each Q, runs the nets densely, merges
+    the boxes of the classifier's top classes and returns them in pixels
+    (:class:`LocalisationServing`); TensorFlow Serving loads it like the
+    classifier's export (:func:`vgg_tf.serving.export.export_saved_model`), and a
+    version appears only when complete.
+
+    Args:
+        models: Localisation workdirs (several are fused), list or comma-separated.
+        classifier: The classifier workdir whose scores rank the boxes.
+        export_dir: The model base path TensorFlow Serving polls.
+        version: Version number (default: one more than the highest present).
+        scales: Test scales Q (default: each localisation net's training S).
+        top_k: Classes (each with its box) returned per image.
+        max_pixels: Images declaring more pixels are refused before decoding.
+        max_aspect_ratio: Images thinner than this are refused before decoding.
+        offsets: Input shifts per axis (1: the paper's protocol; see :class:`Localiser`).
+        windows: ``"dense"`` (the paper's) or ``"crops"``: see :class:`Localiser`.
+        verbose: Print where the export went.
+
+    Returns:
+        The path of the new version directory.
+
+    Example:
+        >>> export_localisation("workdirs/loc_scr", "workdirs/digits_A", "/models/loc")  # doctest: +SKIP
+        '/models/loc/1'
+    """
+    paths = [m for m in models.split(",") if m] if isinstance(models, str) else list(models)
+    check_image_limits(max_pixels, max_aspect_ratio)
+    export_dir = os.fspath(export_dir)
+    if version is None:
+        version = (export_lib.existing_versions(export_dir) or [0])[-1] + 1
+    final = export_lib.check_export_arguments(export_dir, version, top_k, None)
+    nets = [load_model(p) for p in paths]
+    localiser = Localiser(nets, load_model(classifier), scales, top_k, offsets=offsets,
+                          windows=windows)
+    module = LocalisationServing(localiser, max_pixels, max_aspect_ratio)
+    metadata = dict(
+        task="localisation", sources=[n.path for n in nets], classifier=classifier,
+        heads=[box_head(n) for n in nets], scales=list(localiser.scales), top_k=localiser.top_k,
+        merge_threshold=localiser.merge_threshold, offsets=localiser.offsets,
+        windows=localiser.windows, max_pixels=max_pixels,
+        max_aspect_ratio=max_aspect_ratio,
+        boxes="pixel corners (ymin, xmin, ymax, xmax) of the image as sent",
+    )
+    os.makedirs(export_dir, exist_ok=True)
+    export_lib.write_version(module, metadata, export_dir, final)
+    if verbose:
+        print(f"Exported localisation by {', '.join(n.name for n in nets)} "
+              f"(Q={','.join(map(str, localiser.scales))}) to {final}")
+    return final

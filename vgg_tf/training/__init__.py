@@ -1,0 +1,11 @@
+"""Training: the recipe, the loop, its steps, tasks, checkpoints, distribution and search.
+
+Owns the recipe schema (:mod:`~vgg_tf.training.recipe`), the loop of §3.1
+(:mod:`~vgg_tf.training.loop`) and its compiled steps, the tasks
+(classification, Appendix A's box regression) and their metrics, checkpoints
+that survive a kill, the tf.distribute strategies of §3.3, what a run reports,
+and the keras-tuner search (:mod:`~vgg_tf.training.tuning`, the ``tune`` extra).
+
+May import: :mod:`vgg_tf.nets`, :mod:`vgg_tf.data`, :mod:`vgg_tf.weights`,
+:mod:`vgg_tf.workdir`.
+"""

@@ -1,0 +1,579 @@
+"""The training loop: the paper's recipe (§3.1) under any tf.distribute strategy (§3.3).
+
+One custom loop serves every strategy (one device, MirroredStrategy,
+MultiWorkerMirroredStrategy, TPUStrategy): Keras 3 ``model.fit`` fails under
+MultiWorkerMirroredStrategy (keras-team/keras#20585), and a step written with
+``strategy.run`` is the same code on one device and on many.
+
+Each replica computes the cross-entropy of its slice of the global batch,
+divided by the *global* batch size, and the optimizer sums the gradients over
+replicas: the update equals one device's update on the whole batch.
+
+:func:`train_and_evaluate` reads as the run does: :func:`set_up` (recipe,
+strategy, workdir, data), :func:`create_state` (model, optimizer, schedule,
+checkpoint), then per epoch :func:`train_epoch`, :func:`validate` and
+:func:`end_epoch`, and :func:`finish`.
+
+Example:
+    >>> from vgg_tf.training import loop, recipe  # doctest: +SKIP
+    >>> config = recipe.paper_recipe()  # doctest: +SKIP
+    >>> loop.train_and_evaluate(config, "workdirs/run")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from typing import Any
+
+import keras
+import ml_collections
+import tensorflow as tf
+
+from vgg_tf import workdir as workdir_lib
+from vgg_tf.data import pipeline as input_pipeline
+from vgg_tf.data import pixel_statistics, sources
+from vgg_tf.data.constants import IMAGENET_MEAN_RGB
+from vgg_tf.nets import builder
+from vgg_tf.training import distribute, tasks
+from vgg_tf.training import recipe as config_lib
+from vgg_tf.training.checkpoints import RunCheckpoint
+from vgg_tf.training.reporting import RunLog
+from vgg_tf.training.steps import Trainer
+from vgg_tf.weights import transfer
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+# --- Model, optimizer, schedule --------------------------------------------
+
+
+def build_model(config: Any, num_classes: int) -> keras.Model:
+    """Builds the network of ``config`` with its top for ``num_classes`` classes.
+
+    The top is the task's (:func:`vgg_tf.training.tasks.task_for`): class scores, or a
+    localisation net's box (4 numbers, or 4 per class) with a linear output. A
+    run started from another model (``init_from``) initialises the layers that
+    model does not provide with ``new_layer_initializer`` when set.
+    """
+    initializer = config["kernel_initializer"]
+    if config.get("init_from") and config.get("new_layer_initializer"):
+        initializer = config["new_layer_initializer"]
+    task = tasks.task_for(config, num_classes)
+    recorded_epsilon = _start_config(config).get("batch_norm_epsilon")
+    epsilon = {"batch_norm_epsilon": float(recorded_epsilon)} if recorded_epsilon else {}
+    return builder.build_vgg(
+        config["variant"],
+        classes=task.outputs,
+        classifier_activation=task.activation,
+        crop_size=int(config["crop_size"]),
+        dropout=float(config["dropout"]),
+        weight_decay=float(config["weight_decay"]),
+        kernel_initializer=initializer,
+        batch_norm=bool(config["batch_norm"]),
+        width_multiplier=float(config["width_multiplier"]),
+        # The input pipeline gives (batch, height, width, RGB), whatever Keras' global format.
+        data_format="channels_last",
+        # Statistics imported from torch (bin/import_weights) were computed with its epsilon.
+        **epsilon,
+    )
+
+
+def _start_config(config: Any) -> dict:
+    """The recorded config of the model a run starts from (``init_from``), or {}."""
+    if not config.get("init_from"):
+        return {}
+    path = config["init_from"]
+    return workdir_lib.read_config(path if os.path.isdir(path) else os.path.dirname(path) or ".") or {}
+
+
+def initialise_from(model: keras.Model, source: str, fresh_head: bool = False) -> tuple[list[str], str]:
+    """Starts ``model`` from a trained model (a workdir or .keras file).
+
+    The same network (e.g. the S=256 model for the S=384 recipe, or an
+    imported ImageNet model) gives all its layers; net A given to a deeper
+    net gives the paper's seven (§3.1). A source with another class count, or
+    ``fresh_head`` (a localisation net started from a classifier: "all layers
+    but the last", Appendix A), gives everything but ``fc8``, which keeps its
+    fresh initialisation.
+
+    Returns:
+        The names of the layers copied, and a note on fc8 when it was not
+        (empty otherwise).
+    """
+    weights = transfer.read_layer_weights(source)
+    own = [layer.name for layer in model.layers if layer.weights]
+    fc8 = model.get_layer("fc8")
+    source_classes = weights["fc8"][0].shape[-1] if "fc8" in weights else None
+    new_head = source_classes is not None and (fresh_head or source_classes != fc8.units)
+    exclude = ("fc8",) if new_head else ()
+    note = ""
+    if new_head:
+        note = (f"fc8 is initialised afresh for the box ({fc8.units} outputs; the source "
+                f"classifies {source_classes} classes)" if fresh_head else
+                f"fc8 is initialised afresh for {fc8.units} classes (the source has "
+                f"{source_classes})")
+    if all(name in weights for name in own):
+        names = [name for name in own if name not in exclude]
+        return transfer.load_layer_weights(model, weights, names), note
+    return transfer.init_from_net_a(model, source, exclude=exclude), note
+
+
+def freeze_layers(model: keras.Model, freeze: str) -> list[str]:
+    """Stops training the layers ``freeze`` names: "none", "convs" or "all_but_head".
+
+    "convs" trains only the fully-connected layers (as the authors did for one
+    of their ILSVRC submissions); "all_but_head" trains fc8 alone. Frozen
+    batch-norm layers run in inference mode (their moving statistics stay).
+
+    Returns:
+        The names of the frozen layers that hold weights.
+
+    Example:
+        >>> m = builder.build_vgg("A", classes=3, crop_size=32, width_multiplier=1 / 16)
+        >>> freeze_layers(m, "all_but_head")[-2:]
+        ['fc6', 'fc7']
+    """
+    if freeze not in config_lib.FREEZE:
+        raise ValueError(
+            f"Unknown freeze {freeze!r}; expected one of {', '.join(config_lib.FREEZE)}."
+        )
+    frozen = []
+    for layer in model.layers:
+        is_trunk = not layer.name.startswith("fc") and layer.name != "predictions"
+        if (freeze == "convs" and is_trunk) or (freeze == "all_but_head" and layer.name != "fc8"):
+            layer.trainable = False
+            if layer.weights:
+                frozen.append(layer.name)
+    return frozen
+
+
+def make_optimizer(config: Any) -> keras.optimizers.Optimizer:
+    """The paper's SGD with momentum (§3.1); weight decay is in the model's L2 terms.
+
+    Keras' own ``weight_decay=`` is decoupled from the gradient and is not the
+    paper's: it is never set here (see :func:`vgg_tf.nets.builder.VGG`). Under
+    float16 the optimizer scales the loss (``LossScaleOptimizer``).
+
+    Example:
+        >>> make_optimizer(config_lib.paper_recipe()).momentum
+        0.9
+    """
+    optimizer = keras.optimizers.SGD(
+        learning_rate=config["learning_rate"], momentum=config["momentum"]
+    )
+    if config["mixed_precision"] == "float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+class PlateauSchedule(tf.Module):
+    """The learning rate: divided by 10 when validation accuracy stops improving (§3.1).
+
+    ``rate(step)`` also ramps the rate up linearly over ``warmup_steps`` (not in
+    the paper). State lives in variables so that it is checkpointed with the run.
+    """
+
+    def __init__(self, learning_rate: float, factor: float, patience: int, min_delta: float,
+                 max_drops: int, start_epoch: int = 0, warmup_steps: int = 0):
+        super().__init__(name="plateau_schedule")
+        self.learning_rate = tf.Variable(learning_rate, trainable=False, dtype=tf.float64)
+        self.best = tf.Variable(-1.0, trainable=False, dtype=tf.float64)
+        self.wait = tf.Variable(0, trainable=False, dtype=tf.int64)
+        self.drops = tf.Variable(0, trainable=False, dtype=tf.int64)
+        self._factor, self._patience = factor, patience
+        self._min_delta, self._max_drops = min_delta, max_drops
+        self._start_epoch = start_epoch
+        self._warmup_steps = warmup_steps
+
+    def rate(self, step: int) -> float:
+        """The learning rate of global step ``step`` (0-based)."""
+        warm = min(1.0, (step + 1) / self._warmup_steps) if self._warmup_steps else 1.0
+        return float(self.learning_rate.numpy()) * warm
+
+    def update(self, val_accuracy: float, epoch: int) -> bool:
+        """Records the validation accuracy of ``epoch`` (1-based); returns whether the rate dropped.
+
+        Epochs before ``start_epoch`` are not watched: a deep net may sit near
+        chance for a few epochs before it starts to learn.
+        """
+        if epoch < self._start_epoch:
+            return False
+        if val_accuracy > float(self.best.numpy()) + self._min_delta:
+            self.best.assign(val_accuracy)
+            self.wait.assign(0)
+            return False
+        self.wait.assign_add(1)
+        if int(self.wait.numpy()) >= self._patience and int(self.drops.numpy()) < self._max_drops:
+            self.learning_rate.assign(self.learning_rate * self._factor)
+            self.drops.assign_add(1)
+            self.wait.assign(0)
+            return True
+        return False
+
+
+# --- The run ---------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Run:
+    """What a run is set up with: the recipe resolved against its data and workdir."""
+
+    config: ml_collections.ConfigDict
+    workdir: str
+    strategy: tf.distribute.Strategy
+    chief: bool
+    source: sources.Source
+    mean_rgb: tuple[float, float, float]
+    run_config: dict
+    steps_per_epoch: int
+    test_scale: int
+    task: tasks.Classification | tasks.Localisation
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps_per_epoch * int(self.config.epochs)
+
+    def say(self, message: str) -> None:
+        """Prints ``message`` on the chief only."""
+        if self.chief:
+            print(message, flush=True)
+
+
+@dataclasses.dataclass
+class State:
+    """What a run changes as it trains, all of it in the checkpoint."""
+
+    model: keras.Model
+    optimizer: keras.optimizers.Optimizer
+    trainer: Trainer
+    schedule: PlateauSchedule
+    step: tf.Variable
+    checkpoint: RunCheckpoint
+    run_log: RunLog | None
+
+
+def _mean_rgb(config, source: sources.Source, recorded: dict | None) -> tuple[float, ...]:
+    """The recipe's mean RGB, else this run's recorded one, else that of the model it
+    starts from (its weights expect that input), else ImageNet's or the training set's."""
+    if config.mean_rgb is not None:
+        return tuple(float(v) for v in config.mean_rgb)
+    if recorded and recorded.get("mean_rgb"):
+        return tuple(recorded["mean_rgb"])
+    start = _start_config(config)
+    if start.get("mean_rgb"):
+        return tuple(float(v) for v in start["mean_rgb"])
+    if source.name.startswith("imagenet"):
+        return IMAGENET_MEAN_RGB
+    limits = _image_limits(config)
+    return tuple(float(v) for v in pixel_statistics.compute_mean_rgb(source, **limits))
+
+
+def _image_limits(config) -> dict:
+    return dict(max_pixels=config.max_pixels or None,
+                max_aspect_ratio=config.max_aspect_ratio or None)
+
+
+def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
+    """Validates the recipe, makes the strategy, claims the workdir and resolves the data."""
+    config_lib.validate_config(config)
+    workdir_lib.check_outside(config.init_from, workdir)
+    strategy = strategy or distribute.strategy_for(config)
+    distribute.check_batch_sizes([config.batch_size], strategy)
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
+    chief = distribute.is_chief(strategy)
+    os.makedirs(workdir, exist_ok=True)
+    recorded = None
+    if chief:
+        recorded = workdir_lib.prepare(workdir, config, overwrite, config_lib.EXECUTION_FIELDS)
+    elif not overwrite:  # refuse another run's workdir too, rather than wait for the chief
+        workdir_lib.prepare(workdir, config, ignore=config_lib.EXECUTION_FIELDS)
+    source = sources.get_source(config.dataset, data_dir=config.data_dir,
+                                manual_dir=config.manual_dir)
+    if config.task == "localisation" and source.box_reader is None:
+        source.raw_records(source.train_split, with_boxes=True)  # raises, naming the dataset
+    mean_rgb = _mean_rgb(config, source, recorded)
+    run_config = {
+        **json.loads(config.to_json()),
+        "mean_rgb": list(mean_rgb),
+        "num_classes": source.num_classes,
+        "class_names": list(source.class_names) if source.class_names else None,
+    }
+    if chief:
+        workdir_lib.write_config(workdir, run_config)
+    num_train = source.num_examples(source.train_split)
+    if num_train < config.batch_size:
+        raise ValueError(
+            f"batch_size={config.batch_size} is larger than the {num_train} training examples of "
+            f"{config.dataset!r}; expected at most {num_train}."
+        )
+    return Run(config, workdir, strategy, chief, source, mean_rgb, run_config,
+               num_train // config.batch_size, workdir_lib.single_test_scale(run_config),
+               tasks.task_for(config, source.num_classes))
+
+
+def create_state(run: Run) -> State:
+    """Builds the model (from ``init_from`` if given), optimizer, schedule and checkpoint."""
+    config = run.config
+    # Seeded here, after the data source: preparing a TFDS dataset draws random numbers.
+    keras.utils.set_random_seed(int(config.seed))
+    with run.strategy.scope():
+        model = build_model(config, run.source.num_classes)
+        if config.init_from:
+            copied, note = initialise_from(model, config.init_from,
+                                           fresh_head=run.task.uses_boxes)
+            listed = ", ".join(copied) if len(copied) <= 8 else f"{copied[0]} ... {copied[-1]}"
+            run.say(f"Initialised {len(copied)} layers ({listed}) from {config.init_from}"
+                    + (f"; {note}" if note else ""))
+        frozen = freeze_layers(model, config.freeze)
+        if frozen:
+            run.say(f"Frozen ({config.freeze}): {len(frozen)} layers, {frozen[0]} to {frozen[-1]}")
+        logits_model = keras.Model(model.input, model.get_layer("fc8").output)
+        optimizer = make_optimizer(config)
+        optimizer.build(logits_model.trainable_variables)
+        trainer = Trainer(run.strategy, logits_model, optimizer, config.batch_size,
+                          bool(config.jit_compile), run.task)
+    schedule = PlateauSchedule(
+        config.learning_rate, config.lr_drop_factor, config.lr_plateau_patience,
+        config.lr_plateau_min_delta, config.lr_max_drops, config.lr_plateau_start_epoch,
+        warmup_steps=int(config.warmup_epochs * run.steps_per_epoch),
+    )
+    step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+    checkpoint = RunCheckpoint(
+        run.workdir, run.strategy, config.keep_checkpoints,
+        # Keras 3 models hand tf.train.Checkpoint only the optimizer-tracked
+        # variables; listing them all keeps dropout seeds and BN statistics.
+        model_variables=list(model.variables),
+        optimizer_variables=list(optimizer.variables),
+        schedule=schedule, totals=trainer.totals, step=step,
+    )
+    state = State(model, optimizer, trainer, schedule, step, checkpoint,
+                  RunLog(run.workdir) if run.chief else None)
+    restored = checkpoint.restore_latest()
+    if restored:
+        run.say(f"Resumed from {restored} at step {int(step.numpy())}")
+    return state
+
+
+def _retry_hint(state: State) -> str:
+    return (
+        f"The last good checkpoint stays in {state.checkpoint.directory}. To retry with a lower "
+        "--learning_rate or a warm-up, start a new --workdir (or pass --overwrite, which "
+        "deletes this run)."
+    )
+
+
+def save_checkpoint(state: State) -> None:
+    """Checkpoints the run, refusing to save non-finite weights."""
+    # The losses checked so far came before the last update: check the weights too.
+    if not state.trainer.weights_are_finite():
+        raise NonFiniteLossError(
+            f"The weights became non-finite by step {int(state.step.numpy())}; the run stops "
+            f"without saving them. {_retry_hint(state)}"
+        )
+    state.checkpoint.save(int(state.step.numpy()))
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+    return (int(seed) * 1_000_003 + epoch) % (2**31 - 1)
+
+
+def _train_input(run: Run, epoch: int, offset: int):
+    """The distributed training stream of ``epoch``, ``offset`` steps in (a resumed epoch)."""
+    config = run.config
+
+    def dataset(ctx):
+        return input_pipeline.train_dataset(
+            run.source,
+            batch_size=ctx.get_per_replica_batch_size(config.batch_size),
+            crop_size=config.crop_size,
+            scale_min=config.scale_min,
+            scale_max=config.scale_max,
+            mean_rgb=run.mean_rgb,
+            color_shift_std=config.color_shift_std,
+            flip=config.flip,
+            seed=_epoch_seed(config.seed, epoch),
+            deterministic=config.deterministic,
+            skip_examples=offset * config.batch_size,
+            cache=config.cache,
+            input_context=ctx,
+            with_boxes=run.task.uses_boxes,
+            **_image_limits(config),
+        )
+
+    return iter(run.strategy.distribute_datasets_from_function(dataset))
+
+
+def train_epoch(run: Run, state: State) -> tuple[dict, float]:
+    """Trains from the current step to the end of its epoch.
+
+    Returns:
+        The epoch's train metrics and its throughput in images per second.
+    """
+    config = run.config
+    epoch, offset = divmod(int(state.step.numpy()), run.steps_per_epoch)
+    iterator = _train_input(run, epoch, offset)
+    progbar = None
+    if run.chief:
+        print(f"Epoch {epoch + 1}/{config.epochs}")
+        progbar = keras.utils.Progbar(
+            run.steps_per_epoch, unit_name="step",
+            stateful_metrics=["loss", *run.task.metrics.values(), "img/s", "lr"],
+        )
+    images, seconds = 0, 0.0
+    while offset < run.steps_per_epoch:
+        global_step = int(state.step.numpy())
+        to_checkpoint = config.checkpoint_every_steps - global_step % config.checkpoint_every_steps
+        chunk = min(config.steps_per_execution, run.steps_per_epoch - offset, to_checkpoint)
+        lr = state.schedule.rate(global_step)
+        state.optimizer.learning_rate.assign(lr)
+        start = time.perf_counter()
+        state.trainer.train_steps(iterator, chunk)
+        so_far = state.trainer.epoch_metrics()
+        elapsed = time.perf_counter() - start
+        if not math.isfinite(so_far["loss"]):
+            raise NonFiniteLossError(
+                f"The training loss became {so_far['loss']} at step {global_step + chunk} "
+                f"(epoch {epoch + 1}); the run stops. {_retry_hint(state)}"
+            )
+        state.step.assign_add(chunk)
+        offset += chunk
+        if global_step > 0 or offset > chunk:  # the first call includes tracing
+            images, seconds = images + chunk * config.batch_size, seconds + elapsed
+        if progbar:
+            progbar.update(offset, [
+                ("loss", so_far["loss"]),
+                *((short, so_far[name]) for name, short in run.task.metrics.items()),
+                ("img/s", chunk * config.batch_size / max(elapsed, 1e-9)), ("lr", lr),
+            ])
+        # A checkpoint at an epoch's end is written after the epoch's bookkeeping.
+        if int(state.step.numpy()) % config.checkpoint_every_steps == 0 and offset < run.steps_per_epoch:
+            save_checkpoint(state)
+    return state.trainer.epoch_metrics(), images / seconds if seconds else 0.0
+
+
+def validate(run: Run, state: State, split: str | None = None) -> dict:
+    """Loss and error rates of the centre crops at the test scale Q (§4.1).
+
+    For a localisation net: its box for the true class (Appendix A's first protocol).
+    """
+    config = run.config
+    dataset = run.strategy.distribute_datasets_from_function(
+        lambda ctx: input_pipeline.eval_dataset(
+            run.source,
+            split=split or run.source.eval_split,
+            batch_size=ctx.get_per_replica_batch_size(config.batch_size),
+            image_size=run.test_scale,
+            crop_size=config.crop_size,
+            mode="center",
+            mean_rgb=run.mean_rgb,
+            input_context=ctx,
+            with_boxes=run.task.uses_boxes,
+            **_image_limits(config),
+        )
+    )
+    return state.trainer.evaluate(dataset)
+
+
+def end_epoch(run: Run, state: State, train: dict, images_per_second: float, val: dict) -> None:
+    """The plateau schedule's step, the epoch's log row and line, and the checkpoint."""
+    epoch = int(state.step.numpy()) // run.steps_per_epoch
+    dropped = state.schedule.update(run.task.accuracy(val), epoch)
+    state.trainer.totals.assign(tf.zeros(4, tf.float64))
+    if state.run_log:
+        names = list(run.task.metrics)
+        state.run_log.write_epoch({
+            "epoch": epoch,
+            "lr": float(state.optimizer.learning_rate.numpy()),
+            "train_loss": train["loss"],
+            **{f"train_{name}": train[name] for name in names},
+            **{f"val_{name}": val[name] for name in names},
+            "images_per_second": images_per_second,
+        })
+    run.say(f"epoch {epoch}: val {run.task.describe(val)}"
+            + (" (learning rate divided by 10)" if dropped else ""))
+    save_checkpoint(state)
+
+
+def finish(run: Run, state: State, val: dict | None) -> dict:
+    """Tests the final model, saves it, and returns the run's result."""
+    val = val or validate(run, state)  # a finished run resumed: report it again
+    source = run.source
+    test = validate(run, state, source.test_split) if source.test_split != source.eval_split else val
+    if run.chief:
+        workdir_lib.save_model(state.model, os.path.join(run.workdir, workdir_lib.MODEL_FILE))
+    else:
+        os.makedirs(os.path.join(run.workdir, "workers"), exist_ok=True)
+        name = f"worker{distribute.task_id(run.strategy)}.keras"
+        workdir_lib.save_model(state.model, os.path.join(run.workdir, "workers", name))
+    return {
+        **{f"val_{name}": float(val[name]) for name in run.task.metrics},
+        "val_loss": float(val["loss"]),
+        **{f"test_{name}": float(test[name]) for name in run.task.metrics},
+        "task": run.task.name,
+        "epochs": int(run.config.epochs),
+        "replicas": int(run.strategy.num_replicas_in_sync),
+        "run_config": run.run_config,
+    }
+
+
+def train_and_evaluate(
+    config: ml_collections.ConfigDict,
+    workdir: str,
+    *,
+    overwrite: bool = False,
+    strategy: tf.distribute.Strategy | None = None,
+) -> dict:
+    """Trains ``config`` in ``workdir``, resuming from its last checkpoint if any.
+
+    Args:
+        config: A recipe (see :func:`vgg_tf.training.recipe.paper_recipe`).
+        workdir: Directory of the run (config.json, checkpoints, logs,
+            metrics.csv, learning_curves.png, model.keras).
+        overwrite: Start over in a workdir that holds another run.
+        strategy: A strategy to use instead of ``config.strategy``.
+
+    Returns:
+        The final metrics: ``val_top1_error``, ``val_top5_error``, ``val_loss``,
+        ``test_top1_error``, ``test_top5_error`` (the test split, or validation
+        where the dataset has none), ``task``, ``epochs``, ``replicas`` and
+        ``run_config``; a localisation run has ``val_error``, ``val_mean_iou``,
+        ``test_error`` and ``test_mean_iou`` in place of the top-k errors.
+
+    Raises:
+        ValueError: A bad config field, or a workdir of another run.
+        NonFiniteLossError: The loss diverged (the last good checkpoint stays).
+    """
+    run = set_up(config, workdir, overwrite, strategy)
+    state = create_state(run)
+    if run.strategy.num_replicas_in_sync > 1:
+        run.say(f"Training on {run.strategy.num_replicas_in_sync} replicas in sync")
+    val = None
+    while int(state.step.numpy()) < run.total_steps:
+        train, images_per_second = train_epoch(run, state)
+        val = validate(run, state)
+        end_epoch(run, state, train, images_per_second, val)
+    return finish(run, state, val)
+
+
+def final_lines(result: dict) -> str:
+    """What ``bin/train`` prints last: test error, then (the last line) validation error."""
+    if result.get("task") == "localisation":
+        rates = {split: {name: result[f"{split}_{name}"] for name in tasks.Localisation.metrics}
+                 for split in ("test", "val")}
+        return (f"final test {tasks.Localisation.describe(rates['test'])}\n"
+                f"final validation {tasks.Localisation.describe(rates['val'])}")
+    return (
+        f"final test top-1 error {result['test_top1_error']:.2%}, "
+        f"top-5 error {result['test_top5_error']:.2%}\n"
+        f"final validation top-1 error {result['val_top1_error']:.2%}, "
+        f"top-5 error {result['val_top5_error']:.2%}"
+    )

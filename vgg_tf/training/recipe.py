@@ -1,0 +1,195 @@
+"""The paper's training recipe (§3.1) as a config, where recipes live, and what a recipe may hold.
+
+Recipe files (``vgg_tf/configs/*.py``, shipped inside the package; ``configs/``
+in a checkout points there) start from :func:`paper_recipe` and change the
+fields that differ; every field can be overridden on the command line
+(``--config.<field>=value``). A user's own recipe file works the same way.
+
+Example:
+    >>> config = paper_recipe()
+    >>> validate_config(config)
+    >>> recipe_path("digits").endswith("digits.py")
+    True
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import os
+
+import ml_collections
+
+from vgg_tf.data import images
+from vgg_tf.data.images import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS
+
+#: Fields that describe where or how fast a run executes, not what it learns:
+#: a workdir may be resumed with different values for these.
+EXECUTION_FIELDS = ("strategy", "devices", "steps_per_execution", "jit_compile")
+MIXED_PRECISION = ("", "bfloat16", "float16")
+#: What ``freeze`` may hold: train everything, only the FC layers, or only fc8.
+FREEZE = ("none", "convs", "all_but_head")
+DEFAULT_RECIPE = "digits"
+
+
+def paper_recipe() -> ml_collections.ConfigDict:
+    """Training recipe of the paper (§3.1) for ImageNet at fixed S = 256.
+
+    Example:
+        >>> config = paper_recipe()
+        >>> config.batch_size, config.learning_rate, config.weight_decay
+        (256, 0.01, 0.0005)
+    """
+    c = ml_collections.ConfigDict()
+    c.recipe = "imagenet_s256"  # the recipe's name, for messages
+    c.task = "classification"  # or "localisation" (Appendix A: the last layer predicts a box)
+    c.head = "scr"  # localisation: "scr" one box for all classes, "pcr" one box per class
+    # Network (vgg_tf.VGG arguments).
+    c.variant = "A"
+    c.kernel_initializer = "paper"  # N(0, 0.01) weights, zero biases; or "glorot"
+    c.init_from = ""  # workdir or .keras of a trained model to start from (§3.1)
+    # The run a fine-tuning recipe starts from (""; none): without --init_from it is refused.
+    c.init_from_required = ""
+    # Init of the layers init_from does not provide ("": kernel_initializer, as in the paper).
+    c.new_layer_initializer = ""
+    c.freeze = "none"  # "convs": train the FC layers only; "all_but_head": fc8 only
+    c.batch_norm = False
+    c.dropout = 0.5
+    c.width_multiplier = 1.0
+    # Data.
+    c.dataset = "imagenet2012"
+    c.data_dir = ml_collections.FieldReference(None, field_type=str)
+    c.manual_dir = ml_collections.FieldReference(None, field_type=str)
+    c.crop_size = 224
+    c.scale_min = 256  # S; scale_min < scale_max jitters S per image
+    c.scale_max = 256
+    c.mean_rgb = ml_collections.FieldReference(None, field_type=tuple)  # None: ImageNet's, or computed
+    c.flip = True  # random horizontal flips
+    c.color_shift_std = 0.1  # PCA lighting (Krizhevsky et al. 2012)
+    c.cache = False
+    # Images over these limits (read from the header) are skipped, counted and named; 0: none.
+    c.max_pixels = DEFAULT_MAX_PIXELS
+    c.max_aspect_ratio = DEFAULT_MAX_ASPECT_RATIO
+    # Optimisation.
+    c.batch_size = 256  # global, split over replicas
+    c.learning_rate = 0.01
+    c.momentum = 0.9
+    c.weight_decay = 5e-4  # Caffe meaning: the gradient gains 5e-4 * w
+    c.epochs = 74
+    c.warmup_epochs = 0.0  # linear warm-up (not in the paper; helps deep nets on small data)
+    c.lr_drop_factor = 0.1
+    c.lr_max_drops = 3
+    c.lr_plateau_patience = 2  # epochs without validation improvement before a drop
+    c.lr_plateau_min_delta = 1e-3  # improvement in validation top-1 accuracy that counts
+    c.lr_plateau_start_epoch = 0  # first epoch the plateau scheduler watches
+    # Execution.
+    c.strategy = "default"
+    c.devices = ""  # comma-separated, for strategy "mirrored"
+    c.mixed_precision = ""  # "", "bfloat16" or "float16"
+    c.jit_compile = False
+    c.steps_per_execution = 1
+    c.seed = 0
+    c.deterministic = False
+    c.checkpoint_every_steps = 1000
+    c.keep_checkpoints = 3
+    return c
+
+
+def recipe_names() -> tuple[str, ...]:
+    """Names of the recipes shipped with the package.
+
+    Example:
+        >>> "imagenet_s256" in recipe_names()
+        True
+    """
+    files = importlib.resources.files("vgg_tf.configs").iterdir()
+    return tuple(sorted(f.name[:-3] for f in files if f.name.endswith(".py") and f.name[0] != "_"))
+
+
+def recipe_path(name_or_path: str) -> str:
+    """The file of a packaged recipe (``"digits"``) or an existing recipe path, unchanged.
+
+    Raises:
+        ValueError: Neither a packaged recipe nor an existing file.
+
+    Example:
+        >>> os.path.basename(recipe_path("imagenet_s384"))
+        'imagenet_s384.py'
+    """
+    if os.path.isfile(name_or_path):
+        return name_or_path
+    name = name_or_path[:-3] if name_or_path.endswith(".py") else name_or_path
+    if name in recipe_names():
+        # Packages install as plain files: the resource is a real path.
+        return os.fspath(importlib.resources.files("vgg_tf.configs") / f"{name}.py")
+    raise ValueError(
+        f"Recipe {name_or_path!r} is neither a file nor a packaged recipe; expected a path to a "
+        f"recipe file or one of {', '.join(recipe_names())}."
+    )
+
+
+def default_config_path() -> str:
+    """Path of the default recipe (the built-in digits dataset)."""
+    return recipe_path(DEFAULT_RECIPE)
+
+
+def _check_choice(config, field: str, accepted, allow_empty: bool = False) -> None:
+    if config[field] not in accepted and not (allow_empty and not config[field]):
+        raise ValueError(
+            f"Unknown {field} {config[field]!r}; expected one of "
+            f"{', '.join(a or repr(a) for a in accepted)}."
+        )
+
+
+def validate_config(config: ml_collections.ConfigDict) -> None:
+    """Raises ValueError naming the first bad field and what is accepted.
+
+    Example:
+        >>> bad = paper_recipe()
+        >>> bad.scale_min = 128
+        >>> validate_config(bad)
+        Traceback (most recent call last):
+        ...
+        ValueError: scale_min=128 is smaller than crop_size=224; expected S >= crop size.
+    """
+    # Imported here: a recipe file imports this module, and loading it stays light.
+    from vgg_tf.nets import builder, specs
+    from vgg_tf.training import distribute, tasks
+
+    specs.get_spec(config.variant)
+    _check_choice(config, "task", tasks.TASKS)
+    _check_choice(config, "head", tasks.HEADS)
+    if not config.dataset:
+        raise ValueError(
+            f"Recipe {config.recipe!r} names no dataset; pass --dataset (a TFDS name, 'digits', "
+            "or a folder of class subfolders)."
+        )
+    _check_choice(config, "kernel_initializer", builder.KERNEL_INITIALIZERS)
+    _check_choice(config, "new_layer_initializer", builder.KERNEL_INITIALIZERS, allow_empty=True)
+    _check_choice(config, "strategy", distribute.STRATEGIES)
+    _check_choice(config, "mixed_precision", MIXED_PRECISION)
+    _check_choice(config, "freeze", FREEZE)
+    for field in ("batch_size", "epochs", "steps_per_execution", "checkpoint_every_steps",
+                  "keep_checkpoints", "crop_size"):
+        if int(config[field]) < 1:
+            raise ValueError(f"{field}={config[field]!r} is not accepted; expected >= 1.")
+    for field, low in (("learning_rate", "> 0"), ("warmup_epochs", ">= 0")):
+        ok = config[field] > 0 if low == "> 0" else config[field] >= 0
+        if not ok:
+            raise ValueError(f"{field}={config[field]!r} is not accepted; expected {low}.")
+    if not config.scale_min <= config.scale_max:
+        raise ValueError(
+            f"scale_min={config.scale_min} > scale_max={config.scale_max}; expected "
+            "scale_min <= scale_max."
+        )
+    if config.scale_min < config.crop_size:
+        raise ValueError(
+            f"scale_min={config.scale_min} is smaller than crop_size={config.crop_size}; "
+            "expected S >= crop size."
+        )
+    images.check_image_limits(config.max_pixels or None, config.max_aspect_ratio or None)
+    if config.init_from_required and not config.init_from:
+        raise ValueError(
+            f"Recipe {config.recipe!r} fine-tunes (learning_rate={config.learning_rate:g}) from "
+            f"{config.init_from_required}; pass --init_from=WORKDIR of that run (or "
+            "--config.init_from_required='' to train from scratch at this rate)."
+        )
