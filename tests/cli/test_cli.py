@@ -223,7 +223,7 @@ def test_import_is_lazy_and_public_names_load_on_use(tmp_path):
         assert "VGG16" in dir(vgg_tf) and "VGG16" in vgg_tf.__all__
         from vgg_tf import VGG16
         from vgg_tf import to_fully_convolutional
-        assert vgg_tf.VGG16 is VGG16 and vgg_tf.nets.builder.VGG16 is VGG16
+        assert vgg_tf.VGG16 is VGG16 and vgg_tf.weights.applications.VGG16 is VGG16
         assert all(hasattr(vgg_tf, name) for name in vgg_tf.__all__)
         try:
             vgg_tf.no_such_name

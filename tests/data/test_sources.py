@@ -314,7 +314,7 @@ def test_a_partial_read_of_a_small_tfds_split_is_quiet(subprocess_env):
     # TFDS caches small splits in memory; a cache read in part is discarded with a
     # C++ warning, which `bin/evaluate --max_examples` printed. Tests hide C++
     # warnings, so a child process with them shown reads the split.
-    script = ("from vgg_tf import sources\n"
+    script = ("from vgg_tf.data import sources\n"
               "s = sources.get_source('digits')\n"
               "print(len(list(sources.decoded_images(s, 'test', max_examples=3))))\n")
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,

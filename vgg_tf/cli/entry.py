@@ -25,8 +25,8 @@ from vgg_tf.cli import quiet
 COMMANDS = ("train", "evaluate", "export", "tune", "import_weights", "predict", "features",
             "summary")
 
-#: Commands that need an optional package: command -> (module, the extra that installs it).
-OPTIONAL_PACKAGES = {"tune": ("keras_tuner", "tune")}
+#: Commands that need an optional package: command -> (module, its name on PyPI, the extra).
+OPTIONAL_PACKAGES = {"tune": ("keras_tuner", "keras-tuner", "tune")}
 
 
 def run_app(main, doc: str | None) -> None:
@@ -49,9 +49,9 @@ def launch(command: str) -> None:
     """Prepares the process, then runs ``vgg_tf.cli.<command>``'s ``run()``."""
     if command not in COMMANDS:
         raise ValueError(f"Unknown command {command!r}; expected one of {', '.join(COMMANDS)}.")
-    package, extra = OPTIONAL_PACKAGES.get(command, (None, None))
-    if package and importlib.util.find_spec(package) is None:
-        raise SystemExit(f"error: vgg-{command} needs {package}, which vgg_tf installs with its "
+    module, package, extra = OPTIONAL_PACKAGES.get(command, (None, None, None))
+    if module and importlib.util.find_spec(module) is None:
+        raise SystemExit(f"error: bin/{command} needs {package}, which vgg_tf installs with its "
                          f"{extra} extra: pip install 'vgg_tf[{extra}]'")
     quiet.quiet_tensorflow(sys.argv)
     importlib.import_module(f"vgg_tf.cli.{command}").run()
