@@ -23,8 +23,8 @@ from PIL import Image
 from skimage import data
 
 from benchmarks import harness
-from vgg_tf.inference import protocol as ev
 from vgg_tf.data import images as images_lib
+from vgg_tf.inference import protocol as ev
 from vgg_tf.nets.fcn import to_fully_convolutional
 from vgg_tf.weights.applications import VGG
 
@@ -44,8 +44,14 @@ def trained_model(settings: harness.Settings) -> ev.TrainedModel:
     [min Q, max Q]."""
     scales = settings.eval_scales
     model = VGG("D", width_multiplier=settings.eval_width, crop_size=CROP)
-    config = dict(variant="D", crop_size=CROP, scale_min=min(scales), scale_max=max(scales),
-                  mean_rgb=list(MEAN_RGB), class_names=None)
+    config = dict(
+        variant="D",
+        crop_size=CROP,
+        scale_min=min(scales),
+        scale_max=max(scales),
+        mean_rgb=list(MEAN_RGB),
+        class_names=None,
+    )
     return ev.TrainedModel(model, config, "benchmark", "D (random weights)")
 
 
@@ -74,8 +80,9 @@ def mac_rows(fcn: keras.Model, height: int, width: int, scales) -> list[dict]:
     for q in scales:
         dense = 2 * fcn_macs(fcn, *scaled_shape(height, width, q))
         crops = 2 * ev.GRID**2 * fcn_macs(fcn, CROP, CROP)
-        rows.append(dict(q=q, dense_gmacs=dense / 1e9, multicrop_gmacs=crops / 1e9,
-                         ratio=crops / dense))
+        rows.append(
+            dict(q=q, dense_gmacs=dense / 1e9, multicrop_gmacs=crops / 1e9, ratio=crops / dense)
+        )
     return rows
 
 
@@ -90,22 +97,34 @@ def run(settings: harness.Settings, trained: ev.TrainedModel, verbose: bool = Tr
     progress = harness.Progress(
         f"evaluation cost: dense vs multi-crop, D x{settings.eval_width:g}, Q = "
         f"{', '.join(map(str, scales))}, one {height}x{width} photograph",
-        2 * settings.eval_repeats, verbose)
+        2 * settings.eval_repeats,
+        verbose,
+    )
     for protocol in ("dense", "multicrop"):  # trace
         evaluator.probabilities(protocol, image)
     times = harness.interleaved(
-        {protocol: (lambda p=protocol: evaluator.probabilities(p, image))
-         for protocol in ("dense", "multicrop")},
-        settings.eval_repeats, progress,
+        {
+            protocol: (lambda p=protocol: evaluator.probabilities(p, image))
+            for protocol in ("dense", "multicrop")
+        },
+        settings.eval_repeats,
+        progress,
     )
     progress.finish()
     dense_gmacs = sum(r["dense_gmacs"] for r in rows)
     crop_gmacs = sum(r["multicrop_gmacs"] for r in rows)
     dense_s, crop_s = harness.median(times["dense"]), harness.median(times["multicrop"])
     return dict(
-        width_multiplier=settings.eval_width, image=[int(height), int(width)], scales=list(scales),
-        repeats=settings.eval_repeats, per_scale=rows,
-        dense_gmacs=dense_gmacs, multicrop_gmacs=crop_gmacs, mac_ratio=crop_gmacs / dense_gmacs,
-        dense_s=dense_s, multicrop_s=crop_s, wall_ratio=crop_s / dense_s,
+        width_multiplier=settings.eval_width,
+        image=[int(height), int(width)],
+        scales=list(scales),
+        repeats=settings.eval_repeats,
+        per_scale=rows,
+        dense_gmacs=dense_gmacs,
+        multicrop_gmacs=crop_gmacs,
+        mac_ratio=crop_gmacs / dense_gmacs,
+        dense_s=dense_s,
+        multicrop_s=crop_s,
+        wall_ratio=crop_s / dense_s,
         single_pass_gmacs={str(q): fcn_macs(fcn, q, q) / 1e9 for q in scales},
     )

@@ -61,11 +61,24 @@ def full(**overrides) -> Settings:
     few calls is about their maximum, reported too).
     """
     return Settings(
-        quick=False, image_size=224, inference_batches=(16, 32), inference_repeats=3,
-        train_batch=16, train_steps=1, train_repeats=3,
-        pipeline_files=320, pipeline_images=480, pipeline_repeats=3,
-        eval_width=1.0, eval_scales=(256, 384, 512), eval_repeats=1, serving_calls=5,
-        memory_batch=16, memory_image_size=224, memory_steps=2, **overrides,
+        quick=False,
+        image_size=224,
+        inference_batches=(16, 32),
+        inference_repeats=3,
+        train_batch=16,
+        train_steps=1,
+        train_repeats=3,
+        pipeline_files=320,
+        pipeline_images=480,
+        pipeline_repeats=3,
+        eval_width=1.0,
+        eval_scales=(256, 384, 512),
+        eval_repeats=1,
+        serving_calls=5,
+        memory_batch=16,
+        memory_image_size=224,
+        memory_steps=2,
+        **overrides,
     )
 
 
@@ -73,11 +86,24 @@ def quick(**overrides) -> Settings:
     """A smoke test of every measurement in under 3 minutes on 2 cores: small inputs,
     small batches, a quarter-width net for evaluation and serving, few repeats."""
     return Settings(
-        quick=True, image_size=96, inference_batches=(4, 8), inference_repeats=2,
-        train_batch=4, train_steps=1, train_repeats=2,
-        pipeline_files=40, pipeline_images=160, pipeline_repeats=1,
-        eval_width=0.25, eval_scales=(256,), eval_repeats=1, serving_calls=5,
-        memory_batch=4, memory_image_size=96, memory_steps=2, **overrides,
+        quick=True,
+        image_size=96,
+        inference_batches=(4, 8),
+        inference_repeats=2,
+        train_batch=4,
+        train_steps=1,
+        train_repeats=2,
+        pipeline_files=40,
+        pipeline_images=160,
+        pipeline_repeats=1,
+        eval_width=0.25,
+        eval_scales=(256,),
+        eval_repeats=1,
+        serving_calls=5,
+        memory_batch=4,
+        memory_image_size=96,
+        memory_steps=2,
+        **overrides,
     )
 
 
@@ -86,7 +112,7 @@ def median(values) -> float:
 
 
 def interleaved(
-    sides: dict[str, Callable[[], object]], repeats: int, progress: "Progress | None" = None
+    sides: dict[str, Callable[[], object]], repeats: int, progress: Progress | None = None
 ) -> dict[str, list[float]]:
     """Wall seconds of each side's calls, alternating the sides ``repeats`` times.
 

@@ -33,15 +33,20 @@ def matmul_gflops(n: int, repeats: int, dtype=tf.float32, progress=None) -> dict
     call, flops = matmul_call(n, dtype)
     times = harness.interleaved({"matmul": call}, repeats, progress)["matmul"]
     return dict(
-        n=n, dtype=tf.as_dtype(dtype).name, repeats=repeats,
-        peak_gflops=flops / min(times) / 1e9, median_gflops=flops / harness.median(times) / 1e9,
+        n=n,
+        dtype=tf.as_dtype(dtype).name,
+        repeats=repeats,
+        peak_gflops=flops / min(times) / 1e9,
+        median_gflops=flops / harness.median(times) / 1e9,
     )
 
 
 def run(settings: harness.Settings, verbose: bool = True) -> dict:
     """fp32 matmul peak; also the mixed-precision compute dtype's when one is set."""
     n, repeats = (2048, 3) if settings.quick else (4096, 5)
-    dtypes = [tf.float32] + ([tf.as_dtype(settings.mixed_precision)] if settings.mixed_precision else [])
+    dtypes = [tf.float32] + (
+        [tf.as_dtype(settings.mixed_precision)] if settings.mixed_precision else []
+    )
     progress = harness.Progress(f"matmul peak ({n} x {n})", repeats * len(dtypes), verbose)
     result = matmul_gflops(n, repeats, tf.float32, progress)
     if settings.mixed_precision:

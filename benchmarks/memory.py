@@ -27,7 +27,9 @@ def resident_mib() -> dict:
     try:
         with open("/proc/self/status") as f:
             fields = dict(line.split(":", 1) for line in f if ":" in line)
-        return dict(rss=int(fields["VmRSS"].split()[0]) / 1024, peak=int(fields["VmHWM"].split()[0]) / 1024)
+        return dict(
+            rss=int(fields["VmRSS"].split()[0]) / 1024, peak=int(fields["VmHWM"].split()[0]) / 1024
+        )
     except (OSError, KeyError):
         import resource
 
@@ -44,19 +46,30 @@ def estimate(model, batch: int, bytes_per_activation: int = 4) -> dict:
     elements = sum(int(np.prod(layer.output.shape[1:])) for layer in model.layers)
     weights = params * 4 / _MIB
     activations = batch * elements * bytes_per_activation / _MIB
-    return dict(params=params, weights_mib=weights, gradients_mib=weights, momentum_mib=weights,
-                activations_mib=activations, total_mib=3 * weights + activations)
+    return dict(
+        params=params,
+        weights_mib=weights,
+        gradients_mib=weights,
+        momentum_mib=weights,
+        activations_mib=activations,
+        total_mib=3 * weights + activations,
+    )
 
 
-def measure_here(batch: int, image_size: int, steps: int, mixed_precision: str,
-                 jit_compile: bool) -> dict:
+def measure_here(
+    batch: int, image_size: int, steps: int, mixed_precision: str, jit_compile: bool
+) -> dict:
     """In this process: trains D for ``steps`` steps and reports memory (call in a fresh process)."""
     import tensorflow as tf
 
     from benchmarks import harness, models
 
-    settings = dataclasses.replace(harness.full(), image_size=image_size,
-                                   mixed_precision=mixed_precision, jit_compile=jit_compile)
+    settings = dataclasses.replace(
+        harness.full(),
+        image_size=image_size,
+        mixed_precision=mixed_precision,
+        jit_compile=jit_compile,
+    )
     harness.set_precision(settings)
     iterator = iter(tf.data.Dataset.from_tensors(models._batch(batch, image_size)).repeat())
     next(iterator)
@@ -68,8 +81,15 @@ def measure_here(batch: int, image_size: int, steps: int, mixed_precision: str,
     after = resident_mib()
     compute_bytes = 2 if mixed_precision else 4
     return dict(
-        batch=batch, image_size=image_size, steps=steps, baseline_mib=before,
-        built_rss_mib=built["rss"], built_peak_mib=built["peak"], peak_mib=after["peak"], final_rss_mib=after["rss"], growth_mib=after["peak"] - before,
+        batch=batch,
+        image_size=image_size,
+        steps=steps,
+        baseline_mib=before,
+        built_rss_mib=built["rss"],
+        built_peak_mib=built["peak"],
+        peak_mib=after["peak"],
+        final_rss_mib=after["rss"],
+        growth_mib=after["peak"] - before,
         estimate=estimate(trainer.model, batch, compute_bytes),
     )
 
@@ -80,15 +100,26 @@ def run(settings, verbose: bool = True) -> dict:
 
     progress = harness.Progress(
         f"memory: peak RSS of training D, batch {settings.memory_batch}, "
-        f"{settings.memory_image_size} px, {settings.memory_steps} steps (child process)", 1, verbose)
+        f"{settings.memory_image_size} px, {settings.memory_steps} steps (child process)",
+        1,
+        verbose,
+    )
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     command = [
-        sys.executable, "-m", "benchmarks.memory", json.dumps(dict(
-            batch=settings.memory_batch, image_size=settings.memory_image_size,
-            steps=settings.memory_steps, mixed_precision=settings.mixed_precision,
-            jit_compile=settings.jit_compile)),
+        sys.executable,
+        "-m",
+        "benchmarks.memory",
+        json.dumps(
+            dict(
+                batch=settings.memory_batch,
+                image_size=settings.memory_image_size,
+                steps=settings.memory_steps,
+                mixed_precision=settings.mixed_precision,
+                jit_compile=settings.jit_compile,
+            )
+        ),
     ]
     done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:

@@ -24,10 +24,10 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import harness, machine
-from vgg_tf.training import recipe as config_lib
 from vgg_tf.nets import builder as vgg_models
-from vgg_tf.training import steps
 from vgg_tf.training import loop as train_lib
+from vgg_tf.training import recipe as config_lib
+from vgg_tf.training import steps
 
 #: A training step is about 3 forward passes of work (forward, grad wrt input, grad wrt weights).
 TRAIN_COST_FACTOR = 3.0
@@ -44,7 +44,9 @@ def _rate(images: int, seconds: list[float]) -> float:
     return images / harness.median(seconds)
 
 
-def _bound_fraction(images_per_second: float, gmacs: float, bound_gflops: float, factor=1.0) -> float:
+def _bound_fraction(
+    images_per_second: float, gmacs: float, bound_gflops: float, factor=1.0
+) -> float:
     return images_per_second * 2.0 * gmacs * factor / bound_gflops
 
 
@@ -70,7 +72,10 @@ def inference(settings: harness.Settings, verbose: bool = True) -> dict:
     calls = len(settings.inference_batches) * 3 * settings.inference_repeats
     progress = harness.Progress(
         f"VGG-16 inference, {size} px, batch {settings.inference_batches}: vgg_tf vs "
-        "keras.applications (predict_on_batch)", calls, verbose)
+        "keras.applications (predict_on_batch)",
+        calls,
+        verbose,
+    )
     # Trace and warm up on 1 and 2 images: Keras' predict function (reduce_retracing) is
     # traced again on the second shape with the batch dimension left open, and that one
     # graph then serves every batch size, as it would for a user's varying batches.
@@ -81,23 +86,33 @@ def inference(settings: harness.Settings, verbose: bool = True) -> dict:
     for batch in settings.inference_batches:
         images, _ = _batch(batch, size)
         times = harness.interleaved(
-            {"vgg_tf": lambda x=images: ours.predict_on_batch(x),
-             "keras": lambda x=images: theirs.predict_on_batch(x), "matmul": matmul},
-            settings.inference_repeats, progress,
+            {
+                "vgg_tf": lambda x=images: ours.predict_on_batch(x),
+                "keras": lambda x=images: theirs.predict_on_batch(x),
+                "matmul": matmul,
+            },
+            settings.inference_repeats,
+            progress,
         )
         ours_rate, theirs_rate = _rate(batch, times["vgg_tf"]), _rate(batch, times["keras"])
         bound = _gflops(flops, times["matmul"])
-        rows.append(dict(
-            batch=batch, vgg_tf_img_s=ours_rate, keras_img_s=theirs_rate,
-            ratio=ours_rate / theirs_rate,
-            matmul_gflops=bound,
-            vgg_tf_bound_fraction=_bound_fraction(ours_rate, gmacs, bound),
-            keras_bound_fraction=_bound_fraction(theirs_rate, gmacs, bound),
-            vgg_tf_seconds=times["vgg_tf"], keras_seconds=times["keras"],
-        ))
+        rows.append(
+            dict(
+                batch=batch,
+                vgg_tf_img_s=ours_rate,
+                keras_img_s=theirs_rate,
+                ratio=ours_rate / theirs_rate,
+                matmul_gflops=bound,
+                vgg_tf_bound_fraction=_bound_fraction(ours_rate, gmacs, bound),
+                keras_bound_fraction=_bound_fraction(theirs_rate, gmacs, bound),
+                vgg_tf_seconds=times["vgg_tf"],
+                keras_seconds=times["keras"],
+            )
+        )
     progress.finish()
-    return dict(image_size=size, gmacs_per_image=gmacs, repeats=settings.inference_repeats,
-                batches=rows)
+    return dict(
+        image_size=size, gmacs_per_image=gmacs, repeats=settings.inference_repeats, batches=rows
+    )
 
 
 def _vgg_tf_trainer(settings: harness.Settings, batch: int) -> steps.Trainer:
@@ -112,8 +127,9 @@ def _vgg_tf_trainer(settings: harness.Settings, batch: int) -> steps.Trainer:
     logits_model = keras.Model(model.input, model.get_layer("fc8").output)
     optimizer = train_lib.make_optimizer(config)
     optimizer.build(logits_model.trainable_variables)
-    return steps.Trainer(tf.distribute.get_strategy(), logits_model, optimizer, batch,
-                         settings.jit_compile)
+    return steps.Trainer(
+        tf.distribute.get_strategy(), logits_model, optimizer, batch, settings.jit_compile
+    )
 
 
 def _keras_fit_model(settings: harness.Settings) -> keras.Model:
@@ -146,21 +162,34 @@ def training(settings: harness.Settings, verbose: bool = True) -> dict:
 
     progress = harness.Progress(
         f"VGG-16 training, {size} px, batch {batch}, {n} step(s) a repeat: vgg_tf's step "
-        "vs keras.applications model.fit (SGD, momentum 0.9)", 3 * settings.train_repeats, verbose)
+        "vs keras.applications model.fit (SGD, momentum 0.9)",
+        3 * settings.train_repeats,
+        verbose,
+    )
     matmul, flops = _bound_side(settings)
     trainer.train_steps(iterator, 1)  # trace and warm up both, one step each
     trainer.epoch_metrics()
     theirs.fit(data, steps_per_epoch=1, epochs=1, verbose=0, shuffle=False)
-    times = harness.interleaved({"vgg_tf": ours_steps, "keras": theirs_fit, "matmul": matmul},
-                                settings.train_repeats, progress)
+    times = harness.interleaved(
+        {"vgg_tf": ours_steps, "keras": theirs_fit, "matmul": matmul},
+        settings.train_repeats,
+        progress,
+    )
     progress.finish()
     ours_rate, theirs_rate = _rate(batch * n, times["vgg_tf"]), _rate(batch * n, times["keras"])
     bound = _gflops(flops, times["matmul"])
     return dict(
-        image_size=size, batch=batch, steps_per_repeat=n, repeats=settings.train_repeats,
-        gmacs_per_image=gmacs, vgg_tf_img_s=ours_rate, keras_img_s=theirs_rate,
-        ratio=ours_rate / theirs_rate, matmul_gflops=bound,
+        image_size=size,
+        batch=batch,
+        steps_per_repeat=n,
+        repeats=settings.train_repeats,
+        gmacs_per_image=gmacs,
+        vgg_tf_img_s=ours_rate,
+        keras_img_s=theirs_rate,
+        ratio=ours_rate / theirs_rate,
+        matmul_gflops=bound,
         vgg_tf_bound_fraction=_bound_fraction(ours_rate, gmacs, bound, TRAIN_COST_FACTOR),
         keras_bound_fraction=_bound_fraction(theirs_rate, gmacs, bound, TRAIN_COST_FACTOR),
-        vgg_tf_seconds=times["vgg_tf"], keras_seconds=times["keras"],
+        vgg_tf_seconds=times["vgg_tf"],
+        keras_seconds=times["keras"],
     )

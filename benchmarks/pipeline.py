@@ -56,8 +56,12 @@ def measure(source, scales, fused: bool, images: int, batch_size: int) -> tuple[
     per-core rate whatever else runs, wall seconds what this run actually got.
     """
     ds = input_pipeline.train_dataset(
-        source, batch_size=batch_size, scale_min=scales[0], scale_max=scales[1],
-        seed=0, fused_decode=fused,
+        source,
+        batch_size=batch_size,
+        scale_min=scales[0],
+        scale_max=scales[1],
+        seed=0,
+        fused_decode=fused,
     )
     it = iter(ds)
     for _ in range(2):
@@ -80,7 +84,10 @@ def run(settings: harness.Settings, verbose: bool = True, batch_size: int = 32) 
     images = settings.pipeline_images
     progress = harness.Progress(
         f"input pipeline: fused vs naive decode, {settings.pipeline_files} JPEGs, "
-        f"{images} images a repeat, batch {batch_size}", calls, verbose)
+        f"{images} images a repeat, batch {batch_size}",
+        calls,
+        verbose,
+    )
     rows = []
     with tempfile.TemporaryDirectory() as root:
         write_photos(root, settings.pipeline_files)
@@ -96,15 +103,27 @@ def run(settings: harness.Settings, verbose: bool = True, batch_size: int = 32) 
             fused_wall = harness.median([w for w, _ in figures[True]])
             naive_cpu = harness.median([c for _, c in figures[False]])
             fused_cpu = harness.median([c for _, c in figures[True]])
-            rows.append(dict(
-                scale=_label(scales), scale_min=scales[0], scale_max=scales[1],
-                naive_img_s=naive_wall, fused_img_s=fused_wall, ratio=fused_wall / naive_wall,
-                naive_img_per_cpu_s=naive_cpu, fused_img_per_cpu_s=fused_cpu,
-                cpu_ratio=fused_cpu / naive_cpu,
-            ))
+            rows.append(
+                dict(
+                    scale=_label(scales),
+                    scale_min=scales[0],
+                    scale_max=scales[1],
+                    naive_img_s=naive_wall,
+                    fused_img_s=fused_wall,
+                    ratio=fused_wall / naive_wall,
+                    naive_img_per_cpu_s=naive_cpu,
+                    fused_img_per_cpu_s=fused_cpu,
+                    cpu_ratio=fused_cpu / naive_cpu,
+                )
+            )
     progress.finish()
     return dict(
-        files=settings.pipeline_files, images_per_repeat=images, repeats=settings.pipeline_repeats,
-        batch=batch_size, crop=224, min_side=min(map(min, sizes)), max_side=max(map(max, sizes)),
+        files=settings.pipeline_files,
+        images_per_repeat=images,
+        repeats=settings.pipeline_repeats,
+        batch=batch_size,
+        crop=224,
+        min_side=min(map(min, sizes)),
+        max_side=max(map(max, sizes)),
         scales=rows,
     )

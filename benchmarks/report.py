@@ -40,7 +40,9 @@ def targets(results: dict) -> list[dict]:
     rows = []
     for name, threshold, kind in TARGETS:
         value = values[name]
-        met = None if value is None else (value >= threshold if kind == "min" else value <= threshold)
+        met = (
+            None if value is None else (value >= threshold if kind == "min" else value <= threshold)
+        )
         rows.append(dict(name=name, value=value, threshold=threshold, met=met))
     return rows
 
@@ -73,79 +75,169 @@ def format_results(results: dict) -> str:
     ]
     if "machine" in results:
         m = results["machine"]
-        lines += [f"matmul peak ({m['dtype']}, {m['n']}^3): {m['peak_gflops']:.0f} GFLOP/s "
-                  f"(median {m['median_gflops']:.0f}); the model rows are read against the same "
-                  "matmul timed between their own repeats (matmul GFLOP/s)", ""]
+        lines += [
+            f"matmul peak ({m['dtype']}, {m['n']}^3): {m['peak_gflops']:.0f} GFLOP/s "
+            f"(median {m['median_gflops']:.0f}); the model rows are read against the same "
+            "matmul timed between their own repeats (matmul GFLOP/s)",
+            "",
+        ]
         if "mixed" in m:
-            lines[-1:-1] = [f"matmul peak ({m['mixed']['dtype']}, {m['mixed']['n']}^3): "
-                            f"{m['mixed']['peak_gflops']:.0f} GFLOP/s, the bound of the mixed-"
-                            "precision model rows"]
+            lines[-1:-1] = [
+                f"matmul peak ({m['mixed']['dtype']}, {m['mixed']['n']}^3): "
+                f"{m['mixed']['peak_gflops']:.0f} GFLOP/s, the bound of the mixed-"
+                "precision model rows"
+            ]
     if "inference" in results:
         inf = results["inference"]
         lines += _table(
-            [f"inference, {inf['image_size']} px ({inf['gmacs_per_image']:.2f} GMACs/img)",
-             "vgg_tf img/s", "keras.applications img/s", "ratio", "matmul GFLOP/s",
-             "vgg_tf of bound", "keras of bound"],
-            [[f"batch {b['batch']}", b["vgg_tf_img_s"], b["keras_img_s"], f"{b['ratio']:.2f}x",
-              f"{b['matmul_gflops']:.0f}", _pct(b["vgg_tf_bound_fraction"]),
-              _pct(b["keras_bound_fraction"])]
-             for b in inf["batches"]])
+            [
+                f"inference, {inf['image_size']} px ({inf['gmacs_per_image']:.2f} GMACs/img)",
+                "vgg_tf img/s",
+                "keras.applications img/s",
+                "ratio",
+                "matmul GFLOP/s",
+                "vgg_tf of bound",
+                "keras of bound",
+            ],
+            [
+                [
+                    f"batch {b['batch']}",
+                    b["vgg_tf_img_s"],
+                    b["keras_img_s"],
+                    f"{b['ratio']:.2f}x",
+                    f"{b['matmul_gflops']:.0f}",
+                    _pct(b["vgg_tf_bound_fraction"]),
+                    _pct(b["keras_bound_fraction"]),
+                ]
+                for b in inf["batches"]
+            ],
+        )
     if "training" in results:
         t = results["training"]
         lines += _table(
-            [f"training, {t['image_size']} px", "vgg_tf step img/s", "keras.applications fit img/s",
-             "ratio", "matmul GFLOP/s", "vgg_tf of bound", "keras of bound"],
-            [[f"batch {t['batch']}", t["vgg_tf_img_s"], t["keras_img_s"], f"{t['ratio']:.2f}x",
-              f"{t['matmul_gflops']:.0f}", _pct(t["vgg_tf_bound_fraction"]),
-              _pct(t["keras_bound_fraction"])]])
+            [
+                f"training, {t['image_size']} px",
+                "vgg_tf step img/s",
+                "keras.applications fit img/s",
+                "ratio",
+                "matmul GFLOP/s",
+                "vgg_tf of bound",
+                "keras of bound",
+            ],
+            [
+                [
+                    f"batch {t['batch']}",
+                    t["vgg_tf_img_s"],
+                    t["keras_img_s"],
+                    f"{t['ratio']:.2f}x",
+                    f"{t['matmul_gflops']:.0f}",
+                    _pct(t["vgg_tf_bound_fraction"]),
+                    _pct(t["keras_bound_fraction"]),
+                ]
+            ],
+        )
     if "pipeline" in results:
         p = results["pipeline"]
         lines += _table(
-            [f"input pipeline, S ({p['files']} JPEGs, {p['min_side']}-{p['max_side']} px)",
-             "naive img/s", "fused img/s", "ratio", "naive img/CPU-s", "fused img/CPU-s",
-             "ratio per CPU-s"],
-            [[r["scale"], r["naive_img_s"], r["fused_img_s"], f"{r['ratio']:.2f}x",
-              r["naive_img_per_cpu_s"], r["fused_img_per_cpu_s"], f"{r['cpu_ratio']:.2f}x"]
-             for r in p["scales"]])
+            [
+                f"input pipeline, S ({p['files']} JPEGs, {p['min_side']}-{p['max_side']} px)",
+                "naive img/s",
+                "fused img/s",
+                "ratio",
+                "naive img/CPU-s",
+                "fused img/CPU-s",
+                "ratio per CPU-s",
+            ],
+            [
+                [
+                    r["scale"],
+                    r["naive_img_s"],
+                    r["fused_img_s"],
+                    f"{r['ratio']:.2f}x",
+                    r["naive_img_per_cpu_s"],
+                    r["fused_img_per_cpu_s"],
+                    f"{r['cpu_ratio']:.2f}x",
+                ]
+                for r in p["scales"]
+            ],
+        )
     if "evaluation" in results:
         e = results["evaluation"]
-        rows = [[f"Q = {r['q']}", r["dense_gmacs"], r["multicrop_gmacs"], f"{r['ratio']:.1f}x"]
-                for r in e["per_scale"]]
-        rows.append(["all scales", e["dense_gmacs"], e["multicrop_gmacs"], f"{e['mac_ratio']:.1f}x"])
+        rows = [
+            [f"Q = {r['q']}", r["dense_gmacs"], r["multicrop_gmacs"], f"{r['ratio']:.1f}x"]
+            for r in e["per_scale"]
+        ]
+        rows.append(
+            ["all scales", e["dense_gmacs"], e["multicrop_gmacs"], f"{e['mac_ratio']:.1f}x"]
+        )
         rows.append(["wall s per image", e["dense_s"], e["multicrop_s"], f"{e['wall_ratio']:.1f}x"])
         lines += _table(
-            [f"evaluation, D x{e['width_multiplier']:g}, {e['image'][0]}x{e['image'][1]} photo",
-             "dense (image + flip) GMACs", "multi-crop (50 crops) GMACs", "ratio"], rows)
+            [
+                f"evaluation, D x{e['width_multiplier']:g}, {e['image'][0]}x{e['image'][1]} photo",
+                "dense (image + flip) GMACs",
+                "multi-crop (50 crops) GMACs",
+                "ratio",
+            ],
+            rows,
+        )
     if "serving" in results:
         s = results["serving"]
         lines += _table(
-            [f"one JPEG, Q = {', '.join(map(str, s['scales']))}", "median ms",
-             "p99 ms (~ max of the calls)", "max ms", "calls"],
-            [[name, s[key]["median_ms"], s[key]["p99_ms"], s[key].get("max_ms", ""),
-              s[key]["calls"]]
-             for name, key in (("serving_default", "serving"), ("bare forward pass", "bare_forward"))]
-            + [["ratio (medians)", f"{s['ratio']:.2f}x", "", "", ""]])
+            [
+                f"one JPEG, Q = {', '.join(map(str, s['scales']))}",
+                "median ms",
+                "p99 ms (~ max of the calls)",
+                "max ms",
+                "calls",
+            ],
+            [
+                [
+                    name,
+                    s[key]["median_ms"],
+                    s[key]["p99_ms"],
+                    s[key].get("max_ms", ""),
+                    s[key]["calls"],
+                ]
+                for name, key in (
+                    ("serving_default", "serving"),
+                    ("bare forward pass", "bare_forward"),
+                )
+            ]
+            + [["ratio (medians)", f"{s['ratio']:.2f}x", "", "", ""]],
+        )
         lines += [f"export: {s['export_s']:.1f} s, {s['export_mib']:.0f} MiB", ""]
     if "memory" in results:
         mem = results["memory"]
         est = mem["estimate"]
         lines += _table(
             [f"memory, training D, batch {mem['batch']}, {mem['image_size']} px", "MiB"],
-            [["resident before the model (TensorFlow, the batch)", mem["baseline_mib"]],
-             ["resident once the model and optimizer are built", mem["built_rss_mib"]],
-             ["peak resident", mem["peak_mib"]],
-             ["peak - before", mem["growth_mib"]],
-             ["estimate: weights + gradients + momentum", 3 * est["weights_mib"]],
-             ["estimate: activations", est["activations_mib"]],
-             ["estimate: total", est["total_mib"]],
-             ["(peak - before) / estimate", f"{mem['growth_over_estimate']:.2f}x"]])
+            [
+                ["resident before the model (TensorFlow, the batch)", mem["baseline_mib"]],
+                ["resident once the model and optimizer are built", mem["built_rss_mib"]],
+                ["peak resident", mem["peak_mib"]],
+                ["peak - before", mem["growth_mib"]],
+                ["estimate: weights + gradients + momentum", 3 * est["weights_mib"]],
+                ["estimate: activations", est["activations_mib"]],
+                ["estimate: total", est["total_mib"]],
+                ["(peak - before) / estimate", f"{mem['growth_over_estimate']:.2f}x"],
+            ],
+        )
     lines += _table(
         ["target", "measured", "met"],
-        [[t["name"], "not run" if t["value"] is None else
-          (_pct(t["value"]) if "%" in t["name"] else f"{t['value']:.2f}x"),
-          {True: "met", False: "NOT MET", None: "-"}[t["met"]]]
-         for t in results["targets"]])
+        [
+            [
+                t["name"],
+                "not run"
+                if t["value"] is None
+                else (_pct(t["value"]) if "%" in t["name"] else f"{t['value']:.2f}x"),
+                {True: "met", False: "NOT MET", None: "-"}[t["met"]],
+            ]
+            for t in results["targets"]
+        ],
+    )
     if "cpu_seconds" in env:
-        lines.append(f"run time: {env['wall_seconds'] / 60:.1f} min wall, {env['cpu_seconds'] / 60:.1f} "
-                     "CPU-min (this process and its children, user + system)")
+        lines.append(
+            f"run time: {env['wall_seconds'] / 60:.1f} min wall, {env['cpu_seconds'] / 60:.1f} "
+            "CPU-min (this process and its children, user + system)"
+        )
     return "\n".join(lines)

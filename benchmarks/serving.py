@@ -21,16 +21,20 @@ import numpy as np
 import tensorflow as tf
 
 from benchmarks import evaluation, harness
-from vgg_tf.inference import protocol as ev
 from vgg_tf.data import images as images_lib
-from vgg_tf.serving.export import export_saved_model
+from vgg_tf.inference import protocol as ev
 from vgg_tf.nets.fcn import to_fully_convolutional
+from vgg_tf.serving.export import export_saved_model
 
 
 def _latency(times: list[float]) -> dict:
     ms = np.asarray(times) * 1e3
-    return dict(median_ms=float(np.median(ms)), p99_ms=float(np.percentile(ms, 99)),
-                max_ms=float(ms.max()), calls=len(times))
+    return dict(
+        median_ms=float(np.median(ms)),
+        p99_ms=float(np.percentile(ms, 99)),
+        max_ms=float(ms.max()),
+        calls=len(times),
+    )
 
 
 def bare_forward(trained: ev.TrainedModel, image: tf.Tensor, scales):
@@ -51,13 +55,17 @@ def run(settings: harness.Settings, trained: ev.TrainedModel, verbose: bool = Tr
     progress = harness.Progress(
         f"serving: serving_default on one {len(jpeg) // 1024} KiB JPEG vs the bare forward "
         f"pass, Q = {', '.join(map(str, scales))}, image + flip, {calls} calls each",
-        2 * calls, verbose)
+        2 * calls,
+        verbose,
+    )
     with tempfile.TemporaryDirectory() as base:
         start = time.perf_counter()
         path = export_saved_model(trained, base, scales=scales, verbose=0)
         export_s = time.perf_counter() - start
-        size_mib = sum(os.path.getsize(os.path.join(d, f))
-                       for d, _, files in os.walk(path) for f in files) / 2**20
+        size_mib = (
+            sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
+            / 2**20
+        )
         served = tf.saved_model.load(path).signatures["serving_default"]
         request = tf.constant([jpeg])
 
@@ -70,7 +78,12 @@ def run(settings: harness.Settings, trained: ev.TrainedModel, verbose: bool = Tr
     progress.finish()
     serving, forward = _latency(times["serving"]), _latency(times["bare"])
     return dict(
-        width_multiplier=settings.eval_width, scales=list(scales), jpeg_bytes=len(jpeg),
-        export_s=export_s, export_mib=size_mib, serving=serving, bare_forward=forward,
+        width_multiplier=settings.eval_width,
+        scales=list(scales),
+        jpeg_bytes=len(jpeg),
+        export_s=export_s,
+        export_mib=size_mib,
+        serving=serving,
+        bare_forward=forward,
         ratio=serving["median_ms"] / forward["median_ms"],
     )

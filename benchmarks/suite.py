@@ -20,16 +20,23 @@ from vgg_tf.cli import quiet
 SECTIONS = ("machine", "memory", "inference", "training", "pipeline", "evaluation", "serving")
 
 _QUICK = flags.DEFINE_bool(
-    "quick", False, "Smoke test in under 3 minutes on 2 cores: smaller inputs, batches and "
-    "repeats, a quarter-width net for evaluation and serving (same fields in the JSON).")
+    "quick",
+    False,
+    "Smoke test in under 3 minutes on 2 cores: smaller inputs, batches and "
+    "repeats, a quarter-width net for evaluation and serving (same fields in the JSON).",
+)
 _OUTPUT = flags.DEFINE_string("output", None, "Write every figure as JSON to this file.")
 _MIXED = flags.DEFINE_bool(
-    "mixed_precision", False, "Build every model under Keras' mixed policy: float16 on a GPU, "
-    "bfloat16 otherwise.")
+    "mixed_precision",
+    False,
+    "Build every model under Keras' mixed policy: float16 on a GPU, bfloat16 otherwise.",
+)
 _JIT = flags.DEFINE_bool(
-    "jit_compile", False, "Compile the steps with XLA, on both sides of each comparison.")
+    "jit_compile", False, "Compile the steps with XLA, on both sides of each comparison."
+)
 _SECTIONS = flags.DEFINE_list(
-    "sections", list(SECTIONS), f"Measurements to run, of {', '.join(SECTIONS)} (default: all).")
+    "sections", list(SECTIONS), f"Measurements to run, of {', '.join(SECTIONS)} (default: all)."
+)
 
 
 def settings_from_flags() -> harness.Settings:
@@ -43,9 +50,11 @@ def settings_from_flags() -> harness.Settings:
 def cpu_seconds() -> float:
     """User + system CPU seconds of this process (all its threads) and of its waited-for
     children (the memory measurement)."""
-    return sum(getattr(resource.getrusage(who), field)
-               for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
-               for field in ("ru_utime", "ru_stime"))
+    return sum(
+        getattr(resource.getrusage(who), field)
+        for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        for field in ("ru_utime", "ru_stime")
+    )
 
 
 def run_all(settings: harness.Settings, sections=SECTIONS, verbose: bool = True) -> dict:
@@ -74,8 +83,10 @@ def run_all(settings: harness.Settings, sections=SECTIONS, verbose: bool = True)
         if "serving" in sections:
             results["serving"] = serving.run(settings, trained, verbose)
     results["environment"] = dict(
-        harness.environment(settings), load_average_start=load_start,
-        load_average_end=harness.load_average(), wall_seconds=time.perf_counter() - start,
+        harness.environment(settings),
+        load_average_start=load_start,
+        load_average_end=harness.load_average(),
+        wall_seconds=time.perf_counter() - start,
         cpu_seconds=cpu_seconds() - cpu_start,
         sections=list(sections),
     )

@@ -50,8 +50,12 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 REPO = Path(__file__).resolve().parents[1]
 BIN = REPO / "bin"
 # The distributed-tuning variables a child must not inherit unless a test sets them.
-_CLUSTER_VARIABLES = ("TF_CONFIG", "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP",
-                      "KERASTUNER_ORACLE_PORT")
+_CLUSTER_VARIABLES = (
+    "TF_CONFIG",
+    "KERASTUNER_TUNER_ID",
+    "KERASTUNER_ORACLE_IP",
+    "KERASTUNER_ORACLE_PORT",
+)
 
 
 # --- Data and processes ------------------------------------------------------------------
@@ -85,8 +89,12 @@ def subprocess_env(tfds_dir):
 
     def env(**extra) -> dict[str, str]:
         result = {k: v for k, v in os.environ.items() if k not in _CLUSTER_VARIABLES}
-        result.update(TF_CPP_MIN_LOG_LEVEL="2", TFDS_DATA_DIR=str(tfds_dir),
-                      PYTHONUNBUFFERED="1", PYTHONPATH=str(REPO))
+        result.update(
+            TF_CPP_MIN_LOG_LEVEL="2",
+            TFDS_DATA_DIR=str(tfds_dir),
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=str(REPO),
+        )
         result.update({k: str(v) for k, v in extra.items()})
         return result
 
@@ -111,8 +119,14 @@ def run_bin(bin_command, subprocess_env):
     """
 
     def run(name: str, *flags, env=None, timeout: float = 600, check: bool = True, cwd=None):
-        result = subprocess.run(bin_command(name, *flags), capture_output=True, text=True,
-                                timeout=timeout, env=env or subprocess_env(), cwd=cwd)
+        result = subprocess.run(
+            bin_command(name, *flags),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env or subprocess_env(),
+            cwd=cwd,
+        )
         if check:
             assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
         return result
@@ -158,8 +172,12 @@ def encode():
 
 
 def _png_chunk(kind: bytes, payload: bytes) -> bytes:
-    return (struct.pack(">I", len(payload)) + kind + payload
-            + struct.pack(">I", zlib.crc32(kind + payload)))
+    return (
+        struct.pack(">I", len(payload))
+        + kind
+        + payload
+        + struct.pack(">I", zlib.crc32(kind + payload))
+    )
 
 
 def _zero_png(width: int, height: int) -> bytes:
@@ -169,8 +187,12 @@ def _zero_png(width: int, height: int) -> bytes:
     parts = [compressor.compress(row * rows_per_block) for _ in range(height // rows_per_block)]
     parts += [compressor.compress(row * (height % rows_per_block)), compressor.flush()]
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
-    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
-            + _png_chunk(b"IDAT", b"".join(parts)) + _png_chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _png_chunk(b"IHDR", header)
+        + _png_chunk(b"IDAT", b"".join(parts))
+        + _png_chunk(b"IEND", b"")
+    )
 
 
 @pytest.fixture(scope="session")
@@ -240,7 +262,7 @@ def png_header():
 
 def _patched_image(fmt: str, offset: int, fields: str, values, **options) -> bytes:
     blob = bytearray(_encode(np.zeros((16, 16, 3), "uint8"), fmt, **options))
-    blob[offset:offset + struct.calcsize(fields)] = struct.pack(fields, *values)
+    blob[offset : offset + struct.calcsize(fields)] = struct.pack(fields, *values)
     return bytes(blob)
 
 
@@ -254,7 +276,7 @@ def patched_image():
 def _patched_jpeg(width: int, height: int) -> bytes:
     blob = bytearray(_encode(np.zeros((16, 16, 3), "uint8"), "JPEG"))
     sof = blob.index(b"\xff\xc0")  # baseline SOF0: length, precision, height, width
-    blob[sof + 5:sof + 9] = struct.pack(">HH", height, width)
+    blob[sof + 5 : sof + 9] = struct.pack(">HH", height, width)
     return bytes(blob)
 
 
@@ -316,8 +338,9 @@ def patched_jpeg():
 # --- Models and run directories ----------------------------------------------------------
 
 
-def _tiny_model(seed: int = 0, classes: int = 10, variant: str = "A", crop_size: int = 32,
-                **kwargs):
+def _tiny_model(
+    seed: int = 0, classes: int = 10, variant: str = "A", crop_size: int = 32, **kwargs
+):
     import keras
 
     from vgg_tf.weights.applications import VGG
@@ -338,9 +361,20 @@ def _tiny_run_config(**changes) -> dict:
     from vgg_tf.training import recipe as config_lib
 
     recipe = config_lib.paper_recipe()
-    recipe.update(dict(recipe="digits", dataset="digits", variant="A", crop_size=32,
-                       scale_min=32, scale_max=48, width_multiplier=1 / 16,
-                       kernel_initializer="glorot", flip=False, batch_size=32))
+    recipe.update(
+        dict(
+            recipe="digits",
+            dataset="digits",
+            variant="A",
+            crop_size=32,
+            scale_min=32,
+            scale_max=48,
+            width_multiplier=1 / 16,
+            kernel_initializer="glorot",
+            flip=False,
+            batch_size=32,
+        )
+    )
     run_config = {
         **json.loads(recipe.to_json()),
         "mean_rgb": [47.6, 47.6, 47.6],
@@ -407,10 +441,17 @@ def trained_digits_run(tmp_path_factory, make_workdir) -> Path:
     images, labels = _digit_images()
     mean = images.reshape(-1, 3).mean(axis=0)
     model = _tiny_model(seed=0)
-    train = np.concatenate([
-        tf.image.resize(images[:1500].astype("float32"), (s, s)).numpy()[
-            :, (s - 32) // 2:(s + 32) // 2, (s - 32) // 2:(s + 32) // 2]
-        for s in (32, 40, 48)]) - mean
+    train = (
+        np.concatenate(
+            [
+                tf.image.resize(images[:1500].astype("float32"), (s, s)).numpy()[
+                    :, (s - 32) // 2 : (s + 32) // 2, (s - 32) // 2 : (s + 32) // 2
+                ]
+                for s in (32, 40, 48)
+            ]
+        )
+        - mean
+    )
     model.compile(keras.optimizers.Adam(2e-3), "sparse_categorical_crossentropy")
     model.fit(train, np.tile(labels[:1500], 3), batch_size=64, epochs=6, verbose=0)
     # Tests compare served answers with this model's: it must have learned, on every CPU
@@ -418,8 +459,13 @@ def trained_digits_run(tmp_path_factory, make_workdir) -> Path:
     held_out = tf.image.resize(images[1500:].astype("float32"), (32, 32)).numpy() - mean
     accuracy = np.mean(model.predict(held_out, verbose=0).argmax(axis=1) == labels[1500:])
     assert accuracy >= 0.8, f"the fixture's net reached {accuracy:.1%} on held-out digits"
-    return make_workdir(tmp_path_factory.mktemp("digits_A"), model,
-                        mean_rgb=[float(m) for m in mean], weight_decay=0.0, flip=True)
+    return make_workdir(
+        tmp_path_factory.mktemp("digits_A"),
+        model,
+        mean_rgb=[float(m) for m in mean],
+        weight_decay=0.0,
+        flip=True,
+    )
 
 
 # --- Issue 10's acceptance folder --------------------------------------------------------
@@ -464,8 +510,7 @@ def _bad_image_folder(root, *, full: bool = False) -> BadImageFolder:
     good = {}
 
     def flat(folder, name, shape, colour, fmt="JPEG", **options):
-        (folder / name).write_bytes(_encode(np.full((*shape, 3), colour, np.uint8), fmt,
-                                            **options))
+        (folder / name).write_bytes(_encode(np.full((*shape, 3), colour, np.uint8), fmt, **options))
         good[name] = colour
 
     flat(cat, "tabby.jpg", (60, 80), (230, 120, 40), quality=95)
@@ -478,7 +523,8 @@ def _bad_image_folder(root, *, full: bool = False) -> BadImageFolder:
     flat(other, "lossy.webp", (52, 66), (200, 60, 140), "WEBP", quality=90)
     gif_side, frames = (2000, 400) if full else (500, 40)
     (cat / "animated.gif").write_bytes(
-        _animated_gif(gif_side, gif_side, frames, first=(90, 200, 200), rest=(0, 0, 0)))
+        _animated_gif(gif_side, gif_side, frames, first=(90, 200, 200), rest=(0, 0, 0))
+    )
     good["animated.gif"] = (90, 200, 200)
 
     jpeg_side, png_side = (20000, 40000) if full else (7000, 10000)
@@ -490,8 +536,9 @@ def _bad_image_folder(root, *, full: bool = False) -> BadImageFolder:
     photo = _encode(data.astronaut(), "JPEG", quality=90)
     (cat / "truncated.jpg").write_bytes(photo[: len(photo) // 2])
     classes = {path.name: path.parent.name for path in root.glob("*/*")}
-    return BadImageFolder(root, good, classes,
-                          ("bomb.jpg", "bomb.png", "strip.png", "truncated.jpg"))
+    return BadImageFolder(
+        root, good, classes, ("bomb.jpg", "bomb.png", "strip.png", "truncated.jpg")
+    )
 
 
 @pytest.fixture(scope="session")

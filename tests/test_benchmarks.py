@@ -18,22 +18,48 @@ ROOT = Path(__file__).resolve().parents[1]
 
 #: The figures of issue 13 the JSON must hold, as paths into it ("*": every list item).
 REQUIRED = (
-    "machine.peak_gflops", "machine.median_gflops",
-    "inference.gmacs_per_image", "inference.batches.*.vgg_tf_img_s",
-    "inference.batches.*.keras_img_s", "inference.batches.*.ratio",
-    "inference.batches.*.vgg_tf_bound_fraction", "inference.batches.*.keras_bound_fraction",
-    "training.vgg_tf_img_s", "training.keras_img_s", "training.ratio",
-    "training.vgg_tf_bound_fraction", "training.keras_bound_fraction",
-    "pipeline.scales.*.naive_img_s", "pipeline.scales.*.fused_img_s", "pipeline.scales.*.ratio",
-    "pipeline.scales.*.naive_img_per_cpu_s", "pipeline.scales.*.fused_img_per_cpu_s",
-    "evaluation.dense_gmacs", "evaluation.multicrop_gmacs", "evaluation.mac_ratio",
-    "evaluation.dense_s", "evaluation.multicrop_s", "evaluation.wall_ratio",
-    "serving.serving.median_ms", "serving.serving.p99_ms", "serving.serving.max_ms",
-    "serving.bare_forward.median_ms", "serving.bare_forward.p99_ms", "serving.bare_forward.max_ms",
-    "serving.ratio", "serving.export_s",
-    "memory.baseline_mib", "memory.peak_mib", "memory.growth_mib", "memory.estimate.weights_mib",
-    "memory.estimate.activations_mib", "memory.estimate.total_mib", "memory.growth_over_estimate",
-    "environment.cpu_count", "environment.wall_seconds", "environment.cpu_seconds",
+    "machine.peak_gflops",
+    "machine.median_gflops",
+    "inference.gmacs_per_image",
+    "inference.batches.*.vgg_tf_img_s",
+    "inference.batches.*.keras_img_s",
+    "inference.batches.*.ratio",
+    "inference.batches.*.vgg_tf_bound_fraction",
+    "inference.batches.*.keras_bound_fraction",
+    "training.vgg_tf_img_s",
+    "training.keras_img_s",
+    "training.ratio",
+    "training.vgg_tf_bound_fraction",
+    "training.keras_bound_fraction",
+    "pipeline.scales.*.naive_img_s",
+    "pipeline.scales.*.fused_img_s",
+    "pipeline.scales.*.ratio",
+    "pipeline.scales.*.naive_img_per_cpu_s",
+    "pipeline.scales.*.fused_img_per_cpu_s",
+    "evaluation.dense_gmacs",
+    "evaluation.multicrop_gmacs",
+    "evaluation.mac_ratio",
+    "evaluation.dense_s",
+    "evaluation.multicrop_s",
+    "evaluation.wall_ratio",
+    "serving.serving.median_ms",
+    "serving.serving.p99_ms",
+    "serving.serving.max_ms",
+    "serving.bare_forward.median_ms",
+    "serving.bare_forward.p99_ms",
+    "serving.bare_forward.max_ms",
+    "serving.ratio",
+    "serving.export_s",
+    "memory.baseline_mib",
+    "memory.peak_mib",
+    "memory.growth_mib",
+    "memory.estimate.weights_mib",
+    "memory.estimate.activations_mib",
+    "memory.estimate.total_mib",
+    "memory.growth_over_estimate",
+    "environment.cpu_count",
+    "environment.wall_seconds",
+    "environment.cpu_seconds",
 )
 
 
@@ -65,7 +91,11 @@ def test_quick_run_writes_every_figure(tmp_path):
     env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1")
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks", "--quick", "--output", str(output)],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads(output.read_text())
@@ -73,8 +103,19 @@ def test_quick_run_writes_every_figure(tmp_path):
         values = _values(results, path)
         assert values, path
         for value in values:
-            assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (path, value)
-    for section in ("machine", "memory", "inference", "training", "pipeline", "evaluation", "serving"):
+            assert isinstance(value, (int, float)) and math.isfinite(value) and value > 0, (
+                path,
+                value,
+            )
+    for section in (
+        "machine",
+        "memory",
+        "inference",
+        "training",
+        "pipeline",
+        "evaluation",
+        "serving",
+    ):
         for value in _numbers(results[section]):
             assert math.isfinite(value) and value > 0, (section, value)
     assert len(results["inference"]["batches"]) == 2
@@ -95,10 +136,18 @@ def test_quick_run_writes_every_figure(tmp_path):
 def _judged(training=1.3, inference=(1.01, 0.9), pipeline=2.1, serving=1.1) -> dict:
     return dict(
         training=dict(ratio=training),
-        inference=dict(batches=[dict(ratio=inference[0], vgg_tf_bound_fraction=inference[1]),
-                                dict(ratio=inference[0] + 0.1, vgg_tf_bound_fraction=0.99)]),
-        pipeline=dict(scales=[dict(scale_min=256, scale_max=256, ratio=9.0),
-                              dict(scale_min=256, scale_max=512, ratio=pipeline)]),
+        inference=dict(
+            batches=[
+                dict(ratio=inference[0], vgg_tf_bound_fraction=inference[1]),
+                dict(ratio=inference[0] + 0.1, vgg_tf_bound_fraction=0.99),
+            ]
+        ),
+        pipeline=dict(
+            scales=[
+                dict(scale_min=256, scale_max=256, ratio=9.0),
+                dict(scale_min=256, scale_max=512, ratio=pipeline),
+            ]
+        ),
         serving=dict(ratio=serving),
     )
 

@@ -8,12 +8,11 @@ import keras
 import numpy as np
 import pytest
 
-from vgg_tf.training import recipe as config_lib
 from vgg_tf import workdir
 from vgg_tf.data import constants
+from vgg_tf.training import recipe as config_lib
 from vgg_tf.weights import loading
-from vgg_tf.weights.trained import TrainedModel
-from vgg_tf.weights.trained import recorded_mean_rgb
+from vgg_tf.weights.trained import TrainedModel, recorded_mean_rgb
 
 MEAN = (120.0, 110.0, 100.0)
 
@@ -32,14 +31,21 @@ def test_config_json_round_trip(tmp_path, tiny_run_config):
     recipe = config_lib.paper_recipe()
     workdir.write_config(tmp_path, json.loads(recipe.to_json()))
     assert workdir.read_config(tmp_path) == recipe.to_dict() | {
-        "mean_rgb": None, "data_dir": None, "manual_dir": None}
+        "mean_rgb": None,
+        "data_dir": None,
+        "manual_dir": None,
+    }
 
 
 def test_prepare_accepts_a_new_or_same_run_and_refuses_another(tmp_path):
     config = config_lib.paper_recipe()
     assert workdir.prepare(str(tmp_path), config) is None  # a new workdir
-    recorded = {**json.loads(config.to_json()), "num_classes": 10, "mean_rgb": [1.0, 2.0, 3.0],
-                "class_names": ["a"]}
+    recorded = {
+        **json.loads(config.to_json()),
+        "num_classes": 10,
+        "mean_rgb": [1.0, 2.0, 3.0],
+        "class_names": ["a"],
+    }
     workdir.write_config(tmp_path, recorded)
     assert workdir.prepare(str(tmp_path), config) == recorded  # the same run: resumed
     config.learning_rate, config.variant = 0.5, "E"
@@ -85,7 +91,8 @@ def test_config_differences_compares_nested_fields_both_sides_have():
     old = {"lr": 0.1, "space": {"dropout": [0, 0.5], "wd": 1}, "gone": 1, "strategy": "a"}
     new = {"lr": 0.1, "space": {"dropout": [0, 0.3], "wd": 1}, "added": 2, "strategy": "b"}
     assert workdir.config_differences(old, new, ignore=("strategy",)) == [
-        "space.dropout: [0, 0.5] -> [0, 0.3]"]
+        "space.dropout: [0, 0.5] -> [0, 0.3]"
+    ]
     with pytest.raises(ValueError, match=r"holds a search with other settings \(space.dropout"):
         workdir.check_same_run("d", old, new, "a search", ignore=("strategy",))
     workdir.check_same_run("d", None, new, "a search")  # nothing recorded: nothing to refuse
@@ -125,12 +132,11 @@ def test_default_run_name():
 def test_atomic_path_leaves_the_old_file_on_an_error(tmp_path):
     target = tmp_path / "model.keras"
     target.write_text("old")
-    with pytest.raises(RuntimeError, match="disk full"):
-        with workdir.atomic_path(target) as tmp:
-            assert tmp == str(tmp_path / "model.tmp.keras")  # the extension is kept
-            with open(tmp, "w") as f:
-                f.write("half of the new")
-            raise RuntimeError("disk full")
+    with pytest.raises(RuntimeError, match="disk full"), workdir.atomic_path(target) as tmp:
+        assert tmp == str(tmp_path / "model.tmp.keras")  # the extension is kept
+        with open(tmp, "w") as f:
+            f.write("half of the new")
+        raise RuntimeError("disk full")
     assert target.read_text() == "old" and os.listdir(tmp_path) == ["model.keras"]
     with workdir.atomic_path(target) as tmp:
         with open(tmp, "w") as f:
@@ -213,8 +219,14 @@ def test_mean_rgb_is_the_recorded_one_else_imagenets():
 
 def test_load_model(tmp_path, make_workdir, tiny_model):
     model = tiny_model()
-    config = dict(variant="A", crop_size=32, scale_min=32, scale_max=48, mean_rgb=list(MEAN),
-                  class_names=[f"c{i}" for i in range(10)])
+    config = dict(
+        variant="A",
+        crop_size=32,
+        scale_min=32,
+        scale_max=48,
+        mean_rgb=list(MEAN),
+        class_names=[f"c{i}" for i in range(10)],
+    )
     make_workdir(tmp_path, model, config)
     x = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     for path in (tmp_path, tmp_path / "model.keras", str(tmp_path)):

@@ -117,8 +117,9 @@ def config_differences(old: Mapping, new: Mapping, ignore: Iterable[str] = ()) -
     return diffs
 
 
-def check_same_run(workdir: str, recorded: Mapping | None, current: Mapping, what: str,
-                   ignore: Iterable[str] = ()) -> None:
+def check_same_run(
+    workdir: str, recorded: Mapping | None, current: Mapping, what: str, ignore: Iterable[str] = ()
+) -> None:
     """Refuses to continue in ``workdir`` a run whose recorded settings differ.
 
     Args:
@@ -141,8 +142,9 @@ def check_same_run(workdir: str, recorded: Mapping | None, current: Mapping, wha
         )
 
 
-def prepare(workdir: str, config: Any, overwrite: bool = False,
-            ignore: Iterable[str] = ()) -> dict | None:
+def prepare(
+    workdir: str, config: Any, overwrite: bool = False, ignore: Iterable[str] = ()
+) -> dict | None:
     """Checks that ``workdir`` is new or belongs to this config; returns its recorded config.
 
     With ``overwrite`` the run files of a previous run are removed first.

@@ -22,14 +22,20 @@ NOISE = ("oneDNN", "absl::InitializeLog", "cpu_feature_guard", "CounterV2", "dep
 
 def _env(**extra: str) -> dict:
     """The environment of a user who set nothing (no TF_CPP_MIN_LOG_LEVEL of the tests')."""
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("TF_CPP_MIN_LOG_LEVEL", "PYTHONWARNINGS")
+    }
     env.update(extra)
     return env
 
 
 def _run(args: list[str], cwd: Path, timeout: int = 600, **env: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, *args], cwd=cwd, env=_env(**env), capture_output=True, text=True,
+        [sys.executable, *args],
+        cwd=cwd,
+        env=_env(**env),
+        capture_output=True,
+        text=True,
         timeout=timeout,
     )
 
@@ -38,7 +44,8 @@ def _train(tmp_path: Path, *flags: str, **env: str) -> subprocess.CompletedProce
     return _run(
         # --config (if given) comes before the --config.<field> overrides, as ml_collections wants.
         [str(ROOT / "bin" / "train"), *flags, "--epochs=1", *TINY, f"--workdir={tmp_path / 'wd'}"],
-        cwd=tmp_path, **env,
+        cwd=tmp_path,
+        **env,
     )
 
 
@@ -98,7 +105,9 @@ def test_tensorflow_logs_shown_when_asked_for(tmp_path, args, env):
 @pytest.mark.slow
 def test_users_quiet_level_also_hides_the_import_lines(tmp_path):
     # TensorFlow ignores TF_CPP_MIN_LOG_LEVEL at import; the entry points honour it.
-    result = _run([str(ROOT / "bin" / "train"), "--helpshort"], cwd=tmp_path, TF_CPP_MIN_LOG_LEVEL="2")
+    result = _run(
+        [str(ROOT / "bin" / "train"), "--helpshort"], cwd=tmp_path, TF_CPP_MIN_LOG_LEVEL="2"
+    )
     assert "bin/train: trains a VGG network" in result.stdout, result.stderr[-3000:]
     assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr
     # --helpshort lists the command's own flags, wherever in vgg_tf.cli they are defined.
@@ -162,8 +171,9 @@ def test_config_by_packaged_name_reaches_the_recipe(tmp_path):
 @pytest.mark.slow
 def test_config_by_path_with_overrides(tmp_path):
     recipe = tmp_path / "my_recipe.py"
-    recipe.write_text(textwrap.dedent(
-        """
+    recipe.write_text(
+        textwrap.dedent(
+            """
         from vgg_tf.configs import digits
 
 
@@ -173,11 +183,14 @@ def test_config_by_path_with_overrides(tmp_path):
             config.init_from_required = "a run of my own"
             return config
         """
-    ))
+        )
+    )
     # The override given on the command line reaches the file's recipe.
     result = _train(tmp_path, f"--config={recipe}", "--config.learning_rate=0.125")
     assert result.returncode == 1
-    assert "Recipe 'my_recipe' fine-tunes (learning_rate=0.125) from a run of my own" in result.stderr
+    assert (
+        "Recipe 'my_recipe' fine-tunes (learning_rate=0.125) from a run of my own" in result.stderr
+    )
 
 
 @pytest.mark.slow

@@ -15,8 +15,11 @@ CLASSES = tfds.features.ClassLabel(num_classes=5)
 
 
 def _info(**features):
-    return types.SimpleNamespace(features=tfds.features.FeaturesDict(
-        {"image": tfds.features.Image(shape=(None, None, 3)), **features}))
+    return types.SimpleNamespace(
+        features=tfds.features.FeaturesDict(
+            {"image": tfds.features.Image(shape=(None, None, 3)), **features}
+        )
+    )
 
 
 def _objects():
@@ -25,9 +28,13 @@ def _objects():
 
 def test_objects_of_the_image_class_padded_with_zero_area_rows():
     read = box_records.box_reader(_info(label=CLASSES, objects=_objects()))
-    example = {"label": tf.constant(3, tf.int64), "objects": {
-        "bbox": tf.constant([[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9], [0.0, 0.5, 0.4, 1.0]]),
-        "label": tf.constant([3, 1, 3], tf.int64)}}
+    example = {
+        "label": tf.constant(3, tf.int64),
+        "objects": {
+            "bbox": tf.constant([[0.1, 0.1, 0.5, 0.5], [0.2, 0.2, 0.9, 0.9], [0.0, 0.5, 0.4, 1.0]]),
+            "label": tf.constant([3, 1, 3], tf.int64),
+        },
+    }
     label, boxes = read(example)
     assert int(label) == 3 and boxes.shape == (box_records.MAX_BOXES, 4)
     np.testing.assert_allclose(boxes[:2], [[0.1, 0.1, 0.5, 0.5], [0.0, 0.5, 0.4, 1.0]])
@@ -37,9 +44,12 @@ def test_objects_of_the_image_class_padded_with_zero_area_rows():
 def test_without_an_image_label_the_largest_object_gives_the_class():
     info = _info(objects=_objects())  # VOC's layout
     read = box_records.box_reader(info)
-    example = {"objects": {
-        "bbox": tf.constant([[0.0, 0.0, 0.2, 0.2], [0.1, 0.1, 0.9, 0.9], [0.5, 0.5, 0.6, 0.6]]),
-        "label": tf.constant([2, 4, 4], tf.int64)}}
+    example = {
+        "objects": {
+            "bbox": tf.constant([[0.0, 0.0, 0.2, 0.2], [0.1, 0.1, 0.9, 0.9], [0.5, 0.5, 0.6, 0.6]]),
+            "label": tf.constant([2, 4, 4], tf.int64),
+        }
+    }
     label, boxes = read(example)
     assert int(label) == 4
     np.testing.assert_allclose(boxes[:2], [[0.1, 0.1, 0.9, 0.9], [0.5, 0.5, 0.6, 0.6]])
@@ -48,8 +58,9 @@ def test_without_an_image_label_the_largest_object_gives_the_class():
 
 def test_one_bbox_beside_the_label():
     read = box_records.box_reader(_info(label=CLASSES, bbox=tfds.features.BBoxFeature()))
-    label, boxes = read({"label": tf.constant(1, tf.int64),
-                         "bbox": tf.constant([0.2, 0.3, 0.4, 0.5])})
+    label, boxes = read(
+        {"label": tf.constant(1, tf.int64), "bbox": tf.constant([0.2, 0.3, 0.4, 0.5])}
+    )
     assert int(label) == 1
     np.testing.assert_allclose(boxes[0], [0.2, 0.3, 0.4, 0.5])
 
@@ -102,14 +113,19 @@ def test_pixel_boxes_reach_the_transform_normalised_and_a_bad_image_is_skipped(e
     pixel_boxes = np.zeros([2, box_records.MAX_BOXES, 4], np.float32)
     pixel_boxes[:, 0] = [10, 20, 50, 100]
     records = tf.data.Dataset.from_tensor_slices(
-        (tf.constant([png, b"no image"]), (tf.constant([1, 2]), pixel_boxes),
-         tf.constant([b"good.png", b"bad.png"]))).enumerate()
+        (
+            tf.constant([png, b"no image"]),
+            (tf.constant([1, 2]), pixel_boxes),
+            tf.constant([b"good.png", b"bad.png"]),
+        )
+    ).enumerate()
 
     def transform(index, image_bytes, boxes):
         return tf.zeros([1]), boxes[0]
 
-    groups = sources.decode_skipping_bad(records, transform, (1,), source_name="s", split="x",
-                                         limit=10, boxes_in_pixels=True)
-    (_, (labels, boxes)), = list(groups)
+    groups = sources.decode_skipping_bad(
+        records, transform, (1,), source_name="s", split="x", limit=10, boxes_in_pixels=True
+    )
+    ((_, (labels, boxes)),) = list(groups)
     assert labels.numpy().tolist() == [1]
     np.testing.assert_allclose(boxes.numpy(), [[0.2, 0.1, 1.0, 0.5]])

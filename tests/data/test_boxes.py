@@ -19,8 +19,9 @@ def test_encode_decode_round_trip():
     params = boxes.encode(box, window)
     assert params.shape == (3, 5, 4)
     np.testing.assert_allclose(boxes.decode(params, window), box, rtol=1e-5, atol=1e-3)
-    np.testing.assert_allclose(boxes.encode(boxes.decode(params, window), window), params,
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        boxes.encode(boxes.decode(params, window), window), params, rtol=1e-5, atol=1e-5
+    )
 
 
 def test_encode_by_hand():
@@ -45,12 +46,14 @@ def test_bad_shapes_are_named():
 
 def test_iou_by_hand():
     a = [[0.0, 0.0, 2.0, 2.0], [1.0, 1.0, 1.0, 3.0]]  # the second has zero area
-    b = [[0.0, 0.0, 2.0, 2.0],   # identical
-         [0.0, 1.0, 2.0, 3.0],   # half overlapping: 2 / (4 + 4 - 2)
-         [0.5, 0.5, 1.5, 1.5],   # contained: 1 / 4
-         [3.0, 3.0, 4.0, 4.0],   # disjoint
-         [2.0, 0.0, 3.0, 2.0],   # touching edge
-         [1.0, 1.0, 1.0, 3.0]]   # the zero-area box itself
+    b = [
+        [0.0, 0.0, 2.0, 2.0],  # identical
+        [0.0, 1.0, 2.0, 3.0],  # half overlapping: 2 / (4 + 4 - 2)
+        [0.5, 0.5, 1.5, 1.5],  # contained: 1 / 4
+        [3.0, 3.0, 4.0, 4.0],  # disjoint
+        [2.0, 0.0, 3.0, 2.0],  # touching edge
+        [1.0, 1.0, 1.0, 3.0],
+    ]  # the zero-area box itself
     expected = [[1.0, 1 / 3, 0.25, 0.0, 0.0, 0.0], [0.0] * 6]
     result = boxes.iou(a, b)
     assert result.shape == (2, 6)
@@ -87,14 +90,16 @@ def test_greedy_merge_of_none_and_one():
 
 
 def test_greedy_merge_in_a_graph_of_unknown_length():
-    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32),
-                                  tf.TensorSpec([None], tf.float32)])
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, 4], tf.float32), tf.TensorSpec([None], tf.float32)]
+    )
     def merge(b, s):
         return boxes.greedy_merge(b, s, threshold=0.5)
 
-    merged, scores, count = merge(tf.constant([[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0],
-                                               [40.0, 40.0, 50.0, 50.0]]),
-                                  tf.constant([0.25, 0.5, 0.5]))
+    merged, scores, count = merge(
+        tf.constant([[0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [40.0, 40.0, 50.0, 50.0]]),
+        tf.constant([0.25, 0.5, 0.5]),
+    )
     assert int(count) == 2
     np.testing.assert_allclose(merged[0], [0.5, 0.0, 10.5, 10.0])
     np.testing.assert_allclose(scores, [0.75, 0.5, 0.0])
@@ -109,8 +114,9 @@ def test_window_grid():
     np.testing.assert_array_equal(windows[3], [32, 0, 96, 64])  # (1, 0)
     np.testing.assert_array_equal(windows[5], [32, 64, 96, 128])
     dynamic = tf.function(lambda h, w: boxes.window_grid(h, w, 224, stride=16))
-    np.testing.assert_array_equal(dynamic(tf.constant(1), tf.constant(2)),
-                                  [[0, 0, 224, 224], [0, 16, 224, 240]])
+    np.testing.assert_array_equal(
+        dynamic(tf.constant(1), tf.constant(2)), [[0, 0, 224, 224], [0, 16, 224, 240]]
+    )
 
 
 def test_localisation_hits():

@@ -28,8 +28,9 @@ def sklearn_split():
     from sklearn.model_selection import train_test_split
 
     digits = load_digits()
-    _, test = train_test_split(np.arange(len(digits.images)), test_size=0.2, random_state=0,
-                               stratify=digits.target)
+    _, test = train_test_split(
+        np.arange(len(digits.images)), test_size=0.2, random_state=0, stratify=digits.target
+    )
     return digits, set(test.tolist())
 
 
@@ -52,7 +53,7 @@ def test_boxes_and_labels(builder, test_examples):
         assert bbox.min() >= 0 and bbox.max() <= 1
         sides = (bbox[:, 2:] - bbox[:, :2]) * 64
         assert np.all(sides[:, 0] == sides[:, 1])  # squares
-        assert 20 <= sides[0, 0] <= 40 and np.all((8 <= sides[1:]) & (sides[1:] <= 14))
+        assert 20 <= sides[0, 0] <= 40 and np.all((sides[1:] >= 8) & (sides[1:] <= 14))
         assert np.all(labels[1:] != example["label"])
         targets.append(bbox[0])
         distractors.extend(bbox[1:])
@@ -79,11 +80,13 @@ def _source_digits(example, digits, resized):
     the distractors that overlap no other box; ``resized``: side -> all digits enlarged."""
     corners = np.round(example["objects"]["bbox"] * 64).astype(int)
     found = []
-    for k, ((ymin, xmin, ymax, xmax), label) in enumerate(zip(corners,
-                                                              example["objects"]["label"])):
+    for k, ((ymin, xmin, ymax, xmax), label) in enumerate(
+        zip(corners, example["objects"]["label"])
+    ):
         others = np.delete(corners, k, axis=0)
-        overlapped = ((np.minimum(ymax, others[:, 2]) > np.maximum(ymin, others[:, 0]))
-                      & (np.minimum(xmax, others[:, 3]) > np.maximum(xmin, others[:, 1])))
+        overlapped = (np.minimum(ymax, others[:, 2]) > np.maximum(ymin, others[:, 0])) & (
+            np.minimum(xmax, others[:, 3]) > np.maximum(xmin, others[:, 1])
+        )
         if k and overlapped.any():
             continue
         candidates = np.flatnonzero(digits.target == label)
@@ -97,8 +100,10 @@ def _source_digits(example, digits, resized):
 def test_test_canvases_hold_test_digits_only(test_examples, sklearn_split):
     digits, test_indices = sklearn_split
     ink = digits.images[..., None].astype(np.float32) * (255 / 16)
-    resized = {side: tf.image.resize(ink, (side, side)).numpy()[..., 0]
-               for side in [*range(8, 15), *range(20, 41)]}
+    resized = {
+        side: tf.image.resize(ink, (side, side)).numpy()[..., 0]
+        for side in [*range(8, 15), *range(20, 41)]
+    }
     found = [_source_digits(example, digits, resized) for example in test_examples]
     targets = sorted(indices[0] for indices in found)
     assert targets == sorted(test_indices)  # each test digit is the target once
@@ -110,8 +115,12 @@ def test_generation_is_deterministic(test_examples, tmp_path):
     again = DigitsOnCanvas(data_dir=str(tmp_path))._split_generators(None)["test"]
 
     def summary(example):
-        return (example["image"].tobytes(), int(example["label"]),
-                np.asarray(example["objects"]["bbox"], np.float32).tobytes())
+        return (
+            example["image"].tobytes(),
+            int(example["label"]),
+            np.asarray(example["objects"]["bbox"], np.float32).tobytes(),
+        )
 
     assert sorted(summary(example) for _, example in again) == sorted(
-        summary(example) for example in test_examples)
+        summary(example) for example in test_examples
+    )

@@ -36,8 +36,13 @@ def _translucent(pil):
 
 def test_image_format_sniffs_the_magic_bytes(encode):
     pixels = _image(6, 7)
-    for fmt, code in (("JPEG", images.JPEG), ("PNG", images.PNG), ("GIF", images.GIF),
-                      ("BMP", images.BMP), ("WEBP", images.WEBP)):
+    for fmt, code in (
+        ("JPEG", images.JPEG),
+        ("PNG", images.PNG),
+        ("GIF", images.GIF),
+        ("BMP", images.BMP),
+        ("WEBP", images.WEBP),
+    ):
         assert int(images.image_format(encode(pixels, fmt))) == code, fmt
         assert images.FORMAT_NAMES[code].upper() == fmt
     for junk in (b"", b"\xff\xd8", b"not an image", b"RIFF\0\0\0\0WAVEfmt ", b"GIF"[:2]):
@@ -46,7 +51,12 @@ def test_image_format_sniffs_the_magic_bytes(encode):
 
 @pytest.mark.parametrize(
     "fmt, mode",
-    [(f, m) for f in ("JPEG", "PNG", "GIF", "BMP") for m in ("RGB", "L", "RGBA") if (f, m) != ("JPEG", "RGBA")]
+    [
+        (f, m)
+        for f in ("JPEG", "PNG", "GIF", "BMP")
+        for m in ("RGB", "L", "RGBA")
+        if (f, m) != ("JPEG", "RGBA")
+    ]
     + [("JPEG", "CMYK"), ("WEBP", "RGB"), ("WEBP-lossless", "RGB"), ("WEBP", "RGBA")],
 )
 def test_decode_formats_and_modes(encode, fmt, mode):
@@ -86,8 +96,18 @@ def test_decode_formats_and_modes(encode, fmt, mode):
         (_translucent, "WEBP", {"lossless": True}, False),
         (_translucent, "WEBP", {"quality": 90}, False),
     ],
-    ids=["gray-jpeg", "cmyk-jpeg", "rgba-png", "png16", "gif", "bmp", "progressive", "webp",
-         "webp-lossless-alpha", "webp-alpha"],
+    ids=[
+        "gray-jpeg",
+        "cmyk-jpeg",
+        "rgba-png",
+        "png16",
+        "gif",
+        "bmp",
+        "progressive",
+        "webp",
+        "webp-lossless-alpha",
+        "webp-alpha",
+    ],
 )
 def test_decode_rgb_converts_to_8bit_rgb(coffee, encode, convert, fmt, options, gray):
     pil = Image.fromarray(coffee)
@@ -123,12 +143,16 @@ def test_a_header_over_the_pixel_limit_is_refused_before_decoding(header_bombs, 
 def test_a_real_png_bomb_is_refused_and_decodes_without_the_limit(zero_png):
     bomb = zero_png(3000, 2000)  # 6 MP of zeros, a few KB on disk
     assert len(bomb) < 20_000
-    for op in (lambda **limit: images.decode_rgb(bomb, **limit),
-               lambda **limit: images.scaled_crop(bomb, 64, 32, **limit),
-               lambda **limit: images.scaled_crop(bomb, 64, 32, fused=False, **limit)):
+    for op in (
+        lambda **limit: images.decode_rgb(bomb, **limit),
+        lambda **limit: images.scaled_crop(bomb, 64, 32, **limit),
+        lambda **limit: images.scaled_crop(bomb, 64, 32, fused=False, **limit),
+    ):
         with pytest.raises(tf.errors.InvalidArgumentError, match="more than 5000000 pixels"):
             op(max_pixels=5_000_000)
-        assert float(tf.reduce_max(op(max_pixels=None))) == 0.0  # a valid file: only the limit refused it
+        assert (
+            float(tf.reduce_max(op(max_pixels=None))) == 0.0
+        )  # a valid file: only the limit refused it
     assert images.decode_rgb(bomb).shape == (2000, 3000, 3)  # under the default 40 MP
 
 
@@ -144,8 +168,9 @@ def test_decode_rejects_before_decoding(encode, png_header, patched_image):
         with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 1000 pixels"):
             images.decode_rgb(blob, max_pixels=1000)
         for fused in (True, False):
-            with pytest.raises(tf.errors.InvalidArgumentError,
-                               match="declares more than 1000 pixels"):
+            with pytest.raises(
+                tf.errors.InvalidArgumentError, match="declares more than 1000 pixels"
+            ):
                 images.scaled_crop(blob, 32, 32, max_pixels=1000, fused=fused)
     for data_ in (b"", b"not an image", b"RIFF\0\0\0\0WAVEfmt ", b"RIFF\0\0\0\0WEBPVP9 "):
         with pytest.raises(tf.errors.InvalidArgumentError, match="Unsupported image format"):
@@ -180,11 +205,20 @@ def test_a_thin_strip_is_refused_by_the_crop_too(zero_png):
 
 
 def test_an_animated_gif_is_cut_to_its_first_frame_before_decoding(encode):
-    frames = [Image.fromarray(np.full((60, 80, 3), c, np.uint8))
-              for c in ((250, 0, 0), (0, 250, 0), (0, 0, 250))] * 10
+    frames = [
+        Image.fromarray(np.full((60, 80, 3), c, np.uint8))
+        for c in ((250, 0, 0), (0, 250, 0), (0, 0, 250))
+    ] * 10
     buf = io.BytesIO()
-    frames[0].save(buf, "GIF", save_all=True, append_images=frames[1:], loop=0, duration=50,
-                   comment=b"an extension to skip")
+    frames[0].save(
+        buf,
+        "GIF",
+        save_all=True,
+        append_images=frames[1:],
+        loop=0,
+        duration=50,
+        comment=b"an extension to skip",
+    )
     animated = buf.getvalue()
     assert tf.io.decode_gif(animated).shape[0] == 30
     cut = images._gif_first_frame(tf.constant(animated)).numpy()
@@ -193,7 +227,8 @@ def test_an_animated_gif_is_cut_to_its_first_frame_before_decoding(encode):
     assert decoded.shape == (60, 80, 3) and decoded[0, 0].tolist() == [250, 0, 0]
     still = encode(_image(30, 41), "GIF")  # a one-frame GIF decodes exactly as before
     np.testing.assert_array_equal(
-        images.decode_rgb(still), tf.io.decode_image(still, channels=3, expand_animations=False))
+        images.decode_rgb(still), tf.io.decode_image(still, channels=3, expand_animations=False)
+    )
     assert images._gif_first_frame(tf.constant(still[:40])).numpy() == still[:40]  # cannot walk it
 
 
@@ -210,7 +245,9 @@ def test_many_full_canvas_frames_cost_one_frame(animated_gif):
 # --- Rescale and crop -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("hw, size, expected", [((100, 50), 32, (64, 32)), ((30, 90), 64, (64, 192))])
+@pytest.mark.parametrize(
+    "hw, size, expected", [((100, 50), 32, (64, 32)), ((30, 90), 64, (64, 192))]
+)
 def test_rescale_shorter_side(hw, size, expected):
     out = images.rescale_shorter_side(tf.zeros([*hw, 3], tf.uint8), size)
     assert tuple(out.shape[:2]) == expected and out.dtype == tf.float32
@@ -252,11 +289,13 @@ def test_flip_mirrors_the_crop(coffee, encode, fused):
     image_bytes = encode(coffee, "PNG")
     plain = images.scaled_crop(image_bytes, 300, 224, (0.3, 0.8), fused=fused).numpy()
     for flip in (True, tf.constant(True)):
-        mirrored = images.scaled_crop(image_bytes, 300, 224, (0.3, 0.8), flip=flip,
-                                      fused=fused).numpy()
+        mirrored = images.scaled_crop(
+            image_bytes, 300, 224, (0.3, 0.8), flip=flip, fused=fused
+        ).numpy()
         np.testing.assert_allclose(mirrored, plain[:, ::-1], atol=0.01)  # float rounding
-    unflipped = images.scaled_crop(image_bytes, 300, 224, (0.3, 0.8), flip=tf.constant(False),
-                                   fused=fused).numpy()
+    unflipped = images.scaled_crop(
+        image_bytes, 300, 224, (0.3, 0.8), flip=tf.constant(False), fused=fused
+    ).numpy()
     np.testing.assert_array_equal(unflipped, plain)
     assert not np.allclose(plain, plain[:, ::-1], atol=1)  # the photo is not symmetric
 
@@ -273,8 +312,13 @@ def test_ops_work_eagerly_in_graphs_and_in_dataset_map(coffee, encode):
     image_bytes = encode(coffee)
     eager = images.scaled_crop(image_bytes, 256, 224, (0.2, 0.4))
     graph = tf.function(lambda b: images.scaled_crop(b, 256, 224, (0.2, 0.4)))(image_bytes)
-    mapped = next(iter(tf.data.Dataset.from_tensors(image_bytes).map(
-        lambda b: images.scaled_crop(b, 256, 224, (0.2, 0.4)))))
+    mapped = next(
+        iter(
+            tf.data.Dataset.from_tensors(image_bytes).map(
+                lambda b: images.scaled_crop(b, 256, 224, (0.2, 0.4))
+            )
+        )
+    )
     np.testing.assert_allclose(eager, graph, atol=1e-3)
     np.testing.assert_allclose(eager, mapped, atol=1e-3)
     serving = tf.function(
@@ -297,19 +341,32 @@ def test_bad_bytes_raise_in_ops(coffee, encode, fused):
 # --- Reduced-DCT decoding of large JPEGs ---------------------------------------------------
 
 
-@pytest.mark.parametrize("shorter, scale, step", [
-    (511, 256, 0), (512, 256, 1), (1023, 256, 1), (1024, 256, 2), (2048, 256, 3), (9000, 256, 3),
-    (768, 384, 1), (767, 384, 0), (400, 224, 0),
-])
+@pytest.mark.parametrize(
+    "shorter, scale, step",
+    [
+        (511, 256, 0),
+        (512, 256, 1),
+        (1023, 256, 1),
+        (1024, 256, 2),
+        (2048, 256, 3),
+        (9000, 256, 3),
+        (768, 384, 1),
+        (767, 384, 0),
+        (400, 224, 0),
+    ],
+)
 def test_jpeg_scale_step_keeps_the_shorter_side_at_least_s(shorter, scale, step):
     for size in ([shorter, 3 * shorter], [2 * shorter, shorter]):
         assert int(images.jpeg_scale_step(tf.constant(size, tf.int64), scale)) == step
         assert shorter // images.JPEG_RATIOS[step] >= scale
 
 
-@pytest.mark.parametrize("scale, offset", [(256, (0.5, 0.5)), (256, (0.0, 1.0)), (300, (1.0, 0.2)),
-                                           (512, (0.3, 0.8))])
-def test_a_large_jpeg_decoded_at_reduced_size_matches_the_full_decode(coffee, encode, scale, offset):
+@pytest.mark.parametrize(
+    "scale, offset", [(256, (0.5, 0.5)), (256, (0.0, 1.0)), (300, (1.0, 0.2)), (512, (0.3, 0.8))]
+)
+def test_a_large_jpeg_decoded_at_reduced_size_matches_the_full_decode(
+    coffee, encode, scale, offset
+):
     # 1600 x 2400: decoded at 1/4 (S = 256, 300) or 1/2 (S = 512), never below S.
     large = np.asarray(Image.fromarray(coffee).resize((2400, 1600), Image.BICUBIC))
     jpeg = encode(large, quality=95)

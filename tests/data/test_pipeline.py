@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vgg_tf.data import sources
+from vgg_tf.data import constants, sources
 from vgg_tf.data import pipeline as ip
-from vgg_tf.data import constants
 
 CROP = 32  # small crops keep the streams fast; the 224 geometry is tested on ops
 
@@ -23,7 +22,9 @@ def test_pca_lighting():
     image = tf.fill([2, 2, 3], 100.0)
     assert np.allclose(ip.pca_lighting(image, tf.zeros(3)), 100.0)
     alpha = tf.constant([0.1, -0.2, 0.05])
-    expected = np.asarray(constants.IMAGENET_PCA_EIGVEC) @ (alpha.numpy() * np.asarray(constants.IMAGENET_PCA_EIGVAL))
+    expected = np.asarray(constants.IMAGENET_PCA_EIGVEC) @ (
+        alpha.numpy() * np.asarray(constants.IMAGENET_PCA_EIGVAL)
+    )
     np.testing.assert_allclose(ip.pca_lighting(image, alpha)[0, 0], 100.0 + expected, rtol=1e-5)
 
 
@@ -36,20 +37,35 @@ def take(ds, n):
 
 
 def test_train_dataset_shapes_dtype_range(digits):
-    ds = ip.train_dataset(digits, batch_size=8, crop_size=CROP, scale_min=CROP,
-                          scale_max=2 * CROP, mean_rgb=(10.0, 20.0, 30.0), seed=0)
+    ds = ip.train_dataset(
+        digits,
+        batch_size=8,
+        crop_size=CROP,
+        scale_min=CROP,
+        scale_max=2 * CROP,
+        mean_rgb=(10.0, 20.0, 30.0),
+        seed=0,
+    )
     for images, labels in take(ds, 3):
         assert images.shape == (8, CROP, CROP, 3) and images.dtype == tf.float32
         assert labels.shape == (8,) and labels.dtype == tf.int32
-        assert 0 <= labels.numpy().min() and labels.numpy().max() < 10
+        assert labels.numpy().min() >= 0 and labels.numpy().max() < 10
         # Pixels in [0, 255], minus the mean, plus a colour shift of a few levels.
         assert images.numpy().min() > -30 - 40 and images.numpy().max() < 255 - 10 + 40
 
 
 def test_seeded_determinism_and_resume(digits):
     def stream(seed, skip=0, cache=False):
-        return ip.train_dataset(digits, batch_size=4, crop_size=CROP, scale_min=CROP,
-                                scale_max=48, seed=seed, skip_examples=skip, cache=cache)
+        return ip.train_dataset(
+            digits,
+            batch_size=4,
+            crop_size=CROP,
+            scale_min=CROP,
+            scale_max=48,
+            seed=seed,
+            skip_examples=skip,
+            cache=cache,
+        )
 
     # The same seed, cached in memory or not, gives the same stream.
     first, again, other = take(stream(7), 4), take(stream(7, cache=True), 4), take(stream(8), 4)
@@ -64,10 +80,18 @@ def test_seeded_determinism_and_resume(digits):
 
 
 def test_unseeded_streams_differ(digits):
-    a = take(ip.train_dataset(digits, batch_size=4, crop_size=CROP, scale_min=CROP,
-                              scale_max=CROP, cache=True), 2)
-    b = take(ip.train_dataset(digits, batch_size=4, crop_size=CROP, scale_min=CROP,
-                              scale_max=CROP, cache=True), 2)
+    a = take(
+        ip.train_dataset(
+            digits, batch_size=4, crop_size=CROP, scale_min=CROP, scale_max=CROP, cache=True
+        ),
+        2,
+    )
+    b = take(
+        ip.train_dataset(
+            digits, batch_size=4, crop_size=CROP, scale_min=CROP, scale_max=CROP, cache=True
+        ),
+        2,
+    )
     assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, b))
 
 
@@ -84,7 +108,8 @@ def flat_source(tmp_path_factory, encode):
         (root / name).mkdir(parents=True)
         for j, (shape, fmt) in enumerate((((40 + 8 * i, 56), "PNG"), ((70, 33 + 5 * i), "BMP"))):
             (root / name / f"{j}.{fmt.lower()}").write_bytes(
-                encode(np.full((*shape, 3), colour, np.uint8), fmt))
+                encode(np.full((*shape, 3), colour, np.uint8), fmt)
+            )
     source = sources.get_source(str(root))
     return dataclasses.replace(source, train_split="train")
 
@@ -93,14 +118,23 @@ def test_training_pixels_are_the_colour_less_the_mean(flat_source):
     """Crops at jittered S, flipped or not, colour shift off: every pixel is exactly the
     image's colour minus the mean RGB (the paper's only preprocessing, §2.1)."""
     mean = np.asarray((123.68, 116.779, 103.939), np.float32)  # not whole grey levels
-    stream = ip.train_dataset(flat_source, batch_size=6, crop_size=CROP, scale_min=CROP,
-                              scale_max=2 * CROP, mean_rgb=tuple(mean), color_shift_std=0.0,
-                              flip=True, seed=0)
+    stream = ip.train_dataset(
+        flat_source,
+        batch_size=6,
+        crop_size=CROP,
+        scale_min=CROP,
+        scale_max=2 * CROP,
+        mean_rgb=tuple(mean),
+        color_shift_std=0.0,
+        flip=True,
+        seed=0,
+    )
     for images, labels in take(stream, 2):
         for image, label in zip(images.numpy(), labels.numpy()):
             colour = np.float32(FLAT_COLOURS[flat_source.class_names[label]])
-            np.testing.assert_allclose(image, np.broadcast_to(colour - mean, image.shape),
-                                       atol=1e-3)
+            np.testing.assert_allclose(
+                image, np.broadcast_to(colour - mean, image.shape), atol=1e-3
+            )
 
 
 def test_cache_reads_each_record_once(flat_source, monkeypatch):
@@ -125,8 +159,16 @@ def test_cache_reads_each_record_once(flat_source, monkeypatch):
     files = sorted(str(path) for path in flat_source.files["train"][0])
     for cache in (True, False):
         reads.clear()
-        stream = ip.train_dataset(flat_source, batch_size=3, crop_size=CROP, scale_min=CROP,
-                                  scale_max=CROP, color_shift_std=0.0, seed=0, cache=cache)
+        stream = ip.train_dataset(
+            flat_source,
+            batch_size=3,
+            crop_size=CROP,
+            scale_min=CROP,
+            scale_max=CROP,
+            color_shift_std=0.0,
+            seed=0,
+            cache=cache,
+        )
         batches = take(stream, 3 * len(files) // 3)  # three epochs
         assert sum(len(labels) for _, labels in batches) == 3 * len(files)
         del stream, batches
@@ -140,29 +182,66 @@ def test_cache_reads_each_record_once(flat_source, monkeypatch):
 # loop (test_sources.py).
 @pytest.mark.slow
 def test_sharding_with_input_context(digits):
-    whole = take(ip.train_dataset(digits, batch_size=8, crop_size=CROP, scale_min=CROP,
-                                  scale_max=CROP + 8, seed=3), 2)
+    whole = take(
+        ip.train_dataset(
+            digits, batch_size=8, crop_size=CROP, scale_min=CROP, scale_max=CROP + 8, seed=3
+        ),
+        2,
+    )
     for pipeline in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline)
-        part = take(ip.train_dataset(digits, batch_size=4, crop_size=CROP, scale_min=CROP,
-                                     scale_max=CROP + 8, seed=3, input_context=context), 2)
+        part = take(
+            ip.train_dataset(
+                digits,
+                batch_size=4,
+                crop_size=CROP,
+                scale_min=CROP,
+                scale_max=CROP + 8,
+                seed=3,
+                input_context=context,
+            ),
+            2,
+        )
         # Pipeline i gets records i, i+2, ... of the shared stream: the two pipelines'
         # batches together are the global batch one process would see.
         for (images, labels), (all_images, all_labels) in zip(part, whole):
             np.testing.assert_array_equal(labels, all_labels[pipeline::2])
             np.testing.assert_allclose(images, all_images[pipeline::2], atol=1e-4)
-        resumed = take(ip.train_dataset(digits, batch_size=4, crop_size=CROP, scale_min=CROP,
-                                        scale_max=CROP + 8, seed=3, input_context=context,
-                                        skip_examples=8), 1)
+        resumed = take(
+            ip.train_dataset(
+                digits,
+                batch_size=4,
+                crop_size=CROP,
+                scale_min=CROP,
+                scale_max=CROP + 8,
+                seed=3,
+                input_context=context,
+                skip_examples=8,
+            ),
+            1,
+        )
         np.testing.assert_array_equal(resumed[0][1], whole[1][1][pipeline::2])
     seen = []
     for pipeline in range(2):
         context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline)
-        ds = ip.eval_dataset(digits, split="test", batch_size=64, image_size=CROP,
-                             crop_size=CROP, input_context=context)
+        ds = ip.eval_dataset(
+            digits,
+            split="test",
+            batch_size=64,
+            image_size=CROP,
+            crop_size=CROP,
+            input_context=context,
+        )
         seen.append(sum(int(labels.shape[0]) for _, labels in ds))
-        train = ip.train_dataset(digits, batch_size=4, crop_size=CROP, scale_min=CROP,
-                                 scale_max=CROP, seed=1, input_context=context)
+        train = ip.train_dataset(
+            digits,
+            batch_size=4,
+            crop_size=CROP,
+            scale_min=CROP,
+            scale_max=CROP,
+            seed=1,
+            input_context=context,
+        )
         assert take(train, 1)[0][0].shape == (4, CROP, CROP, 3)
     assert seen == [180, 180]
 
@@ -172,11 +251,13 @@ def test_eval_dataset_modes(digits):
     batches = list(centre)
     assert sum(len(b[1]) for b in batches) == 360
     assert batches[0][0].shape == (100, CROP, CROP, 3)
-    again = next(iter(ip.eval_dataset(digits, split="test", batch_size=100, image_size=40,
-                                      crop_size=CROP)))
+    again = next(
+        iter(ip.eval_dataset(digits, split="test", batch_size=100, image_size=40, crop_size=CROP))
+    )
     np.testing.assert_array_equal(batches[0][0], again[0])  # fixed order
-    full = next(iter(ip.eval_dataset(digits, split="test", batch_size=1, image_size=40,
-                                     mode="full")))
+    full = next(
+        iter(ip.eval_dataset(digits, split="test", batch_size=1, image_size=40, mode="full"))
+    )
     assert full[0].shape == (1, 40, 40, 3)
 
 
@@ -210,10 +291,32 @@ def test_mean_is_subtracted_and_the_colour_shift_is_one_per_image(bad_image_fold
     folder = bad_image_folder
     source = sources.get_source(str(folder.root))
     mean = (10.0, 20.0, 30.0)
-    plain = take(ip.train_dataset(source, batch_size=9, crop_size=CROP, scale_min=CROP,
-                                  scale_max=48, mean_rgb=mean, color_shift_std=0.0, seed=0), 1)
-    shifted = take(ip.train_dataset(source, batch_size=9, crop_size=CROP, scale_min=CROP,
-                                    scale_max=48, mean_rgb=mean, color_shift_std=0.1, seed=0), 1)
+    plain = take(
+        ip.train_dataset(
+            source,
+            batch_size=9,
+            crop_size=CROP,
+            scale_min=CROP,
+            scale_max=48,
+            mean_rgb=mean,
+            color_shift_std=0.0,
+            seed=0,
+        ),
+        1,
+    )
+    shifted = take(
+        ip.train_dataset(
+            source,
+            batch_size=9,
+            crop_size=CROP,
+            scale_min=CROP,
+            scale_max=48,
+            mean_rgb=mean,
+            color_shift_std=0.1,
+            seed=0,
+        ),
+        1,
+    )
     shifts = []
     for image, other in zip(plain[0][0].numpy(), shifted[0][0].numpy()):
         name = folder.identify(image + np.float32(mean))  # the flat colour, less the mean
@@ -235,8 +338,7 @@ def _skipped_names(log):
     return [os.path.basename(path) for _, path in SKIPPED.findall(log)]
 
 
-def test_streams_skip_and_name_exactly_the_bad_files_and_use_gif_bmp_webp(
-        bad_image_folder, capfd):
+def test_streams_skip_and_name_exactly_the_bad_files_and_use_gif_bmp_webp(bad_image_folder, capfd):
     """The two bombs, the thin strip and the truncated JPEG are skipped and named by the
     training stream and both evaluation streams; the GIF, BMP and WebP are listed, never
     named, and seen: every good file once per pass, with its label."""
@@ -248,21 +350,43 @@ def test_streams_skip_and_name_exactly_the_bad_files_and_use_gif_bmp_webp(
     assert {"animated.gif", "bitmap.bmp", "lossy.webp"} < set(good)
     capfd.readouterr()
 
-    for mode, options in (("center", dict(crop_size=CROP, batch_size=4)),
-                          ("full", dict(batch_size=1))):
-        batches = list(ip.eval_dataset(source, split="train", image_size=CROP, mode=mode,
-                                       mean_rgb=(0.0, 0.0, 0.0), **options))
-        seen = [(folder.identify(image), int(label))
-                for images, labels in batches for image, label in zip(images.numpy(), labels)]
+    for mode, options in (
+        ("center", dict(crop_size=CROP, batch_size=4)),
+        ("full", dict(batch_size=1)),
+    ):
+        batches = list(
+            ip.eval_dataset(
+                source,
+                split="train",
+                image_size=CROP,
+                mode=mode,
+                mean_rgb=(0.0, 0.0, 0.0),
+                **options,
+            )
+        )
+        seen = [
+            (folder.identify(image), int(label))
+            for images, labels in batches
+            for image, label in zip(images.numpy(), labels)
+        ]
         assert sorted(name for name, _ in seen) == good, mode  # each good file, once
         assert all(label == label_of[name] for name, label in seen), mode
         assert sorted(_skipped_names(capfd.readouterr().err)) == sorted(folder.bad), mode
 
     # Every file in the training stream (the folder's own train split holds 90% of them).
     everything = dataclasses.replace(source, train_split="train")
-    stream = iter(ip.train_dataset(everything, batch_size=len(good), crop_size=CROP,
-                                   scale_min=CROP, scale_max=48, mean_rgb=(0.0, 0.0, 0.0),
-                                   color_shift_std=0.0, seed=0))
+    stream = iter(
+        ip.train_dataset(
+            everything,
+            batch_size=len(good),
+            crop_size=CROP,
+            scale_min=CROP,
+            scale_max=48,
+            mean_rgb=(0.0, 0.0, 0.0),
+            color_shift_std=0.0,
+            seed=0,
+        )
+    )
     for _ in range(3):
         # Each pass over the 13 records holds the 9 good ones: one batch, each file once.
         images, labels = next(stream)
@@ -278,8 +402,9 @@ def test_add_rgb_is_the_broadcast_sum_for_any_shape():
     for shape in ([7, 5, 3], [1, 1, 3], [224, 224, 3]):
         image = tf.random.stateless_uniform(shape, [1, 2], 0, 255)
         np.testing.assert_array_equal(ip.add_rgb(image, rgb), image + rgb)
-    dynamic = tf.function(ip.add_rgb, input_signature=[tf.TensorSpec([None, None, 3]),
-                                                       tf.TensorSpec([3])])
+    dynamic = tf.function(
+        ip.add_rgb, input_signature=[tf.TensorSpec([None, None, 3]), tf.TensorSpec([3])]
+    )
     image = tf.ones([6, 9, 3])
     np.testing.assert_array_equal(dynamic(image, rgb), image + rgb)
     assert dynamic.get_concrete_function().structured_outputs.shape.as_list() == [None, None, 3]
@@ -296,8 +421,9 @@ def test_crop_window_is_scaled_crops_window_in_normalised_corners(encode):
     pixels = np.zeros([100, 200, 3], np.uint8)
     pixels[:, 100:] = 255
     png = tf.constant(encode(pixels, "PNG"))
-    np.testing.assert_allclose(ip.crop_window(png, 50, 50, (0.0, 0.5)).numpy(),
-                               [0.0, 0.25, 1.0, 0.75])
+    np.testing.assert_allclose(
+        ip.crop_window(png, 50, 50, (0.0, 0.5)).numpy(), [0.0, 0.25, 1.0, 0.75]
+    )
     crop = images.scaled_crop(png, 50, 50, (0.0, 0.5)).numpy()
     assert crop[:, :24].max() < 10 and crop[:, 26:].min() > 245
 
@@ -305,10 +431,12 @@ def test_crop_window_is_scaled_crops_window_in_normalised_corners(encode):
 def test_boxes_in_window_maps_corners_and_mirrors_with_the_crop():
     window = tf.constant([0.2, 0.4, 0.6, 0.8])
     box = tf.constant([[0.3, 0.5, 0.5, 0.6]])
-    np.testing.assert_allclose(ip.boxes_in_window(box, window).numpy(),
-                               [[0.25, 0.25, 0.75, 0.5]], atol=1e-6)
-    np.testing.assert_allclose(ip.boxes_in_window(box, window, flip=True).numpy(),
-                               [[0.25, 0.5, 0.75, 0.75]], atol=1e-6)
+    np.testing.assert_allclose(
+        ip.boxes_in_window(box, window).numpy(), [[0.25, 0.25, 0.75, 0.5]], atol=1e-6
+    )
+    np.testing.assert_allclose(
+        ip.boxes_in_window(box, window, flip=True).numpy(), [[0.25, 0.5, 0.75, 0.75]], atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("flip", [False, True])
@@ -317,13 +445,24 @@ def test_training_boxes_follow_each_crop_and_flip(canvas, flip):
     # brighter inside the box than outside it (only the small distractors are there).
     from vgg_tf.training import tasks
 
-    ds = ip.train_dataset(canvas, batch_size=16, crop_size=32, scale_min=48, scale_max=64,
-                          mean_rgb=(0.0, 0.0, 0.0), color_shift_std=0.0, flip=flip, seed=3,
-                          with_boxes=True)
+    ds = ip.train_dataset(
+        canvas,
+        batch_size=16,
+        crop_size=32,
+        scale_min=48,
+        scale_max=64,
+        mean_rgb=(0.0, 0.0, 0.0),
+        color_shift_std=0.0,
+        flip=flip,
+        seed=3,
+        with_boxes=True,
+    )
     crops, (labels, boxes) = next(iter(ds))
     assert crops.shape == (16, 32, 32, 3) and boxes.shape == (16, 64, 4) and labels.shape == (16,)
     checked = 0
-    for crop, box in zip(crops.numpy().mean(axis=-1), tasks.Localisation.target_boxes(boxes).numpy()):
+    for crop, box in zip(
+        crops.numpy().mean(axis=-1), tasks.Localisation.target_boxes(boxes).numpy()
+    ):
         y0, x0, y1, x1 = np.clip(np.round(box * 32).astype(int), 0, 32)
         if (y1 - y0) * (x1 - x0) < 64:  # mostly outside this crop
             continue

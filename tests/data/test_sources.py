@@ -17,9 +17,7 @@ from etils import epath
 from PIL import Image
 from skimage import data
 
-from vgg_tf.data import images
-from vgg_tf.data import pixel_statistics
-from vgg_tf.data import sources
+from vgg_tf.data import images, pixel_statistics, sources
 from vgg_tf.data import pipeline as ip
 
 CROP = 32
@@ -50,7 +48,10 @@ def photo_folder(root, extra=None):
 def test_digits_source(digits):
     assert digits.num_classes == 10 and digits.class_names == tuple(str(d) for d in range(10))
     assert (digits.train_split, digits.eval_split, digits.test_split) == (
-        "train[:90%]", "train[90%:]", "test")
+        "train[:90%]",
+        "train[90%:]",
+        "test",
+    )
     assert digits.num_examples(digits.train_split) + digits.num_examples(digits.eval_split) == 1437
     assert digits.num_examples("test") == 360
     image_bytes, label, name = next(iter(digits.raw_records("test")))
@@ -81,15 +82,21 @@ class UnlabelledTestSplit(tfds.core.GeneratorBasedBuilder):
     def _info(self):
         return tfds.core.DatasetInfo(
             builder=self,
-            features=tfds.features.FeaturesDict({
-                "image": tfds.features.Image(shape=(8, 8, 3)),
-                "label": tfds.features.ClassLabel(num_classes=2)}),
-            supervised_keys=("image", "label"))
+            features=tfds.features.FeaturesDict(
+                {
+                    "image": tfds.features.Image(shape=(8, 8, 3)),
+                    "label": tfds.features.ClassLabel(num_classes=2),
+                }
+            ),
+            supervised_keys=("image", "label"),
+        )
 
     def _split_generators(self, dl_manager):
-        return {"train": self._generate_examples([0, 1, 0, 1]),
-                "validation": self._generate_examples([1, 0]),
-                "test": self._generate_examples([-1, -1, -1])}
+        return {
+            "train": self._generate_examples([0, 1, 0, 1]),
+            "validation": self._generate_examples([1, 0]),
+            "test": self._generate_examples([-1, -1, -1]),
+        }
 
     def _generate_examples(self, labels):
         for i, label in enumerate(labels):
@@ -99,7 +106,10 @@ class UnlabelledTestSplit(tfds.core.GeneratorBasedBuilder):
 def test_unlabelled_test_split_is_not_the_test_split(tmp_path):
     source = sources.get_source("unlabelled_test_split", data_dir=str(tmp_path))
     assert (source.train_split, source.eval_split, source.test_split) == (
-        "train", "validation", "validation")
+        "train",
+        "validation",
+        "validation",
+    )
     assert source.num_examples("test") == 3  # there, but not scored
 
 
@@ -115,8 +125,15 @@ def test_unknown_dataset_names_folder_option(tmp_path):
 
 def test_folder_source_reads_every_format_images_decodes(tmp_path, encode):
     pixels = np.full((12, 14, 3), 90, np.uint8)
-    files = {"a/one.jpg": "JPEG", "a/two.JPEG": "JPEG", "a/three.png": "PNG",
-             "b/four.gif": "GIF", "b/five.bmp": "BMP", "b/six.webp": "WEBP", "b/seven.jpeg": "JPEG"}
+    files = {
+        "a/one.jpg": "JPEG",
+        "a/two.JPEG": "JPEG",
+        "a/three.png": "PNG",
+        "b/four.gif": "GIF",
+        "b/five.bmp": "BMP",
+        "b/six.webp": "WEBP",
+        "b/seven.jpeg": "JPEG",
+    }
     for name, fmt in files.items():
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_bytes(encode(pixels, fmt))
@@ -142,7 +159,10 @@ def test_folder_splits_from_split_folders_or_held_out(tmp_path, encode):
                 (tmp_path / "split" / split / label / f"{i}.png").write_bytes(pixels)
     source = sources.get_source(str(tmp_path / "split"))
     assert (source.train_split, source.eval_split, source.test_split) == (
-        "train", "validation", "test")
+        "train",
+        "validation",
+        "test",
+    )
     assert source.class_names == ("x", "y", "z")
     assert [source.num_examples(s) for s in ("train", "validation", "test")] == [9, 6, 3]
     assert {int(label) for _, label, _ in source.raw_records("test")} == {2}
@@ -155,7 +175,10 @@ def test_folder_splits_from_split_folders_or_held_out(tmp_path, encode):
             (tmp_path / "flat" / label / f"{i}.png").write_bytes(pixels)
     flat = sources.get_source(str(tmp_path / "flat"))
     assert (flat.train_split, flat.eval_split, flat.test_split) == (
-        "train[:90%]", "train[90%:]", "train[90%:]")
+        "train[:90%]",
+        "train[90%:]",
+        "train[90%:]",
+    )
     train = [n.numpy() for _, _, n in flat.raw_records(flat.train_split)]
     held_out = [n.numpy() for _, _, n in flat.raw_records(flat.eval_split)]
     assert len(train) == 18 and len(held_out) == 2 and not set(train) & set(held_out)
@@ -175,7 +198,8 @@ def test_decoded_images_give_good_records_with_their_names(tmp_path, encode, cap
     os.makedirs(tmp_path / "c")
     for i in range(4):
         (tmp_path / "c" / f"{i}.png").write_bytes(
-            encode(np.full((5 + i, 6, 3), 10 * i, np.uint8), "PNG"))
+            encode(np.full((5 + i, 6, 3), 10 * i, np.uint8), "PNG")
+        )
     (tmp_path / "c" / "2_bad.jpg").write_bytes(b"no image")
     source = sources.get_source(str(tmp_path))
     decoded = list(sources.decoded_images(source, "train"))
@@ -187,24 +211,32 @@ def test_decoded_images_give_good_records_with_their_names(tmp_path, encode, cap
         assert int(image[0, 0, 0]) == 10 * i and int(label) == 0
     assert [name for _, name in _skipped(capfd.readouterr().err)] == ["2_bad.jpg"]
     # max_examples counts records, bad ones included.
-    first = [os.path.basename(n.numpy().decode()) for _, _, n in source.raw_records("train").take(3)]
+    first = [
+        os.path.basename(n.numpy().decode()) for _, _, n in source.raw_records("train").take(3)
+    ]
     taken = sources.decoded_images(source, "train", max_examples=3)
     assert [os.path.basename(n.numpy().decode()) for _, _, n in taken] == [
-        name for name in first if name != "2_bad.jpg"]
+        name for name in first if name != "2_bad.jpg"
+    ]
 
 
 def test_folder_with_bad_files_trains_an_epoch_and_names_them(tmp_path, encode, capfd):
     jpeg = encode(data.coffee(), quality=90)
-    root = photo_folder(tmp_path, {
-        "other/truncated.jpg": jpeg[: len(jpeg) // 2],
-        "cat/notes.jpg": b"not an image, just text",
-    })
+    root = photo_folder(
+        tmp_path,
+        {
+            "other/truncated.jpg": jpeg[: len(jpeg) // 2],
+            "cat/notes.jpg": b"not an image, just text",
+        },
+    )
     source = sources.get_source(root)
     assert source.num_examples("train") == 7
-    ds = ip.train_dataset(source, batch_size=2, crop_size=CROP, scale_min=CROP,
-                          scale_max=48, seed=0)
-    model = keras.Sequential([keras.Input((CROP, CROP, 3)), keras.layers.GlobalAveragePooling2D(),
-                              keras.layers.Dense(2)])
+    ds = ip.train_dataset(
+        source, batch_size=2, crop_size=CROP, scale_min=CROP, scale_max=48, seed=0
+    )
+    model = keras.Sequential(
+        [keras.Input((CROP, CROP, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]
+    )
     model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     history = model.fit(ds, steps_per_epoch=6, epochs=1, verbose=0)  # 12 images > 1 epoch
     assert np.isfinite(history.history["loss"][0])
@@ -220,12 +252,21 @@ def test_skipped_records_keep_images_and_labels_aligned(tmp_path, encode, capfd)
         os.makedirs(tmp_path / label)
         for i in range(7):
             (tmp_path / label / f"{i}.jpg").write_bytes(
-                encode(np.full((40 + i, 50, 3), level, np.uint8)))
+                encode(np.full((40 + i, 50, 3), level, np.uint8))
+            )
         for i in range(3):
             (tmp_path / label / f"{i}_bad.jpg").write_bytes(b"not an image %d" % i)
     source = sources.get_source(str(tmp_path))
-    ds = ip.train_dataset(source, batch_size=5, crop_size=CROP, scale_min=CROP, scale_max=48,
-                          mean_rgb=(0.0, 0.0, 0.0), color_shift_std=0.0, seed=0)
+    ds = ip.train_dataset(
+        source,
+        batch_size=5,
+        crop_size=CROP,
+        scale_min=CROP,
+        scale_max=48,
+        mean_rgb=(0.0, 0.0, 0.0),
+        color_shift_std=0.0,
+        seed=0,
+    )
     it = iter(ds)
     batches = [next(it) for _ in range(12)]  # 60 examples: 3 passes over the 20 records
     labels = np.concatenate([b[1].numpy() for b in batches])
@@ -235,15 +276,31 @@ def test_skipped_records_keep_images_and_labels_aligned(tmp_path, encode, capfd)
     log = capfd.readouterr().err
     assert log.count("skipped a bad record") >= 10 and "(10 so far): " in log
     assert "(11 so far)" not in log  # after the first ten, only every power of ten
-    ordered = list(ip.eval_dataset(source, split="train", batch_size=4, image_size=CROP,
-                                   crop_size=CROP, mean_rgb=(0.0, 0.0, 0.0)))
+    ordered = list(
+        ip.eval_dataset(
+            source,
+            split="train",
+            batch_size=4,
+            image_size=CROP,
+            crop_size=CROP,
+            mean_rgb=(0.0, 0.0, 0.0),
+        )
+    )
     labels = np.concatenate([b[1].numpy() for b in ordered])
     levels = np.concatenate([b[0].numpy().mean(axis=(1, 2, 3)) for b in ordered])
     assert [len(b[1]) for b in ordered] == [4, 4, 4, 2]  # 14 good of 20, rebatched
     np.testing.assert_allclose(levels, np.where(labels == 1, 220.0, 30.0), atol=3)
     # Whole images (one per group, sides differing) skip bad records too.
-    whole = list(ip.eval_dataset(source, split="train", batch_size=1, image_size=CROP,
-                                 mode="full", mean_rgb=(0.0, 0.0, 0.0)))
+    whole = list(
+        ip.eval_dataset(
+            source,
+            split="train",
+            batch_size=1,
+            image_size=CROP,
+            mode="full",
+            mean_rgb=(0.0, 0.0, 0.0),
+        )
+    )
     assert len(whole) == 14 and {b[0].shape[1] for b in whole} == {CROP}
     assert len({b[0].shape[2] for b in whole}) > 1
     levels = [float(b[0].numpy().mean()) for b in whole]
@@ -259,8 +316,7 @@ def test_source_without_valid_images_raises_naming_it(tmp_path):
     with pytest.raises(tf.errors.InvalidArgumentError, match=str(tmp_path)):
         next(iter(ds))
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"{tmp_path}.*yielded no valid"):
-        list(ip.eval_dataset(source, split="train", batch_size=2, image_size=CROP,
-                             crop_size=CROP))
+        list(ip.eval_dataset(source, split="train", batch_size=2, image_size=CROP, crop_size=CROP))
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"{tmp_path}.*yielded no valid"):
         pixel_statistics.compute_mean_rgb(source)
 
@@ -282,8 +338,16 @@ def test_decode_skipping_bad_counts_names_and_keeps_order(encode, capfd):
     good = encode(np.full((2, 2, 3), 7, np.uint8), "PNG")
     blobs = [good if i % 3 == 0 else b"bad" for i in range(150)]  # 50 good, 100 bad
     records, names = _records(blobs)
-    groups = sources.decode_skipping_bad(records, _decode_png, (2, 2, 3), source_name="src",
-                                         split="s", limit=1000, group_size=8, with_names=True)
+    groups = sources.decode_skipping_bad(
+        records,
+        _decode_png,
+        (2, 2, 3),
+        source_name="src",
+        split="s",
+        limit=1000,
+        group_size=8,
+        with_names=True,
+    )
     kept = [(x.numpy(), y.numpy(), n.numpy()) for x, y, n in groups.unbatch()]
     assert [int(y) for _, y, _ in kept] == list(range(0, 150, 3))  # in order, labels aligned
     assert [n.decode() for _, _, n in kept] == names[::3]
@@ -299,13 +363,17 @@ def test_decode_skipping_bad_counts_names_and_keeps_order(encode, capfd):
 def test_decode_skipping_bad_raises_after_limit_consecutive_bad_records(encode):
     good = encode(np.zeros((2, 2, 3), np.uint8), "PNG")
     records, _ = _records([good] + [b"bad"] * 40)
-    groups = sources.decode_skipping_bad(records, _decode_png, (2, 2, 3), source_name="src",
-                                         split="s", limit=20, group_size=4)
-    with pytest.raises(tf.errors.InvalidArgumentError,
-                       match=r"src.*split.*s.*yielded no valid example in 20 records"):
+    groups = sources.decode_skipping_bad(
+        records, _decode_png, (2, 2, 3), source_name="src", split="s", limit=20, group_size=4
+    )
+    with pytest.raises(
+        tf.errors.InvalidArgumentError,
+        match=r"src.*split.*s.*yielded no valid example in 20 records",
+    ):
         list(groups)
-    roomy = sources.decode_skipping_bad(records, _decode_png, (2, 2, 3), source_name="src",
-                                        split="s", limit=41, group_size=4)
+    roomy = sources.decode_skipping_bad(
+        records, _decode_png, (2, 2, 3), source_name="src", split="s", limit=41, group_size=4
+    )
     assert sum(int(tf.shape(y)[0]) for _, y in roomy) == 1
 
 
@@ -314,10 +382,17 @@ def test_a_partial_read_of_a_small_tfds_split_is_quiet(subprocess_env):
     # TFDS caches small splits in memory; a cache read in part is discarded with a
     # C++ warning, which `bin/evaluate --max_examples` printed. Tests hide C++
     # warnings, so a child process with them shown reads the split.
-    script = ("from vgg_tf.data import sources\n"
-              "s = sources.get_source('digits')\n"
-              "print(len(list(sources.decoded_images(s, 'test', max_examples=3))))\n")
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                            env=subprocess_env(TF_CPP_MIN_LOG_LEVEL="1"), timeout=300)
+    script = (
+        "from vgg_tf.data import sources\n"
+        "s = sources.get_source('digits')\n"
+        "print(len(list(sources.decoded_images(s, 'test', max_examples=3))))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(TF_CPP_MIN_LOG_LEVEL="1"),
+        timeout=300,
+    )
     assert result.returncode == 0 and result.stdout.split() == ["3"], result.stderr[-2000:]
     assert "did not fully read the dataset being cached" not in result.stderr

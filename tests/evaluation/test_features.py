@@ -10,9 +10,8 @@ import pytest
 import tensorflow as tf
 from skimage import data
 
+from vgg_tf.data import images, sources
 from vgg_tf.evaluation import features
-from vgg_tf.data import images
-from vgg_tf.data import sources
 from vgg_tf.nets.fcn import to_fully_convolutional
 from vgg_tf.weights import loading
 from vgg_tf.weights.trained import TrainedModel
@@ -22,8 +21,9 @@ MEAN = (120.0, 110.0, 100.0)
 
 @pytest.fixture(scope="module")
 def trained(tiny_model):
-    config = dict(variant="A", crop_size=32, scale_min=32, scale_max=48, mean_rgb=list(MEAN),
-                  flip=False)
+    config = dict(
+        variant="A", crop_size=32, scale_min=32, scale_max=48, mean_rgb=list(MEAN), flip=False
+    )
     return TrainedModel(tiny_model(seed=3), config, "mem", "A (tiny)")
 
 
@@ -78,20 +78,24 @@ def _fc7_mean(fc7_net, image, q):
 
 def test_descriptor_equals_the_hand_computation_from_the_fc7_map(trained, photo):
     fc7_net = to_fully_convolutional(trained.model, head="fc7")
-    per_scale = {q: (_fc7_mean(fc7_net, photo, q) + _fc7_mean(fc7_net, photo[:, ::-1], q)) / 2
-                 for q in (48, 96)}
+    per_scale = {
+        q: (_fc7_mean(fc7_net, photo, q) + _fc7_mean(fc7_net, photo[:, ::-1], q)) / 2
+        for q in (48, 96)
+    }
     for scales in ([48], [48, 96]):
         by_hand = np.mean([per_scale[q] for q in scales], axis=0)
         by_hand /= np.linalg.norm(by_hand)
-        np.testing.assert_allclose(features.FeatureExtractor(trained, scales)(photo), by_hand,
-                                   atol=1e-5, rtol=0)
+        np.testing.assert_allclose(
+            features.FeatureExtractor(trained, scales)(photo), by_hand, atol=1e-5, rtol=0
+        )
 
 
 def test_a_batch_gives_each_images_own_descriptor(trained):
     extractor = features.FeatureExtractor(trained, scales=[32, 40])
     batch = np.random.RandomState(0).randint(0, 256, (3, 40, 50, 3)).astype("uint8")
-    np.testing.assert_allclose(extractor.batch(batch), [extractor(image) for image in batch],
-                               atol=1e-6)
+    np.testing.assert_allclose(
+        extractor.batch(batch), [extractor(image) for image in batch], atol=1e-6
+    )
     assert extractor.batch_size(40, 50) == features.MAX_BATCH
     assert 1 <= features.FeatureExtractor(trained, [512]).batch_size(3000, 4000) <= 4
 
@@ -102,8 +106,9 @@ def tiny_run(tmp_path_factory, make_workdir):
 
 
 def test_a_splits_descriptors_in_order_and_on_disk(tiny_run, digits, tfds_dir, tmp_path):
-    fs = features.extract_features(tiny_run, "digits", data_dir=str(tfds_dir), max_examples=40,
-                                   scales=[32, 48], verbose=0)
+    fs = features.extract_features(
+        tiny_run, "digits", data_dir=str(tfds_dir), max_examples=40, scales=[32, 48], verbose=0
+    )
     assert fs.features.shape == (40, 256) and fs.features.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(fs.features, axis=1), 1.0, atol=1e-5)
     records = list(sources.decoded_images(digits, "test", max_examples=40).as_numpy_iterator())
@@ -133,8 +138,9 @@ def dataclasses_replace(fs, back):
 
 
 def test_linear_svm_on_the_descriptors_scores_a_held_out_split(tiny_run, tfds_dir):
-    scores, train, test = features.linear_eval(tiny_run, "digits", data_dir=str(tfds_dir),
-                                               max_examples=300, scales=[32, 48], verbose=0)
+    scores, train, test = features.linear_eval(
+        tiny_run, "digits", data_dir=str(tfds_dir), max_examples=300, scales=[32, 48], verbose=0
+    )
     assert (train.split, test.split) == ("train[:90%]", "test")
     assert scores["train_examples"] == 300 and scores["test_examples"] == 300
     assert scores["c"] in features.C_GRID
@@ -151,15 +157,24 @@ def test_linear_svm_on_the_descriptors_scores_a_held_out_split(tiny_run, tfds_di
 
 @pytest.mark.slow
 def test_bin_features_linear_eval_on_a_digits_model_prints_an_accuracy(
-        run_bin, trained_digits_run, tfds_dir, tmp_path):
-    result = run_bin("features", f"--model={trained_digits_run}", f"--data_dir={tfds_dir}",
-                     "--linear_eval", f"--output={tmp_path / 'test.npz'}")
-    match = re.search(r"^test accuracy on digits \[test\] \(360 images\): ([\d.]+)%$",
-                      result.stdout, re.MULTILINE)
+    run_bin, trained_digits_run, tfds_dir, tmp_path
+):
+    result = run_bin(
+        "features",
+        f"--model={trained_digits_run}",
+        f"--data_dir={tfds_dir}",
+        "--linear_eval",
+        f"--output={tmp_path / 'test.npz'}",
+    )
+    match = re.search(
+        r"^test accuracy on digits \[test\] \(360 images\): ([\d.]+)%$", result.stdout, re.MULTILINE
+    )
     assert match, result.stdout
     assert float(match.group(1)) > 50, result.stdout  # chance: 10%
-    assert "fitted on 1293 descriptors of 256 numbers (digits [train[:90%]], Q = 37,55,73)" \
+    assert (
+        "fitted on 1293 descriptors of 256 numbers (digits [train[:90%]], Q = 37,55,73)"
         in result.stdout
+    )
     with np.load(tmp_path / "test.npz") as saved:
         assert saved["features"].shape == (360, 256) and saved["labels"].shape == (360,)
         assert json.loads(str(saved["metadata"]))["scales"] == [37, 55, 73]

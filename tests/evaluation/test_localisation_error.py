@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vgg_tf.serving import export
+from vgg_tf.data.box_records import MAX_BOXES
 from vgg_tf.evaluation import localisation as localisation_eval
 from vgg_tf.inference import localiser as localise
+from vgg_tf.serving import export
 from vgg_tf.training import loop as train
-from vgg_tf.data.box_records import MAX_BOXES
 from vgg_tf.weights.trained import TrainedModel
 
 
@@ -32,7 +32,8 @@ def _padded(*boxes):
 def test_a_net_predicting_its_whole_crop_scores_the_baseline(canvas, tiny_run_config):
     whole = _box_net(tiny_run_config, (0.5, 0.5, 1.0, 1.0), head="pcr")
     error, baseline, counted = localisation_eval.center_crop_errors(
-        whole, canvas, "test", max_examples=64)
+        whole, canvas, "test", max_examples=64
+    )
     assert counted == 64 and error == baseline
     # Targets are 20-40 px of a 64 canvas and the crop two thirds of it: some fit.
     assert 0.0 < baseline < 1.0
@@ -44,22 +45,26 @@ def test_dense_errors_follow_ilsvrc_top5_and_the_true_class(tiny_run_config, tin
     # Boxes three windows wide merge into the whole image (see test_localise), which is
     # each image's ground truth: dense_gt localises every image; dense only those whose
     # class is in the classifier's top 5.
-    classifier = TrainedModel(tiny_model(seed=5), tiny_run_config(scale_min=64, scale_max=64),
-                              "/runs/c", "c")
-    localiser = localise.Localiser([_box_net(tiny_run_config, (0.5, 0.5, 3.0, 3.0), scale=64)],
-                                   classifier)
+    classifier = TrainedModel(
+        tiny_model(seed=5), tiny_run_config(scale_min=64, scale_max=64), "/runs/c", "c"
+    )
+    localiser = localise.Localiser(
+        [_box_net(tiny_run_config, (0.5, 0.5, 3.0, 3.0), scale=64)], classifier
+    )
     image = np.asarray(tf.random.stateless_uniform([64, 64, 3], [5, 6], maxval=255.0))
     ranked = localiser.localise(image)["classes"].numpy()
     outside = next(c for c in range(10) if c not in ranked)
     whole = _padded([0.0, 0.0, 1.0, 1.0])
     examples = [(image, (ranked[0], whole), b"a"), (image, (outside, whole), b"b")]
-    errors, counted = localisation_eval.dense_errors(localiser, examples, ("dense", "dense_gt"),
-                                                     total=2, verbose=0)
+    errors, counted = localisation_eval.dense_errors(
+        localiser, examples, ("dense", "dense_gt"), total=2, verbose=0
+    )
     assert counted == 2 and errors == {"dense": 0.5, "dense_gt": 0.0}
     # A ground truth the merged box overlaps by IoU 0.25 only: no image is localised.
     corner = _padded([0.0, 0.0, 0.5, 0.5])
-    errors, _ = localisation_eval.dense_errors(localiser, [(image, (ranked[0], corner), b"a")],
-                                               ("dense", "dense_gt"), total=1, verbose=0)
+    errors, _ = localisation_eval.dense_errors(
+        localiser, [(image, (ranked[0], corner), b"a")], ("dense", "dense_gt"), total=1, verbose=0
+    )
     assert errors == {"dense": 1.0, "dense_gt": 1.0}
 
 
@@ -71,35 +76,62 @@ def test_protocols_and_classifier_are_checked():
 
 
 @pytest.mark.slow
-def test_train_evaluate_export_and_predict_a_localisation_net(tmp_path, canvas_dir, make_workdir,
-                                                              run_bin, encode):
+def test_train_evaluate_export_and_predict_a_localisation_net(
+    tmp_path, canvas_dir, make_workdir, run_bin, encode
+):
     """The commands of the README's localisation section, at tiny width."""
     classifier = make_workdir(tmp_path / "digits_A")
     loc = tmp_path / "loc_pcr"
     common = [f"--config.data_dir={canvas_dir}", "--config.width_multiplier=0.0625"]
-    out = run_bin("train", "--task", "localisation", "--head", "pcr", f"--init_from={classifier}",
-                  f"--workdir={loc}", "--epochs=1", *common).stdout
+    out = run_bin(
+        "train",
+        "--task",
+        "localisation",
+        "--head",
+        "pcr",
+        f"--init_from={classifier}",
+        f"--workdir={loc}",
+        "--epochs=1",
+        *common,
+    ).stdout
     assert "fc8 is initialised afresh for the box (40 outputs" in out
     assert "final validation localisation error" in out.splitlines()[-1]
     config = json.loads((loc / "config.json").read_text())
-    assert (config["task"], config["head"], config["dataset"]) == ("localisation", "pcr",
-                                                                   "digits_on_canvas")
+    assert (config["task"], config["head"], config["dataset"]) == (
+        "localisation",
+        "pcr",
+        "digits_on_canvas",
+    )
     assert "val_error" in (loc / "metrics.csv").read_text().splitlines()[0]
 
     table = tmp_path / "loc.json"
-    out = run_bin("evaluate", "--task", "localisation", f"--model={loc}",
-                  f"--classifier={classifier}", "--protocol=center_gt,dense_gt,dense",
-                  f"--data_dir={canvas_dir}", "--max_examples=8", f"--output={table}",
-                  "--windows=crops").stdout
+    out = run_bin(
+        "evaluate",
+        "--task",
+        "localisation",
+        f"--model={loc}",
+        f"--classifier={classifier}",
+        "--protocol=center_gt,dense_gt,dense",
+        f"--data_dir={canvas_dir}",
+        "--max_examples=8",
+        f"--output={table}",
+        "--windows=crops",
+    ).stdout
     rows = json.loads(table.read_text())["rows"]
     assert [r["protocol"] for r in rows] == ["center_gt", "center_gt", "dense_gt", "dense"]
     assert [r.get("windows") for r in rows] == [None, None, "crops", "crops"]
     assert all(r["counted"] == 8 and 0.0 <= r["error"] <= 1.0 for r in rows)
     assert "whole crop (baseline)" in out
 
-    out = run_bin("export", "--task", "localisation", f"--model={loc}",
-                  f"--classifier={classifier}", f"--export_dir={tmp_path / 'served'}",
-                  "--windows=crops").stdout
+    out = run_bin(
+        "export",
+        "--task",
+        "localisation",
+        f"--model={loc}",
+        f"--classifier={classifier}",
+        f"--export_dir={tmp_path / 'served'}",
+        "--windows=crops",
+    ).stdout
     assert (tmp_path / "served" / "1" / "saved_model.pb").exists(), out
     metadata = json.loads((tmp_path / "served" / "1" / export.METADATA_FILE).read_text())
     assert (metadata["windows"], metadata["offsets"]) == ("crops", 1)
@@ -107,8 +139,15 @@ def test_train_evaluate_export_and_predict_a_localisation_net(tmp_path, canvas_d
     photo = tmp_path / "canvas.png"
     photo.write_bytes(encode(np.full([64, 80, 3], 30, np.uint8), "PNG"))
     answers = tmp_path / "answers.json"
-    run_bin("predict", str(photo), f"--model={classifier}", f"--localiser={loc}",
-            f"--boxes={tmp_path / 'boxes'}", f"--output={answers}", "--top=2")
+    run_bin(
+        "predict",
+        str(photo),
+        f"--model={classifier}",
+        f"--localiser={loc}",
+        f"--boxes={tmp_path / 'boxes'}",
+        f"--output={answers}",
+        "--top=2",
+    )
     image = json.loads(answers.read_text())["images"][0]
     assert image["boxes_image"] == str(tmp_path / "boxes" / "canvas.png")
     drawn = tf.io.decode_png((tmp_path / "boxes" / "canvas.png").read_bytes()).numpy()

@@ -11,10 +11,10 @@ import pytest
 import tensorflow as tf
 
 from vgg_tf.inference import localiser as localise
-from vgg_tf.training import loop as train
 from vgg_tf.nets.fcn import to_fully_convolutional
-from vgg_tf.weights.trained import TrainedModel
 from vgg_tf.serving import localisation as serving_localisation
+from vgg_tf.training import loop as train
+from vgg_tf.weights.trained import TrainedModel
 
 QUADRANTS = [[0.0, 0.0, 0.5, 0.5], [0.0, 0.5, 0.5, 1.0], [0.5, 0.0, 1.0, 0.5], [0.5, 0.5, 1.0, 1.0]]
 
@@ -32,8 +32,12 @@ def _box_net(tiny_run_config, head="scr", box=(0.5, 0.5, 1.0, 1.0), classes=10, 
 
 @pytest.fixture(scope="module")
 def classifier(tiny_model, tiny_run_config):
-    return TrainedModel(tiny_model(seed=3), tiny_run_config(scale_min=64, scale_max=64),
-                        "/runs/classifier", "A (classifier)")
+    return TrainedModel(
+        tiny_model(seed=3),
+        tiny_run_config(scale_min=64, scale_max=64),
+        "/runs/classifier",
+        "A (classifier)",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +62,8 @@ def test_the_box_head_made_fully_convolutional_equals_the_dense_head(tiny_run_co
 
 
 def test_each_location_gives_a_box_in_its_window_and_the_classifier_picks_one(
-        tiny_run_config, classifier):
+    tiny_run_config, classifier
+):
     # At Q = 64 a 32 crop gives a 2x2 map: the four quadrants. A net predicting
     # its whole window gives the quadrants; they overlap nowhere, so none merge.
     localiser = localise.Localiser([_box_net(tiny_run_config)], classifier)
@@ -75,11 +80,13 @@ def test_each_location_gives_a_box_in_its_window_and_the_classifier_picks_one(
 def test_overlapping_boxes_merge_into_their_mean(tiny_run_config, classifier):
     # Boxes three windows wide: neighbours overlap by IoU 0.5, so all four merge,
     # into their mean: centred on the image, 1.5 times its side, clipped to it.
-    localiser = localise.Localiser([_box_net(tiny_run_config, box=(0.5, 0.5, 3.0, 3.0))],
-                                   classifier)
+    localiser = localise.Localiser(
+        [_box_net(tiny_run_config, box=(0.5, 0.5, 3.0, 3.0))], classifier
+    )
     image = tf.random.stateless_uniform([64, 64, 3], [1, 2], maxval=255.0)
-    np.testing.assert_allclose(localiser.localise(image)["boxes"].numpy(),
-                               np.tile([0.0, 0.0, 1.0, 1.0], (5, 1)), atol=1e-6)
+    np.testing.assert_allclose(
+        localiser.localise(image)["boxes"].numpy(), np.tile([0.0, 0.0, 1.0, 1.0], (5, 1)), atol=1e-6
+    )
 
 
 def test_pcr_boxes_are_read_per_class_and_nets_fuse(tiny_run_config, classifier):
@@ -105,8 +112,11 @@ def test_refuses_classifiers_as_box_nets_and_mismatched_heads(tiny_run_config, c
         localise.Localiser([_box_net(tiny_run_config)], _box_net(tiny_run_config))
     five = TrainedModel(classifier.model, {**classifier.config}, "/runs/c", "c")
     pcr = _box_net(tiny_run_config, head="pcr", classes=5)
-    with pytest.raises(ValueError, match=r"has 20 outputs; with the classifier's 10 classes "
-                                         r"expected 40"):
+    with pytest.raises(
+        ValueError,
+        match=r"has 20 outputs; with the classifier's 10 classes "
+        r"expected 40",
+    ):
         localise.Localiser([pcr], five)
 
 
@@ -142,14 +152,17 @@ print("RESULT" + json.dumps(result))
 
 
 @pytest.mark.slow
-def test_exported_boxes_through_the_tf1_loader_on_photographs(tiny_run_config, classifier, photos,
-                                                             tmp_path, make_workdir, subprocess_env):
+def test_exported_boxes_through_the_tf1_loader_on_photographs(
+    tiny_run_config, classifier, photos, tmp_path, make_workdir, subprocess_env
+):
     net = _box_net(tiny_run_config, box=(0.5, 0.5, 0.5, 0.5))
     box_dir = make_workdir(tmp_path / "scr", model=net.model, config=net.config)
-    classifier_dir = make_workdir(tmp_path / "cls", model=classifier.model,
-                                  config=classifier.config)
-    version = serving_localisation.export_localisation(str(box_dir), str(classifier_dir), tmp_path / "export",
-                                           top_k=3, verbose=0)
+    classifier_dir = make_workdir(
+        tmp_path / "cls", model=classifier.model, config=classifier.config
+    )
+    version = serving_localisation.export_localisation(
+        str(box_dir), str(classifier_dir), tmp_path / "export", top_k=3, verbose=0
+    )
     data, sizes = photos
     files = []
     for i, blob in enumerate(data):
@@ -159,23 +172,37 @@ def test_exported_boxes_through_the_tf1_loader_on_photographs(tiny_run_config, c
     script.write_text(_LOADER)
     env = subprocess_env(TF_CPP_MIN_LOG_LEVEL="3")
     del env["PYTHONPATH"]  # serving needs TensorFlow, not vgg_tf
-    proc = subprocess.run([sys.executable, str(script), version, *map(str, files)],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, str(script), version, *map(str, files)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert result["modules"] == []
     boxes = np.array(result["out"]["boxes"])
     assert boxes.shape == (3, 3, 4) and np.array(result["out"]["classes"]).shape == (3, 3)
     for box, (height, width) in zip(boxes, sizes):
-        assert np.all(box >= 0) and np.all(box[:, [0, 2]] <= height) and np.all(box[:, [1, 3]] <= width)
+        assert (
+            np.all(box >= 0)
+            and np.all(box[:, [0, 2]] <= height)
+            and np.all(box[:, [1, 3]] <= width)
+        )
         assert np.all(box[:, 2] > box[:, 0]) and np.all(box[:, 3] > box[:, 1])
     # The same boxes as the library's Localiser gives, in pixels.
     localiser = localise.Localiser([net], classifier, top_k=3)
     image = tf.cast(tf.io.decode_jpeg(data[1], channels=3), tf.float32)
     expected = localiser.localise(image)["boxes"].numpy() * np.tile(sizes[1], 2)
     np.testing.assert_allclose(boxes[1], expected, atol=1e-2)
-    assert result["empty"] == {"boxes": [0, 3, 4], "classes": [0, 3], "scores": [0, 3],
-                               "labels": [0, 3]}
+    assert result["empty"] == {
+        "boxes": [0, 3, 4],
+        "classes": [0, 3],
+        "scores": [0, 3],
+        "labels": [0, 3],
+    }
     assert result["bad"] == "InvalidArgument"
 
 
@@ -198,7 +225,8 @@ def test_offsets_shift_the_input_and_their_windows(tiny_run_config, classifier):
     shifted = localise.Localiser([net], classifier, offsets=2)
     assert shifted._shifts(64, 32) == [(0, 0), (0, 16), (16, 0), (16, 16)]
     assert localise.Localiser([net], classifier, offsets=4)._shifts(48, 32) == [
-        (dy, dx) for dy in (0, 8, 16) for dx in (0, 8, 16)]  # 24 would leave less than a crop
+        (dy, dx) for dy in (0, 8, 16) for dx in (0, 8, 16)
+    ]  # 24 would leave less than a crop
     # Every window of the 16-pixel grid is a candidate; boxes stay on that grid.
     grid = [[a, b, a + 0.5, b + 0.5] for a in (0, 0.25, 0.5) for b in (0, 0.25, 0.5)]
     image = tf.random.stateless_uniform([64, 64, 3], [7, 8], maxval=255.0)
@@ -223,7 +251,7 @@ def test_cropped_windows_are_each_run_alone_as_in_training(tiny_run_config, clas
         for i in range(found.shape[0]):
             for j in range(found.shape[1]):
                 y, x = dy + 32 * i, dx + 32 * j
-                alone = net.model(inputs[:, y:y + 32, x:x + 32]).numpy()[0]
+                alone = net.model(inputs[:, y : y + 32, x : x + 32]).numpy()[0]
                 np.testing.assert_allclose(found[i, j], alone, rtol=1e-4, atol=1e-4)
         # Densely, the same windows also see the image around them.
         seen_densely = dense._window_map(box_net, inputs, dy, dx).numpy()

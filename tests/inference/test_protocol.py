@@ -11,13 +11,19 @@ import pytest
 import tensorflow as tf
 
 from vgg_tf.data import images
-from vgg_tf.inference import protocol as ev
 from vgg_tf.evaluation import classification
+from vgg_tf.inference import protocol as ev
 from vgg_tf.weights.trained import TrainedModel
 
 MEAN = (120.0, 110.0, 100.0)
-CONFIG = dict(variant="A", crop_size=32, scale_min=32, scale_max=48, mean_rgb=list(MEAN),
-              class_names=[f"c{i}" for i in range(10)])
+CONFIG = dict(
+    variant="A",
+    crop_size=32,
+    scale_min=32,
+    scale_max=48,
+    mean_rgb=list(MEAN),
+    class_names=[f"c{i}" for i in range(10)],
+)
 
 
 @pytest.fixture
@@ -71,8 +77,8 @@ def test_crop_grid_count_corners_and_flips():
     assert sorted(set(offsets[:, 1])) == [0, 17, 34, 51, 68]  # ...and columns, border to border
     corners = {0: (0, 0), 4: (0, w - crop), 20: (h - crop, 0), 24: (h - crop, w - crop)}
     for index, (y, x) in corners.items():
-        np.testing.assert_array_equal(crops[index], image[y:y + crop, x:x + crop])
-    np.testing.assert_array_equal(crops[12], image[19:19 + crop, 34:34 + crop])  # centre crop
+        np.testing.assert_array_equal(crops[index], image[y : y + crop, x : x + crop])
+    np.testing.assert_array_equal(crops[12], image[19 : 19 + crop, 34 : 34 + crop])  # centre crop
     np.testing.assert_array_equal(crops[25:], crops[:25, :, ::-1])  # the flips, same order
     assert len({c.tobytes() for c in crops}) == 50  # all distinct
     # An image of exactly the crop size gives 25 identical crops.
@@ -152,16 +158,29 @@ def test_evaluate_images_rows_fusion_predictions_and_heatmaps(tmp_path, trained)
     images = [_image(40 + 8 * i, 48, seed=i) for i in range(3)]
     dense = [[e.probabilities("dense", im) for im in images] for e in evaluators]
     # Labels chosen so the first model is right on image 0 only at top-1.
-    labels = [int(np.argmax(dense[0][0])), int(np.argsort(dense[0][1])[-3]),
-              int(np.argmin(dense[0][2]))]
+    labels = [
+        int(np.argmax(dense[0][0])),
+        int(np.argsort(dense[0][1])[-3]),
+        int(np.argmin(dense[0][2])),
+    ]
     rows = classification.evaluate_images(
-        evaluators, list(zip(images, labels)), "dense,combined", num_examples=3,
-        heatmap_dir=str(tmp_path / "maps"), heatmap_count=2,
-        predictions_output=str(tmp_path / "pred.jsonl"), verbose=0,
+        evaluators,
+        list(zip(images, labels)),
+        "dense,combined",
+        num_examples=3,
+        heatmap_dir=str(tmp_path / "maps"),
+        heatmap_count=2,
+        predictions_output=str(tmp_path / "pred.jsonl"),
+        verbose=0,
     )
     assert [(r["model"].split(" ")[0], r["protocol"]) for r in rows] == [
-        ("A", "dense"), ("A", "combined"), ("A", "dense"), ("A", "combined"),
-        ("fusion", "dense"), ("fusion", "combined")]
+        ("A", "dense"),
+        ("A", "combined"),
+        ("A", "dense"),
+        ("A", "combined"),
+        ("fusion", "dense"),
+        ("fusion", "combined"),
+    ]
     first = rows[0]
     assert first["scales"] == [32, 40, 48] and first["num_examples"] == 3
     assert first["top1_error"] == pytest.approx(200 / 3)
@@ -173,7 +192,11 @@ def test_evaluate_images_rows_fusion_predictions_and_heatmaps(tmp_path, trained)
     fusion_top1 = np.mean([np.argmax(f) != y for f, y in zip(fused, labels)]) * 100
     assert rows[4]["top1_error"] == pytest.approx(fusion_top1)
     assert sorted(os.listdir(tmp_path / "maps")) == [
-        "model0_0000.png", "model0_0001.png", "model1_0000.png", "model1_0001.png"]
+        "model0_0000.png",
+        "model0_0001.png",
+        "model1_0000.png",
+        "model1_0001.png",
+    ]
     table = classification.format_table(rows)
     assert "top-1 err (%)" in table and "32,40,48" in table and "fusion" in table
     assert f"{200 / 3:.2f}" in table
@@ -184,18 +207,28 @@ def test_evaluate_images_rows_fusion_predictions_and_heatmaps(tmp_path, trained)
 
 @pytest.mark.slow
 def test_cli_rejects_bad_flags(tmp_path, run_bin):
-    result = run_bin("evaluate", "--model", tmp_path, "--protocol", "dense,tencrop",
-                     check=False, timeout=120)
+    result = run_bin(
+        "evaluate", "--model", tmp_path, "--protocol", "dense,tencrop", check=False, timeout=120
+    )
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert errors == ["error: Unknown protocol ['tencrop']; expected one or more of single, "
-                      "dense, multicrop, combined."]
+    assert errors == [
+        "error: Unknown protocol ['tencrop']; expected one or more of single, "
+        "dense, multicrop, combined."
+    ]
 
 
 def test_evaluate_defaults_to_the_test_split(tmp_path, tfds_dir, make_workdir):
     make_workdir(tmp_path, config=dict(CONFIG, mean_rgb=[0.0, 0.0, 0.0]))
-    rows = classification.evaluate(str(tmp_path), "digits", "single", data_dir=str(tfds_dir),
-                       max_examples=6, output=str(tmp_path / "table.json"), verbose=0)
+    rows = classification.evaluate(
+        str(tmp_path),
+        "digits",
+        "single",
+        data_dir=str(tfds_dir),
+        max_examples=6,
+        output=str(tmp_path / "table.json"),
+        verbose=0,
+    )
     table = json.loads((tmp_path / "table.json").read_text())
     # The digits have a held-out test split; validation is the last 10% of train.
     assert table["split"] == "test" and rows[0]["num_examples"] == 6

@@ -11,8 +11,8 @@ import tensorflow as tf
 
 import vgg_tf
 from vgg_tf.nets import builder as models
-from vgg_tf.nets.layers import LocalResponseNormalization
 from vgg_tf.nets import specs
+from vgg_tf.nets.layers import LocalResponseNormalization
 from vgg_tf.weights import transfer
 
 TINY = dict(crop_size=32, width_multiplier=1 / 16, classes=10)
@@ -59,20 +59,24 @@ def test_named_builders_map_to_variants():
         b = vgg_tf.VGG(variant, **TINY)
         assert a.count_params() == b.count_params()
         # A and A-LRN have the same parameters: the layers tell them apart.
-        assert [(type(l).__name__, l.name) for l in a.layers] == [
-            (type(l).__name__, l.name) for l in b.layers], variant
+        assert [(type(layer).__name__, layer.name) for layer in a.layers] == [
+            (type(layer).__name__, layer.name) for layer in b.layers
+        ], variant
         assert models.count_weight_layers(a) == specs.SPECS[variant].num_weight_layers
         assert a.name == builder.__name__.lower()
     # VGG11_LRN is A with Krizhevsky's LRN (n=5, k=2, alpha=1e-4, beta=0.75) right after the
     # first conv, and nowhere else; its parameters are A's.
     lrn_net, plain = vgg_tf.VGG11_LRN(**TINY), vgg_tf.VGG11(**TINY)
-    lrns = [l for l in lrn_net.layers if isinstance(l, LocalResponseNormalization)]
-    assert [l.name for l in lrns] == ["lrn"]
-    assert not any(isinstance(l, LocalResponseNormalization) for l in plain.layers)
-    names = [l.name for l in lrn_net.layers]
-    assert names[names.index("lrn") - 1:names.index("lrn") + 2] == [
-        "block1_conv1", "lrn", "block1_pool"]
-    assert [n for n in names if n != "lrn"] == [l.name for l in plain.layers]
+    lrns = [layer for layer in lrn_net.layers if isinstance(layer, LocalResponseNormalization)]
+    assert [layer.name for layer in lrns] == ["lrn"]
+    assert not any(isinstance(layer, LocalResponseNormalization) for layer in plain.layers)
+    names = [layer.name for layer in lrn_net.layers]
+    assert names[names.index("lrn") - 1 : names.index("lrn") + 2] == [
+        "block1_conv1",
+        "lrn",
+        "block1_pool",
+    ]
+    assert [n for n in names if n != "lrn"] == [layer.name for layer in plain.layers]
     assert lrn_net.count_params() == plain.count_params()
     assert (lrns[0].size, lrns[0].bias, lrns[0].alpha, lrns[0].beta) == (5, 2.0, 1e-4, 0.75)
     x = np.random.default_rng(0).uniform(0, 255, (1, 32, 32, 3)).astype("float32")
@@ -96,7 +100,15 @@ def test_layer_names_follow_the_documented_scheme():
     names = [layer.name for layer in model.layers]
     assert names[1:4] == ["block1_conv1", "block1_conv2", "block1_pool"]
     assert "block3_conv3" in names and model.get_layer("block3_conv3").kernel_size == (1, 1)
-    assert names[-7:] == ["flatten", "fc6", "fc6_dropout", "fc7", "fc7_dropout", "fc8", "predictions"]
+    assert names[-7:] == [
+        "flatten",
+        "fc6",
+        "fc6_dropout",
+        "fc7",
+        "fc7_dropout",
+        "fc8",
+        "predictions",
+    ]
     lrn = vgg_tf.VGG("A-LRN", **TINY)
     lrn_names = [layer.name for layer in lrn.layers]
     assert lrn_names[1:4] == ["block1_conv1", "lrn", "block1_pool"]
@@ -200,7 +212,9 @@ def test_initializers():
     assert not bias.any()
     glorot = vgg_tf.VGG("A", kernel_initializer="glorot", width_multiplier=1 / 4, crop_size=32)
     kernel = glorot.get_layer("fc7").get_weights()[0]
-    assert np.std(kernel) == pytest.approx(np.sqrt(2 / (kernel.shape[0] + kernel.shape[1])), rel=0.05)
+    assert np.std(kernel) == pytest.approx(
+        np.sqrt(2 / (kernel.shape[0] + kernel.shape[1])), rel=0.05
+    )
 
 
 def test_batch_norm_and_dropout_options():
@@ -209,7 +223,7 @@ def test_batch_norm_and_dropout_options():
     assert names[1:5] == ["block1_conv1", "block1_conv1_bn", "block1_conv1_relu", "block1_pool"]
     assert model.get_layer("fc6_dropout").rate == 0.3
     no_dropout = vgg_tf.VGG("A", dropout=0.0, **TINY)
-    assert not any(isinstance(l, keras.layers.Dropout) for l in no_dropout.layers)
+    assert not any(isinstance(layer, keras.layers.Dropout) for layer in no_dropout.layers)
 
 
 def test_weights_argument_loads_keras_and_h5_files(tmp_path):
@@ -231,7 +245,7 @@ def test_init_from_net_a_copies_exactly_the_paper_layers(tmp_path):
     net_a.save(tmp_path / "model.keras")
     for variant in ("B", "C", "D", "E"):
         deep = vgg_tf.VGG(variant, **TINY)
-        before = {l.name: l.get_weights() for l in deep.layers if l.weights}
+        before = {layer.name: layer.get_weights() for layer in deep.layers if layer.weights}
         copied = vgg_tf.init_from_net_a(deep, tmp_path)  # a workdir holding model.keras
         assert copied == list(vgg_tf.NET_A_TRANSFER_LAYERS)
         for name, weights in before.items():
@@ -255,24 +269,52 @@ def test_init_from_net_a_refuses_mismatched_shapes():
     "kwargs, message",
     [
         (dict(variant="F"), r"'F'.*A, A-LRN, B, C, D, E"),
-        (dict(variant="D", input_shape=(16, 16, 3), include_top=False), r"\(16, 16, 3\).*at least 32"),
-        (dict(variant="D", input_shape=(3, 64, 64), include_top=False),
-         r"\(3, 64, 64\) is too small.*\(height, width, channels\).*'channels_last'"),
-        (dict(variant="D", input_shape=(64, 64, 3), include_top=False, data_format="channels_first"),
-         r"\(64, 64, 3\) is too small.*\(channels, height, width\).*'channels_first'"),
+        (
+            dict(variant="D", input_shape=(16, 16, 3), include_top=False),
+            r"\(16, 16, 3\).*at least 32",
+        ),
+        (
+            dict(variant="D", input_shape=(3, 64, 64), include_top=False),
+            r"\(3, 64, 64\) is too small.*\(height, width, channels\).*'channels_last'",
+        ),
+        (
+            dict(
+                variant="D",
+                input_shape=(64, 64, 3),
+                include_top=False,
+                data_format="channels_first",
+            ),
+            r"\(64, 64, 3\) is too small.*\(channels, height, width\).*'channels_first'",
+        ),
         (dict(variant="D", input_shape=(64, 64, 0), include_top=False), r"channels=0.*>= 1"),
-        (dict(variant="D", input_shape=(64, 64), include_top=False), r"\(64, 64\).*\(height, width, channels\)"),
+        (
+            dict(variant="D", input_shape=(64, 64), include_top=False),
+            r"\(64, 64\).*\(height, width, channels\)",
+        ),
         (dict(variant="D", crop_size=48), r"crop_size=48.*multiple of 32"),
         (dict(variant="D", crop_size=0), r"crop_size=0.*positive multiple of 32"),
-        (dict(variant="D", input_shape=(64, 96, 3)), r"\(64, 96, 3\).*square.*multiple of 32.*include_top=False"),
+        (
+            dict(variant="D", input_shape=(64, 96, 3)),
+            r"\(64, 96, 3\).*square.*multiple of 32.*include_top=False",
+        ),
         (dict(variant="D", input_shape=(48, 48, 3)), r"\(48, 48, 3\).*square.*multiple of 32"),
         (dict(variant="D", input_shape=(None, None, 3)), r"\(None, None, 3\).*static side"),
-        (dict(variant="D", input_shape=(3, 64, 96), data_format="channels_first"),
-         r"\(3, 64, 96\).*square.*\(3, 224, 224\)"),
-        (dict(variant="D", input_shape=(64, 64, 3), crop_size=224),
-         r"\(64, 64, 3\) conflicts with crop_size=224.*crop_size=64"),
-        (dict(variant="D", data_format="NCHW"), r"data_format='NCHW'.*channels_last, channels_first"),
-        (dict(variant="D", weights="/no/such/file.keras"), r"/no/such/file.keras.*None or the path"),
+        (
+            dict(variant="D", input_shape=(3, 64, 96), data_format="channels_first"),
+            r"\(3, 64, 96\).*square.*\(3, 224, 224\)",
+        ),
+        (
+            dict(variant="D", input_shape=(64, 64, 3), crop_size=224),
+            r"\(64, 64, 3\) conflicts with crop_size=224.*crop_size=64",
+        ),
+        (
+            dict(variant="D", data_format="NCHW"),
+            r"data_format='NCHW'.*channels_last, channels_first",
+        ),
+        (
+            dict(variant="D", weights="/no/such/file.keras"),
+            r"/no/such/file.keras.*None or the path",
+        ),
         (dict(variant="C", weights="imagenet"), r"No ImageNet weights are published for net C"),
         (dict(variant="D", pooling="mean", include_top=False), r"'mean'.*'avg', 'max'"),
         (dict(variant="D", kernel_initializer="lecun"), r"'lecun'.*paper, glorot, he"),
@@ -317,9 +359,12 @@ def _channels_first_reference(theirs, images):
     channels, height, width = theirs.input_shape[1:]
     keras.config.set_image_data_format("channels_last")
     try:
-        nhwc = keras.applications.VGG16(weights=None, input_shape=(height, width, channels),
-                                        classes=theirs.output_shape[-1],
-                                        classifier_activation=None)
+        nhwc = keras.applications.VGG16(
+            weights=None,
+            input_shape=(height, width, channels),
+            classes=theirs.output_shape[-1],
+            classifier_activation=None,
+        )
     finally:
         keras.config.set_image_data_format("channels_first")
     for layer in theirs.layers:
@@ -359,8 +404,13 @@ def test_channels_first_equals_channels_last_on_transposed_input(tmp_path, kwarg
     last = vgg_tf.VGG("B", input_shape=side + (3,), data_format="channels_last", **common)
     last.save(tmp_path / "last.keras")
     # Weights given as a channels-last file load into the channels-first model by name.
-    first = vgg_tf.VGG("B", input_shape=(3,) + side, data_format="channels_first",
-                       weights=tmp_path / "last.keras", **common)
+    first = vgg_tf.VGG(
+        "B",
+        input_shape=(3,) + side,
+        data_format="channels_first",
+        weights=tmp_path / "last.keras",
+        **common,
+    )
     assert first.input_shape == (None, 3) + side
     assert set(_trunk_formats(first).values()) == {"channels_last"}  # runs everywhere
     images = np.random.default_rng(0).uniform(-100, 100, size=(2, 64, 64, 3)).astype("float32")
@@ -381,8 +431,9 @@ def test_channels_first_weights_file_loads_across_formats(tmp_path):
     common = dict(kernel_initializer="glorot", **TINY)
     first = vgg_tf.VGG("A", data_format="channels_first", **common)
     first.save_weights(tmp_path / "first.weights.h5")
-    last = vgg_tf.VGG("A", data_format="channels_last", weights=tmp_path / "first.weights.h5",
-                      **common)
+    last = vgg_tf.VGG(
+        "A", data_format="channels_last", weights=tmp_path / "first.weights.h5", **common
+    )
     for layer in last.layers:
         for got, want in zip(layer.get_weights(), first.get_layer(layer.name).get_weights()):
             np.testing.assert_array_equal(got, want)
@@ -395,7 +446,11 @@ def test_global_image_data_format_is_followed(global_channels_first):
     assert models.data_format_of(by_default) == "channels_first"
     assert models.crop_size_of(by_default) == 32
     assert vgg_tf.VGG("A", include_top=False, width_multiplier=1 / 16).output_shape == (
-        None, 32, None, None)
+        None,
+        32,
+        None,
+        None,
+    )
     # An explicit keyword wins over the global setting, and every layer of both
     # models runs channels_last whatever the global setting says.
     explicit = vgg_tf.VGG16(data_format="channels_last", **common)
@@ -405,33 +460,59 @@ def test_global_image_data_format_is_followed(global_channels_first):
     transfer.load_layer_weights(explicit, transfer.read_layer_weights(by_default))
     images = np.random.default_rng(1).uniform(-100, 100, size=(2, 32, 32, 3)).astype("float32")
     np.testing.assert_allclose(
-        by_default.predict_on_batch(_nchw(images)), explicit.predict_on_batch(images),
-        rtol=1e-5, atol=1e-6)
+        by_default.predict_on_batch(_nchw(images)),
+        explicit.predict_on_batch(images),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 @pytest.mark.parametrize("channels", [1, 4])
 def test_any_channel_count_without_weights(tmp_path, channels):
     images = np.random.default_rng(0).normal(size=(2, 64, 64, channels)).astype("float32")
     for pooling, out in ((None, (2, 2, 2, 32)), ("avg", (2, 32)), ("max", (2, 32))):
-        features = vgg_tf.VGG("A-LRN", include_top=False, pooling=pooling,
-                              input_shape=(None, None, channels), width_multiplier=1 / 16)
+        features = vgg_tf.VGG(
+            "A-LRN",
+            include_top=False,
+            pooling=pooling,
+            input_shape=(None, None, channels),
+            width_multiplier=1 / 16,
+        )
         assert features(images).shape == out
     top = vgg_tf.VGG("C", input_shape=(64, 64, channels), width_multiplier=1 / 16, classes=5)
     assert top.get_layer("block1_conv1").kernel.shape == (3, 3, channels, 4)
     assert top(images).shape == (2, 5)
-    first = vgg_tf.VGG("C", input_shape=(channels, 64, 64), data_format="channels_first",
-                       width_multiplier=1 / 16, classes=5)
+    first = vgg_tf.VGG(
+        "C",
+        input_shape=(channels, 64, 64),
+        data_format="channels_first",
+        width_multiplier=1 / 16,
+        classes=5,
+    )
     assert first(_nchw(images)).shape == (2, 5)
     # With a weights file the channel count must be the file's.
     top.save(tmp_path / "c.keras")
     top.save_weights(tmp_path / "c.weights.h5")
-    with pytest.raises(ValueError, match=r"'block1_conv1' \(input channels differ\?\).*"
-                                         rf"\(3, 3, 3, 4\).*\(3, 3, {channels}, 4\)"):
-        vgg_tf.VGG("C", input_shape=(64, 64, 3), width_multiplier=1 / 16, classes=5,
-                   weights=tmp_path / "c.keras")
+    with pytest.raises(
+        ValueError,
+        match=r"'block1_conv1' \(input channels differ\?\).*"
+        rf"\(3, 3, 3, 4\).*\(3, 3, {channels}, 4\)",
+    ):
+        vgg_tf.VGG(
+            "C",
+            input_shape=(64, 64, 3),
+            width_multiplier=1 / 16,
+            classes=5,
+            weights=tmp_path / "c.keras",
+        )
     with pytest.raises(ValueError, match=r"input shape \(None, 64, 64, 3\).*input channels"):
-        vgg_tf.VGG("C", input_shape=(64, 64, 3), width_multiplier=1 / 16, classes=5,
-                   weights=tmp_path / "c.weights.h5")
+        vgg_tf.VGG(
+            "C",
+            input_shape=(64, 64, 3),
+            width_multiplier=1 / 16,
+            classes=5,
+            weights=tmp_path / "c.weights.h5",
+        )
 
 
 def test_input_shape_with_the_top_sets_the_crop_size():
@@ -441,8 +522,9 @@ def test_input_shape_with_the_top_sets_the_crop_size():
     assert model(np.zeros((1, 64, 64, 3), "float32")).shape == (1, 10)
     same = vgg_tf.VGG("A", input_shape=(64, 64, 3), **{**TINY, "crop_size": 64})
     assert same.count_params() == model.count_params()
-    first = vgg_tf.VGG("A", input_shape=(3, 96, 96), data_format="channels_first",
-                       width_multiplier=1 / 16)
+    first = vgg_tf.VGG(
+        "A", input_shape=(3, 96, 96), data_format="channels_first", width_multiplier=1 / 16
+    )
     assert models.crop_size_of(first) == 96 and first.get_layer("fc6").kernel.shape[0] == 9 * 32
     assert models.crop_size_of(vgg_tf.VGG("A", width_multiplier=1 / 16)) == 224  # the default
     # An input tensor's shape stands for input_shape, as its size decides fc6.
@@ -470,8 +552,9 @@ def test_channels_first_matches_keras_applications_at_64_pixels(global_channels_
     Ours transpose at the input and run on every CPU.
     """
     keras.utils.set_random_seed(2)
-    theirs = keras.applications.VGG16(weights=None, input_shape=(3, 64, 64), classes=10,
-                                      classifier_activation=None)
+    theirs = keras.applications.VGG16(
+        weights=None, input_shape=(3, 64, 64), classes=10, classifier_activation=None
+    )
     ours = vgg_tf.VGG16(input_shape=(3, 64, 64), classes=10, classifier_activation=None)
     assert ours.count_params() == theirs.count_params()
     _copy_from_keras_applications(ours, theirs)

@@ -47,7 +47,9 @@ def test_batch_norm_and_logits_head():
         if isinstance(layer, keras.layers.BatchNormalization):
             gamma, beta, mean, var = layer.get_weights()
             rng = np.random.RandomState(len(layer.name))
-            layer.set_weights([gamma, beta, rng.normal(size=mean.shape), 1 + rng.uniform(size=var.shape)])
+            layer.set_weights(
+                [gamma, beta, rng.normal(size=mean.shape), 1 + rng.uniform(size=var.shape)]
+            )
     x = _images(2, 32, 32)
     logits = to_fully_convolutional(model, head="logits")
     assert logits.layers[-1].name == "fc8"
@@ -124,8 +126,13 @@ def _nchw(images):
 
 def test_channels_first_model_converts(tmp_path):
     last = _tiny("C")
-    first = VGG("C", classes=10, input_shape=(3, 32, 32), data_format="channels_first",
-                width_multiplier=1 / 16)
+    first = VGG(
+        "C",
+        classes=10,
+        input_shape=(3, 32, 32),
+        data_format="channels_first",
+        width_multiplier=1 / 16,
+    )
     for layer in last.layers:
         if layer.weights:
             first.get_layer(layer.name).set_weights(layer.get_weights())
@@ -139,17 +146,20 @@ def test_channels_first_model_converts(tmp_path):
     np.testing.assert_allclose(fcn(whole), expected, rtol=1e-5, atol=1e-4)
     crop = _images(2, 32, 32, seed=1)
     np.testing.assert_allclose(
-        fcn(crop).numpy()[:, 0, 0], _logits_model(first)(_nchw(crop)), rtol=1e-5, atol=1e-4)
+        fcn(crop).numpy()[:, 0, 0], _logits_model(first)(_nchw(crop)), rtol=1e-5, atol=1e-4
+    )
     # On request, channels first in and out: the score map is (batch, classes, h, w).
     nchw = to_fully_convolutional(first, data_format="channels_first")
     assert nchw.input_shape == (None, 3, None, None)
     got = nchw(_nchw(whole)).numpy()
     assert got.shape == (2, 10, 3, 2)
-    np.testing.assert_allclose(got, _nchw(to_fully_convolutional(last)(whole).numpy()),
-                               rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(
+        got, _nchw(to_fully_convolutional(last)(whole).numpy()), rtol=1e-5, atol=1e-5
+    )
     nchw.save(tmp_path / "nchw.keras")
-    np.testing.assert_allclose(keras.models.load_model(tmp_path / "nchw.keras")(_nchw(whole)),
-                               got, atol=1e-6)
+    np.testing.assert_allclose(
+        keras.models.load_model(tmp_path / "nchw.keras")(_nchw(whole)), got, atol=1e-6
+    )
     assert crop_size_of(first) == 32
 
 
@@ -166,8 +176,13 @@ def test_conversion_ignores_a_global_channels_first_setting():
 
 
 def test_input_channels_follow_the_model():
-    model = VGG("A", classes=6, input_shape=(64, 64, 1), width_multiplier=1 / 16,
-                kernel_initializer="glorot")
+    model = VGG(
+        "A",
+        classes=6,
+        input_shape=(64, 64, 1),
+        width_multiplier=1 / 16,
+        kernel_initializer="glorot",
+    )
     fcn = to_fully_convolutional(model)
     assert fcn.input_shape == (None, None, None, 1)
     gray = np.random.RandomState(0).uniform(-100, 100, size=(2, 64, 64, 1)).astype("float32")
@@ -177,12 +192,16 @@ def test_input_channels_follow_the_model():
 
 def test_refuses_layers_that_run_channels_first():
     inputs = keras.Input((3, 32, 32))
-    x = keras.layers.Conv2D(4, 3, padding="same", data_format="channels_first",
-                            name="block1_conv1")(inputs)
+    x = keras.layers.Conv2D(
+        4, 3, padding="same", data_format="channels_first", name="block1_conv1"
+    )(inputs)
     x = keras.layers.Flatten(data_format="channels_first", name="flatten")(x)
     foreign = keras.Model(inputs, keras.layers.Dense(10, name="fc6")(x), name="nchw")
-    with pytest.raises(ValueError, match=r"'block1_conv1' of model 'nchw'.*data_format="
-                                         r"'channels_first'.*vgg_tf.VGG"):
+    with pytest.raises(
+        ValueError,
+        match=r"'block1_conv1' of model 'nchw'.*data_format="
+        r"'channels_first'.*vgg_tf.VGG",
+    ):
         to_fully_convolutional(foreign)
     with pytest.raises(ValueError, match=r"data_format='NCHW'.*channels_last, channels_first"):
         to_fully_convolutional(_tiny(), data_format="NCHW")

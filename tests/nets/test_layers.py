@@ -65,7 +65,9 @@ def test_patch_matmul_conv2d_equals_conv2d(tmp_path):
     assert layer(x).shape == (2, 6, 10, 24)
     model = keras.Sequential([keras.Input((None, None, 16)), layer])
     model.save(tmp_path / "m.keras")
-    np.testing.assert_allclose(keras.models.load_model(tmp_path / "m.keras")(x), model(x), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.models.load_model(tmp_path / "m.keras")(x), model(x), atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("kwargs", [dict(strides=2), dict(padding="same"), dict(dilation_rate=2)])

@@ -11,8 +11,14 @@ import pytest
 from vgg_tf.nets import summary
 
 # Exact counts of the built nets at 224 px, 1000 classes (tests/test_models.py checks them).
-COUNTED = {"A": 132_863_336, "A-LRN": 132_863_336, "B": 133_047_848, "C": 133_638_952,
-           "D": 138_357_544, "E": 143_667_240}
+COUNTED = {
+    "A": 132_863_336,
+    "A-LRN": 132_863_336,
+    "B": 133_047_848,
+    "C": 133_638_952,
+    "D": 138_357_544,
+    "E": 143_667_240,
+}
 
 
 def test_table_2_figures_are_the_counts_rounded_to_millions():
@@ -21,10 +27,22 @@ def test_table_2_figures_are_the_counts_rounded_to_millions():
 
 def test_table_marks_the_paper_column_and_leaves_it_empty_off_the_papers_setting():
     rows = [
-        dict(variant="D", builder="VGG16", weight_layers=16, paper_params_millions=138,
-             params=COUNTED["D"], gmacs=15.47),
-        dict(variant="E", builder="VGG19", weight_layers=19, paper_params_millions=None,
-             params=38_947_914, gmacs=0.42),
+        dict(
+            variant="D",
+            builder="VGG16",
+            weight_layers=16,
+            paper_params_millions=138,
+            params=COUNTED["D"],
+            gmacs=15.47,
+        ),
+        dict(
+            variant="E",
+            builder="VGG19",
+            weight_layers=19,
+            paper_params_millions=None,
+            params=38_947_914,
+            gmacs=0.42,
+        ),
     ]
     header, d, e = summary.format_table(rows).splitlines()
     assert header.split()[:4] == ["net", "builder", "weight", "layers"]
@@ -38,7 +56,11 @@ def test_command_prints_the_table_and_says_whose_columns_they_are(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
     result = subprocess.run(
         [sys.executable, "-m", "vgg_tf.cli", "summary", "--image_size=32", "--classes=10"],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = result.stdout.splitlines()

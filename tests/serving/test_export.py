@@ -33,8 +33,9 @@ def workdir(trained_digits_run):
 @pytest.fixture(scope="module")
 def exported(workdir, tmp_path_factory):
     base = tmp_path_factory.mktemp("models") / "vgg"
-    version_dir = ex.export_saved_model(workdir, base, keras_output=str(base.parent / "fcn.keras"),
-                                        verbose=0)
+    version_dir = ex.export_saved_model(
+        workdir, base, keras_output=str(base.parent / "fcn.keras"), verbose=0
+    )
     return base, version_dir
 
 
@@ -47,7 +48,11 @@ def _test_images(encode, digit_images):
     """Three held-out digits at shapes of their own, as real PNG and JPEG bytes."""
     images, labels = digit_images
     picks = [1600, 1700, 1790]
-    raw = [images[picks[0]], images[picks[1]][:, 4:], np.pad(images[picks[2]], ((8, 0), (0, 0), (0, 0)))]
+    raw = [
+        images[picks[0]],
+        images[picks[1]][:, 4:],
+        np.pad(images[picks[2]], ((8, 0), (0, 0), (0, 0))),
+    ]
     return [encode(raw[0], "PNG"), encode(raw[1], "JPEG"), encode(raw[2], "PNG")], labels[picks]
 
 
@@ -113,8 +118,9 @@ def _site_packages_without(root, excluded=("keras", "tf_keras", "vgg_tf")):
 
 
 @pytest.mark.slow
-def test_served_by_both_loaders_in_a_tensorflow_only_process(exported, workdir, tmp_path, encode,
-                                                             subprocess_env, digit_images):
+def test_served_by_both_loaders_in_a_tensorflow_only_process(
+    exported, workdir, tmp_path, encode, subprocess_env, digit_images
+):
     base, version_dir = exported
     assert os.listdir(base) == ["1"] and version_dir == str(base / "1")
     data, _ = _test_images(encode, digit_images)
@@ -126,10 +132,17 @@ def test_served_by_both_loaders_in_a_tensorflow_only_process(exported, workdir, 
     script.write_text(_LOADER_SCRIPT)
     # A serving client's environment: TensorFlow without Keras or vgg_tf (BUILD.md: the
     # client "needs no vgg_tf, Keras or preprocessing code").
-    env = subprocess_env(TF_CPP_MIN_LOG_LEVEL="3",
-                         PYTHONPATH=_site_packages_without(tmp_path / "site"))
-    proc = subprocess.run([sys.executable, "-S", str(script), version_dir, *map(str, files)],
-                          capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    env = subprocess_env(
+        TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=_site_packages_without(tmp_path / "site")
+    )
+    proc = subprocess.run(
+        [sys.executable, "-S", str(script), version_dir, *map(str, files)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
     assert {"predict_images", "serving_default"} <= set(result["signatures"])
@@ -147,20 +160,36 @@ def test_served_by_both_loaders_in_a_tensorflow_only_process(exported, workdir, 
         assert np.array(out["classes"]).shape == (3, 5)
         assert [row[0] for row in out["labels"]] == [str(c) for c in expected.argmax(axis=1)]
     assert result["v1_bad"] == "InvalidArgument"
-    assert result["v1_empty"] == {"probabilities": [0, 10], "classes": [0, 5], "scores": [0, 5],
-                                  "labels": [0, 5]}
+    assert result["v1_empty"] == {
+        "probabilities": [0, 10],
+        "classes": [0, 5],
+        "scores": [0, 5],
+        "labels": [0, 5],
+    }
     np.testing.assert_allclose(result["v1_after_bad"]["probabilities"], expected[:1], atol=1e-4)
 
 
 @pytest.mark.slow
 def test_saved_model_cli_lists_signatures(exported, subprocess_env):
-    proc = subprocess.run(["saved_model_cli", "show", "--dir", exported[1], "--all"],
-                          capture_output=True, text=True, env=subprocess_env(), timeout=300)
+    proc = subprocess.run(
+        ["saved_model_cli", "show", "--dir", exported[1], "--all"],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
-    for text in ("signature_def['serving_default']", "signature_def['predict_images']",
-                 "inputs['image_bytes']", "dtype: DT_STRING", "inputs['images']",
-                 "outputs['probabilities']", "outputs['classes']", "outputs['scores']",
-                 "outputs['labels']"):
+    for text in (
+        "signature_def['serving_default']",
+        "signature_def['predict_images']",
+        "inputs['image_bytes']",
+        "dtype: DT_STRING",
+        "inputs['images']",
+        "outputs['probabilities']",
+        "outputs['classes']",
+        "outputs['scores']",
+        "outputs['labels']",
+    ):
         assert text in proc.stdout
 
 
@@ -177,9 +206,14 @@ def test_modes_sizes_and_the_float_signature(served, workdir, encode, digit_imag
     images, _ = digit_images
     colour = images[5].copy()
     colour[..., 1] //= 2
-    blobs = [encode(colour, "PNG", "L"), encode(colour, "PNG", "RGBA"),
-             encode(colour, "JPEG", "CMYK"), encode(colour, "GIF"), encode(colour, "BMP"),
-             encode(np.kron(colour, np.ones((3, 2, 1), "uint8")), "PNG")]  # 120x80
+    blobs = [
+        encode(colour, "PNG", "L"),
+        encode(colour, "PNG", "RGBA"),
+        encode(colour, "JPEG", "CMYK"),
+        encode(colour, "GIF"),
+        encode(colour, "BMP"),
+        encode(np.kron(colour, np.ones((3, 2, 1), "uint8")), "PNG"),
+    ]  # 120x80
     out = _serve(served, blobs)
     assert out["probabilities"].shape == (6, 10)
     np.testing.assert_allclose(out["probabilities"].sum(axis=1), 1.0, atol=1e-5)
@@ -187,16 +221,20 @@ def test_modes_sizes_and_the_float_signature(served, workdir, encode, digit_imag
     floats = served.signatures["predict_images"](images=tf.constant(colour[None].astype("float32")))
     png = _serve(served, [encode(colour, "PNG")])
     np.testing.assert_allclose(floats["probabilities"].numpy(), png["probabilities"], atol=1e-5)
-    batch = served.signatures["predict_images"](images=tf.constant(np.stack([colour] * 2), tf.float32))
-    np.testing.assert_allclose(batch["probabilities"].numpy(), np.repeat(png["probabilities"], 2, 0),
-                               atol=1e-5)
+    batch = served.signatures["predict_images"](
+        images=tf.constant(np.stack([colour] * 2), tf.float32)
+    )
+    np.testing.assert_allclose(
+        batch["probabilities"].numpy(), np.repeat(png["probabilities"], 2, 0), atol=1e-5
+    )
     empty = served.signatures["predict_images"](images=tf.zeros([0, 7, 9, 3]))
     assert empty["probabilities"].shape == (0, 10) and empty["labels"].shape == (0, 5)
 
 
 @pytest.mark.slow
-def test_bad_input_errors_per_call_and_bombs_rejected(served, encode, zero_png, png_header,
-                                                      header_bombs, digit_images):
+def test_bad_input_errors_per_call_and_bombs_rejected(
+    served, encode, zero_png, png_header, header_bombs, digit_images
+):
     good = encode(digit_images[0][0], "PNG")
     real_bomb = zero_png(7000, 6000)  # 42 MP of zeros: a few KB of PNG
     assert len(real_bomb) < 100_000
@@ -204,7 +242,7 @@ def test_bad_input_errors_per_call_and_bombs_rejected(served, encode, zero_png, 
     # declaring more than 40 MP on a few hundred bytes.
     bombs = {"real png": real_bomb, **{name: blob for name, (blob, _) in header_bombs.items()}}
     assert {"webp-vp8", "webp-vp8l", "webp-vp8x"} < set(bombs)
-    for name, blob in bombs.items():
+    for blob in bombs.values():
         with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 40000000"):
             _serve(served, [good, blob])
     for blob in (b"", b"junk", b"\xff\xd8\xff\xe0 broken", b"RIFF\0\0\0\0WEBPVP8 "):
@@ -218,24 +256,30 @@ def test_bad_input_errors_per_call_and_bombs_rejected(served, encode, zero_png, 
     assert _serve(served, [good])["probabilities"].shape == (1, 10)
     empty = _serve(served, [])
     assert {k: v.shape for k, v in empty.items()} == {
-        "probabilities": (0, 10), "classes": (0, 5), "scores": (0, 5), "labels": (0, 5)}
+        "probabilities": (0, 10),
+        "classes": (0, 5),
+        "scores": (0, 5),
+        "labels": (0, 5),
+    }
 
 
 @pytest.mark.slow
 def test_max_pixels_and_scales_are_export_options(workdir, tmp_path, encode, digit_images):
-    version_dir = ex.export_saved_model(workdir, tmp_path, scales=[48], max_pixels=40 * 40,
-                                        top_k=3, verbose=0)
+    version_dir = ex.export_saved_model(
+        workdir, tmp_path, scales=[48], max_pixels=40 * 40, top_k=3, verbose=0
+    )
     served = tf.saved_model.load(version_dir)
     ok = encode(digit_images[0][0], "PNG")  # 40x40 = the limit
     too_big = encode(np.zeros((40, 41, 3), "uint8"), "PNG")
     out = _serve(served, [ok])
     assert out["classes"].shape == (1, 3)
     evaluator = ev.ModelEvaluator(loading.load_model(workdir), scales=[48])
-    np.testing.assert_allclose(out["probabilities"][0],
-                               evaluator.probabilities("dense", images.decode_rgb(ok)), atol=1e-5)
+    np.testing.assert_allclose(
+        out["probabilities"][0], evaluator.probabilities("dense", images.decode_rgb(ok)), atol=1e-5
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match="more than 1600 pixels"):
         _serve(served, [too_big])
-    metadata = json.loads(open(os.path.join(version_dir, ex.METADATA_FILE)).read())
+    metadata = json.loads(Path(version_dir, ex.METADATA_FILE).read_text())
     assert metadata["scales"] == [48] and metadata["max_pixels"] == 1600
 
 
@@ -246,7 +290,9 @@ def test_max_pixels_and_scales_are_export_options(workdir, tmp_path, encode, dig
 def test_versions_are_new_and_written_atomically(workdir, tmp_path, monkeypatch):
     base = tmp_path / "vgg"
     assert ex.export_saved_model(workdir, base, scales=[32], verbose=0) == str(base / "1")
-    assert ex.export_saved_model(workdir, base, scales=[32], version=7, verbose=0) == str(base / "7")
+    assert ex.export_saved_model(workdir, base, scales=[32], version=7, verbose=0) == str(
+        base / "7"
+    )
     assert ex.export_saved_model(workdir, base, scales=[32], verbose=0) == str(base / "8")
     with pytest.raises(ValueError, match=r"Version 7 already exists.*\[1, 7, 8\]"):
         ex.export_saved_model(workdir, base, scales=[32], version=7, verbose=0)
@@ -281,10 +327,14 @@ def test_keras_output_and_errors(exported, workdir, tmp_path):
     with pytest.raises(ValueError, match="must end with '.keras'"):
         ex.export_saved_model(workdir, tmp_path / "out", keras_output="x.h5", verbose=0)
     with pytest.raises(ValueError, match="already exists"):
-        ex.export_saved_model(workdir, tmp_path / "out", verbose=0,
-                              keras_output=str(exported[0].parent / "fcn.keras"))
-    for bad, match in ((dict(top_k=0), "top_k=0"), (dict(max_pixels=-5), "max_pixels=-5"),
-                       (dict(max_aspect_ratio=0.9), "max_aspect_ratio=0.9")):
+        ex.export_saved_model(
+            workdir, tmp_path / "out", verbose=0, keras_output=str(exported[0].parent / "fcn.keras")
+        )
+    for bad, match in (
+        (dict(top_k=0), "top_k=0"),
+        (dict(max_pixels=-5), "max_pixels=-5"),
+        (dict(max_aspect_ratio=0.9), "max_aspect_ratio=0.9"),
+    ):
         with pytest.raises(ValueError, match=match):
             ex.export_saved_model(workdir, tmp_path / "out", verbose=0, **bad)
     assert not (tmp_path / "out").exists()
@@ -293,22 +343,25 @@ def test_keras_output_and_errors(exported, workdir, tmp_path):
 @pytest.mark.slow
 def test_cli(workdir, tmp_path, run_bin):
     def run(*flags):
-        return run_bin("export", "--model", workdir, "--export_dir", tmp_path, *flags,
-                       check=False, timeout=300)
+        return run_bin(
+            "export", "--model", workdir, "--export_dir", tmp_path, *flags, check=False, timeout=300
+        )
 
     first = run("--version", "3", "--scales", "40")
     assert first.returncode == 0, first.stderr[-2000:]
     assert f"to {tmp_path / '3'}" in first.stdout
     again = run("--version", "3")
     assert again.returncode != 0
-    assert [l for l in again.stderr.splitlines() if l.startswith("error:")] == [
+    assert [line for line in again.stderr.splitlines() if line.startswith("error:")] == [
         f"error: Version 3 already exists at '{tmp_path / '3'}'; expected a new version "
-        "(present: [3]; omit --version to take the next one)."]
+        "(present: [3]; omit --version to take the next one)."
+    ]
 
 
 @pytest.mark.slow
-def test_served_probabilities_match_bin_evaluate_dense(exported, workdir, served, tmp_path,
-                                                       encode, run_bin, digit_images):
+def test_served_probabilities_match_bin_evaluate_dense(
+    exported, workdir, served, tmp_path, encode, run_bin, digit_images
+):
     """Acceptance: bin/evaluate's dense protocol and the served graph agree per image."""
     images, labels = digit_images
     root = tmp_path / "digits_folder"
@@ -321,17 +374,31 @@ def test_served_probabilities_match_bin_evaluate_dense(exported, workdir, served
         (root / str(digit)).mkdir(exist_ok=True)
         if not any((root / str(digit)).iterdir()):
             (root / str(digit) / "x.png").write_bytes(
-                encode(images[list(labels).index(digit)], "PNG"))
-    proc = run_bin("evaluate", "--model", workdir, "--dataset", root, "--split", "train",
-                   "--protocol", "dense,single", "--output", tmp_path / "table.json",
-                   "--predictions_output", tmp_path / "pred.jsonl", timeout=300)
+                encode(images[list(labels).index(digit)], "PNG")
+            )
+    proc = run_bin(
+        "evaluate",
+        "--model",
+        workdir,
+        "--dataset",
+        root,
+        "--split",
+        "train",
+        "--protocol",
+        "dense,single",
+        "--output",
+        tmp_path / "table.json",
+        "--predictions_output",
+        tmp_path / "pred.jsonl",
+        timeout=300,
+    )
     assert "top-1 err (%)" in proc.stdout and "32,40,48" in proc.stdout
     table = json.loads((tmp_path / "table.json").read_text())
     assert [r["protocol"] for r in table["rows"]] == ["dense", "single"]
     assert table["rows"][1]["scales"] == [40]
-    lines = [json.loads(l) for l in (tmp_path / "pred.jsonl").read_text().splitlines()]
+    lines = [json.loads(line) for line in (tmp_path / "pred.jsonl").read_text().splitlines()]
     assert len(lines) == table["rows"][0]["num_examples"] >= 10
-    blobs = [open(line["filename"], "rb").read() for line in lines]
+    blobs = [Path(line["filename"]).read_bytes() for line in lines]
     served_probs = _serve(served, blobs)["probabilities"]
     evaluated = np.array([line["probabilities"][0]["dense"] for line in lines])
     np.testing.assert_allclose(served_probs, evaluated, atol=1e-4)
@@ -342,10 +409,9 @@ def test_served_probabilities_match_bin_evaluate_dense(exported, workdir, served
 # --- The quick loop's check ------------------------------------------------------------
 
 
-def test_an_untrained_model_is_served_as_evaluated_and_bombs_are_refused(tmp_path, make_workdir,
-                                                                          encode, zero_png,
-                                                                          header_bombs,
-                                                                          digit_images):
+def test_an_untrained_model_is_served_as_evaluated_and_bombs_are_refused(
+    tmp_path, make_workdir, encode, zero_png, header_bombs, digit_images
+):
     workdir = make_workdir(tmp_path / "run")
     version_dir = ex.export_saved_model(workdir, tmp_path / "models", scales=[40], verbose=0)
     assert version_dir == str(tmp_path / "models" / "1")
@@ -359,7 +425,8 @@ def test_an_untrained_model_is_served_as_evaluated_and_bombs_are_refused(tmp_pat
     assert not np.allclose(expected[0], expected[1], atol=1e-4)  # the images are told apart
     np.testing.assert_array_equal(out["classes"][:, 0], expected.argmax(axis=1))
     assert [label.decode() for label in out["labels"][:, 0]] == [
-        str(c) for c in expected.argmax(axis=1)]
+        str(c) for c in expected.argmax(axis=1)
+    ]
     # Every format's bomb is refused by the served graph (WebP: VP8, VP8L and VP8X headers).
     bombs = [zero_png(7000, 6000)] + [blob for blob, _ in header_bombs.values()]
     assert len(bombs) == 8

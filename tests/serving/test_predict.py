@@ -11,10 +11,9 @@ from PIL import Image
 from skimage import data
 
 from vgg_tf.data import images
-from vgg_tf.weights import labels
-from vgg_tf.serving import predict as predict_lib
 from vgg_tf.inference.protocol import ModelEvaluator
-from vgg_tf.weights import loading
+from vgg_tf.serving import predict as predict_lib
+from vgg_tf.weights import labels, loading
 from vgg_tf.weights.trained import TrainedModel
 
 NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -44,9 +43,13 @@ def bad_files(tmp_path_factory, encode, zero_png):
     (root / "notes.txt").write_text("not an image")
     (root / "bomb.png").write_bytes(zero_png(10_000, 10_000))
     (root / "strip.png").write_bytes(zero_png(100_000, 10))
-    return root, {"truncated.jpg": "cannot decode", "notes.txt": "Unsupported image format",
-                  "bomb.png": "more than 40000000 pixels", "strip.png": "16 times",
-                  "missing.jpg": "No such file"}
+    return root, {
+        "truncated.jpg": "cannot decode",
+        "notes.txt": "Unsupported image format",
+        "bomb.png": "more than 40000000 pixels",
+        "strip.png": "16 times",
+        "missing.jpg": "No such file",
+    }
 
 
 def _decoded(path):
@@ -76,9 +79,15 @@ def test_top5_from_the_dense_protocol_with_the_runs_class_names(run_dir, photos)
 
 
 def test_heatmap_is_the_photo_with_the_top_class_score_map_at_its_own_size(
-        run_dir, photos, tmp_path):
-    result = predict_lib.predict([photos / "coffee.png", photos / "astronaut.jpg"], run_dir,
-                                 heatmap_dir=tmp_path / "maps", top=3, verbose=0)
+    run_dir, photos, tmp_path
+):
+    result = predict_lib.predict(
+        [photos / "coffee.png", photos / "astronaut.jpg"],
+        run_dir,
+        heatmap_dir=tmp_path / "maps",
+        top=3,
+        verbose=0,
+    )
     evaluator = ModelEvaluator(loading.load_model(run_dir))
     for answer, name in zip(result.images, ["coffee.png", "astronaut.jpg"]):
         assert len(answer.classes) == 3
@@ -104,11 +113,15 @@ def test_the_exported_saved_model_serves_what_predict_answers(run_dir, photos, t
     version = export.export_saved_model(run_dir, tmp_path / "serving", verbose=0)
     serve = tf.saved_model.load(version).signatures["serving_default"]
     served = serve(image_bytes=tf.constant([p.read_bytes() for p in paths]))
-    for answer, probabilities, labels_ in zip(result.images, served["probabilities"].numpy(),
-                                              served["labels"].numpy()):
+    for answer, probabilities, labels_ in zip(
+        result.images, served["probabilities"].numpy(), served["labels"].numpy()
+    ):
         assert labels_[0].decode() == answer.classes[0].name  # the same top-1
-        np.testing.assert_allclose([probabilities[c.index] for c in answer.classes],
-                                   [c.probability for c in answer.classes], atol=1e-5)
+        np.testing.assert_allclose(
+            [probabilities[c.index] for c in answer.classes],
+            [c.probability for c in answer.classes],
+            atol=1e-5,
+        )
 
 
 def test_score_map_locations_sit_at_the_centres_of_their_windows():
@@ -120,7 +133,7 @@ def test_score_map_locations_sit_at_the_centres_of_their_windows():
     # 32 i + 15 and 32 i + 16, where the interpolation is the map's value.
     for i in (1,):
         for j in (1, 2, 3):
-            centre = up[32 * i + 15:32 * i + 17, 32 * j + 15:32 * j + 17].mean()
+            centre = up[32 * i + 15 : 32 * i + 17, 32 * j + 15 : 32 * j + 17].mean()
             assert centre == pytest.approx(score_map[i, j])
     # Held beyond the outermost centres: the corner windows' outer quarters are flat.
     assert (up[:16, :16] == 0).all() and (up[-16:, -16:] == 14).all()
@@ -131,8 +144,15 @@ def test_score_map_locations_sit_at_the_centres_of_their_windows():
 
 def test_bad_files_get_one_line_each_and_the_others_are_answered(run_dir, photos, bad_files):
     root, reasons = bad_files
-    paths = [root / "truncated.jpg", photos / "astronaut.jpg", root / "notes.txt",
-             root / "bomb.png", root / "missing.jpg", root / "strip.png", photos / "coffee.png"]
+    paths = [
+        root / "truncated.jpg",
+        photos / "astronaut.jpg",
+        root / "notes.txt",
+        root / "bomb.png",
+        root / "missing.jpg",
+        root / "strip.png",
+        photos / "coffee.png",
+    ]
     result = predict_lib.predict(paths, run_dir, verbose=0)
     assert [p.file for p in result.images] == [str(p) for p in paths]  # order kept
     assert [os.path.basename(p.file) for p in result.answered] == ["astronaut.jpg", "coffee.png"]
@@ -145,8 +165,9 @@ def test_bad_files_get_one_line_each_and_the_others_are_answered(run_dir, photos
         assert failed.classes == () and failed.heatmap is None
 
 
-def test_json_output_and_a_progress_bar_on_stderr_for_many_files(run_dir, photos, bad_files,
-                                                                  tmp_path, capsys):
+def test_json_output_and_a_progress_bar_on_stderr_for_many_files(
+    run_dir, photos, bad_files, tmp_path, capsys
+):
     root, _ = bad_files
     paths = [photos / "astronaut.jpg", root / "notes.txt"] + [photos / "coffee.png"] * 4
     result = predict_lib.predict(paths, run_dir, top=2, heatmap_dir=tmp_path / "maps")
@@ -158,8 +179,7 @@ def test_json_output_and_a_progress_bar_on_stderr_for_many_files(run_dir, photos
     predict_lib.write_predictions(result, tmp_path / "out" / "results.json")
     written = json.loads((tmp_path / "out" / "results.json").read_text())
     assert written["protocol"] == "dense" and written["scales"] == [32, 40, 48]
-    assert written["errors"] == [{"file": str(root / "notes.txt"),
-                                  "error": result.failed[0].error}]
+    assert written["errors"] == [{"file": str(root / "notes.txt"), "error": result.failed[0].error}]
     first = written["images"][0]
     assert first["file"] == str(photos / "astronaut.jpg") and first["size"] == [512, 512]
     assert [c["rank"] for c in first["classes"]] == [1, 2]
@@ -175,8 +195,13 @@ def test_no_progress_bar_for_a_few_files(run_dir, photos, capsys):
 def test_imagenet_models_come_from_the_weight_importers(monkeypatch, tiny_model, photos):
     from vgg_tf.weights import importing as weights
 
-    config = dict(variant="D", crop_size=32, scale_min=32, scale_max=32,
-                  class_names=list(labels.imagenet_class_names()))
+    config = dict(
+        variant="D",
+        crop_size=32,
+        scale_min=32,
+        scale_max=32,
+        class_names=list(labels.imagenet_class_names()),
+    )
     asked = []
 
     def imagenet_trained_model(variant):
@@ -187,8 +212,10 @@ def test_imagenet_models_come_from_the_weight_importers(monkeypatch, tiny_model,
     result = predict_lib.predict([photos / "coffee.png"], "imagenet-D", verbose=0)
     assert asked == ["D"] and result.model == "D (imagenet)"
     for c in result.images[0].classes:  # ImageNet's names and WordNet ids
-        assert (c.id, c.name) == (labels.imagenet_class_ids()[c.index],
-                                  labels.imagenet_class_names()[c.index])
+        assert (c.id, c.name) == (
+            labels.imagenet_class_ids()[c.index],
+            labels.imagenet_class_names()[c.index],
+        )
 
 
 def test_bad_arguments_are_refused(run_dir, photos, tmp_path):
@@ -205,17 +232,26 @@ def test_bad_arguments_are_refused(run_dir, photos, tmp_path):
 
 @pytest.mark.slow
 def test_bin_predict_prints_five_named_classes_per_photo_and_names_the_bad_file(
-        run_bin, run_dir, photos, bad_files, tmp_path):
+    run_bin, run_dir, photos, bad_files, tmp_path
+):
     root, _ = bad_files
-    result = run_bin("predict", photos / "astronaut.jpg", root / "truncated.jpg",
-                     photos / "coffee.png", f"--model={run_dir}", f"--heatmap={tmp_path / 'maps'}",
-                     f"--output={tmp_path / 'results.json'}")
+    result = run_bin(
+        "predict",
+        photos / "astronaut.jpg",
+        root / "truncated.jpg",
+        photos / "coffee.png",
+        f"--model={run_dir}",
+        f"--heatmap={tmp_path / 'maps'}",
+        f"--output={tmp_path / 'results.json'}",
+    )
     ranked = [line.split() for line in result.stdout.splitlines() if re.match(r" +\d+\. ", line)]
     assert len(ranked) == 10 and all(words[-1] in NAMES for words in ranked), result.stdout
     assert [words[0] for words in ranked] == ["1.", "2.", "3.", "4.", "5."] * 2
     # One line on stderr, naming the bad file and why; nothing else there.
-    expected = (f"vgg_tf: skipped {root / 'truncated.jpg'}: cannot decode the image "
-                "(jpeg::Uncompress failed. Invalid JPEG data or crop window)")
+    expected = (
+        f"vgg_tf: skipped {root / 'truncated.jpg'}: cannot decode the image "
+        "(jpeg::Uncompress failed. Invalid JPEG data or crop window)"
+    )
     assert result.stderr.strip().splitlines() == [expected]
     assert Image.open(tmp_path / "maps" / "coffee.png").size == (600, 400)
     assert len(json.loads((tmp_path / "results.json").read_text())["images"]) == 2
@@ -224,8 +260,9 @@ def test_bin_predict_prints_five_named_classes_per_photo_and_names_the_bad_file(
 @pytest.mark.slow
 def test_bin_predict_fails_when_no_image_is_answered(run_bin, run_dir, bad_files):
     root, _ = bad_files
-    result = run_bin("predict", root / "notes.txt", root / "missing.jpg", f"--model={run_dir}",
-                     check=False)
+    result = run_bin(
+        "predict", root / "notes.txt", root / "missing.jpg", f"--model={run_dir}", check=False
+    )
     assert result.returncode == 1 and result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 3 and "notes.txt" in lines[0] and "missing.jpg" in lines[1]
@@ -241,12 +278,14 @@ def _tiny_torchvision_vgg11(path, seed=0):
     state, channels = {}, 3
     for index, filters in zip((0, 3, 6, 8, 11, 13, 16, 18), (4, 8, 16, 16, 32, 32, 32, 32)):
         state[f"features.{index}.weight"] = rng.normal(
-            0, (2 / (9 * channels)) ** 0.5, (filters, channels, 3, 3)).astype("float32")
+            0, (2 / (9 * channels)) ** 0.5, (filters, channels, 3, 3)
+        ).astype("float32")
         state[f"features.{index}.bias"] = np.zeros(filters, "float32")
         channels = filters
     for index, (units, inputs) in zip((0, 3, 6), ((256, 32 * 49), (256, 256), (1000, 256))):
         state[f"classifier.{index}.weight"] = rng.normal(
-            0, (2 / inputs) ** 0.5, (units, inputs)).astype("float32")
+            0, (2 / inputs) ** 0.5, (units, inputs)
+        ).astype("float32")
         state[f"classifier.{index}.bias"] = np.zeros(units, "float32")
     save_file(state, str(path))
     return path
@@ -254,14 +293,19 @@ def _tiny_torchvision_vgg11(path, seed=0):
 
 @pytest.mark.slow
 def test_imported_weights_then_bin_predict_names_imagenet_classes_and_draws_the_heatmap(
-        run_bin, photos, tmp_path):
+    run_bin, photos, tmp_path
+):
     """The issue's acceptance: import published weights, then bin/predict --heatmap."""
     from vgg_tf.weights import importing as weights
 
     source = _tiny_torchvision_vgg11(tmp_path / "model.safetensors")
     weights.import_to_workdir(source, tmp_path / "imported")
-    result = run_bin("predict", photos / "coffee.png", f"--model={tmp_path / 'imported'}",
-                     f"--heatmap={tmp_path / 'out'}")
+    result = run_bin(
+        "predict",
+        photos / "coffee.png",
+        f"--model={tmp_path / 'imported'}",
+        f"--heatmap={tmp_path / 'out'}",
+    )
     ranked = [line for line in result.stdout.splitlines() if re.match(r" +\d+\. ", line)]
     names, ids = labels.imagenet_class_names(), labels.imagenet_class_ids()
     assert len(ranked) == 5, result.stdout
@@ -277,10 +321,13 @@ def test_imported_weights_then_bin_predict_names_imagenet_classes_and_draws_the_
 
     run_bin("export", f"--model={tmp_path / 'imported'}", f"--export_dir={tmp_path / 'serving'}")
     with tf.compat.v1.Session(graph=tf.Graph()) as sess:
-        meta = tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(tmp_path / "serving" / "1"))
+        meta = tf.compat.v1.saved_model.loader.load(
+            sess, ["serve"], str(tmp_path / "serving" / "1")
+        )
         signature = meta.signature_def["serving_default"]
-        served = sess.run({k: v.name for k, v in signature.outputs.items()},
-                          {signature.inputs["image_bytes"].name: [(photos / "coffee.png").read_bytes()]})
+        served = sess.run(
+            {k: v.name for k, v in signature.outputs.items()},
+            {signature.inputs["image_bytes"].name: [(photos / "coffee.png").read_bytes()]},
+        )
     top_wnid = re.match(r" +1\. +[\d.]+%  .+ \((n\d{8})\)$", ranked[0]).group(1)
     assert int(served["classes"][0][0]) == ids.index(top_wnid)
-

@@ -15,9 +15,9 @@ import pytest
 import tensorflow as tf
 
 from vgg_tf import workdir as workdir_lib
-from vgg_tf.training import recipe as config_lib
 from vgg_tf.inference import protocol as evaluate
 from vgg_tf.training import loop as train
+from vgg_tf.training import recipe as config_lib
 from vgg_tf.training.reporting import METRIC_COLUMNS
 from vgg_tf.weights import loading
 
@@ -50,8 +50,7 @@ def train_run(run_bin, tfds_dir):
     """``run(workdir, *flags, env=None, timeout=600, check=True)``: bin/train on the digits."""
 
     def run(workdir, *flags, **options):
-        return run_bin("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}", *flags,
-                       **options)
+        return run_bin("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}", *flags, **options)
 
     return run
 
@@ -70,8 +69,9 @@ def test_plateau_schedule_divides_by_ten_at_most_max_drops_times():
     assert history[6] == pytest.approx(1e-4)
     assert min(history) == pytest.approx(1e-5)  # three drops in all
     assert int(schedule.drops.numpy()) == 3
-    late = train.PlateauSchedule(0.01, factor=0.1, patience=1, min_delta=0, max_drops=3,
-                                 start_epoch=4)
+    late = train.PlateauSchedule(
+        0.01, factor=0.1, patience=1, min_delta=0, max_drops=3, start_epoch=4
+    )
     for epoch, accuracy in enumerate([0.3, 0.1, 0.1, 0.5, 0.5], 1):
         late.update(accuracy, epoch)
     assert float(late.learning_rate.numpy()) == pytest.approx(0.001)  # only epoch 5 counted
@@ -94,9 +94,15 @@ def test_trainer_steps_are_caffe_sgd_with_weight_decay(mixed_precision, precisio
     # A weight decay far above the recipe's 5e-4, so that a decay off by 2x (Keras' L2
     # convention) or applied twice (Keras' decoupled weight_decay= as well as the L2 term)
     # moves the weights by more than float rounding (float16 rounding in that case).
-    config.update(variant="A", crop_size=32, width_multiplier=1 / 16, dropout=0.0,
-                  kernel_initializer="glorot", mixed_precision=mixed_precision,
-                  weight_decay=1.0 if mixed_precision else 0.1)
+    config.update(
+        variant="A",
+        crop_size=32,
+        width_multiplier=1 / 16,
+        dropout=0.0,
+        kernel_initializer="glorot",
+        mixed_precision=mixed_precision,
+        weight_decay=1.0 if mixed_precision else 0.1,
+    )
     if mixed_precision:
         precision_policy(f"mixed_{mixed_precision}")
     keras.utils.set_random_seed(0)
@@ -105,8 +111,9 @@ def test_trainer_steps_are_caffe_sgd_with_weight_decay(mixed_precision, precisio
     optimizer = train.make_optimizer(config)  # what create_state gives the trainer
     assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == bool(mixed_precision)
     optimizer.build(logits_model.trainable_variables)
-    trainer = train.Trainer(tf.distribute.get_strategy(), logits_model, optimizer,
-                            global_batch=8, jit_compile=False)
+    trainer = train.Trainer(
+        tf.distribute.get_strategy(), logits_model, optimizer, global_batch=8, jit_compile=False
+    )
     rng = np.random.default_rng(0)
     images = rng.normal(scale=50, size=(8, 32, 32, 3)).astype("float32")
     labels = rng.integers(0, 10, size=8).astype("int32")
@@ -121,8 +128,9 @@ def test_trainer_steps_are_caffe_sgd_with_weight_decay(mixed_precision, precisio
     for _ in range(2):
         with tf.GradientTape() as tape:
             logits = tf.cast(logits_model(images, training=True), tf.float32)
-            loss = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-                labels, logits, from_logits=True))
+            loss = tf.reduce_mean(
+                keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+            )
             scaled = loss * scale
         grads = [g.numpy() / scale for g in tape.gradient(scaled, variables)]
         assert all(np.isfinite(g).all() for g in grads)  # no step is skipped for overflow
@@ -132,11 +140,17 @@ def test_trainer_steps_are_caffe_sgd_with_weight_decay(mixed_precision, precisio
             velocity[i] = config.momentum * velocity[i] + config.learning_rate * (g + decay)
             expected[i] = expected[i] - velocity[i]
             if mixed_precision:  # float16 gradients: about 3 significant digits
-                np.testing.assert_allclose(v.numpy(), expected[i], rtol=0, err_msg=v.path,
-                                           atol=2e-3 * config.learning_rate * np.abs(g).max() + 1e-7)
+                np.testing.assert_allclose(
+                    v.numpy(),
+                    expected[i],
+                    rtol=0,
+                    err_msg=v.path,
+                    atol=2e-3 * config.learning_rate * np.abs(g).max() + 1e-7,
+                )
             else:
-                np.testing.assert_allclose(v.numpy(), expected[i], rtol=1e-4, atol=1e-6,
-                                           err_msg=v.path)
+                np.testing.assert_allclose(
+                    v.numpy(), expected[i], rtol=1e-4, atol=1e-6, err_msg=v.path
+                )
     assert int(optimizer.iterations.numpy()) == 2
 
 
@@ -213,8 +227,9 @@ def test_run_writes_its_artifacts_and_refuses_another_config(tmp_path, paper_run
     ],
     ids=["bfloat16", "float16", "xla-bfloat16"],
 )
-def test_mixed_precision_computes_low_and_keeps_float32_weights(tmp_path, train_run, flags,
-                                                                precision):
+def test_mixed_precision_computes_low_and_keeps_float32_weights(
+    tmp_path, train_run, flags, precision
+):
     workdir = tmp_path / "run"
     train_run(workdir, "--variant=A", "--epochs=2", *TINY_FLAGS, *flags)
     rows = [line.split(",") for line in (workdir / "metrics.csv").read_text().splitlines()[1:]]
@@ -247,15 +262,22 @@ def test_mixed_precision_computes_low_and_keeps_float32_weights(tmp_path, train_
 def test_bad_flags_exit_with_one_clear_line(tmp_path, train_run, flags, message):
     result = train_run(tmp_path / "run", *flags, check=False, timeout=120)
     assert result.returncode != 0
-    lines = [l for l in result.stderr.splitlines() if message in l]
+    lines = [line for line in result.stderr.splitlines() if message in line]
     assert lines, result.stderr[-2000:]
 
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_the_run_and_keeps_the_last_checkpoint(tmp_path, train_run):
     workdir = tmp_path / "run"
-    result = train_run(workdir, "--variant=A", "--epochs=1", *TINY_FLAGS,
-                       "--learning_rate=1e6", "--config.checkpoint_every_steps=1", check=False)
+    result = train_run(
+        workdir,
+        "--variant=A",
+        "--epochs=1",
+        *TINY_FLAGS,
+        "--learning_rate=1e6",
+        "--config.checkpoint_every_steps=1",
+        check=False,
+    )
     assert result.returncode != 0
     assert "became" in result.stderr and "new --workdir" in result.stderr
     assert not (workdir / "model.keras").exists()
@@ -286,10 +308,15 @@ def _flags(*changes):
 
 
 # A checkpoint after every step, all kept: the first one gives the run's own step 0.
-EQUIVALENCE_FLAGS = ["--variant=A", "--epochs=1",
-                     *_flags("--batch_size=256", "--config.checkpoint_every_steps=1"),
-                     "--config.keep_checkpoints=10", "--learning_rate=0.01", "--deterministic",
-                     "--config.dropout=0"]
+EQUIVALENCE_FLAGS = [
+    "--variant=A",
+    "--epochs=1",
+    *_flags("--batch_size=256", "--config.checkpoint_every_steps=1"),
+    "--config.keep_checkpoints=10",
+    "--learning_rate=0.01",
+    "--deterministic",
+    "--config.dropout=0",
+]
 REPLICAS_LINE = re.compile(r"^Training on (\d+) replicas in sync$", re.MULTILINE)
 
 
@@ -320,12 +347,15 @@ def _step_zero_weights(workdir):
     logits_model = keras.Model(model.input, model.get_layer("fc8").output)
     optimizer = train.make_optimizer(config)
     optimizer.build(logits_model.trainable_variables)
-    checkpoint = tf.train.Checkpoint(model_variables=list(model.variables),
-                                     optimizer_variables=list(optimizer.variables))
+    checkpoint = tf.train.Checkpoint(
+        model_variables=list(model.variables), optimizer_variables=list(optimizer.variables)
+    )
     checkpoint.read(str(first)).expect_partial()
     assert int(optimizer.iterations.numpy()) == 1
-    return {v.path: v.numpy() - m.numpy()
-            for v, m in zip(logits_model.trainable_variables, optimizer.momentums)}
+    return {
+        v.path: v.numpy() - m.numpy()
+        for v, m in zip(logits_model.trainable_variables, optimizer.momentums)
+    }
 
 
 def _assert_trained_and_equal(a_dir, b_dir, atol):
@@ -351,12 +381,18 @@ def one_replica_run(tmp_path_factory, train_run, subprocess_env):
 
 
 @pytest.mark.slow
-def test_mirrored_over_two_devices_equals_one_device(tmp_path, train_run, subprocess_env,
-                                                     one_replica_run):
+def test_mirrored_over_two_devices_equals_one_device(
+    tmp_path, train_run, subprocess_env, one_replica_run
+):
     one_dir, one = one_replica_run
-    two = train_run(tmp_path / "two", *EQUIVALENCE_FLAGS, "--cpu_devices=2",
-                    "--strategy=mirrored", "--devices=/cpu:0,/cpu:1",
-                    env=subprocess_env(**EXACT_CPU))
+    two = train_run(
+        tmp_path / "two",
+        *EQUIVALENCE_FLAGS,
+        "--cpu_devices=2",
+        "--strategy=mirrored",
+        "--devices=/cpu:0,/cpu:1",
+        env=subprocess_env(**EXACT_CPU),
+    )
     # The second run really was split over two replicas (a device list falling back to one
     # device would make the comparison vacuous).
     assert (_replicas(one.stdout), _replicas(two.stdout)) == (1, 2), two.stdout[-2000:]
@@ -364,8 +400,9 @@ def test_mirrored_over_two_devices_equals_one_device(tmp_path, train_run, subpro
 
 
 @pytest.mark.slow
-def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir, bin_command,
-                                                    subprocess_env, free_ports, one_replica_run):
+def test_two_workers_on_localhost_equal_one_process(
+    tmp_path, tfds_dir, bin_command, subprocess_env, free_ports, one_replica_run
+):
     common = EQUIVALENCE_FLAGS
     single_dir, single = one_replica_run
     ports = free_ports(2)
@@ -373,13 +410,25 @@ def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir, bin_comm
     workdir = tmp_path / "multi"
     procs = []
     for index in range(2):
-        env = subprocess_env(**EXACT_CPU, TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen(
-            bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}",
-                        "--strategy=multi_worker", *common),
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        env = subprocess_env(
+            **EXACT_CPU,
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        )
+        procs.append(
+            subprocess.Popen(
+                bin_command(
+                    "train",
+                    f"--workdir={workdir}",
+                    f"--data_dir={tfds_dir}",
+                    "--strategy=multi_worker",
+                    *common,
+                ),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     outputs = [p.communicate(timeout=600) for p in procs]
     for p, (out, err) in zip(procs, outputs):
         assert p.returncode == 0, out[-2000:] + err[-4000:]
@@ -393,8 +442,9 @@ def test_two_workers_on_localhost_equal_one_process(tmp_path, tfds_dir, bin_comm
 
 
 @pytest.mark.slow
-def test_every_worker_refuses_a_workdir_of_another_run(tmp_path, tfds_dir, bin_command,
-                                                       subprocess_env, free_ports):
+def test_every_worker_refuses_a_workdir_of_another_run(
+    tmp_path, tfds_dir, bin_command, subprocess_env, free_ports
+):
     workdir = tmp_path / "multi"
     workdir.mkdir()
     other = {**json.loads(config_lib.paper_recipe().to_json()), "learning_rate": 0.5}
@@ -402,13 +452,25 @@ def test_every_worker_refuses_a_workdir_of_another_run(tmp_path, tfds_dir, bin_c
     cluster = {"worker": [f"127.0.0.1:{p}" for p in free_ports(2)]}
     procs = []
     for index in range(2):
-        env = subprocess_env(TF_CONFIG=json.dumps(
-            {"cluster": cluster, "task": {"type": "worker", "index": index}}))
-        procs.append(subprocess.Popen(
-            bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}",
-                        "--strategy=multi_worker", "--variant=A", *TINY_FLAGS),
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        ))
+        env = subprocess_env(
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        )
+        procs.append(
+            subprocess.Popen(
+                bin_command(
+                    "train",
+                    f"--workdir={workdir}",
+                    f"--data_dir={tfds_dir}",
+                    "--strategy=multi_worker",
+                    "--variant=A",
+                    *TINY_FLAGS,
+                ),
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for p in procs:  # each exits with the reason, none waits for the other
         out, err = p.communicate(timeout=180)
         assert p.returncode == 1 and "holds a run with other settings" in err, err[-2000:]
@@ -416,17 +478,20 @@ def test_every_worker_refuses_a_workdir_of_another_run(tmp_path, tfds_dir, bin_c
 
 @pytest.mark.slow
 @pytest.mark.parametrize("batch_norm", [False, True], ids=["paper", "batch_norm"])
-def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir, digits,
-                                                              train_run, bin_command,
-                                                              subprocess_env, batch_norm,
-                                                              request):
+def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(
+    tmp_path, tfds_dir, digits, train_run, bin_command, subprocess_env, batch_norm, request
+):
     """Killed mid-epoch, then run again: the same weights as an uninterrupted run, bit for
     bit. With batch norm (the digits recipe) that includes the moving statistics, which
     the checkpoint must hold as well as the trained weights."""
     if batch_norm:  # (one epoch keeps the added case short)
         epochs = 1
-        common = ["--variant=A", "--epochs=1", *_flags("--config.batch_norm=true"),
-                  "--deterministic"]
+        common = [
+            "--variant=A",
+            "--epochs=1",
+            *_flags("--config.batch_norm=true"),
+            "--deterministic",
+        ]
         whole_dir = tmp_path / "whole"
         train_run(whole_dir, *common)
     else:
@@ -435,8 +500,9 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir
 
     workdir = tmp_path / "killed"
     cmd = bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}", *common)
-    proc = subprocess.Popen(cmd, env=subprocess_env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, env=subprocess_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     steps_per_epoch = digits.num_examples(digits.train_split) // 32
     assert steps_per_epoch > 20
     # Kill once a mid-epoch checkpoint exists (checkpoints every 5 steps).
@@ -458,16 +524,19 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(tmp_path, tfds_dir
     step = int(resumed_at.group(1))
     assert 0 < step < steps_per_epoch and step % 5 == 0, (step, steps_per_epoch)
     assert f"Epoch 1/{epochs}" in resumed.stdout.split(resumed_at.group(0), 1)[1]
-    whole, killed = (_named_weights(whole_dir / "model.keras"),
-                     _named_weights(workdir / "model.keras"))
+    whole, killed = (
+        _named_weights(whole_dir / "model.keras"),
+        _named_weights(workdir / "model.keras"),
+    )
     assert sorted(whole) == sorted(killed)
     for name in whole:  # kernels, biases and, with batch norm, the moving statistics
         np.testing.assert_array_equal(whole[name], killed[name], err_msg=name)
     statistics = [name for name in whole if "moving_" in name]
     if batch_norm:  # statistics that training moved, so that dropping them would show
         assert len(statistics) == 2 * 8  # mean and variance after each of the 8 convs
-        assert all(np.abs(whole[n] - (0.0 if "mean" in n else 1.0)).max() > 1e-3
-                   for n in statistics)
+        assert all(
+            np.abs(whole[n] - (0.0 if "mean" in n else 1.0)).max() > 1e-3 for n in statistics
+        )
     else:
         assert statistics == []
     rows = (workdir / "metrics.csv").read_text().splitlines()
@@ -485,11 +554,23 @@ def _named(log):
 
 
 def test_an_epoch_on_a_folder_with_bombs_names_them_and_uses_gif_bmp_webp(
-        tmp_path, bad_image_folder, capfd):
+    tmp_path, bad_image_folder, capfd
+):
     config = config_lib.paper_recipe()
-    config.update(dict(dataset=str(bad_image_folder.root), variant="A", epochs=1, batch_size=4,
-                       crop_size=32, scale_min=32, scale_max=48, width_multiplier=0.0625,
-                       kernel_initializer="glorot", checkpoint_every_steps=100))
+    config.update(
+        dict(
+            dataset=str(bad_image_folder.root),
+            variant="A",
+            epochs=1,
+            batch_size=4,
+            crop_size=32,
+            scale_min=32,
+            scale_max=48,
+            width_multiplier=0.0625,
+            kernel_initializer="glorot",
+            checkpoint_every_steps=100,
+        )
+    )
     result = train.train_and_evaluate(config, str(tmp_path / "run"))
     log = capfd.readouterr().err
     assert _named(log) == set(bad_image_folder.bad)  # every bad file, and only those
@@ -517,7 +598,8 @@ sys.exit(code)
 
 @pytest.mark.slow
 def test_bin_train_on_the_full_size_folder_names_the_bad_files_within_4gb(
-        tmp_path, make_bad_image_folder, bin_command, subprocess_env):
+    tmp_path, make_bad_image_folder, bin_command, subprocess_env
+):
     """Issue 10's acceptance: a 20000^2 JPEG, a 40000^2 PNG of 1.6 MB, a 10 x 100000 strip,
     400 full-canvas GIF frames of 2000^2 (4.8 GB decoded), a BMP, a WebP and a truncated
     JPEG among good JPEGs: bin/train trains an epoch, names every bad file, exits 0 and
@@ -525,16 +607,33 @@ def test_bin_train_on_the_full_size_folder_names_the_bad_files_within_4gb(
     from vgg_tf.data import images
 
     folder = make_bad_image_folder(tmp_path / "photos", full=True)
-    declared = {name: images.declared_size((folder.root / c / name).read_bytes()).numpy().tolist()
-                for name, c in folder.classes.items() if name in ("bomb.jpg", "bomb.png")}
+    declared = {
+        name: images.declared_size((folder.root / c / name).read_bytes()).numpy().tolist()
+        for name, c in folder.classes.items()
+        if name in ("bomb.jpg", "bomb.png")
+    }
     assert declared == {"bomb.jpg": [20000, 20000], "bomb.png": [40000, 40000]}
     assert (folder.root / "other" / "bomb.png").stat().st_size < 1_700_000
     command = bin_command(
-        "train", "--variant", "A", f"--dataset={folder.root}", "--epochs=1", "--batch_size=4",
-        "--config.crop_size=32", "--config.scale_min=32", "--config.scale_max=48",
-        "--config.width_multiplier=0.0625", f"--workdir={tmp_path / 'run'}")
-    result = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, *command], capture_output=True,
-                            text=True, env=subprocess_env(), timeout=600)
+        "train",
+        "--variant",
+        "A",
+        f"--dataset={folder.root}",
+        "--epochs=1",
+        "--batch_size=4",
+        "--config.crop_size=32",
+        "--config.scale_min=32",
+        "--config.scale_max=48",
+        "--config.width_multiplier=0.0625",
+        f"--workdir={tmp_path / 'run'}",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", _PEAK_MEMORY, *command],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=600,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
     assert _named(result.stderr) == set(folder.bad)
     assert "final validation top-1 error" in result.stdout
@@ -548,17 +647,19 @@ def test_bin_train_on_the_full_size_folder_names_the_bad_files_within_4gb(
 
 def test_init_from_another_class_count_copies_all_but_fc8(tmp_path, tiny_model, make_workdir):
     source = tiny_model(seed=1, classes=5)
-    start = make_workdir(tmp_path / "five", model=source, num_classes=5,
-                         class_names=[str(d) for d in range(5)])
+    start = make_workdir(
+        tmp_path / "five", model=source, num_classes=5, class_names=[str(d) for d in range(5)]
+    )
     model = tiny_model(seed=2, classes=10)
     fresh_fc8 = [w.copy() for w in model.get_layer("fc8").get_weights()]
     copied, note = train.initialise_from(model, str(start))
     weighted = [layer.name for layer in model.layers if layer.weights]
     assert copied == [name for name in weighted if name != "fc8"]
-    assert "fc8 is initialised afresh for 10 classes (the source has 5)" == note
+    assert note == "fc8 is initialised afresh for 10 classes (the source has 5)"
     for name in copied:
-        for ours, theirs in zip(model.get_layer(name).get_weights(),
-                                source.get_layer(name).get_weights()):
+        for ours, theirs in zip(
+            model.get_layer(name).get_weights(), source.get_layer(name).get_weights()
+        ):
             np.testing.assert_array_equal(ours, theirs)
     for ours, fresh in zip(model.get_layer("fc8").get_weights(), fresh_fc8):
         np.testing.assert_array_equal(ours, fresh)
@@ -568,11 +669,14 @@ def test_init_from_another_class_count_copies_all_but_fc8(tmp_path, tiny_model, 
     assert "fc8" in copied and note == ""
 
 
-@pytest.mark.parametrize("freeze, trained", [
-    ("none", None),
-    ("convs", {"fc6", "fc7", "fc8"}),
-    ("all_but_head", {"fc8"}),
-])
+@pytest.mark.parametrize(
+    "freeze, trained",
+    [
+        ("none", None),
+        ("convs", {"fc6", "fc7", "fc8"}),
+        ("all_but_head", {"fc8"}),
+    ],
+)
 def test_freeze_leaves_the_named_layers_out_of_training(tiny_model, freeze, trained):
     model = tiny_model(batch_norm=True)
     frozen = train.freeze_layers(model, freeze)
@@ -588,18 +692,38 @@ def test_freeze_leaves_the_named_layers_out_of_training(tiny_model, freeze, trai
 
 
 @pytest.mark.slow
-def test_fine_tuning_with_frozen_convs_trains_the_head_only(tmp_path, tfds_dir, tiny_model,
-                                                            make_workdir):
+def test_fine_tuning_with_frozen_convs_trains_the_head_only(
+    tmp_path, tfds_dir, tiny_model, make_workdir
+):
     """A run from a 5-class start on all 10 digits: the conv kernels stay bit-identical,
     fc8 is new, the FC layers move, and the start model's mean RGB is kept."""
     source = tiny_model(seed=1, classes=5, batch_norm=True)
-    start = make_workdir(tmp_path / "five", model=source, num_classes=5, batch_norm=True,
-                         mean_rgb=[10.0, 20.0, 30.0], class_names=[str(d) for d in range(5)])
+    start = make_workdir(
+        tmp_path / "five",
+        model=source,
+        num_classes=5,
+        batch_norm=True,
+        mean_rgb=[10.0, 20.0, 30.0],
+        class_names=[str(d) for d in range(5)],
+    )
     config = config_lib.paper_recipe()
-    config.update(dataset="digits", data_dir=str(tfds_dir), variant="A", crop_size=32,
-                  scale_min=32, scale_max=40, width_multiplier=1 / 16, batch_norm=True,
-                  kernel_initializer="glorot", flip=False, batch_size=64, epochs=1,
-                  init_from=str(start), freeze="convs", checkpoint_every_steps=100)
+    config.update(
+        dataset="digits",
+        data_dir=str(tfds_dir),
+        variant="A",
+        crop_size=32,
+        scale_min=32,
+        scale_max=40,
+        width_multiplier=1 / 16,
+        batch_norm=True,
+        kernel_initializer="glorot",
+        flip=False,
+        batch_size=64,
+        epochs=1,
+        init_from=str(start),
+        freeze="convs",
+        checkpoint_every_steps=100,
+    )
     result = train.train_and_evaluate(config, str(tmp_path / "ten"))
     assert result["run_config"]["mean_rgb"] == [10.0, 20.0, 30.0]
     tuned = keras.models.load_model(tmp_path / "ten" / "model.keras")

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from vgg_tf.training import metrics
-from vgg_tf.training import loop as train
 from vgg_tf.evaluation import classification
+from vgg_tf.training import loop as train
+from vgg_tf.training import metrics
 
 
 def _hits(labels, scores, ks=(1, 5)):
@@ -16,9 +16,11 @@ def _hits(labels, scores, ks=(1, 5)):
 
 
 def test_hits_are_counted_per_k():
-    scores = [[0.1, 0.6, 0.3],   # label 1: first
-              [0.5, 0.2, 0.3],   # label 2: second
-              [0.5, 0.2, 0.3]]   # label 1: third
+    scores = [
+        [0.1, 0.6, 0.3],  # label 1: first
+        [0.5, 0.2, 0.3],  # label 2: second
+        [0.5, 0.2, 0.3],
+    ]  # label 1: third
     assert _hits([1, 2, 1], scores, ks=(1, 2, 3)) == [1.0, 2.0, 3.0]
     assert _hits(np.array([1, 2, 1], np.int64), scores, ks=(1,)) == [1.0]  # any int dtype
     assert metrics.top_k_hits([1], [[0.0, 1.0]]).dtype == tf.float32
@@ -63,8 +65,9 @@ def test_ties_and_nan_count_as_errors():
 def _trainer(logits_model):
     optimizer = keras.optimizers.SGD(0.01, momentum=0.9)
     optimizer.build(logits_model.trainable_variables)
-    return train.Trainer(tf.distribute.get_strategy(), logits_model, optimizer, global_batch=8,
-                         jit_compile=False)
+    return train.Trainer(
+        tf.distribute.get_strategy(), logits_model, optimizer, global_batch=8, jit_compile=False
+    )
 
 
 def _uniform_logits_model(tiny_model):

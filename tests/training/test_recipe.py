@@ -21,8 +21,12 @@ def test_paper_recipe_numbers():
 
 @pytest.mark.parametrize(
     "name, scales, lr",
-    [("imagenet_s256", (256, 256), 0.01), ("imagenet_s384", (384, 384), 1e-3),
-     ("imagenet_jitter", (256, 512), 1e-3), ("digits", (32, 48), 0.01)],
+    [
+        ("imagenet_s256", (256, 256), 0.01),
+        ("imagenet_s384", (384, 384), 1e-3),
+        ("imagenet_jitter", (256, 512), 1e-3),
+        ("digits", (32, 48), 0.01),
+    ],
 )
 def test_recipe_files_load_and_validate(name, scales, lr):
     c = _load(name)
@@ -33,17 +37,23 @@ def test_recipe_files_load_and_validate(name, scales, lr):
     assert c.learning_rate == pytest.approx(lr)
 
 
-@pytest.mark.parametrize("name, expects", [("imagenet_s384", "S = 256"),
-                                            ("imagenet_jitter", "S = 384")])
+@pytest.mark.parametrize(
+    "name, expects", [("imagenet_s384", "S = 256"), ("imagenet_jitter", "S = 384")]
+)
 def test_fine_tuning_recipes_refuse_to_start_from_scratch(name, expects):
-    with pytest.raises(ValueError, match=f"Recipe '{name}' fine-tunes .* from the {expects} run"
-                                         ".*--init_from"):
+    with pytest.raises(
+        ValueError, match=f"Recipe '{name}' fine-tunes .* from the {expects} run.*--init_from"
+    ):
         config_lib.validate_config(_load(name))
 
 
 def test_recipes_ship_inside_the_package():
-    assert set(config_lib.recipe_names()) >= {"digits", "imagenet_s256", "imagenet_s384",
-                                              "imagenet_jitter"}
+    assert set(config_lib.recipe_names()) >= {
+        "digits",
+        "imagenet_s256",
+        "imagenet_s384",
+        "imagenet_jitter",
+    }
     assert config_lib.recipe_path("imagenet_s384.py") == config_lib.recipe_path("imagenet_s384")
     # The message lists every packaged recipe, in order.
     with pytest.raises(ValueError, match="'nope'.*one of " + ", ".join(config_lib.recipe_names())):

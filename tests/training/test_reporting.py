@@ -6,9 +6,16 @@ from vgg_tf.training.reporting import METRIC_COLUMNS, RunLog
 
 
 def _row(epoch, error):
-    return dict(epoch=epoch, lr=0.01, train_loss=2.0 / epoch, train_top1_error=error,
-                train_top5_error=error / 3, val_top1_error=error + 0.05,
-                val_top5_error=error / 2, images_per_second=123.4)
+    return dict(
+        epoch=epoch,
+        lr=0.01,
+        train_loss=2.0 / epoch,
+        train_top1_error=error,
+        train_top5_error=error / 3,
+        val_top1_error=error + 0.05,
+        val_top5_error=error / 2,
+        images_per_second=123.4,
+    )
 
 
 def test_one_row_per_epoch_and_a_repeated_epoch_replaces_its_row(tmp_path):

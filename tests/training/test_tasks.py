@@ -76,8 +76,9 @@ def test_classification_counts_top_k_hits():
 def test_task_for_reads_the_recipe_and_refuses_unknown_names():
     assert tasks.task_for({}, 10).outputs == 10
     assert tasks.task_for({"task": "localisation", "head": "pcr"}, 10).outputs == 40
-    with pytest.raises(ValueError, match="Unknown task 'detection'; expected one of "
-                                         "classification, localisation"):
+    with pytest.raises(
+        ValueError, match="Unknown task 'detection'; expected one of classification, localisation"
+    ):
         tasks.task_for({"task": "detection"}, 10)
     with pytest.raises(ValueError, match="Unknown head 'xyz'; expected one of scr, pcr"):
         tasks.Localisation("xyz", 10)

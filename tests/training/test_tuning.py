@@ -11,8 +11,8 @@ import types
 import keras_tuner
 import pytest
 
-from vgg_tf.training import recipe as config_lib
 from vgg_tf.training import loop as train
+from vgg_tf.training import recipe as config_lib
 from vgg_tf.training import tuning as tune
 
 # A tiny net on the built-in digits, 1 epoch a trial: seconds per trial on one core.
@@ -30,8 +30,17 @@ TINY_FLAGS = [
 
 def _recipe(**changes):
     config = config_lib.paper_recipe()
-    config.update(dict(dataset="digits", crop_size=32, scale_min=32, scale_max=48, batch_size=64,
-                       epochs=8, kernel_initializer="glorot"))
+    config.update(
+        dict(
+            dataset="digits",
+            crop_size=32,
+            scale_min=32,
+            scale_max=48,
+            batch_size=64,
+            epochs=8,
+            kernel_initializer="glorot",
+        )
+    )
     config.update(changes)
     return config
 
@@ -48,8 +57,13 @@ class FakeTrain:
         if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
             raise KeyboardInterrupt  # like a kill: keras-tuner does not catch it
         error = abs(config.learning_rate - 0.02)
-        return {"val_top1_error": error, "val_top5_error": error / 2, "val_loss": 1.0,
-                "epochs": config.epochs, "run_config": {}}
+        return {
+            "val_top1_error": error,
+            "val_top5_error": error / 2,
+            "val_loss": 1.0,
+            "epochs": config.epochs,
+            "run_config": {},
+        }
 
 
 def _trials(project_dir):
@@ -68,7 +82,7 @@ def _table(stdout):
     lines = stdout.splitlines()
     start = max(i for i, line in enumerate(lines) if line.startswith("trial  status"))
     end = next(i for i in range(start, len(lines)) if not lines[i].strip())
-    return lines[start].split(), [line.split() for line in lines[start + 1:end]]
+    return lines[start].split(), [line.split() for line in lines[start + 1 : end]]
 
 
 @pytest.fixture
@@ -76,8 +90,9 @@ def tune_command(bin_command, tfds_dir):
     """``command(directory, *flags)``: bin/tune's argv for project "p" on the digits."""
 
     def command(directory, *flags):
-        return bin_command("tune", f"--directory={directory}", f"--data_dir={tfds_dir}",
-                           "--project_name=p", *flags)
+        return bin_command(
+            "tune", f"--directory={directory}", f"--data_dir={tfds_dir}", "--project_name=p", *flags
+        )
 
     return command
 
@@ -87,8 +102,13 @@ def tune_run(tune_command, subprocess_env):
     """``run(directory, *flags, timeout=600, check=True, env=None)``: bin/tune to the end."""
 
     def run(directory, *flags, timeout=600, check=True, env=None):
-        result = subprocess.run(tune_command(directory, *flags), capture_output=True, text=True,
-                                timeout=timeout, env=env or subprocess_env())
+        result = subprocess.run(
+            tune_command(directory, *flags),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env or subprocess_env(),
+        )
         if check:
             assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-4000:]
         return result
@@ -123,8 +143,15 @@ def test_default_space_surrounds_the_recipe():
     ],
 )
 def test_bad_ranges_name_the_value_and_what_is_accepted(flag, text, message):
-    with pytest.raises(ValueError, match="^" + message.replace("[", r"\[").replace("]", r"\]")
-                       .replace("(", r"\(").replace(")", r"\)").replace("+", r"\+")):
+    with pytest.raises(
+        ValueError,
+        match="^"
+        + message.replace("[", r"\[")
+        .replace("]", r"\]")
+        .replace("(", r"\(")
+        .replace(")", r"\)")
+        .replace("+", r"\+"),
+    ):
         tune.make_space(_recipe(), **{flag: text})
 
 
@@ -137,15 +164,19 @@ def test_unknown_tuner_and_objective_are_refused(tmp_path):
 
 def test_bayesian_search_fits_its_model_after_a_third_of_the_trials():
     for max_trials, initial in ((4, 2), (10, 3), (30, 10)):
-        oracle = tune.make_oracle("bayesian", "val_top1_error", max_trials=max_trials,
-                                  max_epochs=1, seed=1)
+        oracle = tune.make_oracle(
+            "bayesian", "val_top1_error", max_trials=max_trials, max_epochs=1, seed=1
+        )
         assert oracle.num_initial_points == initial
 
 
 def test_batch_sizes_that_do_not_divide_over_the_replicas_are_refused(tmp_path):
     three_replicas = types.SimpleNamespace(num_replicas_in_sync=3)
-    with pytest.raises(ValueError, match=r"batch_size=32,64,128 does not divide over "
-                                         r"the 3 replicas; expected a multiple of 3"):
+    with pytest.raises(
+        ValueError,
+        match=r"batch_size=32,64,128 does not divide over "
+        r"the 3 replicas; expected a multiple of 3",
+    ):
         tune.search(_recipe(), str(tmp_path), strategy=three_replicas, train_fn=FakeTrain())
     assert not os.listdir(tmp_path)  # refused before anything was written
 
@@ -156,11 +187,21 @@ def test_hypermodel_maps_trial_values_onto_a_copy_of_the_recipe():
     hp = keras_tuner.HyperParameters()
     hypermodel.declare_hyperparameters(hp)
     assert [p.name for p in hp.space] == list(tune.FIELDS)
-    hp.values.update(learning_rate=0.03, weight_decay=2e-4, dropout=0.25, batch_size=32,
-                     scale="32-64", init="paper")
+    hp.values.update(
+        learning_rate=0.03,
+        weight_decay=2e-4,
+        dropout=0.25,
+        batch_size=32,
+        scale="32-64",
+        init="paper",
+    )
     config = hypermodel.build(hp)
     assert (config.learning_rate, config.weight_decay, config.dropout, config.batch_size) == (
-        0.03, 2e-4, 0.25, 32)
+        0.03,
+        2e-4,
+        0.25,
+        32,
+    )
     assert (config.scale_min, config.scale_max, config.kernel_initializer) == (32, 64, "paper")
     assert config.epochs == 2
     assert (recipe.learning_rate, recipe.epochs, recipe.scale_max) == (0.01, 8, 48)  # untouched
@@ -173,8 +214,14 @@ def test_fixed_ranges_become_fixed_hyperparameters():
     hp = keras_tuner.HyperParameters()
     tune.RecipeHyperModel(_recipe(), space).declare_hyperparameters(hp)
     kinds = {p.name: type(p).__name__ for p in hp.space}
-    assert kinds == {"learning_rate": "Fixed", "weight_decay": "Float", "dropout": "Float",
-                     "batch_size": "Fixed", "scale": "Choice", "init": "Fixed"}
+    assert kinds == {
+        "learning_rate": "Fixed",
+        "weight_decay": "Float",
+        "dropout": "Float",
+        "batch_size": "Fixed",
+        "scale": "Choice",
+        "init": "Fixed",
+    }
     assert hp.get("learning_rate") == 0.01
 
 
@@ -197,12 +244,22 @@ def test_best_config_file_round_trips_with_field_types(tmp_path):
 @pytest.mark.parametrize("tuner", tune.TUNERS)
 def test_search_runs_max_trials_and_writes_the_best_recipe(tmp_path, tuner):
     fake = FakeTrain()
-    result = tune.search(_recipe(), str(tmp_path), tuner=tuner, max_trials=4, trial_epochs=3,
-                         hyperband_factor=3, project_name="p", train_fn=fake)
+    result = tune.search(
+        _recipe(),
+        str(tmp_path),
+        tuner=tuner,
+        max_trials=4,
+        trial_epochs=3,
+        hyperband_factor=3,
+        project_name="p",
+        train_fn=fake,
+    )
     assert len(fake.calls) == 4
     workdirs = [w for _, w in fake.calls]
-    assert workdirs == [os.path.join(str(tmp_path), "p", f"trial_{i}") for i in
-                        sorted(result.rows[i]["trial"] for i in range(4))]
+    assert workdirs == [
+        os.path.join(str(tmp_path), "p", f"trial_{i}")
+        for i in sorted(result.rows[i]["trial"] for i in range(4))
+    ]
     scores = {row["trial"]: row["val_top1_error"] for row in result.rows}
     assert result.best_value == pytest.approx(min(scores.values()))
     assert scores[result.best_trial] == result.best_value
@@ -234,7 +291,10 @@ def test_an_interrupted_search_continues_with_the_same_trial(tmp_path):
     second = FakeTrain()
     result = tune.search(recipe, str(tmp_path), max_trials=3, project_name="p", train_fn=second)
     # Trial 0 is not rerun; trial 1 reruns in its own workdir with its own values.
-    assert [w for _, w in second.calls] == [first.calls[1][1], first.calls[1][1].replace("_1", "_2")]
+    assert [w for _, w in second.calls] == [
+        first.calls[1][1],
+        first.calls[1][1].replace("_1", "_2"),
+    ]
     assert second.calls[0][0].to_dict() == first.calls[1][0].to_dict()
     assert [row["status"] for row in result.rows] == ["COMPLETED"] * 3
     # More trials on a rerun extend the search.
@@ -247,23 +307,43 @@ def test_a_rerun_with_other_ranges_is_refused_unless_overwrite(tmp_path, monkeyp
     tune.search(_recipe(), str(tmp_path), max_trials=1, project_name="p", train_fn=FakeTrain())
     space = tune.make_space(_recipe(), dropout="0,0.3")
     with pytest.raises(ValueError, match=r"holds a search with other settings \(space.dropout"):
-        tune.search(_recipe(), str(tmp_path), space=space, max_trials=1, project_name="p",
-                    train_fn=FakeTrain())
+        tune.search(
+            _recipe(),
+            str(tmp_path),
+            space=space,
+            max_trials=1,
+            project_name="p",
+            train_fn=FakeTrain(),
+        )
     with pytest.raises(ValueError, match=r"seed: 1 -> 2"):  # a resumed oracle keeps its seed
-        tune.search(_recipe(), str(tmp_path), max_trials=1, project_name="p", seed=2,
-                    train_fn=FakeTrain())
+        tune.search(
+            _recipe(), str(tmp_path), max_trials=1, project_name="p", seed=2, train_fn=FakeTrain()
+        )
     record = (tmp_path / "p" / "search.json").read_text()
     with monkeypatch.context() as worker:  # a worker of a distributed search checks too
         worker.setenv("KERASTUNER_ORACLE_IP", "127.0.0.1")
         worker.setenv("KERASTUNER_ORACLE_PORT", "1")
         worker.setenv("KERASTUNER_TUNER_ID", "tuner0")
         with pytest.raises(ValueError, match=r"holds a search with other settings"):
-            tune.search(_recipe(), str(tmp_path), space=space, max_trials=1, project_name="p",
-                        train_fn=FakeTrain())
+            tune.search(
+                _recipe(),
+                str(tmp_path),
+                space=space,
+                max_trials=1,
+                project_name="p",
+                train_fn=FakeTrain(),
+            )
     assert (tmp_path / "p" / "search.json").read_text() == record
     fake = FakeTrain()
-    tune.search(_recipe(), str(tmp_path), space=space, max_trials=1, project_name="p",
-                overwrite=True, train_fn=fake)
+    tune.search(
+        _recipe(),
+        str(tmp_path),
+        space=space,
+        max_trials=1,
+        project_name="p",
+        overwrite=True,
+        train_fn=fake,
+    )
     assert len(fake.calls) == 1 and fake.calls[0][0].dropout <= 0.3
 
 
@@ -276,8 +356,9 @@ def test_a_diverging_trial_fails_without_stopping_the_search(tmp_path):
             raise train.NonFiniteLossError("The training loss became nan at step 3")
         return {"val_top1_error": 0.5, "val_top5_error": 0.1, "val_loss": 1.0}
 
-    result = tune.search(_recipe(), str(tmp_path), max_trials=2, project_name="p",
-                         train_fn=diverging)
+    result = tune.search(
+        _recipe(), str(tmp_path), max_trials=2, project_name="p", train_fn=diverging
+    )
     assert [row["status"] for row in result.rows] == ["FAILED", "COMPLETED"]
     assert result.best_trial == result.rows[1]["trial"] and len(calls) == 2
 
@@ -285,42 +366,57 @@ def test_a_diverging_trial_fails_without_stopping_the_search(tmp_path):
 # --- bin/tune on the digits ------------------------------------------------
 
 # C++ log lines TensorFlow writes at import, whatever TF_CPP_MIN_LOG_LEVEL says.
-_NATIVE_LOG = ("WARNING: All log messages before absl", "I0000", "W0000", "E0000",
-               "To enable the following instructions")
+_NATIVE_LOG = (
+    "WARNING: All log messages before absl",
+    "I0000",
+    "W0000",
+    "E0000",
+    "To enable the following instructions",
+)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "flag, message",
     [
-        ("--learning_rate_range=0.1,0.001", "error: learning_rate range min=0.1 > max=0.001; "
-                                            "expected min <= max."),
+        (
+            "--learning_rate_range=0.1,0.001",
+            "error: learning_rate range min=0.1 > max=0.001; expected min <= max.",
+        ),
         ("--learning_rate_range=-0.01,0.1", "error: learning_rate range min=-0.01 is not accepted"),
-        ("--tuner=grid", "error: Unknown tuner 'grid'; expected one of random, bayesian, hyperband."),
+        (
+            "--tuner=grid",
+            "error: Unknown tuner 'grid'; expected one of random, bayesian, hyperband.",
+        ),
         ("--epochs=0", "error: epochs=0 is not accepted; expected >= 1."),
     ],
 )
 def test_cli_bad_input_exits_with_one_clear_line(tmp_path, tune_run, flag, message):
     result = tune_run(tmp_path, flag, check=False, timeout=120)
     assert result.returncode == 1
-    lines = [line for line in result.stderr.splitlines()
-             if line.strip() and not line.startswith(_NATIVE_LOG)]
+    lines = [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and not line.startswith(_NATIVE_LOG)
+    ]
     assert len(lines) == 1 and lines[0].startswith(message), result.stderr[-2000:]
     assert not os.path.exists(tmp_path / "p")  # refused before any trial or file
 
 
 @pytest.mark.slow
 def test_cli_killed_mid_trial_continues_on_rerun_then_the_best_config_trains(
-        tmp_path, tfds_dir, tune_command, tune_run, run_bin, subprocess_env):
+    tmp_path, tfds_dir, tune_command, tune_run, run_bin, subprocess_env
+):
     """bin/tune killed while its second trial trains, then run again: the second trial goes
     on from its checkpoint, the first is not rerun, the third runs; the table of the three
     is printed and the best trial's recipe trains with bin/train."""
     flags = ["--tuner=random", "--max_trials=3", *TINY_FLAGS]
     search = tmp_path / "search"
     project = search / "p"
-    log = open(tmp_path / "first.log", "w")
-    process = subprocess.Popen(tune_command(search, *flags), stdout=log,
-                               stderr=subprocess.STDOUT, env=subprocess_env())
+    log = open(tmp_path / "first.log", "w")  # noqa: SIM115 (the child writes it until killed)
+    process = subprocess.Popen(
+        tune_command(search, *flags), stdout=log, stderr=subprocess.STDOUT, env=subprocess_env()
+    )
     deadline = time.time() + 300
     try:
         # Kill once the second trial has a checkpoint (the first one is then complete).
@@ -349,8 +445,17 @@ def test_cli_killed_mid_trial_continues_on_rerun_then_the_best_config_trains(
     assert len(epochs) == 1  # one epoch recorded once: continued, not trained again
 
     header, rows = _table(result.stdout)
-    assert header == ["trial", "status", "learning_rate", "weight_decay", "dropout", "batch_size",
-                      "scale", "init", "val_top1_error"]
+    assert header == [
+        "trial",
+        "status",
+        "learning_rate",
+        "weight_decay",
+        "dropout",
+        "batch_size",
+        "scale",
+        "init",
+        "val_top1_error",
+    ]
     assert [row[1] for row in rows] == ["COMPLETED"] * 3
     errors = {row[0].rstrip("*"): float(row[-1]) for row in rows}
     assert sorted(errors) == ["0", "1", "2"]
@@ -360,29 +465,48 @@ def test_cli_killed_mid_trial_continues_on_rerun_then_the_best_config_trains(
         assert os.path.exists(project / f"trial_{trial}" / "model.keras")
     best_config = project / "best_config.py"
     assert f"best config: {best_config}" in result.stdout
-    trained = run_bin("train", f"--config={best_config}", f"--workdir={tmp_path / 'full'}",
-                      f"--data_dir={tfds_dir}", "--epochs=1", timeout=300)
+    trained = run_bin(
+        "train",
+        f"--config={best_config}",
+        f"--workdir={tmp_path / 'full'}",
+        f"--data_dir={tfds_dir}",
+        "--epochs=1",
+        timeout=300,
+    )
     assert "final validation top-1 error" in trained.stdout
     with open(tmp_path / "full" / "config.json") as f:
         recorded = json.load(f)
     with open(project / f"trial_{best}" / "config.json") as f:
         trial = json.load(f)
-    for field in ("learning_rate", "weight_decay", "dropout", "batch_size", "scale_min",
-                  "scale_max", "kernel_initializer", "width_multiplier"):
+    for field in (
+        "learning_rate",
+        "weight_decay",
+        "dropout",
+        "batch_size",
+        "scale_min",
+        "scale_max",
+        "kernel_initializer",
+        "width_multiplier",
+    ):
         assert recorded[field] == trial[field], field
 
 
 @pytest.mark.slow
-def test_chief_and_worker_on_localhost_run_two_trials(tmp_path, tune_command, subprocess_env,
-                                                      free_ports):
+def test_chief_and_worker_on_localhost_run_two_trials(
+    tmp_path, tune_command, subprocess_env, free_ports
+):
     (port,) = free_ports(1)
     cmd = tune_command(tmp_path, "--tuner=bayesian", "--max_trials=2", *TINY_FLAGS)
     processes = {}
     for tuner_id in ("chief", "tuner0"):
-        env = subprocess_env(KERASTUNER_TUNER_ID=tuner_id, KERASTUNER_ORACLE_IP="127.0.0.1",
-                             KERASTUNER_ORACLE_PORT=port)
-        processes[tuner_id] = subprocess.Popen(cmd, stdout=subprocess.PIPE,
-                                               stderr=subprocess.PIPE, text=True, env=env)
+        env = subprocess_env(
+            KERASTUNER_TUNER_ID=tuner_id,
+            KERASTUNER_ORACLE_IP="127.0.0.1",
+            KERASTUNER_ORACLE_PORT=port,
+        )
+        processes[tuner_id] = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+        )
     outputs = {}
     try:
         for tuner_id, process in processes.items():

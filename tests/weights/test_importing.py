@@ -29,12 +29,10 @@ from safetensors.numpy import save_file
 
 import vgg_tf
 from vgg_tf.data.constants import IMAGENET_MEAN_RGB
+from vgg_tf.nets import specs
 from vgg_tf.weights import files as weight_files
 from vgg_tf.weights import importing as weights
-from vgg_tf.nets import specs
-from vgg_tf.weights import loading
-from vgg_tf.weights import published
-from vgg_tf.weights import transfer
+from vgg_tf.weights import loading, published, transfer
 
 TINY = 1 / 16  # conv widths 4..32, FC 256
 TORCH_INSTALLED = weight_files.torch_available()
@@ -54,8 +52,9 @@ def torchvision_state(variant, batch_norm=False, width=1.0, classes=1000, top=Tr
     for block in specs.SPECS[variant].blocks:
         for kernel, filters in block:
             out = max(1, round(filters * width))
-            state[f"features.{index}.weight"] = normal((out, channels, kernel, kernel),
-                                                       channels * kernel * kernel)
+            state[f"features.{index}.weight"] = normal(
+                (out, channels, kernel, kernel), channels * kernel * kernel
+            )
             state[f"features.{index}.bias"] = normal((out,), 50)
             if batch_norm:
                 bn = f"features.{index + 1}"
@@ -69,8 +68,9 @@ def torchvision_state(variant, batch_norm=False, width=1.0, classes=1000, top=Tr
         index += 1  # max-pool
     if top:
         units = max(1, round(4096 * width))
-        for n, (out, fan_in) in zip((0, 3, 6), ((units, channels * 49), (units, units),
-                                               (classes, units))):
+        for n, (out, fan_in) in zip(
+            (0, 3, 6), ((units, channels * 49), (units, units), (classes, units))
+        ):
             state[f"classifier.{n}.weight"] = normal((out, fan_in), fan_in)
             state[f"classifier.{n}.bias"] = normal((out,), 50)
     return state
@@ -80,8 +80,11 @@ def to_timm(state):
     """timm's layout of the same weights (timm's own _filter_fn for vgg*.tv_in1k)."""
     out = {}
     for key, value in state.items():
-        key_out = (key.replace("classifier.0", "pre_logits.fc1")
-                   .replace("classifier.3", "pre_logits.fc2").replace("classifier.6", "head.fc"))
+        key_out = (
+            key.replace("classifier.0", "pre_logits.fc1")
+            .replace("classifier.3", "pre_logits.fc2")
+            .replace("classifier.6", "head.fc")
+        )
         if key == "classifier.0.weight":
             value = value.reshape(value.shape[0], -1, 7, 7)
         if key == "classifier.3.weight":
@@ -131,7 +134,7 @@ def _conv(x, w, b):
     out = np.zeros((w.shape[0], h * wd), x.dtype)
     for i in range(k):
         for j in range(k):
-            out += w[:, :, i, j] @ xp[:, i:i + h, j:j + wd].reshape(c, -1)
+            out += w[:, :, i, j] @ xp[:, i : i + h, j : j + wd].reshape(c, -1)
     return out.reshape(-1, h, wd) + b[:, None, None]
 
 
@@ -150,9 +153,9 @@ def forward_normalised(state, variant, x, batch_norm=False, top=True):
             x = _conv(x, state[f"features.{index}.weight"], state[f"features.{index}.bias"])
             if batch_norm:
                 bn = f"features.{index + 1}"
-                x = ((x - state[f"{bn}.running_mean"][:, None, None])
-                     / np.sqrt(state[f"{bn}.running_var"][:, None, None] + 1e-5)
-                     * state[f"{bn}.weight"][:, None, None] + state[f"{bn}.bias"][:, None, None])
+                x = (x - state[f"{bn}.running_mean"][:, None, None]) / np.sqrt(
+                    state[f"{bn}.running_var"][:, None, None] + 1e-5
+                ) * state[f"{bn}.weight"][:, None, None] + state[f"{bn}.bias"][:, None, None]
             x = np.maximum(x, 0)
             index += 3 if batch_norm else 2
         c, h, w = x.shape
@@ -177,8 +180,11 @@ def log_softmax(logits):
 def assert_same_classifier(ours_probs, reference_logits=None, reference_probs=None):
     """Log-probabilities within 1e-3 and the same top-1 (the issue's acceptance)."""
     ours = np.log(np.asarray(ours_probs, np.float64).reshape(-1))
-    theirs = (log_softmax(reference_logits).reshape(-1) if reference_probs is None
-              else np.log(np.asarray(reference_probs, np.float64).reshape(-1)))
+    theirs = (
+        log_softmax(reference_logits).reshape(-1)
+        if reference_probs is None
+        else np.log(np.asarray(reference_probs, np.float64).reshape(-1))
+    )
     assert np.max(np.abs(ours - theirs)) < 1e-3, np.max(np.abs(ours - theirs))
     assert ours.argmax() == theirs.argmax()
     # Random weights still give a peaked enough answer for top-1 to mean something.
@@ -194,23 +200,36 @@ def run_vgg_tf(model, image, mean_rgb):
 
 
 @pytest.mark.parametrize("layout", ["torchvision", "timm"])
-@pytest.mark.parametrize("variant,batch_norm", [
-    ("A", False), ("B", False), ("D", False), ("E", False), ("A", True), ("E", True),
-])
+@pytest.mark.parametrize(
+    "variant,batch_norm",
+    [
+        ("A", False),
+        ("B", False),
+        ("D", False),
+        ("E", False),
+        ("A", True),
+        ("E", True),
+    ],
+)
 def test_state_dicts_match_the_numpy_reference(tmp_path, variant, batch_norm, layout):
     state = torchvision_state(variant, batch_norm, width=TINY, seed=len(variant) + batch_norm)
     path = tmp_path / "model.safetensors"
     save_file(state if layout == "torchvision" else to_timm(state), str(path))
     imported = weight_files.read_weights(path)
     assert (imported.variant, imported.batch_norm, imported.include_top) == (
-        variant, batch_norm, True)
+        variant,
+        batch_norm,
+        True,
+    )
     assert (imported.classes, imported.width_multiplier) == (1000, TINY)
     assert imported.source_format == layout
     assert imported.mean_rgb == weight_files.TORCHVISION_MEAN_RGB
     model = weights.import_weights(path)
     image = photo()
-    assert_same_classifier(run_vgg_tf(model, image, imported.mean_rgb),
-                           torch_forward(state, variant, image, batch_norm))
+    assert_same_classifier(
+        run_vgg_tf(model, image, imported.mean_rgb),
+        torch_forward(state, variant, image, batch_norm),
+    )
     if batch_norm:
         assert model.get_layer("block1_conv1_bn").epsilon == weight_files.TORCH_BN_EPSILON
 
@@ -224,8 +243,10 @@ def test_full_size_vgg16_state_dict_matches_the_numpy_reference(tmp_path):
     model = weights.build_imported(imported)
     assert model.count_params() == 138_357_544
     image = photo()
-    assert_same_classifier(run_vgg_tf(model, image, weight_files.TORCHVISION_MEAN_RGB),
-                           torch_forward(state, "D", image))
+    assert_same_classifier(
+        run_vgg_tf(model, image, weight_files.TORCHVISION_MEAN_RGB),
+        torch_forward(state, "D", image),
+    )
 
 
 def test_timm_layout_gives_the_same_keras_arrays(tmp_path):
@@ -241,8 +262,9 @@ def test_timm_layout_gives_the_same_keras_arrays(tmp_path):
             np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("variant,batch_norm", [("A", False), ("B", False), ("E", False),
-                                                ("B", True)])
+@pytest.mark.parametrize(
+    "variant,batch_norm", [("A", False), ("B", False), ("E", False), ("B", True)]
+)
 def test_full_width_conv_trunks_match_the_numpy_reference(tmp_path, variant, batch_norm):
     # A file without the classifier (a trunk) imports as include_top=False, any input size.
     state = torchvision_state(variant, batch_norm, top=False, seed=3)
@@ -260,10 +282,14 @@ def test_the_first_conv_folds_torchvisions_normalisation_exactly():
     state = torchvision_state("A", width=TINY, top=False)
     kernel = weight_files._convert_torch(state, "x")[0][0][0]
     torch_kernel = np.transpose(state["features.0.weight"], (2, 3, 1, 0))
-    np.testing.assert_allclose(kernel * 255 * np.asarray(weight_files.TORCHVISION_STD)[:, None],
-                               torch_kernel, rtol=1e-6)
-    np.testing.assert_allclose(np.asarray(weight_files.TORCHVISION_MEAN_RGB),
-                               255 * np.asarray(weight_files.TORCHVISION_MEAN), rtol=1e-12)
+    np.testing.assert_allclose(
+        kernel * 255 * np.asarray(weight_files.TORCHVISION_STD)[:, None], torch_kernel, rtol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.asarray(weight_files.TORCHVISION_MEAN_RGB),
+        255 * np.asarray(weight_files.TORCHVISION_MEAN),
+        rtol=1e-12,
+    )
 
 
 def test_vgg_builders_take_state_dict_files(tmp_path):
@@ -273,16 +299,21 @@ def test_vgg_builders_take_state_dict_files(tmp_path):
     imported = weights.import_weights(path)
     built = vgg_tf.VGG11(batch_norm=True, width_multiplier=TINY, weights=path)
     assert built.get_layer("block1_conv1_bn").epsilon == weight_files.TORCH_BN_EPSILON
-    assert vgg_tf.VGG11(batch_norm=True, width_multiplier=TINY).get_layer(
-        "block1_conv1_bn").epsilon == 1e-3  # Keras' default without such weights
+    assert (
+        vgg_tf.VGG11(batch_norm=True, width_multiplier=TINY).get_layer("block1_conv1_bn").epsilon
+        == 1e-3
+    )  # Keras' default without such weights
     for a, b in zip(imported.get_weights(), built.get_weights()):
         np.testing.assert_array_equal(a, b)
     # The top of the file is left out for a headless net, at any input size.
     trunk = vgg_tf.VGG11(include_top=False, batch_norm=True, width_multiplier=TINY, weights=path)
-    np.testing.assert_array_equal(trunk.get_layer("block5_conv2").get_weights()[0],
-                                  imported.get_layer("block5_conv2").get_weights()[0])
-    with pytest.raises(ValueError, match="without batch norm; batch_norm=True|with batch norm; "
-                                         "batch_norm=False"):
+    np.testing.assert_array_equal(
+        trunk.get_layer("block5_conv2").get_weights()[0],
+        imported.get_layer("block5_conv2").get_weights()[0],
+    )
+    with pytest.raises(
+        ValueError, match="without batch norm; batch_norm=True|with batch norm; batch_norm=False"
+    ):
         vgg_tf.VGG11(width_multiplier=TINY, weights=path)
     with pytest.raises(ValueError, match="holds net A .*not the requested B"):
         vgg_tf.VGG13(batch_norm=True, width_multiplier=TINY, weights=path)
@@ -301,15 +332,16 @@ def test_keras_applications_files_with_and_without_top(tmp_path, name, variant):
     theirs = builder(weights=None)
     stem = f"{name.lower()}_weights_tf_dim_ordering_tf_kernels"
     top = write_keras2_h5(tmp_path / f"{stem}.h5", keras_layers(theirs))
-    notop_layers = keras_layers(theirs)[: [l.name for l in theirs.layers].index("block5_pool") + 1]
+    notop_layers = keras_layers(theirs)[
+        : [layer.name for layer in theirs.layers].index("block5_pool") + 1
+    ]
     notop = write_keras2_h5(tmp_path / f"{stem}_notop.h5", notop_layers)
     image = photo()
 
     ours = weights.import_weights(top)
     assert ours.count_params() == theirs.count_params()
     expected = theirs.predict_on_batch(preprocess(image[None].astype("float32")))
-    assert_same_classifier(run_vgg_tf(ours, image, IMAGENET_MEAN_RGB),
-                           reference_probs=expected)
+    assert_same_classifier(run_vgg_tf(ours, image, IMAGENET_MEAN_RGB), reference_probs=expected)
     del ours, theirs
 
     # Without the top: Keras' own legacy loader reads the file (the layout is Keras 2's).
@@ -345,7 +377,10 @@ def test_keras_applications_layout_is_converted_to_rgb(tmp_path):
     path, layers = random_keras_notop_d(tmp_path)
     imported = weight_files.read_weights(path)
     assert (imported.variant, imported.include_top, imported.source_format) == (
-        "D", False, "keras_applications")
+        "D",
+        False,
+        "keras_applications",
+    )
     np.testing.assert_array_equal(imported.layers["block1_conv1"][0], layers[1][1][0][:, :, ::-1])
     np.testing.assert_array_equal(imported.layers["block5_conv3"][0], layers[-2][1][0])
     assert imported.mean_rgb == IMAGENET_MEAN_RGB == (123.68, 116.779, 103.939)
@@ -366,8 +401,9 @@ def _cache_with(tmp_path, monkeypatch, key, source):
     (home / "models").mkdir(parents=True)
     os.link(source, home / "models" / file.fname)
     monkeypatch.setenv("KERAS_HOME", str(home))
-    monkeypatch.setitem(published.IMAGENET_FILES, key,
-                        dataclasses.replace(file, file_hash=_md5(source)))
+    monkeypatch.setitem(
+        published.IMAGENET_FILES, key, dataclasses.replace(file, file_hash=_md5(source))
+    )
     return home / "models" / file.fname
 
 
@@ -403,8 +439,13 @@ def test_torchvision_files_without_torch_name_the_safetensors_alternative(tmp_pa
         vgg_tf.VGG11(weights="imagenet")
     message = str(error.value)
     assert isinstance(error.value, ValueError) and isinstance(error.value, ImportError)
-    for text in ("vgg11-8a719046.pth", "pip install torch", "vgg11.tv_in1k",
-                 "model.safetensors", "safetensors.torch"):
+    for text in (
+        "vgg11-8a719046.pth",
+        "pip install torch",
+        "vgg11.tv_in1k",
+        "model.safetensors",
+        "safetensors.torch",
+    ):
         assert text in message, message
     # A .pth file on disk: recognised by its content (torch's zip), the same advice.
     path = tmp_path / "vgg16-397923af.pth"
@@ -414,15 +455,21 @@ def test_torchvision_files_without_torch_name_the_safetensors_alternative(tmp_pa
         weights.import_weights(path)
 
 
-@pytest.mark.parametrize("kwargs,message", [
-    (dict(variant="C"), r"No ImageNet weights are published for net C; .*available for A, A "
-                        r"\(batch_norm\), B"),
-    (dict(variant="A-LRN"), r"net A-LRN"),
-    (dict(variant="D", classes=10), r"classes=10 with include_top=True"),
-    (dict(variant="D", width_multiplier=0.5), r"width_multiplier=0.5"),
-    (dict(variant="D", input_shape=(64, 64, 3)), r"64x64 input with include_top=True"),
-    (dict(variant="D", input_shape=(64, 64, 1), include_top=False), r"1 input channels"),
-])
+@pytest.mark.parametrize(
+    "kwargs,message",
+    [
+        (
+            dict(variant="C"),
+            r"No ImageNet weights are published for net C; .*available for A, A "
+            r"\(batch_norm\), B",
+        ),
+        (dict(variant="A-LRN"), r"net A-LRN"),
+        (dict(variant="D", classes=10), r"classes=10 with include_top=True"),
+        (dict(variant="D", width_multiplier=0.5), r"width_multiplier=0.5"),
+        (dict(variant="D", input_shape=(64, 64, 3)), r"64x64 input with include_top=True"),
+        (dict(variant="D", input_shape=(64, 64, 1), include_top=False), r"1 input channels"),
+    ],
+)
 def test_imagenet_refuses_networks_the_files_do_not_fit(kwargs, message):
     with pytest.raises(ValueError, match=message):  # before any download
         vgg_tf.VGG(weights="imagenet", **kwargs)
@@ -448,8 +495,19 @@ def test_imported_workdir_is_taken_like_a_trained_run(tmp_path, tiny_file):
     trained = loading.load_model(workdir)
     config = json.loads((workdir / "config.json").read_text())
     # The network, its input convention and test scales: what a trained run records of them.
-    assert {"variant", "batch_norm", "width_multiplier", "crop_size", "scale_min", "scale_max",
-            "flip", "mean_rgb", "num_classes", "class_names", "task"} <= set(config)
+    assert {
+        "variant",
+        "batch_norm",
+        "width_multiplier",
+        "crop_size",
+        "scale_min",
+        "scale_max",
+        "flip",
+        "mean_rgb",
+        "num_classes",
+        "class_names",
+        "task",
+    } <= set(config)
     assert config["variant"] == "A" and config["crop_size"] == 224
     assert config["weights_format"] == "torchvision" and config["weights_source"] == str(path)
     assert config["weights_url"] is None and config["batch_norm_epsilon"] is None
@@ -458,8 +516,9 @@ def test_imported_workdir_is_taken_like_a_trained_run(tmp_path, tiny_file):
     assert trained.flip and trained.num_classes == 1000
     assert trained.class_names[281] == "tabby"
     image = photo()
-    assert_same_classifier(run_vgg_tf(trained.model, image, trained.mean_rgb),
-                           torch_forward(state, "A", image))
+    assert_same_classifier(
+        run_vgg_tf(trained.model, image, trained.mean_rgb), torch_forward(state, "A", image)
+    )
     # --init_from reads it by layer name; bin/export exports it.
     assert "fc8" in transfer.read_layer_weights(workdir)
     version = export.export_saved_model(workdir, tmp_path / "export", verbose=0)
@@ -491,10 +550,12 @@ def test_imagenet_trained_model_from_the_cache(tmp_path, monkeypatch):
         index += 1
     fc6 = state["classifier.0.weight"].reshape(4096, 512, 7, 7).transpose(2, 3, 1, 0)
     fc6 = fc6.reshape(-1, 4096)
-    keras_layers_d += [("flatten", []), ("fc1", [fc6, state["classifier.0.bias"]]),
-                       ("fc2", [state["classifier.3.weight"].T, state["classifier.3.bias"]]),
-                       ("predictions", [state["classifier.6.weight"].T,
-                                        state["classifier.6.bias"]])]
+    keras_layers_d += [
+        ("flatten", []),
+        ("fc1", [fc6, state["classifier.0.bias"]]),
+        ("fc2", [state["classifier.3.weight"].T, state["classifier.3.bias"]]),
+        ("predictions", [state["classifier.6.weight"].T, state["classifier.6.bias"]]),
+    ]
     source = write_keras2_h5(tmp_path / "d.h5", keras_layers_d)
     cached = _cache_with(tmp_path, monkeypatch, ("D", False, True), source)
     trained = weights.imagenet_trained_model("D")
@@ -518,8 +579,13 @@ def _bad_files(tmp_path):
     (tmp_path / "noise.bin").write_bytes(b"not a weight file\n" * 16)
     model = vgg_tf.VGG("A", classes=3, crop_size=32, width_multiplier=TINY)
     model.save_weights(str(tmp_path / "keras3.weights.h5"))
-    save_file({"conv1.weight": np.zeros((4, 3, 7, 7), np.float32),
-               "fc.weight": np.zeros((10, 4), np.float32)}, str(tmp_path / "resnet.safetensors"))
+    save_file(
+        {
+            "conv1.weight": np.zeros((4, 3, 7, 7), np.float32),
+            "fc.weight": np.zeros((10, 4), np.float32),
+        },
+        str(tmp_path / "resnet.safetensors"),
+    )
     nine = torchvision_state("A", width=TINY, top=False)
     nine["features.21.weight"] = np.zeros((32, 32, 3, 3), np.float32)
     nine["features.21.bias"] = np.zeros(32, np.float32)
@@ -534,27 +600,45 @@ def _bad_files(tmp_path):
     half_top = torchvision_state("A", width=TINY)
     del half_top["classifier.6.weight"], half_top["classifier.6.bias"]
     save_file(half_top, str(tmp_path / "half_top.safetensors"))
-    write_keras2_h5(tmp_path / "odd.h5", [("conv1_1", [np.zeros((3, 3, 3, 64), np.float32),
-                                                       np.zeros(64, np.float32)])])
+    write_keras2_h5(
+        tmp_path / "odd.h5",
+        [("conv1_1", [np.zeros((3, 3, 3, 64), np.float32), np.zeros(64, np.float32)])],
+    )
 
 
-@pytest.mark.parametrize("name,kwargs,message", [
-    ("missing.h5", {}, r"missing.h5.*no such file; expected a keras.applications"),
-    ("noise.bin", {}, r"noise.bin.*not a file of a known layout; expected keras.applications"),
-    ("keras3.weights.h5", {}, r"keras3.weights.h5.*without Keras 2's 'layer_names'"),
-    ("resnet.safetensors", {}, r"resnet.safetensors.*not a torchvision/timm VGG state dict.*"
-                               r"found conv1.weight, fc.weight"),
-    ("nine.safetensors", {}, r"nine.safetensors.*9 conv layers.*expected the layout of one of "
-                             r"VGG11 \(A, 8 convs\)"),
-    ("widths.safetensors", {}, r"widths.safetensors.*not VGG11's widths"),
-    ("fc6.safetensors", {}, r"fc6.safetensors.*classifier.0.weight is \(256, 1152\); expected "
-                            r"\(out, 1568\)"),
-    ("half_top.safetensors", {}, r"half_top.safetensors.*fc6, fc7 but not fc8"),
-    ("odd.h5", {}, r"odd.h5.*not a keras.applications VGG file.*found conv1_1"),
-    ("widths.safetensors", {"variant": "Z"}, r"Unknown VGG variant 'Z'"),
-])
-def test_bad_files_get_errors_naming_the_file_and_what_was_expected(tmp_path, name, kwargs,
-                                                                      message):
+@pytest.mark.parametrize(
+    "name,kwargs,message",
+    [
+        ("missing.h5", {}, r"missing.h5.*no such file; expected a keras.applications"),
+        ("noise.bin", {}, r"noise.bin.*not a file of a known layout; expected keras.applications"),
+        ("keras3.weights.h5", {}, r"keras3.weights.h5.*without Keras 2's 'layer_names'"),
+        (
+            "resnet.safetensors",
+            {},
+            r"resnet.safetensors.*not a torchvision/timm VGG state dict.*"
+            r"found conv1.weight, fc.weight",
+        ),
+        (
+            "nine.safetensors",
+            {},
+            r"nine.safetensors.*9 conv layers.*expected the layout of one of "
+            r"VGG11 \(A, 8 convs\)",
+        ),
+        ("widths.safetensors", {}, r"widths.safetensors.*not VGG11's widths"),
+        (
+            "fc6.safetensors",
+            {},
+            r"fc6.safetensors.*classifier.0.weight is \(256, 1152\); expected "
+            r"\(out, 1568\)",
+        ),
+        ("half_top.safetensors", {}, r"half_top.safetensors.*fc6, fc7 but not fc8"),
+        ("odd.h5", {}, r"odd.h5.*not a keras.applications VGG file.*found conv1_1"),
+        ("widths.safetensors", {"variant": "Z"}, r"Unknown VGG variant 'Z'"),
+    ],
+)
+def test_bad_files_get_errors_naming_the_file_and_what_was_expected(
+    tmp_path, name, kwargs, message
+):
     _bad_files(tmp_path)
     with pytest.raises(ValueError, match=message):
         weights.import_weights(tmp_path / name, **kwargs)
@@ -563,24 +647,30 @@ def test_bad_files_get_errors_naming_the_file_and_what_was_expected(tmp_path, na
 def test_requests_the_file_does_not_meet(tmp_path):
     state = torchvision_state("A", width=TINY, top=False)
     save_file(state, str(tmp_path / "trunk.safetensors"))
-    with pytest.raises(ValueError, match=r"holds net A \(VGG11, 8 conv layers\), not the "
-                                         r"requested D \(VGG16\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"holds net A \(VGG11, 8 conv layers\), not the "
+        r"requested D \(VGG16\)",
+    ):
         weights.import_weights(tmp_path / "trunk.safetensors", "vgg16")
     with pytest.raises(ValueError, match="no fully-connected layers.*include_top=False"):
         weights.import_weights(tmp_path / "trunk.safetensors", include_top=True)
     with pytest.raises(ValueError, match="without batch norm; batch_norm=True"):
         weights.import_weights(tmp_path / "trunk.safetensors", "vgg11_bn")
     with pytest.raises(ValueError, match="net A without LRN"):
-        vgg_tf.VGG("A-LRN", include_top=False, width_multiplier=TINY,
-                   weights=tmp_path / "trunk.safetensors")
+        vgg_tf.VGG(
+            "A-LRN",
+            include_top=False,
+            width_multiplier=TINY,
+            weights=tmp_path / "trunk.safetensors",
+        )
 
 
 # --- The command -------------------------------------------------------------------------
 
 
 @pytest.mark.slow
-def test_bin_import_weights_writes_a_workdir_and_names_a_missing_file(tmp_path, tiny_file,
-                                                                     run_bin):
+def test_bin_import_weights_writes_a_workdir_and_names_a_missing_file(tmp_path, tiny_file, run_bin):
     # (bin/export of such a workdir: test_predict.py's acceptance test.)
     path, _ = tiny_file
     result = run_bin("import_weights", path, "--workdir", tmp_path / "w")
@@ -591,8 +681,10 @@ def test_bin_import_weights_writes_a_workdir_and_names_a_missing_file(tmp_path, 
     assert "test scales 256 (single), 224/256/288 (multi)" in lines[2]
     assert not result.stderr.strip(), result.stderr
     loading.load_model(tmp_path / "w")
-    bad = run_bin("import_weights", tmp_path / "nothing.h5", "--workdir", tmp_path / "x",
-                  check=False)
+    bad = run_bin(
+        "import_weights", tmp_path / "nothing.h5", "--workdir", tmp_path / "x", check=False
+    )
     assert bad.returncode == 1 and bad.stderr.strip().splitlines() == [
         f"error: Cannot import weights from '{tmp_path / 'nothing.h5'}': no such file; expected "
-        "a keras.applications .h5, a torchvision .pth or a timm .safetensors file."]
+        "a keras.applications .h5, a torchvision .pth or a timm .safetensors file."
+    ]

@@ -22,8 +22,16 @@ from absl import app, flags
 from vgg_tf.cli import quiet
 
 #: The commands, each a module of vgg_tf.cli with a ``main(argv)`` and a docstring.
-COMMANDS = ("train", "evaluate", "export", "tune", "import_weights", "predict", "features",
-            "summary")
+COMMANDS = (
+    "train",
+    "evaluate",
+    "export",
+    "tune",
+    "import_weights",
+    "predict",
+    "features",
+    "summary",
+)
 
 #: Commands that need an optional package: command -> (module, its name on PyPI, the extra).
 OPTIONAL_PACKAGES = {"tune": ("keras_tuner", "keras-tuner", "tune")}
@@ -51,8 +59,10 @@ def launch(command: str) -> None:
         raise ValueError(f"Unknown command {command!r}; expected one of {', '.join(COMMANDS)}.")
     module, package, extra = OPTIONAL_PACKAGES.get(command, (None, None, None))
     if module and importlib.util.find_spec(module) is None:
-        raise SystemExit(f"error: bin/{command} needs {package}, which vgg_tf installs with its "
-                         f"{extra} extra: pip install 'vgg_tf[{extra}]'")
+        raise SystemExit(
+            f"error: bin/{command} needs {package}, which vgg_tf installs with its "
+            f"{extra} extra: pip install 'vgg_tf[{extra}]'"
+        )
     quiet.quiet_tensorflow(sys.argv)
     importlib.import_module(f"vgg_tf.cli.{command}").run()
 

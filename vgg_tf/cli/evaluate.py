@@ -36,12 +36,14 @@ _MODEL = flags.DEFINE_list(
     "model", None, "Training workdir(s) or .keras file(s), comma-separated.", required=True
 )
 _DATASET = flags.DEFINE_string(
-    "dataset", None,
+    "dataset",
+    None,
     "TFDS name, 'digits' (built in, the default) or a folder of class subfolders; "
     "--task localisation: a dataset with boxes (default 'digits_on_canvas', built in).",
 )
 _PROTOCOL = flags.DEFINE_list(
-    "protocol", None,
+    "protocol",
+    None,
     f"One or more of {', '.join(protocol.PROTOCOLS)} (default dense); --task localisation: "
     "center_gt, dense_gt, dense (default center_gt,dense). Comma-separated.",
 )
@@ -53,7 +55,9 @@ _SCALES = flags.DEFINE_list(
     "scales", None, "Test scales Q overriding the training config's, e.g. 256,384,512."
 )
 _SPLIT = flags.DEFINE_string(
-    "split", None, "Split to evaluate (default: the dataset's test split, else its validation split)."
+    "split",
+    None,
+    "Split to evaluate (default: the dataset's test split, else its validation split).",
 )
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Evaluate only the first n images.")
@@ -74,12 +78,17 @@ def main(argv):
     try:
         if _TASK.value == "localisation":
             localisation.evaluate_localisation(
-                _MODEL.value, _DATASET.value or "digits_on_canvas",
+                _MODEL.value,
+                _DATASET.value or "digits_on_canvas",
                 _PROTOCOL.value or "center_gt,dense",
-                classifier=_CLASSIFIER.value, scales=image_flags.scales(_SCALES.value),
-                split=_SPLIT.value, data_dir=_DATA_DIR.value,
-                max_examples=_MAX_EXAMPLES.value, output=_OUTPUT.value,
-                **image_flags.windows(), **image_flags.limits(),
+                classifier=_CLASSIFIER.value,
+                scales=image_flags.scales(_SCALES.value),
+                split=_SPLIT.value,
+                data_dir=_DATA_DIR.value,
+                max_examples=_MAX_EXAMPLES.value,
+                output=_OUTPUT.value,
+                **image_flags.windows(),
+                **image_flags.limits(),
             )
             return
         classification.evaluate(

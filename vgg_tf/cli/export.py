@@ -53,12 +53,19 @@ def main(argv):
     try:
         if _TASK.value == "localisation":
             if not _CLASSIFIER.value:
-                raise ValueError("--task localisation needs --classifier=WORKDIR: the classifier "
-                                 "whose scores rank the boxes.")
+                raise ValueError(
+                    "--task localisation needs --classifier=WORKDIR: the classifier "
+                    "whose scores rank the boxes."
+                )
             localisation.export_localisation(
-                _MODEL.value, _CLASSIFIER.value, _EXPORT_DIR.value, version=_VERSION.value,
-                scales=image_flags.scales(_SCALES.value), top_k=_TOP_K.value,
-                **image_flags.windows(), **image_flags.limits(),
+                _MODEL.value,
+                _CLASSIFIER.value,
+                _EXPORT_DIR.value,
+                version=_VERSION.value,
+                scales=image_flags.scales(_SCALES.value),
+                top_k=_TOP_K.value,
+                **image_flags.windows(),
+                **image_flags.limits(),
             )
             return
         if len(_MODEL.value) != 1:

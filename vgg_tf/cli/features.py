@@ -27,9 +27,9 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf.evaluation import features
 from vgg_tf.cli import image_flags, quiet
 from vgg_tf.cli.entry import run_app
+from vgg_tf.evaluation import features
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Training workdir, .keras file, or imagenet-D / imagenet-E.", required=True
@@ -38,8 +38,9 @@ _DATASET = flags.DEFINE_string(
     "dataset", "digits", "TFDS name, 'digits' (built in) or a folder of class subfolders."
 )
 _SPLIT = flags.DEFINE_string(
-    "split", None, "Split to describe (default: the dataset's test split, else its validation "
-    "split).",
+    "split",
+    None,
+    "Split to describe (default: the dataset's test split, else its validation split).",
 )
 _TRAIN_SPLIT = flags.DEFINE_string(
     "train_split", None, "--linear_eval: split the SVM is fitted on (default: the train split)."
@@ -50,34 +51,39 @@ _LINEAR_EVAL = flags.DEFINE_bool(
     "linear_eval", False, "Fit a linear SVM on the train split and print the --split accuracy."
 )
 _SVM_C = flags.DEFINE_float(
-    "svm_c", None, "--linear_eval: the SVM's constant C (default: chosen by 3-fold "
+    "svm_c",
+    None,
+    "--linear_eval: the SVM's constant C (default: chosen by 3-fold "
     "cross-validation on the train split from 0.1, 1, 10, 100, 1000).",
 )
 _SCALES = flags.DEFINE_list(
-    "scales", None, "Test scales Q (default: 256,384,512 for the 224 crop, the same ratios "
-    "of another crop).",
+    "scales",
+    None,
+    "Test scales Q (default: 256,384,512 for the 224 crop, the same ratios of another crop).",
 )
 _FLIP = flags.DEFINE_bool("flip", True, "Average each image's horizontal flip in (Appendix B).")
 _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Only the first n images of a split.")
 image_flags.define_limits("Skip")
 
 
-
-
 def _describe(fs: features.FeatureSet) -> str:
-    return (f"{len(fs.labels)} descriptors of {fs.features.shape[1]} numbers "
-            f"({fs.dataset} [{fs.split}], Q = {','.join(map(str, fs.scales))})")
+    return (
+        f"{len(fs.labels)} descriptors of {fs.features.shape[1]} numbers "
+        f"({fs.dataset} [{fs.split}], Q = {','.join(map(str, fs.scales))})"
+    )
 
 
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     if not (_OUTPUT.value or _LINEAR_EVAL.value):
-        raise app.UsageError("Nothing to do; expected --output FILE.npz|.npy, --linear_eval, "
-                             "or both.")
+        raise app.UsageError(
+            "Nothing to do; expected --output FILE.npz|.npy, --linear_eval, or both."
+        )
     if _OUTPUT.value and not _OUTPUT.value.endswith((".npz", ".npy")):
-        raise app.UsageError(f"--output={_OUTPUT.value} is not accepted; expected a .npz or "
-                             ".npy file name.")
+        raise app.UsageError(
+            f"--output={_OUTPUT.value} is not accepted; expected a .npz or .npy file name."
+        )
     quiet.absl_logging_to_warnings()
     options = dict(
         scales=image_flags.scales(_SCALES.value),
@@ -89,8 +95,12 @@ def main(argv):
     try:
         if _LINEAR_EVAL.value:
             scores, train, test = features.linear_eval(
-                _MODEL.value, _DATASET.value, test_split=_SPLIT.value,
-                train_split=_TRAIN_SPLIT.value, c=_SVM_C.value, **options,
+                _MODEL.value,
+                _DATASET.value,
+                test_split=_SPLIT.value,
+                train_split=_TRAIN_SPLIT.value,
+                c=_SVM_C.value,
+                **options,
             )
         else:
             test = features.extract_features(_MODEL.value, _DATASET.value, _SPLIT.value, **options)
@@ -103,8 +113,10 @@ def main(argv):
     if _LINEAR_EVAL.value:
         print(f"linear SVM (C={scores['c']:g}) fitted on {_describe(train)}")
         print(f"train accuracy: {100 * scores['train_accuracy']:.2f}%")
-        print(f"test accuracy on {test.dataset} [{test.split}] ({len(test.labels)} images): "
-              f"{100 * scores['accuracy']:.2f}%")
+        print(
+            f"test accuracy on {test.dataset} [{test.split}] ({len(test.labels)} images): "
+            f"{100 * scores['accuracy']:.2f}%"
+        )
 
 
 def run():

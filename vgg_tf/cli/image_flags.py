@@ -10,19 +10,23 @@ from vgg_tf.data import images
 def define_limits(verb: str = "Skip") -> None:
     """Defines ``--max_pixels`` and ``--max_aspect_ratio`` (``verb``: what happens to an image over them)."""
     flags.DEFINE_integer(
-        "max_pixels", images.DEFAULT_MAX_PIXELS,
+        "max_pixels",
+        images.DEFAULT_MAX_PIXELS,
         f"{verb} images whose header declares more pixels (decompression bombs); 0 disables.",
     )
     flags.DEFINE_float(
-        "max_aspect_ratio", images.DEFAULT_MAX_ASPECT_RATIO,
+        "max_aspect_ratio",
+        images.DEFAULT_MAX_ASPECT_RATIO,
         f"{verb} images whose longer side is more than this times the shorter; 0 disables.",
     )
 
 
 def limits() -> dict:
     """``max_pixels`` and ``max_aspect_ratio`` as the library takes them (None: no limit)."""
-    return dict(max_pixels=flags.FLAGS.max_pixels or None,
-                max_aspect_ratio=flags.FLAGS.max_aspect_ratio or None)
+    return dict(
+        max_pixels=flags.FLAGS.max_pixels or None,
+        max_aspect_ratio=flags.FLAGS.max_aspect_ratio or None,
+    )
 
 
 def scales(values: list[str] | None, name: str = "scales") -> list[int] | None:
@@ -36,18 +40,23 @@ def scales(values: list[str] | None, name: str = "scales") -> list[int] | None:
     try:
         return [int(v) for v in values]
     except ValueError:
-        raise ValueError(f"--{name}={','.join(values)} is not accepted; expected integers.") from None
+        raise ValueError(
+            f"--{name}={','.join(values)} is not accepted; expected integers."
+        ) from None
 
 
 def define_windows() -> None:
     """Defines ``--offsets`` and ``--windows`` of the localiser (:class:`vgg_tf.inference.localiser.Localiser`)."""
     flags.DEFINE_integer(
-        "offsets", 1,
+        "offsets",
+        1,
         "Localisation: input shifts per axis; 1 is the paper's dense protocol (windows 32 pixels "
         "apart), n > 1 adds OverFeat's pooling offsets (windows 32/n apart).",
     )
     flags.DEFINE_enum(
-        "windows", "dense", ["dense", "crops"],
+        "windows",
+        "dense",
+        ["dense", "crops"],
         "Localisation: 'dense' runs the box net fully-convolutionally (the paper's protocol); "
         "'crops' runs each window alone, zero-padded as in training (better for nets whose "
         "crop is 32 pixels, such as the digits').",

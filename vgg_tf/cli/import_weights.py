@@ -24,31 +24,41 @@ from vgg_tf.cli.entry import run_app
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory to write.", required=True)
 _VARIANT = flags.DEFINE_string(
-    "variant", None, "Network the file must hold: A, B, D, E (or vgg11 ... vgg19, '_bn' for "
-    "batch norm); needed with SOURCE=imagenet.")
+    "variant",
+    None,
+    "Network the file must hold: A, B, D, E (or vgg11 ... vgg19, '_bn' for "
+    "batch norm); needed with SOURCE=imagenet.",
+)
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Replace a run already in the workdir.")
 
 
 def main(argv):
     if len(argv) != 2:
-        raise app.UsageError("Expected one SOURCE (a weight file, or 'imagenet'); got "
-                             f"{len(argv) - 1}: bin/import_weights SOURCE --workdir DIR")
+        raise app.UsageError(
+            "Expected one SOURCE (a weight file, or 'imagenet'); got "
+            f"{len(argv) - 1}: bin/import_weights SOURCE --workdir DIR"
+        )
     from vgg_tf.weights import importing as weights
 
     try:
-        trained = weights.import_to_workdir(argv[1], _WORKDIR.value, _VARIANT.value,
-                                            overwrite=_OVERWRITE.value)
+        trained = weights.import_to_workdir(
+            argv[1], _WORKDIR.value, _VARIANT.value, overwrite=_OVERWRITE.value
+        )
     except (ValueError, ImportError) as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     config = trained.config
     spec = f"{config['variant']}{' with batch norm' if config['batch_norm'] else ''}"
     print(f"workdir: {_WORKDIR.value}")
-    print(f"imported net {spec} from {config['weights_format']} file {config['weights_source']}: "
-          f"{trained.model.count_params():,} parameters, {trained.num_classes} classes")
-    print(f"mean RGB {tuple(config['mean_rgb'])}; crop {trained.crop_size}; test scales "
-          f"{trained.single_scale()[0]} (single), {'/'.join(map(str, trained.multi_scales()))} "
-          "(multi)")
+    print(
+        f"imported net {spec} from {config['weights_format']} file {config['weights_source']}: "
+        f"{trained.model.count_params():,} parameters, {trained.num_classes} classes"
+    )
+    print(
+        f"mean RGB {tuple(config['mean_rgb'])}; crop {trained.crop_size}; test scales "
+        f"{trained.single_scale()[0]} (single), {'/'.join(map(str, trained.multi_scales()))} "
+        "(multi)"
+    )
 
 
 def run():

@@ -34,9 +34,9 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf.serving import predict as predict_lib
 from vgg_tf.cli import image_flags, quiet
 from vgg_tf.cli.entry import run_app
+from vgg_tf.serving import predict as predict_lib
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Training workdir, .keras file, or imagenet-D / imagenet-E.", required=True
@@ -57,8 +57,6 @@ _BOXES = flags.DEFINE_string(
 )
 image_flags.define_limits("Refuse")
 image_flags.define_windows()
-
-
 
 
 def main(argv):

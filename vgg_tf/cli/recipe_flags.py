@@ -24,12 +24,16 @@ from vgg_tf.training import recipe as config_lib
 def _definitions() -> dict:
     return {
         "task": lambda: flags.DEFINE_enum(
-            "task", None, list(tasks.TASKS),
+            "task",
+            None,
+            list(tasks.TASKS),
             "What the net learns: class scores, or a box (Appendix A; default recipe "
             "localisation_digits).",
         ),
         "head": lambda: flags.DEFINE_enum(
-            "head", None, list(tasks.HEADS),
+            "head",
+            None,
+            list(tasks.HEADS),
             "Localisation: one box for all classes (scr) or one per class (pcr).",
         ),
         "variant": lambda: flags.DEFINE_enum(
@@ -39,7 +43,10 @@ def _definitions() -> dict:
             "init_from", None, "Workdir or .keras of a trained model to start from (net A for B-E)."
         ),
         "kernel_initializer": lambda: flags.DEFINE_enum(
-            "init", None, list(builder.KERNEL_INITIALIZERS), "Random init: paper N(0, 0.01) or glorot."
+            "init",
+            None,
+            list(builder.KERNEL_INITIALIZERS),
+            "Random init: paper N(0, 0.01) or glorot.",
         ),
         "dataset": lambda: flags.DEFINE_string(
             "dataset", None, "TFDS name, 'digits' (built in) or a folder of class subfolders."
@@ -57,7 +64,10 @@ def _definitions() -> dict:
             "learning_rate", None, "Initial learning rate."
         ),
         "mixed_precision": lambda: flags.DEFINE_enum(
-            "mixed_precision", None, list(config_lib.MIXED_PRECISION[1:]), "Compute in bfloat16/float16."
+            "mixed_precision",
+            None,
+            list(config_lib.MIXED_PRECISION[1:]),
+            "Compute in bfloat16/float16.",
         ),
         "jit_compile": lambda: flags.DEFINE_bool(
             "jit_compile", None, "Compile the train step with XLA."

@@ -22,24 +22,39 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf.training import loop as train
 from vgg_tf import workdir as workdir_lib
 from vgg_tf.cli import recipe_flags
 from vgg_tf.cli.entry import run_app
+from vgg_tf.training import loop as train
 
 
 def _asks_for_localisation(argv: list[str]) -> bool:
     """Whether the command line says ``--task localisation`` (read before flags are
     parsed: it picks the default recipe)."""
     pairs = zip(argv, argv[1:] + [""])
-    return any(a == "--task=localisation" or (a == "--task" and b == "localisation")
-               for a, b in pairs)
+    return any(
+        a == "--task=localisation" or (a == "--task" and b == "localisation") for a, b in pairs
+    )
 
 
 _SHORT_FIELDS = (
-    "task", "head", "variant", "init_from", "kernel_initializer", "dataset", "data_dir", "strategy",
-    "devices", "epochs", "batch_size", "learning_rate", "mixed_precision", "jit_compile",
-    "steps_per_execution", "deterministic", "seed",
+    "task",
+    "head",
+    "variant",
+    "init_from",
+    "kernel_initializer",
+    "dataset",
+    "data_dir",
+    "strategy",
+    "devices",
+    "epochs",
+    "batch_size",
+    "learning_rate",
+    "mixed_precision",
+    "jit_compile",
+    "steps_per_execution",
+    "deterministic",
+    "seed",
 )
 _WORKDIR = flags.DEFINE_string(
     "workdir", None, "Run directory (default: workdirs/<dataset>_<variant>)."

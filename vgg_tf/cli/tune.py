@@ -26,8 +26,15 @@ from vgg_tf.training import tuning as tune
 
 _SHORTHANDS = recipe_flags.define(
     [
-        "variant", "init_from", "dataset", "data_dir", "strategy", "devices",
-        "mixed_precision", "deterministic", "seed",
+        "variant",
+        "init_from",
+        "dataset",
+        "data_dir",
+        "strategy",
+        "devices",
+        "mixed_precision",
+        "deterministic",
+        "seed",
     ],
     "Base recipe of the search.",
 )
@@ -40,11 +47,10 @@ _PROJECT = flags.DEFINE_string(
     "project_name", None, "Sub-folder of --directory (default: <dataset>_<variant>)."
 )
 _OVERWRITE = flags.DEFINE_bool("overwrite", False, "Start the search over.")
-_OBJECTIVE = flags.DEFINE_string(
-    "objective", "top1", "Validation error minimised: top1 or top5."
-)
+_OBJECTIVE = flags.DEFINE_string("objective", "top1", "Validation error minimised: top1 or top5.")
 _EPOCHS = flags.DEFINE_integer(
-    "epochs", None,
+    "epochs",
+    None,
     "Epochs per trial (Hyperband: the maximum; default: the recipe's). The best recipe file "
     "keeps the recipe's epochs, for the full run.",
 )
@@ -52,21 +58,30 @@ _TUNER_SEED = flags.DEFINE_integer("tuner_seed", 1, "Seed of the search algorith
 _FACTOR = flags.DEFINE_integer("hyperband_factor", 3, "Hyperband's reduction factor.")
 _RANGES = {
     "learning_rate": flags.DEFINE_string(
-        "learning_rate_range", None, "MIN,MAX of the learning rate, log scale (default lr/10,lr*10)."
+        "learning_rate_range",
+        None,
+        "MIN,MAX of the learning rate, log scale (default lr/10,lr*10).",
     ),
     "weight_decay": flags.DEFINE_string(
-        "weight_decay_range", None, "MIN,MAX of the weight decay, log scale if MIN > 0 "
-        "(default 1e-5,1e-3)."
+        "weight_decay_range",
+        None,
+        "MIN,MAX of the weight decay, log scale if MIN > 0 (default 1e-5,1e-3).",
     ),
-    "dropout": flags.DEFINE_string("dropout_range", None, "MIN,MAX of the dropout (default 0,0.6)."),
+    "dropout": flags.DEFINE_string(
+        "dropout_range", None, "MIN,MAX of the dropout (default 0,0.6)."
+    ),
     "batch_sizes": flags.DEFINE_string(
         "batch_sizes", None, "Global batch sizes to choose from (default batch/2,batch,batch*2)."
     ),
     "scale_ranges": flags.DEFINE_string(
-        "scale_ranges", None, "Training scale ranges SMIN-SMAX to choose from, e.g. 32-32,32-48 "
-        "(default: the recipe's, S fixed at SMIN, and SMIN-2*SMIN)."
+        "scale_ranges",
+        None,
+        "Training scale ranges SMIN-SMAX to choose from, e.g. 32-32,32-48 "
+        "(default: the recipe's, S fixed at SMIN, and SMIN-2*SMIN).",
     ),
-    "inits": flags.DEFINE_string("inits", None, "Initialisers to choose from (default paper,glorot)."),
+    "inits": flags.DEFINE_string(
+        "inits", None, "Initialisers to choose from (default paper,glorot)."
+    ),
 }
 
 
@@ -104,8 +119,10 @@ def main(argv):
         print(f"error: no trial of {result.project_dir} completed", file=sys.stderr)
         sys.exit(1)
     print()
-    print(f"best trial {result.best_trial}: {tune.OBJECTIVES[_OBJECTIVE.value]} "
-          f"= {result.best_value:.4f}")
+    print(
+        f"best trial {result.best_trial}: {tune.OBJECTIVES[_OBJECTIVE.value]} "
+        f"= {result.best_value:.4f}"
+    )
     print(f"best config: {result.best_config_path}")
     print(f"train it in full: bin/train --config={result.best_config_path}")
 

@@ -51,7 +51,7 @@ def _pad(boxes: tf.Tensor) -> tf.Tensor:
 
 
 def _objects(features) -> tfds.features.FeatureConnector | None:
-    objects = features["objects"] if "objects" in features else None
+    objects = features["objects"] if "objects" in features else None  # noqa: SIM401 (no .get)
     if isinstance(objects, tfds.features.Sequence):
         inner = objects.feature
         if "bbox" in inner and isinstance(inner["bbox"], tfds.features.BBoxFeature):
@@ -73,11 +73,13 @@ def box_reader(info: tfds.core.DatasetInfo) -> BoxReader | None:
     has_label = "label" in features and isinstance(features["label"], tfds.features.ClassLabel)
     if objects is not None and "label" in objects.feature:
         if has_label:
+
             def read(example):
                 label = tf.cast(example["label"], tf.int32)
                 found = example["objects"]
                 same = tf.equal(tf.cast(found["label"], tf.int32), label)
                 return label, _pad(tf.boolean_mask(found["bbox"], same))
+
             return read
 
         def read_largest(example):
@@ -86,9 +88,10 @@ def box_reader(info: tfds.core.DatasetInfo) -> BoxReader | None:
             largest = tf.argmax(_area(tf.cast(found["bbox"], tf.float32)), output_type=tf.int32)
             label = labels[largest]
             return label, _pad(tf.boolean_mask(found["bbox"], tf.equal(labels, label)))
+
         return read_largest
-    if has_label and isinstance(features["bbox"] if "bbox" in features else None,
-                                tfds.features.BBoxFeature):
+    bbox = features["bbox"] if "bbox" in features else None  # noqa: SIM401 (FeaturesDict)
+    if has_label and isinstance(bbox, tfds.features.BBoxFeature):
         return lambda example: (tf.cast(example["label"], tf.int32), _pad(example["bbox"][None]))
     return None
 
@@ -108,15 +111,21 @@ def _read_solution(path: str, class_index: dict[str, int]):
         for row in csv.DictReader(f):
             words = row["PredictionString"].split()
             if len(words) % 5:
-                raise ValueError(f"{path}: image {row['ImageId']!r} has a PredictionString of "
-                                 f"{len(words)} words; expected 'wnid xmin ymin xmax ymax' per box.")
+                raise ValueError(
+                    f"{path}: image {row['ImageId']!r} has a PredictionString of "
+                    f"{len(words)} words; expected 'wnid xmin ymin xmax ymax' per box."
+                )
             boxes = []
             for i in range(0, len(words), 5):
-                wnid, xmin, ymin, xmax, ymax = words[i:i + 5]
+                wnid, xmin, ymin, xmax, ymax = words[i : i + 5]
                 if wnid not in class_index:
-                    raise ValueError(f"{path}: image {row['ImageId']!r} names class {wnid!r}, "
-                                     "which the dataset does not have.")
-                boxes.append((class_index[wnid], float(ymin), float(xmin), float(ymax), float(xmax)))
+                    raise ValueError(
+                        f"{path}: image {row['ImageId']!r} names class {wnid!r}, "
+                        "which the dataset does not have."
+                    )
+                boxes.append(
+                    (class_index[wnid], float(ymin), float(xmin), float(ymax), float(xmax))
+                )
             found[row["ImageId"]] = boxes
     return found
 
@@ -157,8 +166,8 @@ def ilsvrc_reader(manual_dir: str | None, class_names: Sequence[str]) -> BoxRead
         row = table.lookup(stem)
         start = tf.where(row >= 0, tf.gather(starts, tf.maximum(row, 0)), 0)
         count = tf.where(row >= 0, tf.gather(lengths, tf.maximum(row, 0)), 0)
-        found = tf.equal(classes[start:start + count], label)
-        return label, _pad(tf.boolean_mask(corners[start:start + count], found))
+        found = tf.equal(classes[start : start + count], label)
+        return label, _pad(tf.boolean_mask(corners[start : start + count], found))
 
     setattr(read, PIXELS, True)
     read.table = table  # keeps the lookup table alive with the reader

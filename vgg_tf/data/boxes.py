@@ -40,16 +40,21 @@ def _as_boxes(values, name: str, rank: int | None = None) -> tf.Tensor:
     shape = tensor.shape
     if shape.rank is not None:
         if shape.rank == 0 or (shape[-1] is not None and shape[-1] != 4):
-            raise ValueError(f"{name} must have a last axis of size 4 (ymin, xmin, ymax, "
-                             f"xmax or cx, cy, w, h); got shape {shape}.")
+            raise ValueError(
+                f"{name} must have a last axis of size 4 (ymin, xmin, ymax, "
+                f"xmax or cx, cy, w, h); got shape {shape}."
+            )
         if rank is not None and shape.rank != rank:
             raise ValueError(f"{name} must have rank {rank} ([count, 4]); got shape {shape}.")
     return tensor
 
 
 def _check_threshold(threshold, name: str) -> float:
-    if (not isinstance(threshold, numbers.Real) or isinstance(threshold, bool)
-            or not 0.0 <= threshold <= 1.0):
+    if (
+        not isinstance(threshold, numbers.Real)
+        or isinstance(threshold, bool)
+        or not 0.0 <= threshold <= 1.0
+    ):
         raise ValueError(f"{name} must be a number in [0, 1]; got {threshold!r}.")
     return float(threshold)
 
@@ -72,10 +77,15 @@ def encode(boxes, windows) -> tf.Tensor:
     ymin, xmin, ymax, xmax = tf.unstack(_as_boxes(boxes, "boxes"), axis=-1)
     wymin, wxmin, wymax, wxmax = tf.unstack(_as_boxes(windows, "windows"), axis=-1)
     width, height = wxmax - wxmin, wymax - wymin
-    return tf.stack([((xmin + xmax) / 2 - wxmin) / width,
-                     ((ymin + ymax) / 2 - wymin) / height,
-                     (xmax - xmin) / width,
-                     (ymax - ymin) / height], axis=-1)
+    return tf.stack(
+        [
+            ((xmin + xmax) / 2 - wxmin) / width,
+            ((ymin + ymax) / 2 - wymin) / height,
+            (xmax - xmin) / width,
+            (ymax - ymin) / height,
+        ],
+        axis=-1,
+    )
 
 
 def decode(params, windows) -> tf.Tensor:
@@ -97,8 +107,9 @@ def decode(params, windows) -> tf.Tensor:
     width, height = wxmax - wxmin, wymax - wymin
     centre_x, centre_y = wxmin + cx * width, wymin + cy * height
     half_w, half_h = w * width / 2, h * height / 2
-    return tf.stack([centre_y - half_h, centre_x - half_w,
-                     centre_y + half_h, centre_x + half_w], axis=-1)
+    return tf.stack(
+        [centre_y - half_h, centre_x - half_w, centre_y + half_h, centre_x + half_w], axis=-1
+    )
 
 
 def iou(a, b) -> tf.Tensor:
@@ -158,8 +169,9 @@ def greedy_merge(boxes, scores, threshold: float = 0.5):
     if scores.shape.rank is not None and scores.shape.rank != 1:
         raise ValueError(f"scores must have rank 1 ([N]); got shape {scores.shape}.")
     n = tf.shape(boxes)[0]
-    tf.debugging.assert_equal(tf.shape(scores)[0], n,
-                              message="greedy_merge: boxes and scores differ in length")
+    tf.debugging.assert_equal(
+        tf.shape(scores)[0], n, message="greedy_merge: boxes and scores differ in length"
+    )
 
     # Each current box is kept as the running sum of its members' coordinates and
     # their count, so that a merged box is the plain mean of the original boxes.
@@ -182,11 +194,14 @@ def greedy_merge(boxes, scores, threshold: float = 0.5):
         return ~done & (step < n - 1)
 
     _, _, sums, counts, score_sums, alive = tf.while_loop(
-        cond, body,
-        (tf.constant(0), tf.constant(False), boxes, tf.ones([n]), scores, tf.ones([n], tf.bool)))
+        cond,
+        body,
+        (tf.constant(0), tf.constant(False), boxes, tf.ones([n]), scores, tf.ones([n], tf.bool)),
+    )
 
-    order = tf.argsort(tf.where(alive, score_sums, -float("inf")), direction="DESCENDING",
-                       stable=True)
+    order = tf.argsort(
+        tf.where(alive, score_sums, -float("inf")), direction="DESCENDING", stable=True
+    )
     count = tf.reduce_sum(tf.cast(alive, tf.int32))
     kept = tf.range(n) < count
     merged_boxes = tf.where(kept[:, None], tf.gather(sums / counts[:, None], order), 0.0)
@@ -215,11 +230,16 @@ def window_grid(map_height, map_width, crop_size, stride=32) -> tf.Tensor:
         >>> window_grid(1, 2, crop_size=224).numpy().tolist()
         [[0.0, 0.0, 224.0, 224.0], [0.0, 32.0, 224.0, 256.0]]
     """
-    for name, value, least in (("map_height", map_height, 1), ("map_width", map_width, 1),
-                               ("crop_size", crop_size, 1), ("stride", stride, 1)):
-        if isinstance(value, bool) or (isinstance(value, numbers.Number)
-                                       and (not isinstance(value, numbers.Integral)
-                                            or value < least)):
+    for name, value, least in (
+        ("map_height", map_height, 1),
+        ("map_width", map_width, 1),
+        ("crop_size", crop_size, 1),
+        ("stride", stride, 1),
+    ):
+        if isinstance(value, bool) or (
+            isinstance(value, numbers.Number)
+            and (not isinstance(value, numbers.Integral) or value < least)
+        ):
             raise ValueError(f"{name} must be an integer >= {least}; got {value!r}.")
     stride_f, crop_f = tf.cast(stride, tf.float32), tf.cast(crop_size, tf.float32)
     rows = tf.cast(tf.range(map_height), tf.float32) * stride_f
@@ -229,8 +249,9 @@ def window_grid(map_height, map_width, crop_size, stride=32) -> tf.Tensor:
     return tf.stack([ymin, xmin, ymin + crop_f, xmin + crop_f], axis=-1)
 
 
-def localisation_hits(pred_classes, pred_boxes, true_class, true_boxes,
-                      iou_threshold: float = 0.5) -> tf.Tensor:
+def localisation_hits(
+    pred_classes, pred_boxes, true_class, true_boxes, iou_threshold: float = 0.5
+) -> tf.Tensor:
     """ILSVRC's localisation criterion for one image.
 
     The image counts as localised when one of the predicted (class, box) pairs

@@ -133,8 +133,9 @@ def declared_size(image_bytes: tf.Tensor, fmt: tf.Tensor | None = None) -> tf.Te
         def signed(v):
             return tf.abs(tf.where(v >= 2**31, v - 2**32, v))
 
-        return tf.stack([signed(_header_int(head, 22, 4, True)),
-                         signed(_header_int(head, 18, 4, True))])
+        return tf.stack(
+            [signed(_header_int(head, 22, 4, True)), signed(_header_int(head, 18, 4, True))]
+        )
 
     with tf.control_dependencies([known]):
         return tf.switch_case(fmt - 1, [jpeg, png, gif, bmp, lambda: _webp_size(head)])
@@ -243,7 +244,9 @@ def _gif_first_frame(gif: tf.Tensor) -> tf.Tensor:
 
     start = 13 + color_table(byte(10))  # header, logical screen, global colours
     end, state = tf.while_loop(
-        lambda pos, state: state < done, step, (start, tf.constant(between)),
+        lambda pos, state: state < done,
+        step,
+        (start, tf.constant(between)),
         maximum_iterations=n,
     )
     return tf.cond(
@@ -261,8 +264,9 @@ def _decode_checked(image_bytes: tf.Tensor, fmt: tf.Tensor) -> tf.Tensor:
         return rgba[..., :3]
 
     def other():
-        data = tf.cond(tf.equal(fmt, GIF), lambda: _gif_first_frame(image_bytes),
-                       lambda: image_bytes)
+        data = tf.cond(
+            tf.equal(fmt, GIF), lambda: _gif_first_frame(image_bytes), lambda: image_bytes
+        )
         return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
 
     image = tf.cond(tf.equal(fmt, WEBP), webp, other)
@@ -459,11 +463,15 @@ def scaled_crop(
         # truncated files here, as a full decode does.
         checks = check_limits(size, **limits) + [_assert_complete(image_bytes)]
         with tf.control_dependencies(checks):
-            return tf.switch_case(step, [
-                functools.partial(tf.image.decode_and_crop_jpeg, image_bytes, box, channels=3,
-                                  ratio=ratio)
-                for ratio in JPEG_RATIOS
-            ])
+            return tf.switch_case(
+                step,
+                [
+                    functools.partial(
+                        tf.image.decode_and_crop_jpeg, image_bytes, box, channels=3, ratio=ratio
+                    )
+                    for ratio in JPEG_RATIOS
+                ],
+            )
 
     def other():
         fmt = image_format(image_bytes)

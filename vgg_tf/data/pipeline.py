@@ -91,7 +91,9 @@ def _validate(crop_size: int, scales: dict[str, int]) -> None:
         raise ValueError(f"crop_size={crop_size!r} is invalid; expected a positive integer.")
     for name, value in scales.items():
         if value < crop_size:
-            raise ValueError(f"{name}={value} is smaller than crop_size={crop_size}; expected >= {crop_size}.")
+            raise ValueError(
+                f"{name}={value} is smaller than crop_size={crop_size}; expected >= {crop_size}."
+            )
 
 
 def crop_window(image_bytes: tf.Tensor, scale, crop_size: int, offset) -> tf.Tensor:
@@ -106,13 +108,16 @@ def crop_window(image_bytes: tf.Tensor, scale, crop_size: int, offset) -> tf.Ten
         [0.0, 0.5, 1.0, 1.0]
     """
     scaled = image_ops.scaled_size(*tf.unstack(image_ops.declared_size(image_bytes)), scale)
-    corner = tf.cast(image_ops._crop_corner(scaled, crop_size, tf.convert_to_tensor(offset)),
-                     tf.float32)
+    corner = tf.cast(
+        image_ops._crop_corner(scaled, crop_size, tf.convert_to_tensor(offset)), tf.float32
+    )
     scaled = tf.cast(scaled, tf.float32)
     return tf.concat([corner / scaled, (corner + crop_size) / scaled], 0)
 
 
-def boxes_in_window(boxes: tf.Tensor, window: tf.Tensor, flip: bool | tf.Tensor = False) -> tf.Tensor:
+def boxes_in_window(
+    boxes: tf.Tensor, window: tf.Tensor, flip: bool | tf.Tensor = False
+) -> tf.Tensor:
     """Corner boxes re-expressed in the frame of ``window`` (its corners at 0 and 1).
 
     With ``flip`` the frame is mirrored as the crop is. IoU is unchanged by the
@@ -131,8 +136,9 @@ def boxes_in_window(boxes: tf.Tensor, window: tf.Tensor, flip: bool | tf.Tensor 
     return tf.where(tf.cast(flip, tf.bool), mirrored, framed)
 
 
-def _positions(records: tf.data.Dataset, skip_examples: int,
-               input_context: tf.distribute.InputContext | None) -> tf.data.Dataset:
+def _positions(
+    records: tf.data.Dataset, skip_examples: int, input_context: tf.distribute.InputContext | None
+) -> tf.data.Dataset:
     """The shuffled records repeated, numbered by stream position, resumed and sharded."""
     records = records.repeat().enumerate().skip(skip_examples)
     if input_context and input_context.num_input_pipelines > 1:
@@ -155,7 +161,9 @@ def _finish(ds: tf.data.Dataset, ordered: bool) -> tf.data.Dataset:
 def _check_train_arguments(batch_size, crop_size, scale_min, scale_max, skip_examples) -> None:
     _validate(crop_size, {"scale_min": scale_min, "scale_max": scale_max})
     if scale_min > scale_max:
-        raise ValueError(f"scale_min={scale_min} > scale_max={scale_max}; expected scale_min <= scale_max.")
+        raise ValueError(
+            f"scale_min={scale_min} > scale_max={scale_max}; expected scale_min <= scale_max."
+        )
     if batch_size <= 0:
         raise ValueError(f"batch_size={batch_size!r} is invalid; expected a positive integer.")
     if skip_examples < 0:
@@ -244,7 +252,13 @@ def train_dataset(
         logging.info("train_dataset: drew seed %d", seed)
     logging.info(
         "train_dataset '%s' [%s]: S in [%d, %d], crop %d, mean RGB %s, colour std %g",
-        source.name, split, scale_min, scale_max, crop_size, tuple(mean_rgb), color_shift_std,
+        source.name,
+        split,
+        scale_min,
+        scale_max,
+        crop_size,
+        tuple(mean_rgb),
+        color_shift_std,
     )
     key = tf.constant([seed, 0], tf.int64)
     eigval = IMAGENET_PCA_EIGVAL if pca_eigval is None else tuple(pca_eigval)
@@ -263,8 +277,14 @@ def train_dataset(
         scale = scale_min + tf.cast(tf.floor(u[0] * (scale_max - scale_min + 1)), tf.int32)
         mirror = u[3] < 0.5 if flip else False
         image = image_ops.scaled_crop(
-            image_bytes, scale, crop_size, u[1:3], flip=mirror, fused=fused_decode,
-            max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio,
+            image_bytes,
+            scale,
+            crop_size,
+            u[1:3],
+            flip=mirror,
+            fused=fused_decode,
+            max_pixels=max_pixels,
+            max_aspect_ratio=max_aspect_ratio,
         )
         offset = -mean
         if color_shift_std:
@@ -276,17 +296,27 @@ def train_dataset(
         window = crop_window(image_bytes, scale, crop_size, u[1:3])
         return image, boxes_in_window(boxes[0], window, mirror)
 
-    records = source.raw_records(split, shuffle_files=True, seed=seed, deterministic=ordered,
-                                 with_boxes=with_boxes)
+    records = source.raw_records(
+        split, shuffle_files=True, seed=seed, deterministic=ordered, with_boxes=with_boxes
+    )
     if cache:
         records = records.cache()
     buffer = shuffle_buffer or min(num_records, _MAX_SHUFFLE_BUFFER)
-    records = _positions(records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True),
-                         skip_examples, input_context)
+    records = _positions(
+        records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True),
+        skip_examples,
+        input_context,
+    )
     # 2 x split size consecutive bad records contain a whole epoch: nothing is valid.
     groups = decode_skipping_bad(
-        records, augment, (crop_size, crop_size, 3), source_name=source.name, split=split,
-        limit=2 * num_records + 1, deterministic=ordered, boxes_in_pixels=source.boxes_in_pixels,
+        records,
+        augment,
+        (crop_size, crop_size, 3),
+        source_name=source.name,
+        split=split,
+        limit=2 * num_records + 1,
+        deterministic=ordered,
+        boxes_in_pixels=source.boxes_in_pixels,
     )
     return _finish(groups.rebatch(batch_size, drop_remainder=True), ordered)
 
@@ -347,8 +377,11 @@ def eval_dataset(
     def transform(index, image_bytes, *boxes):
         if mode == "center":
             image = image_ops.scaled_crop(
-                image_bytes, image_size, crop_size,
-                max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio,
+                image_bytes,
+                image_size,
+                crop_size,
+                max_pixels=max_pixels,
+                max_aspect_ratio=max_aspect_ratio,
             )
         else:
             image = image_ops.rescale_shorter_side(
@@ -364,11 +397,14 @@ def eval_dataset(
     records = source.raw_records(split, input_context=input_context, with_boxes=with_boxes)
     records = records.enumerate()
     groups = decode_skipping_bad(
-        records, transform, (crop_size, crop_size, 3) if mode == "center" else (None, None, 3),
-        source_name=source.name, split=split, limit=num_records,
+        records,
+        transform,
+        (crop_size, crop_size, 3) if mode == "center" else (None, None, 3),
+        source_name=source.name,
+        split=split,
+        limit=num_records,
         # Whole images differ in shape: one per nested dataset.
-        group_size=DECODE_GROUP if mode == "center" else 1, boxes_in_pixels=source.boxes_in_pixels,
+        group_size=DECODE_GROUP if mode == "center" else 1,
+        boxes_in_pixels=source.boxes_in_pixels,
     )
     return _finish(groups.rebatch(batch_size), ordered=True)
-
-

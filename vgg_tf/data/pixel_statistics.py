@@ -18,16 +18,19 @@ import tensorflow as tf
 from vgg_tf.data import sources
 
 
-def _pixel_moments(source: sources.Source, split: str | None, max_examples: int | None,
-                   limits: dict):
+def _pixel_moments(
+    source: sources.Source, split: str | None, max_examples: int | None, limits: dict
+):
     """Pixel count, RGB sum and RGB outer-product sum (float64) over a split."""
     split = split or source.train_split
     ds = sources.decoded_images(source, split, max_examples=max_examples, **limits)
 
     def moments(image, label, filename):
         pixels = tf.reshape(tf.cast(image, tf.float64), [-1, 3])
-        return tf.cast(tf.shape(pixels)[0], tf.float64), tf.reduce_sum(pixels, 0), tf.matmul(
-            pixels, pixels, transpose_a=True
+        return (
+            tf.cast(tf.shape(pixels)[0], tf.float64),
+            tf.reduce_sum(pixels, 0),
+            tf.matmul(pixels, pixels, transpose_a=True),
         )
 
     zero = (tf.constant(0.0, tf.float64), tf.zeros([3], tf.float64), tf.zeros([3, 3], tf.float64))

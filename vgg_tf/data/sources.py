@@ -32,8 +32,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from vgg_tf.data import box_records
-from vgg_tf.data import images
+from vgg_tf.data import box_records, images
 
 #: File name endings a folder source reads: every format vgg_tf.data.images decodes.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp")
@@ -132,11 +131,13 @@ class Source:
                 num_parallel_calls=_AUTOTUNE,
                 deterministic=deterministic,
             )
-        return self._tfds_records(split, shuffle_files, seed, input_context, deterministic,
-                                  with_boxes, autocache)
+        return self._tfds_records(
+            split, shuffle_files, seed, input_context, deterministic, with_boxes, autocache
+        )
 
-    def _tfds_records(self, split, shuffle_files, seed, input_context, deterministic, with_boxes,
-                      autocache):
+    def _tfds_records(
+        self, split, shuffle_files, seed, input_context, deterministic, with_boxes, autocache
+    ):
         info = self.builder.info
         image_key, label_key = info.supervised_keys or ("image", None)
         name_key = next((k for k in ("image/filename", "file_name") if k in info.features), None)
@@ -173,7 +174,9 @@ class Source:
 
         ds = ds.map(record, num_parallel_calls=_AUTOTUNE, deterministic=deterministic)
         if with_boxes:  # a record without a box of its class has nothing to localise
-            ds = ds.filter(lambda image, target, name: tf.reduce_any(target[1][:, 2] > target[1][:, 0]))
+            ds = ds.filter(
+                lambda image, target, name: tf.reduce_any(target[1][:, 2] > target[1][:, 0])
+            )
         return ds
 
     def _folder_split(self, split: str) -> tuple[tuple[str, ...], tuple[int, ...]]:
@@ -228,7 +231,9 @@ def get_source(
     if os.path.isdir(os.path.expanduser(dataset)):
         return folder_source(os.path.expanduser(dataset))
     if os.sep in dataset or dataset.startswith((".", "~")):
-        raise ValueError(f"Folder {dataset!r} does not exist; expected a folder of class subfolders.")
+        raise ValueError(
+            f"Folder {dataset!r} does not exist; expected a folder of class subfolders."
+        )
     try:
         builder = tfds.builder(dataset, data_dir=data_dir)
     except tfds.core.registered.DatasetNotFoundError as e:
@@ -273,8 +278,9 @@ def _splits(name: str, available: Sequence[str]) -> tuple[str, str, str]:
     return f"train[:{100 - _HOLDOUT}%]", held_out, test or held_out
 
 
-def _tfds_source(name: str, builder: tfds.core.DatasetBuilder,
-                 manual_dir: str | None = None) -> Source:
+def _tfds_source(
+    name: str, builder: tfds.core.DatasetBuilder, manual_dir: str | None = None
+) -> Source:
     info = builder.info
     keys = info.supervised_keys
     reader = box_records.box_reader(info)
@@ -292,12 +298,12 @@ def _tfds_source(name: str, builder: tfds.core.DatasetBuilder,
     # Evaluation splits published without labels (ImageNet's test images, when their
     # tar is in the manual dir) cannot be scored: as if absent.
     available = [
-        split for split in info.splits.keys()
-        if split == "train" or _is_labelled(builder, split, keys)
+        split for split in info.splits if split == "train" or _is_labelled(builder, split, keys)
     ]
     train, val, test = _splits(name, available)
-    return Source(name, label.num_classes, tuple(label.names), train, val, test, builder,
-                  box_reader=reader)
+    return Source(
+        name, label.num_classes, tuple(label.names), train, val, test, builder, box_reader=reader
+    )
 
 
 def _is_labelled(builder: tfds.core.DatasetBuilder, split: str, keys: Sequence[str]) -> bool:
@@ -320,8 +326,11 @@ def _subfolders(path: str) -> list[str]:
 
 def _images_in(folder: str) -> list[str]:
     names = sorted(os.listdir(folder))
-    return [os.path.join(folder, n) for n in names
-            if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, n))]
+    return [
+        os.path.join(folder, n)
+        for n in names
+        if n.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, n))
+    ]
 
 
 def folder_source(path: str) -> Source:
@@ -336,9 +345,11 @@ def folder_source(path: str) -> Source:
         >>> source = folder_source("/data/photos")  # doctest: +SKIP
     """
     subdirs = _subfolders(path)
-    split_dirs = {"train": path} if "train" not in subdirs else {
-        d: os.path.join(path, d) for d in subdirs if d in _FOLDER_SPLITS
-    }
+    split_dirs = (
+        {"train": path}
+        if "train" not in subdirs
+        else {d: os.path.join(path, d) for d in subdirs if d in _FOLDER_SPLITS}
+    )
     listing = {
         split: {label: _images_in(os.path.join(folder, label)) for label in _subfolders(folder)}
         for split, folder in split_dirs.items()
@@ -346,8 +357,11 @@ def folder_source(path: str) -> Source:
     class_names = sorted({label for classes in listing.values() for label in classes})
     files = {}
     for split in sorted(listing):
-        examples = [(p, class_names.index(label))
-                    for label, paths in sorted(listing[split].items()) for p in paths]
+        examples = [
+            (p, class_names.index(label))
+            for label, paths in sorted(listing[split].items())
+            for p in paths
+        ]
         random.Random(split).shuffle(examples)
         if examples:
             files[_FOLDER_SPLITS[split]] = tuple(zip(*examples))
@@ -525,8 +539,15 @@ def decoded_images(
         return (image, boxes[0]) if boxes else image
 
     decoded = decode_skipping_bad(
-        records.enumerate(), decode, (None, None, 3), source_name=source.name, split=split,
-        limit=max(num, 1), group_size=1, dtype=tf.uint8, with_names=True,
+        records.enumerate(),
+        decode,
+        (None, None, 3),
+        source_name=source.name,
+        split=split,
+        limit=max(num, 1),
+        group_size=1,
+        dtype=tf.uint8,
+        with_names=True,
         boxes_in_pixels=source.boxes_in_pixels,
     )
     return decoded.unbatch().prefetch(_AUTOTUNE)

@@ -12,6 +12,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -90,39 +91,76 @@ def evaluate_images(
     seen = 0
     if predictions_output:
         os.makedirs(os.path.dirname(os.path.abspath(predictions_output)), exist_ok=True)
-    predictions = open(predictions_output, "w") if predictions_output else None
-    try:
+    with contextlib.ExitStack() as stack:
+        predictions = (
+            stack.enter_context(open(predictions_output, "w")) if predictions_output else None
+        )
         for example in examples:
             image, label = example[0], int(example[1])
             filename = example[2] if len(example) > 2 else None
-            _evaluate_one(evaluators, image, label, filename, protocols, seen, tallies, fusion,
-                          heatmap_dir, heatmap_count, predictions)
+            _evaluate_one(
+                evaluators,
+                image,
+                label,
+                filename,
+                protocols,
+                seen,
+                tallies,
+                fusion,
+                heatmap_dir,
+                heatmap_count,
+                predictions,
+            )
             seen += 1
             if progress is not None:
                 top1 = tallies[0, protocols[0]].errors()[0]
                 progress.update(seen, values=[(f"top1_err_{protocols[0]}", top1)], finalize=False)
-    finally:
-        if predictions is not None:
-            predictions.close()
     if progress is not None:
         progress.update(seen, finalize=True)
     rows = []
     for i, ev in enumerate(evaluators):
         for p in protocols:
             top1, top5 = tallies[i, p].errors()
-            rows.append(dict(model=ev.trained.name, path=ev.trained.path, protocol=p,
-                             scales=list(ev.scales_for(p)), top1_error=top1, top5_error=top5,
-                             num_examples=seen))
+            rows.append(
+                dict(
+                    model=ev.trained.name,
+                    path=ev.trained.path,
+                    protocol=p,
+                    scales=list(ev.scales_for(p)),
+                    top1_error=top1,
+                    top5_error=top5,
+                    num_examples=seen,
+                )
+            )
     for p, tally in fusion.items():
         top1, top5 = tally.errors()
-        rows.append(dict(model="fusion (" + ", ".join(ev.trained.name for ev in evaluators) + ")",
-                         path=None, protocol=p, scales=None, top1_error=top1, top5_error=top5,
-                         num_examples=seen))
+        rows.append(
+            dict(
+                model="fusion (" + ", ".join(ev.trained.name for ev in evaluators) + ")",
+                path=None,
+                protocol=p,
+                scales=None,
+                top1_error=top1,
+                top5_error=top5,
+                num_examples=seen,
+            )
+        )
     return rows
 
 
-def _evaluate_one(evaluators, image, label, filename, protocols, index, tallies, fusion, heatmap_dir,
-                  heatmap_count, predictions) -> None:
+def _evaluate_one(
+    evaluators,
+    image,
+    label,
+    filename,
+    protocols,
+    index,
+    tallies,
+    fusion,
+    heatmap_dir,
+    heatmap_count,
+    predictions,
+) -> None:
     per_model = []
     for i, ev in enumerate(evaluators):
         cache: dict = {}
@@ -134,8 +172,10 @@ def _evaluate_one(evaluators, image, label, filename, protocols, index, tallies,
     for p in fusion:
         fusion[p].add(np.mean([probs[p] for probs in per_model], axis=0), label)
     if predictions is not None:
-        record = [dict(model=ev.trained.name, **{p: probs[p].tolist() for p in protocols})
-                  for ev, probs in zip(evaluators, per_model)]
+        record = [
+            dict(model=ev.trained.name, **{p: probs[p].tolist() for p in protocols})
+            for ev, probs in zip(evaluators, per_model)
+        ]
         line = {"index": index, "label": label, "filename": filename, "probabilities": record}
         predictions.write(json.dumps(line) + "\n")
 
@@ -150,7 +190,10 @@ def save_heatmap(evaluator: ModelEvaluator, image: Any, label: int, path: str) -
     score_map = evaluator.score_map(image)
     predicted = int(np.argmax(score_map.mean(axis=(0, 1))))
     names = evaluator.trained.class_names
-    name = (lambda c: names[c] if names and c < len(names) else str(c))
+
+    def name(c: int) -> str:
+        return names[c] if names and c < len(names) else str(c)
+
     os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(7, 3.5))
     axes[0].imshow(np.asarray(image).astype("uint8"))
@@ -168,8 +211,13 @@ def format_table(rows: Sequence[dict]) -> str:
     """A plain-text table in the manner of the paper's Tables 3-6."""
     header = ("ConvNet", "protocol", "test scale Q", "top-1 err (%)", "top-5 err (%)")
     lines = [
-        (r["model"], r["protocol"], ",".join(map(str, r["scales"])) if r["scales"] else "-",
-         f"{r['top1_error']:.2f}", f"{r['top5_error']:.2f}")
+        (
+            r["model"],
+            r["protocol"],
+            ",".join(map(str, r["scales"])) if r["scales"] else "-",
+            f"{r['top1_error']:.2f}",
+            f"{r['top5_error']:.2f}",
+        )
         for r in rows
     ]
     widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
@@ -178,11 +226,21 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join([fmt.format(*header), rule] + [fmt.format(*line) for line in lines])
 
 
-def _source_examples(source, split: str, max_examples: int | None, max_pixels: int | None,
-                     max_aspect_ratio: float | None):
+def _source_examples(
+    source,
+    split: str,
+    max_examples: int | None,
+    max_pixels: int | None,
+    max_aspect_ratio: float | None,
+):
     """Decoded ``(image, label, filename)`` of a split; bad records skipped, counted and named."""
-    decoded = sources.decoded_images(source, split, max_examples=max_examples,
-                                     max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+    decoded = sources.decoded_images(
+        source,
+        split,
+        max_examples=max_examples,
+        max_pixels=max_pixels,
+        max_aspect_ratio=max_aspect_ratio,
+    )
     for image, label, filename in decoded.as_numpy_iterator():
         yield image, int(label), filename.decode("utf-8", "replace")
 

@@ -79,8 +79,9 @@ def descriptors(
     views = tf.concat([images, tf.reverse(images, axis=[2])], axis=0) if flip else images
     per_scale = []
     for q in scales:
-        pooled = tf.reduce_mean(tf.cast(fc7_net(preprocess(views, q, mean_rgb)), tf.float32),
-                                axis=[1, 2])
+        pooled = tf.reduce_mean(
+            tf.cast(fc7_net(preprocess(views, q, mean_rgb)), tf.float32), axis=[1, 2]
+        )
         per_scale.append((pooled[:n] + pooled[n:]) / 2.0 if flip else pooled)
     return tf.math.l2_normalize(tf.add_n(per_scale) / float(len(per_scale)), axis=-1)
 
@@ -95,8 +96,9 @@ class FeatureExtractor:
         flip: Average the horizontal flip in (Appendix B: yes).
     """
 
-    def __init__(self, trained: TrainedModel, scales: Sequence[int] | None = None,
-                 flip: bool = True):
+    def __init__(
+        self, trained: TrainedModel, scales: Sequence[int] | None = None, flip: bool = True
+    ):
         trained.check_rgb()
         self.trained = trained
         crop = trained.crop_size
@@ -144,16 +146,24 @@ class FeatureSet:
     flip: bool
 
     def metadata(self) -> dict:
-        return dict(dataset=self.dataset, split=self.split, model=self.model,
-                    scales=list(self.scales), flip=self.flip, class_names=list(self.class_names))
+        return dict(
+            dataset=self.dataset,
+            split=self.split,
+            model=self.model,
+            scales=list(self.scales),
+            flip=self.flip,
+            class_names=list(self.class_names),
+        )
 
 
 def _same_size_batches(examples: Iterable, extractor: FeatureExtractor) -> Iterator[tuple]:
     """Groups consecutive ``(image, label, filename)`` of one size into batches."""
     batch: list = []
     for example in examples:
-        if batch and (example[0].shape != batch[0][0].shape
-                      or len(batch) >= extractor.batch_size(*batch[0][0].shape[:2])):
+        if batch and (
+            example[0].shape != batch[0][0].shape
+            or len(batch) >= extractor.batch_size(*batch[0][0].shape[:2])
+        ):
             yield batch
             batch = []
         batch.append(example)
@@ -175,8 +185,13 @@ def split_features(
     named (:func:`vgg_tf.data.sources.decoded_images`)."""
     total = source.num_examples(split)
     total = total if max_examples is None else min(total, max_examples)
-    decoded = sources.decoded_images(source, split, max_examples=max_examples,
-                                     max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
+    decoded = sources.decoded_images(
+        source,
+        split,
+        max_examples=max_examples,
+        max_pixels=max_pixels,
+        max_aspect_ratio=max_aspect_ratio,
+    )
     progress = keras.utils.Progbar(total, unit_name="image") if verbose else None
     features, labels, names = [], [], []
     for batch in _same_size_batches(decoded.as_numpy_iterator(), extractor):
@@ -188,9 +203,15 @@ def split_features(
     if not labels:
         raise ValueError(f"Split {split!r} of {source.name!r} has no decodable image.")
     return FeatureSet(
-        np.concatenate(features).astype(np.float32), np.asarray(labels, np.int64), tuple(names),
-        tuple(source.class_names), source.name, split, extractor.trained.name,
-        tuple(extractor.scales), extractor.flip,
+        np.concatenate(features).astype(np.float32),
+        np.asarray(labels, np.int64),
+        tuple(names),
+        tuple(source.class_names),
+        source.name,
+        split,
+        extractor.trained.name,
+        tuple(extractor.scales),
+        extractor.flip,
     )
 
 
@@ -223,9 +244,15 @@ def extract_features(
     images_lib.check_image_limits(max_pixels, max_aspect_ratio)
     extractor = FeatureExtractor(load_model(model), scales, flip)
     source = sources.get_source(dataset, data_dir=data_dir)
-    return split_features(extractor, source, split or source.test_split,
-                          max_examples=max_examples, max_pixels=max_pixels,
-                          max_aspect_ratio=max_aspect_ratio, verbose=verbose)
+    return split_features(
+        extractor,
+        source,
+        split or source.test_split,
+        max_examples=max_examples,
+        max_pixels=max_pixels,
+        max_aspect_ratio=max_aspect_ratio,
+        verbose=verbose,
+    )
 
 
 # --- Files ---------------------------------------------------------------------------------
@@ -249,18 +276,25 @@ def save_features(feature_set: FeatureSet, path: str | os.PathLike) -> list[str]
     fs = feature_set
     if path.endswith(".npz"):
         with atomic_path(path) as tmp:
-            np.savez(tmp, features=fs.features, labels=fs.labels,
-                     filenames=np.asarray(fs.filenames, dtype=str),
-                     class_names=np.asarray(fs.class_names, dtype=str),
-                     metadata=np.asarray(json.dumps(fs.metadata())))
+            np.savez(
+                tmp,
+                features=fs.features,
+                labels=fs.labels,
+                filenames=np.asarray(fs.filenames, dtype=str),
+                class_names=np.asarray(fs.class_names, dtype=str),
+                metadata=np.asarray(json.dumps(fs.metadata())),
+            )
         return [path]
     if path.endswith(".npy"):
         with atomic_path(path) as tmp:
             np.save(tmp, fs.features)
         sidecar = _sidecar(path)
         with atomic_path(sidecar) as tmp, open(tmp, "w") as f:
-            json.dump({**fs.metadata(), "filenames": list(fs.filenames),
-                       "labels": fs.labels.tolist()}, f, indent=1)
+            json.dump(
+                {**fs.metadata(), "filenames": list(fs.filenames), "labels": fs.labels.tolist()},
+                f,
+                indent=1,
+            )
         return [path, sidecar]
     raise ValueError(f"Output {path!r} is not accepted; expected a .npz or .npy file name.")
 
@@ -278,8 +312,17 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
         with open(_sidecar(path)) as f:
             meta = json.load(f)
         labels, filenames = np.asarray(meta.pop("labels"), np.int64), tuple(meta.pop("filenames"))
-    return FeatureSet(features, labels, filenames, tuple(meta["class_names"]), meta["dataset"],
-                      meta["split"], meta["model"], tuple(meta["scales"]), meta["flip"])
+    return FeatureSet(
+        features,
+        labels,
+        filenames,
+        tuple(meta["class_names"]),
+        meta["dataset"],
+        meta["split"],
+        meta["model"],
+        tuple(meta["scales"]),
+        meta["flip"],
+    )
 
 
 # --- A linear SVM on top -----------------------------------------------------------------
@@ -314,7 +357,8 @@ def choose_c(train: FeatureSet, *, seed: int = 0) -> float:
     if folds < 2:
         return 1.0
     search = GridSearchCV(
-        _svm(1.0, seed), {"C": list(C_GRID)},
+        _svm(1.0, seed),
+        {"C": list(C_GRID)},
         cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
     )
     search.fit(train.features, train.labels)
@@ -340,9 +384,13 @@ def fit_linear_svm(
         raise ValueError(f"c={c!r} is not accepted; expected > 0 (or None: cross-validated).")
     c = choose_c(train, seed=seed) if c is None else float(c)
     svm = _svm(c, seed).fit(train.features, train.labels)
-    return dict(accuracy=float(svm.score(test.features, test.labels)),
-                train_accuracy=float(svm.score(train.features, train.labels)),
-                train_examples=len(train.labels), test_examples=len(test.labels), c=c)
+    return dict(
+        accuracy=float(svm.score(test.features, test.labels)),
+        train_accuracy=float(svm.score(train.features, train.labels)),
+        train_examples=len(train.labels),
+        test_examples=len(test.labels),
+        c=c,
+    )
 
 
 def linear_eval(
@@ -381,8 +429,12 @@ def linear_eval(
     extractor = FeatureExtractor(load_model(model), scales, flip)
     source = sources.get_source(dataset, data_dir=data_dir)
     test_split, train_split = test_split or source.test_split, train_split or source.train_split
-    options = dict(max_examples=max_examples, max_pixels=max_pixels,
-                   max_aspect_ratio=max_aspect_ratio, verbose=verbose)
+    options = dict(
+        max_examples=max_examples,
+        max_pixels=max_pixels,
+        max_aspect_ratio=max_aspect_ratio,
+        verbose=verbose,
+    )
     train = split_features(extractor, source, train_split, **options)
     test = split_features(extractor, source, test_split, **options)
     scores = fit_linear_svm(train, test, c=c)

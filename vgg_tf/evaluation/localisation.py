@@ -34,27 +34,36 @@ from vgg_tf.data import boxes as boxes_lib
 from vgg_tf.data import images as images_lib
 from vgg_tf.data import pipeline as input_pipeline
 from vgg_tf.data import sources
-from vgg_tf.training import tasks
 from vgg_tf.inference.localiser import Localiser, box_head
-from vgg_tf.workdir import write_json
-from vgg_tf.weights.trained import TrainedModel
+from vgg_tf.training import tasks
 from vgg_tf.weights.loading import load_model
+from vgg_tf.weights.trained import TrainedModel
+from vgg_tf.workdir import write_json
 
 PROTOCOLS = ("center_gt", "dense_gt", "dense")
 _BATCH = 32
 
 
 def check_protocols(protocols: str | Sequence[str]) -> tuple[str, ...]:
-    names = [p for p in protocols.split(",") if p] if isinstance(protocols, str) else list(protocols)
+    names = (
+        [p for p in protocols.split(",") if p] if isinstance(protocols, str) else list(protocols)
+    )
     unknown = [p for p in names if p not in PROTOCOLS]
     if unknown or not names:
-        raise ValueError(f"Unknown localisation protocol(s) {unknown or names}; expected one or "
-                         f"more of {', '.join(PROTOCOLS)}.")
+        raise ValueError(
+            f"Unknown localisation protocol(s) {unknown or names}; expected one or "
+            f"more of {', '.join(PROTOCOLS)}."
+        )
     return tuple(names)
 
 
-def center_crop_errors(trained: TrainedModel, source: sources.Source, split: str,
-                       max_examples: int | None = None, **limits) -> tuple[float, float, int]:
+def center_crop_errors(
+    trained: TrainedModel,
+    source: sources.Source,
+    split: str,
+    max_examples: int | None = None,
+    **limits,
+) -> tuple[float, float, int]:
     """Appendix A's first protocol: ``(error, whole-crop baseline error, images)``.
 
     The net's box for the true class in the central crop at its training scale;
@@ -66,8 +75,14 @@ def center_crop_errors(trained: TrainedModel, source: sources.Source, split: str
     if max_examples is not None and not take:  # a slice read whole (TFDS caches small splits)
         split = f"{split}[:{max_examples}]"
     data = input_pipeline.eval_dataset(
-        source, split=split, batch_size=_BATCH, image_size=scale, crop_size=trained.crop_size,
-        mean_rgb=trained.mean_rgb, with_boxes=True, **limits,
+        source,
+        split=split,
+        batch_size=_BATCH,
+        image_size=scale,
+        crop_size=trained.crop_size,
+        mean_rgb=trained.mean_rgb,
+        with_boxes=True,
+        **limits,
     )
     if take:
         data = data.unbatch().take(max_examples).batch(_BATCH)
@@ -79,8 +94,9 @@ def center_crop_errors(trained: TrainedModel, source: sources.Source, split: str
         outputs = predict(images)
         baseline = tf.broadcast_to(whole_crop, tf.shape(outputs))
         for i, guess in enumerate((outputs, baseline)):
-            hits[i] += float(tf.reduce_sum(tf.cast(task.best_overlaps(targets, guess) > 0.5,
-                                                   tf.float32)))
+            hits[i] += float(
+                tf.reduce_sum(tf.cast(task.best_overlaps(targets, guess) > 0.5, tf.float32))
+            )
         count += int(images.shape[0])
     if count == 0:
         raise ValueError(f"Split {split!r} of {source.name!r} yielded no example.")
@@ -88,8 +104,9 @@ def center_crop_errors(trained: TrainedModel, source: sources.Source, split: str
     return float(error), float(baseline_error), count
 
 
-def dense_errors(localiser: Localiser, examples, protocols: Sequence[str], total: int,
-                 verbose: int = 1) -> tuple[dict[str, float], int]:
+def dense_errors(
+    localiser: Localiser, examples, protocols: Sequence[str], total: int, verbose: int = 1
+) -> tuple[dict[str, float], int]:
     """The dense protocols' errors over ``(image, (label, boxes), name)`` examples."""
     wanted = [p for p in protocols if p in ("dense", "dense_gt")]
     misses = dict.fromkeys(wanted, 0)
@@ -99,8 +116,9 @@ def dense_errors(localiser: Localiser, examples, protocols: Sequence[str], total
         image = tf.cast(image, tf.float32)
         if "dense" in misses:
             found = localiser.localise(image)
-            misses["dense"] += not bool(boxes_lib.localisation_hits(
-                found["classes"], found["boxes"], label, truth))
+            misses["dense"] += not bool(
+                boxes_lib.localisation_hits(found["classes"], found["boxes"], label, truth)
+            )
         if "dense_gt" in misses:
             box = localiser.localise_classes(image, tf.reshape(tf.cast(label, tf.int32), [1]))
             misses["dense_gt"] += not bool(boxes_lib.localisation_hits([label], box, label, truth))
@@ -115,8 +133,16 @@ def dense_errors(localiser: Localiser, examples, protocols: Sequence[str], total
 def format_table(rows: Sequence[dict]) -> str:
     """The localisation error table, one row per protocol, net(s) and scales."""
     header = ("protocol", "net(s)", "Q", "error", "counted")
-    lines = [(r["protocol"], r["model"], ",".join(map(str, r["scales"])), f"{r['error']:.2%}",
-              r["counted"]) for r in rows]
+    lines = [
+        (
+            r["protocol"],
+            r["model"],
+            ",".join(map(str, r["scales"])),
+            f"{r['error']:.2%}",
+            r["counted"],
+        )
+        for r in rows
+    ]
     widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
     fmt = "  ".join(f"{{:<{w}}}" for w in widths)
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
@@ -171,8 +197,10 @@ def evaluate_localisation(
     protocols = check_protocols(protocols)
     dense = [p for p in protocols if p != "center_gt"]
     if dense and not classifier:
-        raise ValueError(f"Protocols {dense} rank boxes with a classifier's scores; pass "
-                         "--classifier=WORKDIR (a classification run on the same classes).")
+        raise ValueError(
+            f"Protocols {dense} rank boxes with a classifier's scores; pass "
+            "--classifier=WORKDIR (a classification run on the same classes)."
+        )
     paths = [m for m in models.split(",") if m] if isinstance(models, str) else list(models)
     if not paths:
         raise ValueError("No localisation net given; expected one or more workdirs.")
@@ -185,33 +213,63 @@ def evaluate_localisation(
     rows = []
     if "center_gt" in protocols:
         for net in nets:
-            error, baseline, counted = center_crop_errors(net, source, split, max_examples, **limits)
-            rows.append(dict(protocol="center_gt", model=net.name, scales=list(net.single_scale()),
-                             error=error, counted=counted))
-        rows.append(dict(protocol="center_gt", model="whole crop (baseline)",
-                         scales=list(nets[0].single_scale()), error=baseline, counted=counted))
+            error, baseline, counted = center_crop_errors(
+                net, source, split, max_examples, **limits
+            )
+            rows.append(
+                dict(
+                    protocol="center_gt",
+                    model=net.name,
+                    scales=list(net.single_scale()),
+                    error=error,
+                    counted=counted,
+                )
+            )
+        rows.append(
+            dict(
+                protocol="center_gt",
+                model="whole crop (baseline)",
+                scales=list(nets[0].single_scale()),
+                error=baseline,
+                counted=counted,
+            )
+        )
     if dense:
         classifier_model = load_model(classifier)
         groups = [[net] for net in nets] + ([nets] if len(nets) > 1 else [])
         # Each scale alone, then all of them together (as Table 9 of the paper).
-        scale_sets = [None] if not scales else (
-            [(q,) for q in scales] + ([tuple(scales)] if len(scales) > 1 else []))
+        scale_sets = (
+            [None]
+            if not scales
+            else ([(q,) for q in scales] + ([tuple(scales)] if len(scales) > 1 else []))
+        )
         for group in groups:
             for qs in scale_sets:
                 localiser = Localiser(group, classifier_model, qs, offsets=offsets, windows=windows)
-                examples = sources.decoded_images(source, split, max_examples=max_examples,
-                                                  with_boxes=True, **limits).as_numpy_iterator()
+                examples = sources.decoded_images(
+                    source, split, max_examples=max_examples, with_boxes=True, **limits
+                ).as_numpy_iterator()
                 errors, counted = dense_errors(localiser, examples, dense, total, verbose)
                 name = group[0].name if len(group) == 1 else f"fusion of {len(group)}"
-                rows += [dict(protocol=p, model=name, scales=list(localiser.scales),
-                              error=errors[p], counted=counted, offsets=offsets, windows=windows)
-                         for p in dense]
+                rows += [
+                    dict(
+                        protocol=p,
+                        model=name,
+                        scales=list(localiser.scales),
+                        error=errors[p],
+                        counted=counted,
+                        offsets=offsets,
+                        windows=windows,
+                    )
+                    for p in dense
+                ]
     if verbose:
         shifts = f", {offsets}x{offsets} input offsets" if offsets > 1 else ""
         shifts += ", each window cropped" if windows == "crops" else ""
         ranked = f"; dense: top-5 classes of {classifier}{shifts}" if dense else ""
-        print(f"\n{dataset} ({split}): localisation error (IoU > 0.5{ranked})\n"
-              f"{format_table(rows)}")
+        print(
+            f"\n{dataset} ({split}): localisation error (IoU > 0.5{ranked})\n{format_table(rows)}"
+        )
     if output:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         write_json(output, {"dataset": dataset, "split": split, "rows": rows})

@@ -106,10 +106,16 @@ class Localiser(tf.Module):
             the window and its boxes drift (BUILD.md, "Localisation").
     """
 
-    def __init__(self, box_models: Sequence[TrainedModel], classifier: TrainedModel,
-                 scales: Sequence[int] | None = None, top_k: int = 5,
-                 merge_threshold: float = MERGE_THRESHOLD, offsets: int = 1,
-                 windows: str = "dense"):
+    def __init__(
+        self,
+        box_models: Sequence[TrainedModel],
+        classifier: TrainedModel,
+        scales: Sequence[int] | None = None,
+        top_k: int = 5,
+        merge_threshold: float = MERGE_THRESHOLD,
+        offsets: int = 1,
+        windows: str = "dense",
+    ):
         super().__init__(name="vgg_localiser")
         if not box_models:
             raise ValueError("No localisation net given; expected one or more workdirs.")
@@ -137,8 +143,10 @@ class Localiser(tf.Module):
         self.top_k = min(int(top_k), self.num_classes)
         self.merge_threshold = float(merge_threshold)
         if not isinstance(offsets, int) or isinstance(offsets, bool) or not 1 <= offsets <= STRIDE:
-            raise ValueError(f"offsets={offsets!r} is not accepted; expected an integer in "
-                             f"[1, {STRIDE}] (1: the paper's protocol).")
+            raise ValueError(
+                f"offsets={offsets!r} is not accepted; expected an integer in "
+                f"[1, {STRIDE}] (1: the paper's protocol)."
+            )
         self.offsets = offsets
         if windows not in WINDOWS:
             raise ValueError(f"windows={windows!r} is not accepted; expected one of {WINDOWS}.")
@@ -161,8 +169,11 @@ class Localiser(tf.Module):
             [tf.nn.softmax(tf.reduce_mean(m, axis=[0, 1])) for m in maps.values()]
         ) / len(maps)
         scores, classes = tf.math.top_k(probabilities, k=self.top_k)
-        return {"classes": classes, "scores": scores,
-                "boxes": self._boxes_for(image, classes, maps)}
+        return {
+            "classes": classes,
+            "scores": scores,
+            "boxes": self._boxes_for(image, classes, maps),
+        }
 
     def _localise_classes(self, image: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:
         """The merged box of each of ``classes`` (such as the true class): [K, 4]."""
@@ -170,8 +181,9 @@ class Localiser(tf.Module):
 
     def _shifts(self, q: int, crop: int) -> list[tuple[int, int]]:
         """Input shifts (dy, dx) at scale Q: those that leave at least a crop."""
-        steps = [s for s in range(0, STRIDE, STRIDE // self.offsets)[:self.offsets]
-                 if q - s >= crop]
+        steps = [
+            s for s in range(0, STRIDE, STRIDE // self.offsets)[: self.offsets] if q - s >= crop
+        ]
         return [(dy, dx) for dy in steps for dx in steps]
 
     def _boxes_for(self, image, classes, maps) -> tf.Tensor:
@@ -184,8 +196,11 @@ class Localiser(tf.Module):
                 inputs, class_inputs = net.scaled(image, q), classifier.scaled(image, q)
                 for dy, dx in self._shifts(q, max(net.crop, classifier.crop)):
                     out = self._window_map(net, inputs, dy, dx)  # [h, w, 4 (* classes)]
-                    class_map = maps[q] if (dy, dx) == (0, 0) and self.windows == "dense" else (
-                        self._window_map(classifier, class_inputs, dy, dx))
+                    class_map = (
+                        maps[q]
+                        if (dy, dx) == (0, 0) and self.windows == "dense"
+                        else (self._window_map(classifier, class_inputs, dy, dx))
+                    )
                     found, weight = self._located(out, class_map, classes, net, scaled_hw, dy, dx)
                     candidates.append(found)
                     weights.append(weight)
@@ -205,8 +220,9 @@ class Localiser(tf.Module):
         if self.windows == "dense":
             return net.run(shifted)
         size = [1, net.crop, net.crop, 1]
-        patches = tf.image.extract_patches(shifted, sizes=size, strides=[1, STRIDE, STRIDE, 1],
-                                           rates=[1, 1, 1, 1], padding="VALID")
+        patches = tf.image.extract_patches(
+            shifted, sizes=size, strides=[1, STRIDE, STRIDE, 1], rates=[1, 1, 1, 1], padding="VALID"
+        )
         crops = tf.reshape(patches, [-1, net.crop, net.crop, 3])  # the same windows, row-major
         out = tf.cast(net.fcn(crops), tf.float32)  # [h * w, 1, 1, n]
         return tf.reshape(out, tf.concat([tf.shape(patches)[1:3], [-1]], 0))

@@ -115,7 +115,9 @@ def dense_probabilities(
     return tf.add_n(per_scale) / float(len(per_scale))
 
 
-def crop_offsets(height: tf.Tensor, width: tf.Tensor, crop_size: int, grid: int = GRID) -> tf.Tensor:
+def crop_offsets(
+    height: tf.Tensor, width: tf.Tensor, crop_size: int, grid: int = GRID
+) -> tf.Tensor:
     """Top-left corners ``(grid*grid, 2)`` of a regular grid of crops, row-major.
 
     The first and last rows/columns touch the image borders, so the four
@@ -125,7 +127,9 @@ def crop_offsets(height: tf.Tensor, width: tf.Tensor, crop_size: int, grid: int 
         >>> crop_offsets(64, 96, 32, grid=3).numpy().tolist()
         [[0, 0], [0, 32], [0, 64], [16, 0], [16, 32], [16, 64], [32, 0], [32, 32], [32, 64]]
     """
-    ys = tf.cast(tf.round(tf.linspace(0.0, tf.cast(height - crop_size, tf.float32), grid)), tf.int32)
+    ys = tf.cast(
+        tf.round(tf.linspace(0.0, tf.cast(height - crop_size, tf.float32), grid)), tf.int32
+    )
     xs = tf.cast(tf.round(tf.linspace(0.0, tf.cast(width - crop_size, tf.float32), grid)), tf.int32)
     yy, xx = tf.meshgrid(ys, xs, indexing="ij")
     return tf.reshape(tf.stack([yy, xx], axis=-1), [grid * grid, 2])
@@ -218,7 +222,8 @@ class ModelEvaluator:
             input_signature=spec,
         )
         self._score_map = tf.function(
-            lambda img: dense_score_map(fcn, img[None], self.single[0], mean)[0], input_signature=spec
+            lambda img: dense_score_map(fcn, img[None], self.single[0], mean)[0],
+            input_signature=spec,
         )
 
     def scales_for(self, protocol: str) -> tuple[int, ...]:
@@ -231,7 +236,9 @@ class ModelEvaluator:
             return self.single
         return self.multi
 
-    def probabilities(self, protocol: str, image: tf.Tensor, cache: dict | None = None) -> np.ndarray:
+    def probabilities(
+        self, protocol: str, image: tf.Tensor, cache: dict | None = None
+    ) -> np.ndarray:
         """Class posteriors of one decoded RGB image under ``protocol``.
 
         Args:
@@ -249,10 +256,14 @@ class ModelEvaluator:
         elif protocol == "multicrop":
             result = self._multicrop(image).numpy()
         elif protocol == "combined":
-            result = (self.probabilities("dense", image, cache)
-                      + self.probabilities("multicrop", image, cache)) / 2.0
+            result = (
+                self.probabilities("dense", image, cache)
+                + self.probabilities("multicrop", image, cache)
+            ) / 2.0
         else:
-            raise ValueError(f"Unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}.")
+            raise ValueError(
+                f"Unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}."
+            )
         cache[protocol] = result
         return result
 
@@ -268,6 +279,8 @@ def check_protocols(protocols: str | Sequence[str]) -> tuple[str, ...]:
     protocols = tuple(p.strip() for p in protocols)
     bad = [p for p in protocols if p not in PROTOCOLS]
     if bad or not protocols:
-        raise ValueError(f"Unknown protocol {bad or protocols!r}; expected one or more of "
-                         f"{', '.join(PROTOCOLS)}.")
+        raise ValueError(
+            f"Unknown protocol {bad or protocols!r}; expected one or more of "
+            f"{', '.join(PROTOCOLS)}."
+        )
     return tuple(dict.fromkeys(protocols))

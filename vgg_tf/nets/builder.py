@@ -81,8 +81,10 @@ def _is_int(value: Any) -> bool:
 
 def _check_crop_size(crop_size: Any) -> int:
     if not _is_int(crop_size) or crop_size <= 0 or crop_size % 32:
-        raise ValueError(f"crop_size={crop_size!r} is not accepted with include_top=True: the FC "
-                         "head needs a positive multiple of 32 (224 for ImageNet, 32 for small).")
+        raise ValueError(
+            f"crop_size={crop_size!r} is not accepted with include_top=True: the FC "
+            "head needs a positive multiple of 32 (224 for ImageNet, 32 for small)."
+        )
     return crop_size
 
 
@@ -110,18 +112,24 @@ def check_input_shape(
         raise ValueError(f"input_shape={shape!r} has channels={channels!r}: {accepted}, >= 1.")
     for side in (height, width):
         if side is not None and side < MIN_INPUT_SIZE:
-            raise ValueError(f"input_shape={shape!r} is too small: height and width must be at "
-                             f"least {MIN_INPUT_SIZE} (or None); {accepted}.")
+            raise ValueError(
+                f"input_shape={shape!r} is too small: height and width must be at "
+                f"least {MIN_INPUT_SIZE} (or None); {accepted}."
+            )
     if include_top:
         if height is None or height != width or height % 32:
             example = (3, 224, 224) if first else (224, 224, 3)
-            raise ValueError(f"input_shape={shape!r} is not accepted with include_top=True: the "
-                             "FC head needs a square input of static side, a multiple of 32 (the "
-                             f"crop size), e.g. {example}; pass include_top=False for other sizes.")
+            raise ValueError(
+                f"input_shape={shape!r} is not accepted with include_top=True: the "
+                "FC head needs a square input of static side, a multiple of 32 (the "
+                f"crop size), e.g. {example}; pass include_top=False for other sizes."
+            )
         if crop_size is not None and crop_size != height:
-            raise ValueError(f"input_shape={shape!r} conflicts with crop_size={crop_size!r}: with "
-                             "include_top=True the input side is the crop size; pass "
-                             f"crop_size={height} or leave it out.")
+            raise ValueError(
+                f"input_shape={shape!r} conflicts with crop_size={crop_size!r}: with "
+                "include_top=True the input side is the crop size; pass "
+                f"crop_size={height} or leave it out."
+            )
     return shape
 
 
@@ -134,8 +142,10 @@ def check_data_format(data_format: str | None) -> str:
     """
     data_format = data_format or keras.config.image_data_format()
     if data_format not in DATA_FORMATS:
-        raise ValueError(f"data_format={data_format!r} is not accepted; expected None (Keras' "
-                         f"image_data_format) or one of {', '.join(DATA_FORMATS)}.")
+        raise ValueError(
+            f"data_format={data_format!r} is not accepted; expected None (Keras' "
+            f"image_data_format) or one of {', '.join(DATA_FORMATS)}."
+        )
     return data_format
 
 
@@ -224,8 +234,14 @@ def build_vgg(
     shape = check_input_shape(input_shape, include_top, crop_size, data_format)
     kernel_init, bias_init = _initializers(kernel_initializer)
     regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
-    layer_args = dict(width=lambda units: max(1, round(units * width_multiplier)), weights=dict(
-        kernel_initializer=kernel_init, bias_initializer=bias_init, kernel_regularizer=regularizer))
+    layer_args = dict(
+        width=lambda units: max(1, round(units * width_multiplier)),
+        weights=dict(
+            kernel_initializer=kernel_init,
+            bias_initializer=bias_init,
+            kernel_regularizer=regularizer,
+        ),
+    )
 
     if input_tensor is not None and keras.backend.is_keras_tensor(input_tensor):
         inputs = input_tensor
@@ -248,6 +264,7 @@ def build_vgg(
         inputs = keras.utils.get_source_inputs(input_tensor)
     return keras.Model(inputs, x, name=name or f"vgg_{variant.lower().replace('-', '_')}")
 
+
 # Every layer gets data_format="channels_last": left None, Keras would take a
 # global channels-first setting and read the (transposed) trunk the wrong way.
 def _conv_trunk(
@@ -257,12 +274,18 @@ def _conv_trunk(
         for c, (kernel, filters) in enumerate(block, start=1):
             conv_name = f"block{b}_conv{c}"
             x = keras.layers.Conv2D(
-                width(filters), kernel, padding="same", activation=None if batch_norm else "relu",
-                data_format="channels_last", name=conv_name, **weights,
+                width(filters),
+                kernel,
+                padding="same",
+                activation=None if batch_norm else "relu",
+                data_format="channels_last",
+                name=conv_name,
+                **weights,
             )(x)
             if batch_norm:
                 x = keras.layers.BatchNormalization(
-                    axis=-1, epsilon=epsilon, name=f"{conv_name}_bn")(x)
+                    axis=-1, epsilon=epsilon, name=f"{conv_name}_bn"
+                )(x)
                 x = keras.layers.ReLU(name=f"{conv_name}_relu")(x)
             if spec.lrn and b == 1 and c == 1:
                 x = LocalResponseNormalization(name="lrn")(x)
@@ -289,7 +312,7 @@ def _fc_head(
 
 
 def data_format_of(model: keras.Model) -> str:
-    """"channels_first" or "channels_last": a VGG model's ``to_channels_last``
+    """ "channels_first" or "channels_last": a VGG model's ``to_channels_last``
     transpose, else the format of the first conv or pooling layer, says which.
 
     Example:
@@ -348,4 +371,6 @@ def count_macs(model: keras.Model) -> int:
 
 def count_weight_layers(model: keras.Model) -> int:
     """Number of conv and fully-connected layers (the paper's "weight layers")."""
-    return sum(isinstance(l, (keras.layers.Conv2D, keras.layers.Dense)) for l in model.layers)
+    return sum(
+        isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)) for layer in model.layers
+    )

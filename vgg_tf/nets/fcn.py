@@ -23,8 +23,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from vgg_tf.nets.layers import PatchMatmulConv2D
 from vgg_tf.nets.builder import DATA_FORMATS, FORMAT_LAYERS, crop_size_of, data_format_of
+from vgg_tf.nets.layers import PatchMatmulConv2D
 
 __all__ = ["HEADS", "STRIDE", "crop_size_of", "score_map_shape", "to_fully_convolutional"]
 
@@ -94,8 +94,9 @@ def to_fully_convolutional(
     shape = model.input_shape
     channels = shape[1] if data_format_of(model) == "channels_first" else shape[-1]
     first = data_format == "channels_first"
-    inputs = keras.Input(shape=(channels, None, None) if first else (None, None, channels),
-                         name="image")
+    inputs = keras.Input(
+        shape=(channels, None, None) if first else (None, None, channels), name="image"
+    )
     x = keras.layers.Permute((2, 3, 1), name=FORMAT_LAYERS[0])(inputs) if first else inputs
     fc_kernel_side = None
     for layer in model.layers:

@@ -89,10 +89,20 @@ class PatchMatmulConv2D(keras.layers.Conv2D):
 
     def __init__(self, filters: int, kernel_size, **kwargs):
         super().__init__(filters, kernel_size, **kwargs)
-        got = dict(strides=self.strides, padding=self.padding, dilation_rate=self.dilation_rate,
-                   groups=self.groups, data_format=self.data_format)
-        accepted = dict(strides=(1, 1), padding="valid", dilation_rate=(1, 1), groups=1,
-                        data_format="channels_last")
+        got = dict(
+            strides=self.strides,
+            padding=self.padding,
+            dilation_rate=self.dilation_rate,
+            groups=self.groups,
+            data_format=self.data_format,
+        )
+        accepted = dict(
+            strides=(1, 1),
+            padding="valid",
+            dilation_rate=(1, 1),
+            groups=1,
+            data_format="channels_last",
+        )
         bad = {k: v for k, v in got.items() if tuple(np.ravel(v)) != tuple(np.ravel(accepted[k]))}
         if bad:
             raise ValueError(

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
+
 @dataclasses.dataclass(frozen=True)
 class VariantSpec:
     """One column of the paper's Table 1.
@@ -69,7 +70,13 @@ VARIANTS: tuple[str, ...] = tuple(SPECS)
 #: convolutional layers and the last three fully-connected layers"). These
 #: names have the same shapes in every configuration.
 NET_A_TRANSFER_LAYERS: tuple[str, ...] = (
-    "block1_conv1", "block2_conv1", "block3_conv1", "block3_conv2", "fc6", "fc7", "fc8",
+    "block1_conv1",
+    "block2_conv1",
+    "block3_conv1",
+    "block3_conv2",
+    "fc6",
+    "fc7",
+    "fc8",
 )
 
 FC_UNITS = 4096

@@ -26,6 +26,7 @@ from vgg_tf.nets.specs import SPECS, VARIANTS
 #: Table 2 of the paper: parameters in millions (1000 classes, 224 x 224 input).
 PAPER_PARAMS_MILLIONS = {"A": 133, "A-LRN": 133, "B": 133, "C": 134, "D": 138, "E": 144}
 
+
 def summary_rows(image_size: int = 224, classes: int = 1000) -> list[dict]:
     """Weight layers, parameters and GMACs of every variant at ``image_size``.
 

@@ -37,18 +37,18 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from vgg_tf.inference.protocol import check_scales, dense_probabilities
-from vgg_tf.nets.fcn import to_fully_convolutional
 from vgg_tf.data.images import (
     DEFAULT_MAX_ASPECT_RATIO,
     DEFAULT_MAX_PIXELS,
     check_image_limits,
     decode_rgb,
 )
-from vgg_tf.workdir import atomic_path
-from vgg_tf.weights.trained import TrainedModel
+from vgg_tf.inference.protocol import check_scales, dense_probabilities
 from vgg_tf.inference.untracked import Untracked
+from vgg_tf.nets.fcn import to_fully_convolutional
 from vgg_tf.weights.loading import load_model
+from vgg_tf.weights.trained import TrainedModel
+from vgg_tf.workdir import atomic_path
 
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
@@ -144,13 +144,15 @@ class ServingModule(tf.Module):
             ),
         )
 
-
     def signatures(self) -> dict:
         """The serving signatures, tracking the variables they read."""
-        return track_captured(self, {
-            SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
-            IMAGES_SIGNATURE: self.serve_images.get_concrete_function(),
-        })
+        return track_captured(
+            self,
+            {
+                SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
+                IMAGES_SIGNATURE: self.serve_images.get_concrete_function(),
+            },
+        )
 
 
 def track_captured(module: tf.Module, functions: dict) -> dict:
@@ -311,8 +313,9 @@ def write_version(module: tf.Module, metadata: dict, export_dir: str, final: str
             json.dump(metadata, f, indent=2)
         os.chmod(tmp, 0o755)  # mkdtemp makes it owner-only; a server may run as another user
         if os.path.exists(final):  # appeared while we were writing
-            raise ValueError(f"Version {os.path.basename(final)} appeared at {final!r} during "
-                             "the export.")
+            raise ValueError(
+                f"Version {os.path.basename(final)} appeared at {final!r} during the export."
+            )
         _sync_tree(tmp)  # on disk before it has a name a server loads
         os.rename(tmp, final)
         _sync_tree(export_dir, files=False)

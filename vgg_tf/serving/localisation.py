@@ -38,8 +38,12 @@ class LocalisationServing(tf.Module):
     classifier's posteriors) and, with class names, ``labels`` ``[N, k]``.
     """
 
-    def __init__(self, localiser: Localiser, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-                 max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO):
+    def __init__(
+        self,
+        localiser: Localiser,
+        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
+    ):
         super().__init__(name="vgg_localisation_serving")
         self._localiser = export_lib.Untracked(localiser)
         self._limits = (max_pixels, max_aspect_ratio)
@@ -58,9 +62,14 @@ class LocalisationServing(tf.Module):
         """Merged boxes of the top classes of a batch of encoded images."""
         k = self._k
         boxes, classes, scores = tf.map_fn(
-            self._one_image, image_bytes, parallel_iterations=1,
-            fn_output_signature=(tf.TensorSpec([k, 4], tf.float32), tf.TensorSpec([k], tf.int32),
-                                 tf.TensorSpec([k], tf.float32)),
+            self._one_image,
+            image_bytes,
+            parallel_iterations=1,
+            fn_output_signature=(
+                tf.TensorSpec([k, 4], tf.float32),
+                tf.TensorSpec([k], tf.int32),
+                tf.TensorSpec([k], tf.float32),
+            ),
         )
         outputs = {"boxes": boxes, "classes": classes, "scores": scores}
         if self._class_names is not None:
@@ -69,7 +78,8 @@ class LocalisationServing(tf.Module):
 
     def signatures(self) -> dict:
         return export_lib.track_captured(
-            self, {export_lib.SERVING_SIGNATURE: self.serve_bytes.get_concrete_function()})
+            self, {export_lib.SERVING_SIGNATURE: self.serve_bytes.get_concrete_function()}
+        )
 
 
 def export_localisation(
@@ -121,20 +131,29 @@ def export_localisation(
         version = (export_lib.existing_versions(export_dir) or [0])[-1] + 1
     final = export_lib.check_export_arguments(export_dir, version, top_k, None)
     nets = [load_model(p) for p in paths]
-    localiser = Localiser(nets, load_model(classifier), scales, top_k, offsets=offsets,
-                          windows=windows)
+    localiser = Localiser(
+        nets, load_model(classifier), scales, top_k, offsets=offsets, windows=windows
+    )
     module = LocalisationServing(localiser, max_pixels, max_aspect_ratio)
     metadata = dict(
-        task="localisation", sources=[n.path for n in nets], classifier=classifier,
-        heads=[box_head(n) for n in nets], scales=list(localiser.scales), top_k=localiser.top_k,
-        merge_threshold=localiser.merge_threshold, offsets=localiser.offsets,
-        windows=localiser.windows, max_pixels=max_pixels,
+        task="localisation",
+        sources=[n.path for n in nets],
+        classifier=classifier,
+        heads=[box_head(n) for n in nets],
+        scales=list(localiser.scales),
+        top_k=localiser.top_k,
+        merge_threshold=localiser.merge_threshold,
+        offsets=localiser.offsets,
+        windows=localiser.windows,
+        max_pixels=max_pixels,
         max_aspect_ratio=max_aspect_ratio,
         boxes="pixel corners (ymin, xmin, ymax, xmax) of the image as sent",
     )
     os.makedirs(export_dir, exist_ok=True)
     export_lib.write_version(module, metadata, export_dir, final)
     if verbose:
-        print(f"Exported localisation by {', '.join(n.name for n in nets)} "
-              f"(Q={','.join(map(str, localiser.scales))}) to {final}")
+        print(
+            f"Exported localisation by {', '.join(n.name for n in nets)} "
+            f"(Q={','.join(map(str, localiser.scales))}) to {final}"
+        )
     return final

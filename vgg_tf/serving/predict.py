@@ -46,12 +46,12 @@ import numpy as np
 import tensorflow as tf
 
 from vgg_tf.data import images as images_lib
-from vgg_tf.weights import labels
 from vgg_tf.inference.protocol import ModelEvaluator
 from vgg_tf.nets.fcn import STRIDE
-from vgg_tf.workdir import atomic_path, write_json
-from vgg_tf.weights.trained import TrainedModel
+from vgg_tf.weights import labels
 from vgg_tf.weights.loading import load_model
+from vgg_tf.weights.trained import TrainedModel
+from vgg_tf.workdir import atomic_path, write_json
 
 #: A progress bar (on stderr) is drawn for more images than this.
 PROGRESS_MIN_IMAGES = 4
@@ -146,13 +146,19 @@ class Predictions:
 
 def _image_dict(p: ImagePrediction) -> dict[str, Any]:
     """One answered image in ``--output``'s layout (boxes only where there are)."""
-    entry = {"file": p.file, "size": list(p.size), "heatmap": p.heatmap,
-             "heatmap_peak": p.heatmap_peak}
+    entry = {
+        "file": p.file,
+        "size": list(p.size),
+        "heatmap": p.heatmap,
+        "heatmap_peak": p.heatmap_peak,
+    }
     if p.boxes_image:
         entry["boxes_image"] = p.boxes_image
     entry["classes"] = [
-        {"rank": rank, **{k: v for k, v in dataclasses.asdict(c).items()
-                          if k != "box" or v is not None}}
+        {
+            "rank": rank,
+            **{k: v for k, v in dataclasses.asdict(c).items() if k != "box" or v is not None},
+        }
         for rank, c in enumerate(p.classes, 1)
     ]
     return entry
@@ -265,13 +271,16 @@ def write_heatmap(
     score_map = evaluator.score_map(image)[..., class_index]
     peak = float(score_map.max())
     height, width = image.shape[:2]
-    upsampled = upsample_score_map(score_map, height, width, evaluator.single[0],
-                                   evaluator.trained.crop_size)
+    upsampled = upsample_score_map(
+        score_map, height, width, evaluator.single[0], evaluator.trained.crop_size
+    )
     _write_png(heatmap_image(image, upsampled / max(peak, 1e-12)), path)
     return peak
 
 
-def draw_boxes(image: np.ndarray, boxes: Sequence[Sequence[float]], thickness: int = 2) -> np.ndarray:
+def draw_boxes(
+    image: np.ndarray, boxes: Sequence[Sequence[float]], thickness: int = 2
+) -> np.ndarray:
     """The image with rectangles drawn (pixel corners ymin, xmin, ymax, xmax): uint8.
 
     Colours follow matplotlib's ``tab10`` by rank (blue, orange, green, ...);
@@ -293,10 +302,10 @@ def draw_boxes(image: np.ndarray, boxes: Sequence[Sequence[float]], thickness: i
         xmin, xmax = np.clip([xmin, xmax], 0, width - 1)
         t = thickness * (2 if rank == 0 else 1)
         colour = np.round(255 * np.array(colours[rank % len(colours)])).astype(np.uint8)
-        out[ymin:ymin + t, xmin:xmax + 1] = colour
-        out[max(ymax - t + 1, 0):ymax + 1, xmin:xmax + 1] = colour
-        out[ymin:ymax + 1, xmin:xmin + t] = colour
-        out[ymin:ymax + 1, max(xmax - t + 1, 0):xmax + 1] = colour
+        out[ymin : ymin + t, xmin : xmax + 1] = colour
+        out[max(ymax - t + 1, 0) : ymax + 1, xmin : xmax + 1] = colour
+        out[ymin : ymax + 1, xmin : xmin + t] = colour
+        out[ymin : ymax + 1, max(xmax - t + 1, 0) : xmax + 1] = colour
     return out
 
 
@@ -332,24 +341,28 @@ def _class_labels(trained: TrainedModel) -> tuple[Sequence[str] | None, Sequence
 
 
 def _top_classes(probabilities: np.ndarray, top: int, names, ids) -> tuple[ClassScore, ...]:
-    decoded = labels.decode_predictions(probabilities[None], top, class_names=names,
-                                        class_ids=ids)[0]
+    decoded = labels.decode_predictions(probabilities[None], top, class_names=names, class_ids=ids)[
+        0
+    ]
     best = np.argsort(-probabilities, kind="stable")[:top]  # decode_predictions' order
-    return tuple(ClassScore(int(i), str(class_id), str(name), float(p))
-                 for i, (class_id, name, p) in zip(best, decoded))
+    return tuple(
+        ClassScore(int(i), str(class_id), str(name), float(p))
+        for i, (class_id, name, p) in zip(best, decoded)
+    )
 
 
 def _localiser(localisers, classifier: TrainedModel, boxes_dir, offsets: int, windows: str):
     if not localisers:
         if boxes_dir is not None:
-            raise ValueError("boxes_dir needs localisers: the localisation workdir(s) whose "
-                             "boxes to draw (bin/predict --localiser=WORKDIR).")
+            raise ValueError(
+                "boxes_dir needs localisers: the localisation workdir(s) whose "
+                "boxes to draw (bin/predict --localiser=WORKDIR)."
+            )
         return None
     from vgg_tf.inference.localiser import Localiser  # the localisation machinery only when asked
 
     paths = [m for m in localisers.split(",") if m] if isinstance(localisers, str) else localisers
-    return Localiser([load_model(p) for p in paths], classifier, offsets=offsets,
-                     windows=windows)
+    return Localiser([load_model(p) for p in paths], classifier, offsets=offsets, windows=windows)
 
 
 def _with_boxes(localiser, image: np.ndarray, classes: tuple[ClassScore, ...]):
@@ -358,8 +371,9 @@ def _with_boxes(localiser, image: np.ndarray, classes: tuple[ClassScore, ...]):
     found = localiser.localise_classes(tf.cast(image, tf.float32), indices).numpy()
     height, width = image.shape[:2]
     pixels = found * np.array([height, width, height, width], np.float32)
-    return tuple(dataclasses.replace(c, box=tuple(float(v) for v in box))
-                 for c, box in zip(classes, pixels))
+    return tuple(
+        dataclasses.replace(c, box=tuple(float(v) for v in box)) for c, box in zip(classes, pixels)
+    )
 
 
 def predict(
@@ -416,8 +430,7 @@ def predict(
     images_lib.check_image_limits(max_pixels, max_aspect_ratio)
     trained = load_model(model)
     evaluator = ModelEvaluator(trained, scales)
-    localiser = _localiser(localisers, trained, boxes_dir, localiser_offsets,
-                           localiser_windows)
+    localiser = _localiser(localisers, trained, boxes_dir, localiser_offsets, localiser_windows)
     names, ids = _class_labels(trained)
     paths = [os.fspath(p) for p in paths]
     progress = None
@@ -428,8 +441,12 @@ def predict(
     taken_boxes: set[str] = set()
     results = []
     for done, path in enumerate(paths, 1):
-        image, error = read_image(path, max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio,
-                                  decode_context=decode_context)
+        image, error = read_image(
+            path,
+            max_pixels=max_pixels,
+            max_aspect_ratio=max_aspect_ratio,
+            decode_context=decode_context,
+        )
         if error is not None:
             results.append(ImagePrediction(path, error=error))
         else:
@@ -445,13 +462,27 @@ def predict(
             if heatmap_dir is not None:
                 heatmap = _output_path(os.fspath(heatmap_dir), path, taken)
                 peak = write_heatmap(evaluator, image, classes[0].index, heatmap)
-            results.append(ImagePrediction(path, classes, tuple(image.shape[:2]), heatmap,
-                                           heatmap_peak=peak, boxes_image=drawn))
+            results.append(
+                ImagePrediction(
+                    path,
+                    classes,
+                    tuple(image.shape[:2]),
+                    heatmap,
+                    heatmap_peak=peak,
+                    boxes_image=drawn,
+                )
+            )
         if progress is not None:
             with contextlib.redirect_stdout(sys.stderr):
                 progress.update(done)
-    return Predictions(trained.name, trained.path, evaluator.scales_for(PROTOCOL), trained.flip,
-                       evaluator.single[0], tuple(results))
+    return Predictions(
+        trained.name,
+        trained.path,
+        evaluator.scales_for(PROTOCOL),
+        trained.flip,
+        evaluator.single[0],
+        tuple(results),
+    )
 
 
 # --- Showing and writing the answers ------------------------------------------------
@@ -467,14 +498,19 @@ def format_predictions(result: Predictions) -> str:
         lines.append(f"{p.file} ({p.size[1]}x{p.size[0]})")
         for rank, c in enumerate(p.classes, 1):
             label = c.name if c.id == c.name else f"{c.name} ({c.id})"
-            box = "" if c.box is None else "  box (ymin, xmin, ymax, xmax) " + ", ".join(
-                f"{v:.0f}" for v in c.box)
+            box = (
+                ""
+                if c.box is None
+                else "  box (ymin, xmin, ymax, xmax) " + ", ".join(f"{v:.0f}" for v in c.box)
+            )
             lines.append(f"  {rank:>2}. {100 * c.probability:6.2f}%  {label}{box}")
         if p.boxes_image:
             lines.append(f"  boxes: {p.boxes_image} (class 1 thick blue, then orange, green, ...)")
         if p.heatmap:
-            lines.append(f"  heatmap: {p.heatmap} ({p.classes[0].name} at Q = "
-                         f"{result.heatmap_scale}, peak {100 * p.heatmap_peak:.2f}%)")
+            lines.append(
+                f"  heatmap: {p.heatmap} ({p.classes[0].name} at Q = "
+                f"{result.heatmap_scale}, peak {100 * p.heatmap_peak:.2f}%)"
+            )
     return "\n".join(lines)
 
 

@@ -16,7 +16,9 @@ import tensorflow as tf
 STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 
 
-def make_strategy(name: str = "default", devices: list[str] | None = None) -> tf.distribute.Strategy:
+def make_strategy(
+    name: str = "default", devices: list[str] | None = None
+) -> tf.distribute.Strategy:
     """Creates the ``tf.distribute`` strategy called ``name``.
 
     Args:
@@ -37,7 +39,9 @@ def make_strategy(name: str = "default", devices: list[str] | None = None) -> tf
     if name not in STRATEGIES:
         raise ValueError(f"Unknown strategy {name!r}; expected one of {', '.join(STRATEGIES)}.")
     if devices and name != "mirrored":
-        raise ValueError(f"devices={devices!r} is only accepted with strategy 'mirrored', not {name!r}.")
+        raise ValueError(
+            f"devices={devices!r} is only accepted with strategy 'mirrored', not {name!r}."
+        )
     if name == "default":
         return tf.distribute.get_strategy()
     if name == "mirrored":
@@ -104,4 +108,3 @@ def task_id(strategy: tf.distribute.Strategy) -> int:
     """This worker's index in a multi-worker cluster (0 otherwise)."""
     resolver = getattr(strategy, "cluster_resolver", None)
     return int(resolver.task_id or 0) if resolver is not None else 0
-

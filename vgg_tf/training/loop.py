@@ -89,10 +89,14 @@ def _start_config(config: Any) -> dict:
     if not config.get("init_from"):
         return {}
     path = config["init_from"]
-    return workdir_lib.read_config(path if os.path.isdir(path) else os.path.dirname(path) or ".") or {}
+    return (
+        workdir_lib.read_config(path if os.path.isdir(path) else os.path.dirname(path) or ".") or {}
+    )
 
 
-def initialise_from(model: keras.Model, source: str, fresh_head: bool = False) -> tuple[list[str], str]:
+def initialise_from(
+    model: keras.Model, source: str, fresh_head: bool = False
+) -> tuple[list[str], str]:
     """Starts ``model`` from a trained model (a workdir or .keras file).
 
     The same network (e.g. the S=256 model for the S=384 recipe, or an
@@ -114,10 +118,13 @@ def initialise_from(model: keras.Model, source: str, fresh_head: bool = False) -
     exclude = ("fc8",) if new_head else ()
     note = ""
     if new_head:
-        note = (f"fc8 is initialised afresh for the box ({fc8.units} outputs; the source "
-                f"classifies {source_classes} classes)" if fresh_head else
-                f"fc8 is initialised afresh for {fc8.units} classes (the source has "
-                f"{source_classes})")
+        note = (
+            f"fc8 is initialised afresh for the box ({fc8.units} outputs; the source "
+            f"classifies {source_classes} classes)"
+            if fresh_head
+            else f"fc8 is initialised afresh for {fc8.units} classes (the source has "
+            f"{source_classes})"
+        )
     if all(name in weights for name in own):
         names = [name for name in own if name not in exclude]
         return transfer.load_layer_weights(model, weights, names), note
@@ -179,8 +186,16 @@ class PlateauSchedule(tf.Module):
     the paper). State lives in variables so that it is checkpointed with the run.
     """
 
-    def __init__(self, learning_rate: float, factor: float, patience: int, min_delta: float,
-                 max_drops: int, start_epoch: int = 0, warmup_steps: int = 0):
+    def __init__(
+        self,
+        learning_rate: float,
+        factor: float,
+        patience: int,
+        min_delta: float,
+        max_drops: int,
+        start_epoch: int = 0,
+        warmup_steps: int = 0,
+    ):
         super().__init__(name="plateau_schedule")
         self.learning_rate = tf.Variable(learning_rate, trainable=False, dtype=tf.float64)
         self.best = tf.Variable(-1.0, trainable=False, dtype=tf.float64)
@@ -275,8 +290,9 @@ def _mean_rgb(config, source: sources.Source, recorded: dict | None) -> tuple[fl
 
 
 def _image_limits(config) -> dict:
-    return dict(max_pixels=config.max_pixels or None,
-                max_aspect_ratio=config.max_aspect_ratio or None)
+    return dict(
+        max_pixels=config.max_pixels or None, max_aspect_ratio=config.max_aspect_ratio or None
+    )
 
 
 def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
@@ -296,8 +312,9 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
         recorded = workdir_lib.prepare(workdir, config, overwrite, config_lib.EXECUTION_FIELDS)
     elif not overwrite:  # refuse another run's workdir too, rather than wait for the chief
         workdir_lib.prepare(workdir, config, ignore=config_lib.EXECUTION_FIELDS)
-    source = sources.get_source(config.dataset, data_dir=config.data_dir,
-                                manual_dir=config.manual_dir)
+    source = sources.get_source(
+        config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir
+    )
     if config.task == "localisation" and source.box_reader is None:
         source.raw_records(source.train_split, with_boxes=True)  # raises, naming the dataset
     mean_rgb = _mean_rgb(config, source, recorded)
@@ -315,9 +332,18 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
             f"batch_size={config.batch_size} is larger than the {num_train} training examples of "
             f"{config.dataset!r}; expected at most {num_train}."
         )
-    return Run(config, workdir, strategy, chief, source, mean_rgb, run_config,
-               num_train // config.batch_size, workdir_lib.single_test_scale(run_config),
-               tasks.task_for(config, source.num_classes))
+    return Run(
+        config,
+        workdir,
+        strategy,
+        chief,
+        source,
+        mean_rgb,
+        run_config,
+        num_train // config.batch_size,
+        workdir_lib.single_test_scale(run_config),
+        tasks.task_for(config, source.num_classes),
+    )
 
 
 def create_state(run: Run) -> State:
@@ -328,35 +354,57 @@ def create_state(run: Run) -> State:
     with run.strategy.scope():
         model = build_model(config, run.source.num_classes)
         if config.init_from:
-            copied, note = initialise_from(model, config.init_from,
-                                           fresh_head=run.task.uses_boxes)
+            copied, note = initialise_from(model, config.init_from, fresh_head=run.task.uses_boxes)
             listed = ", ".join(copied) if len(copied) <= 8 else f"{copied[0]} ... {copied[-1]}"
-            run.say(f"Initialised {len(copied)} layers ({listed}) from {config.init_from}"
-                    + (f"; {note}" if note else ""))
+            run.say(
+                f"Initialised {len(copied)} layers ({listed}) from {config.init_from}"
+                + (f"; {note}" if note else "")
+            )
         frozen = freeze_layers(model, config.freeze)
         if frozen:
             run.say(f"Frozen ({config.freeze}): {len(frozen)} layers, {frozen[0]} to {frozen[-1]}")
         logits_model = keras.Model(model.input, model.get_layer("fc8").output)
         optimizer = make_optimizer(config)
         optimizer.build(logits_model.trainable_variables)
-        trainer = Trainer(run.strategy, logits_model, optimizer, config.batch_size,
-                          bool(config.jit_compile), run.task)
+        trainer = Trainer(
+            run.strategy,
+            logits_model,
+            optimizer,
+            config.batch_size,
+            bool(config.jit_compile),
+            run.task,
+        )
     schedule = PlateauSchedule(
-        config.learning_rate, config.lr_drop_factor, config.lr_plateau_patience,
-        config.lr_plateau_min_delta, config.lr_max_drops, config.lr_plateau_start_epoch,
+        config.learning_rate,
+        config.lr_drop_factor,
+        config.lr_plateau_patience,
+        config.lr_plateau_min_delta,
+        config.lr_max_drops,
+        config.lr_plateau_start_epoch,
         warmup_steps=int(config.warmup_epochs * run.steps_per_epoch),
     )
     step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
     checkpoint = RunCheckpoint(
-        run.workdir, run.strategy, config.keep_checkpoints,
+        run.workdir,
+        run.strategy,
+        config.keep_checkpoints,
         # Keras 3 models hand tf.train.Checkpoint only the optimizer-tracked
         # variables; listing them all keeps dropout seeds and BN statistics.
         model_variables=list(model.variables),
         optimizer_variables=list(optimizer.variables),
-        schedule=schedule, totals=trainer.totals, step=step,
+        schedule=schedule,
+        totals=trainer.totals,
+        step=step,
     )
-    state = State(model, optimizer, trainer, schedule, step, checkpoint,
-                  RunLog(run.workdir) if run.chief else None)
+    state = State(
+        model,
+        optimizer,
+        trainer,
+        schedule,
+        step,
+        checkpoint,
+        RunLog(run.workdir) if run.chief else None,
+    )
     restored = checkpoint.restore_latest()
     if restored:
         run.say(f"Resumed from {restored} at step {int(step.numpy())}")
@@ -425,7 +473,8 @@ def train_epoch(run: Run, state: State) -> tuple[dict, float]:
     if run.chief:
         print(f"Epoch {epoch + 1}/{config.epochs}")
         progbar = keras.utils.Progbar(
-            run.steps_per_epoch, unit_name="step",
+            run.steps_per_epoch,
+            unit_name="step",
             stateful_metrics=["loss", *run.task.metrics.values(), "img/s", "lr"],
         )
     images, seconds = 0, 0.0
@@ -449,13 +498,20 @@ def train_epoch(run: Run, state: State) -> tuple[dict, float]:
         if global_step > 0 or offset > chunk:  # the first call includes tracing
             images, seconds = images + chunk * config.batch_size, seconds + elapsed
         if progbar:
-            progbar.update(offset, [
-                ("loss", so_far["loss"]),
-                *((short, so_far[name]) for name, short in run.task.metrics.items()),
-                ("img/s", chunk * config.batch_size / max(elapsed, 1e-9)), ("lr", lr),
-            ])
+            progbar.update(
+                offset,
+                [
+                    ("loss", so_far["loss"]),
+                    *((short, so_far[name]) for name, short in run.task.metrics.items()),
+                    ("img/s", chunk * config.batch_size / max(elapsed, 1e-9)),
+                    ("lr", lr),
+                ],
+            )
         # A checkpoint at an epoch's end is written after the epoch's bookkeeping.
-        if int(state.step.numpy()) % config.checkpoint_every_steps == 0 and offset < run.steps_per_epoch:
+        if (
+            int(state.step.numpy()) % config.checkpoint_every_steps == 0
+            and offset < run.steps_per_epoch
+        ):
             save_checkpoint(state)
     return state.trainer.epoch_metrics(), images / seconds if seconds else 0.0
 
@@ -490,16 +546,20 @@ def end_epoch(run: Run, state: State, train: dict, images_per_second: float, val
     state.trainer.totals.assign(tf.zeros(4, tf.float64))
     if state.run_log:
         names = list(run.task.metrics)
-        state.run_log.write_epoch({
-            "epoch": epoch,
-            "lr": float(state.optimizer.learning_rate.numpy()),
-            "train_loss": train["loss"],
-            **{f"train_{name}": train[name] for name in names},
-            **{f"val_{name}": val[name] for name in names},
-            "images_per_second": images_per_second,
-        })
-    run.say(f"epoch {epoch}: val {run.task.describe(val)}"
-            + (" (learning rate divided by 10)" if dropped else ""))
+        state.run_log.write_epoch(
+            {
+                "epoch": epoch,
+                "lr": float(state.optimizer.learning_rate.numpy()),
+                "train_loss": train["loss"],
+                **{f"train_{name}": train[name] for name in names},
+                **{f"val_{name}": val[name] for name in names},
+                "images_per_second": images_per_second,
+            }
+        )
+    run.say(
+        f"epoch {epoch}: val {run.task.describe(val)}"
+        + (" (learning rate divided by 10)" if dropped else "")
+    )
     save_checkpoint(state)
 
 
@@ -507,7 +567,9 @@ def finish(run: Run, state: State, val: dict | None) -> dict:
     """Tests the final model, saves it, and returns the run's result."""
     val = val or validate(run, state)  # a finished run resumed: report it again
     source = run.source
-    test = validate(run, state, source.test_split) if source.test_split != source.eval_split else val
+    test = (
+        validate(run, state, source.test_split) if source.test_split != source.eval_split else val
+    )
     if run.chief:
         workdir_lib.save_model(state.model, os.path.join(run.workdir, workdir_lib.MODEL_FILE))
     else:
@@ -567,10 +629,14 @@ def train_and_evaluate(
 def final_lines(result: dict) -> str:
     """What ``bin/train`` prints last: test error, then (the last line) validation error."""
     if result.get("task") == "localisation":
-        rates = {split: {name: result[f"{split}_{name}"] for name in tasks.Localisation.metrics}
-                 for split in ("test", "val")}
-        return (f"final test {tasks.Localisation.describe(rates['test'])}\n"
-                f"final validation {tasks.Localisation.describe(rates['val'])}")
+        rates = {
+            split: {name: result[f"{split}_{name}"] for name in tasks.Localisation.metrics}
+            for split in ("test", "val")
+        }
+        return (
+            f"final test {tasks.Localisation.describe(rates['test'])}\n"
+            f"final validation {tasks.Localisation.describe(rates['val'])}"
+        )
     return (
         f"final test top-1 error {result['test_top1_error']:.2%}, "
         f"top-5 error {result['test_top5_error']:.2%}\n"

@@ -35,6 +35,6 @@ def top_k_hits(labels, scores, ks: Sequence[int] = (1, 5)) -> tf.Tensor:
     # Classes scoring at least as high as the true one, the true one excluded.
     rank = tf.reduce_sum(tf.cast(scores >= true_scores[:, None], tf.int32), axis=1) - 1
     finite = tf.reduce_all(tf.math.is_finite(scores), axis=1)
-    return tf.stack([
-        tf.reduce_sum(tf.cast(tf.logical_and(finite, rank < k), tf.float32)) for k in ks
-    ])
+    return tf.stack(
+        [tf.reduce_sum(tf.cast(tf.logical_and(finite, rank < k), tf.float32)) for k in ks]
+    )

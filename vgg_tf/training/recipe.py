@@ -62,7 +62,9 @@ def paper_recipe() -> ml_collections.ConfigDict:
     c.crop_size = 224
     c.scale_min = 256  # S; scale_min < scale_max jitters S per image
     c.scale_max = 256
-    c.mean_rgb = ml_collections.FieldReference(None, field_type=tuple)  # None: ImageNet's, or computed
+    c.mean_rgb = ml_collections.FieldReference(
+        None, field_type=tuple
+    )  # None: ImageNet's, or computed
     c.flip = True  # random horizontal flips
     c.color_shift_std = 0.1  # PCA lighting (Krizhevsky et al. 2012)
     c.cache = False
@@ -168,8 +170,14 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
     _check_choice(config, "strategy", distribute.STRATEGIES)
     _check_choice(config, "mixed_precision", MIXED_PRECISION)
     _check_choice(config, "freeze", FREEZE)
-    for field in ("batch_size", "epochs", "steps_per_execution", "checkpoint_every_steps",
-                  "keep_checkpoints", "crop_size"):
+    for field in (
+        "batch_size",
+        "epochs",
+        "steps_per_execution",
+        "checkpoint_every_steps",
+        "keep_checkpoints",
+        "crop_size",
+    ):
         if int(config[field]) < 1:
             raise ValueError(f"{field}={config[field]!r} is not accepted; expected >= 1.")
     for field, low in (("learning_rate", "> 0"), ("warmup_epochs", ">= 0")):

@@ -81,7 +81,7 @@ def plot_learning_curves(rows: list[dict], path: str) -> None:
     fig, (ax_loss, ax_err, ax_lr) = plt.subplots(1, 3, figsize=(13, 3.6))
     ax_loss.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
     ax_loss.set(title="loss", xlabel="epoch")
-    errors = [key[len("val_"):] for key in rows[-1] if key.startswith("val_") and "error" in key]
+    errors = [key[len("val_") :] for key in rows[-1] if key.startswith("val_") and "error" in key]
     for split, style in (("train", "--"), ("val", "-")):
         for name in errors:
             ax_err.plot(

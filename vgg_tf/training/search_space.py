@@ -17,7 +17,8 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import keras_tuner
 import ml_collections
@@ -33,6 +34,7 @@ FIELDS = {
     "scale": ("scale_min", "scale_max"),
     "init": "kernel_initializer",
 }
+
 
 @dataclasses.dataclass(frozen=True)
 class SearchSpace:
@@ -205,9 +207,7 @@ def validate_space(space: SearchSpace, crop_size: int) -> None:
         ("dropout", space.dropout),
     ):
         if low > high:
-            raise ValueError(
-                f"{name} range min={low:g} > max={high:g}; expected min <= max."
-            )
+            raise ValueError(f"{name} range min={low:g} > max={high:g}; expected min <= max.")
     if space.learning_rate[0] <= 0:
         raise ValueError(
             f"learning_rate range min={space.learning_rate[0]:g} is not accepted; expected a "
@@ -228,9 +228,7 @@ def validate_space(space: SearchSpace, crop_size: int) -> None:
         )
     for s_min, s_max in space.scale_ranges:
         if s_min > s_max:
-            raise ValueError(
-                f"scale range {s_min}-{s_max} has min > max; expected SMIN <= SMAX."
-            )
+            raise ValueError(f"scale range {s_min}-{s_max} has min > max; expected SMIN <= SMAX.")
         if s_min < crop_size:
             raise ValueError(
                 f"scale range {s_min}-{s_max} starts below crop_size={crop_size}; expected "
@@ -263,8 +261,12 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         True
     """
 
-    def __init__(self, recipe: ml_collections.ConfigDict, space: SearchSpace | None = None,
-                 trial_epochs: int | None = None):
+    def __init__(
+        self,
+        recipe: ml_collections.ConfigDict,
+        space: SearchSpace | None = None,
+        trial_epochs: int | None = None,
+    ):
         super().__init__(name="vgg_recipe")
         self.recipe = recipe
         self.space = space or default_space(recipe)
@@ -309,7 +311,9 @@ class RecipeHyperModel(keras_tuner.HyperModel):
         return config
 
 
-def apply_values(recipe: ml_collections.ConfigDict, values: dict[str, Any]) -> ml_collections.ConfigDict:
+def apply_values(
+    recipe: ml_collections.ConfigDict, values: dict[str, Any]
+) -> ml_collections.ConfigDict:
     """A copy of ``recipe`` with searched values (names of :data:`FIELDS`) set.
 
     Example:

@@ -28,8 +28,15 @@ class Trainer:
     and the epoch's counts.
     """
 
-    def __init__(self, strategy, logits_model, optimizer, global_batch: int, jit_compile: bool,
-                 task: tasks.Classification | tasks.Localisation | None = None):
+    def __init__(
+        self,
+        strategy,
+        logits_model,
+        optimizer,
+        global_batch: int,
+        jit_compile: bool,
+        task: tasks.Classification | tasks.Localisation | None = None,
+    ):
         self.strategy = strategy
         self.model = logits_model
         self.optimizer = optimizer
@@ -100,8 +107,13 @@ class Trainer:
 
     def _weights_are_finite_fn(self) -> tf.Tensor:
         variables = list(self.model.variables) + list(self.optimizer.variables)
-        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables
-                              if tf.as_dtype(v.dtype).is_floating])
+        return tf.reduce_all(
+            [
+                tf.reduce_all(tf.math.is_finite(v))
+                for v in variables
+                if tf.as_dtype(v.dtype).is_floating
+            ]
+        )
 
     def weights_are_finite(self) -> bool:
         """Whether every model and optimizer variable is finite (checked before a save)."""

@@ -147,8 +147,10 @@ class Localisation:
 
     @staticmethod
     def describe(rates: dict) -> str:
-        return (f"localisation error {rates['error']:.2%} (true class, IoU > 0.5), "
-                f"mean IoU {rates['mean_iou']:.3f}")
+        return (
+            f"localisation error {rates['error']:.2%} (true class, IoU > 0.5), "
+            f"mean IoU {rates['mean_iou']:.3f}"
+        )
 
 
 def task_for(config, num_classes: int) -> Classification | Localisation:

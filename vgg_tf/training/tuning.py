@@ -32,7 +32,8 @@ import json
 import os
 import shutil
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 import keras_tuner
@@ -41,10 +42,10 @@ import tensorflow as tf
 from keras_tuner.engine import base_tuner
 from keras_tuner.engine.trial import TrialStatus
 
-from vgg_tf.training import recipe as config_lib
+from vgg_tf import workdir
 from vgg_tf.training import distribute
 from vgg_tf.training import loop as train
-from vgg_tf import workdir
+from vgg_tf.training import recipe as config_lib
 from vgg_tf.training.search_space import (  # noqa: F401  (the search space, re-exported)
     FIELDS,
     RecipeHyperModel,
@@ -82,9 +83,15 @@ class RecipeTuner(base_tuner.BaseTuner):
         **kwargs: ``directory``, ``project_name``, ``overwrite`` of keras-tuner.
     """
 
-    def __init__(self, oracle, hypermodel: RecipeHyperModel, *,
-                 strategy: tf.distribute.Strategy | None = None,
-                 train_fn: TrainFn | None = None, **kwargs):
+    def __init__(
+        self,
+        oracle,
+        hypermodel: RecipeHyperModel,
+        *,
+        strategy: tf.distribute.Strategy | None = None,
+        train_fn: TrainFn | None = None,
+        **kwargs,
+    ):
         super().__init__(oracle, hypermodel, **kwargs)
         self.strategy = strategy
         self.train_fn = train_fn or train.train_and_evaluate
@@ -109,7 +116,9 @@ class RecipeTuner(base_tuner.BaseTuner):
         finally:
             keras.backend.clear_session()
             gc.collect()
-        return {name: float(result[name]) for name in ("val_top1_error", "val_top5_error", "val_loss")}
+        return {
+            name: float(result[name]) for name in ("val_top1_error", "val_top5_error", "val_loss")
+        }
 
     def on_trial_end(self, trial):
         if trial.status == TrialStatus.FAILED and trial.message:
@@ -118,8 +127,15 @@ class RecipeTuner(base_tuner.BaseTuner):
         super().on_trial_end(trial)
 
 
-def make_oracle(tuner: str, objective: str, *, max_trials: int, max_epochs: int, seed: int,
-                hyperband_factor: int = 3) -> keras_tuner.Oracle:
+def make_oracle(
+    tuner: str,
+    objective: str,
+    *,
+    max_trials: int,
+    max_epochs: int,
+    seed: int,
+    hyperband_factor: int = 3,
+) -> keras_tuner.Oracle:
     """The keras-tuner oracle called ``tuner``, minimising ``objective``.
 
     Example:
@@ -137,7 +153,9 @@ def make_oracle(tuner: str, objective: str, *, max_trials: int, max_epochs: int,
         # leave a search of 10 or 20 trials random; a third of the trials is enough
         # to fit the Gaussian process to.
         return keras_tuner.oracles.BayesianOptimizationOracle(
-            goal, max_trials=max_trials, seed=seed,
+            goal,
+            max_trials=max_trials,
+            seed=seed,
             num_initial_points=max(2, max_trials // 3),
         )
     oracle = keras_tuner.oracles.HyperbandOracle(
@@ -164,7 +182,9 @@ def trial_rows(oracle: keras_tuner.Oracle) -> list[dict[str, Any]]:
         trial = oracle.trials[trial_id]
         row = {"trial": trial_id, "status": trial.status}
         row.update(trial.hyperparameters.values)
-        metric = trial.metrics.get_best_value(objective) if trial.metrics.exists(objective) else None
+        metric = (
+            trial.metrics.get_best_value(objective) if trial.metrics.exists(objective) else None
+        )
         row[objective] = metric
         rows.append(row)
     return rows
@@ -191,8 +211,7 @@ def format_table(rows: list[dict[str, Any]], best_id: str | None = None) -> str:
     ]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
-        for line in cells
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells
     )
 
 
@@ -288,7 +307,7 @@ def _check_search_record(project_dir: str, record: dict, write: bool = True) -> 
 
 
 def tuner_role() -> str:
-    """"single", or keras-tuner's distributed role from KERASTUNER_TUNER_ID: "chief" or "worker".
+    """ "single", or keras-tuner's distributed role from KERASTUNER_TUNER_ID: "chief" or "worker".
 
     keras-tuner runs distributed when KERASTUNER_ORACLE_IP is set; the tuner
     whose id contains "chief" serves the oracle, the others run trials.
@@ -298,14 +317,21 @@ def tuner_role() -> str:
     return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
 
 
-def _check_search_arguments(tuner, objective, max_trials, seed, hyperband_factor,
-                            trial_epochs) -> None:
+def _check_search_arguments(
+    tuner, objective, max_trials, seed, hyperband_factor, trial_epochs
+) -> None:
     if tuner not in TUNERS:
         raise ValueError(f"Unknown tuner {tuner!r}; expected one of {', '.join(TUNERS)}.")
     if objective not in OBJECTIVES:
-        raise ValueError(f"Unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}.")
-    for name, value, low in (("max_trials", max_trials, 1), ("seed", seed, 1),
-                             ("hyperband_factor", hyperband_factor, 2), ("epochs", trial_epochs, 1)):
+        raise ValueError(
+            f"Unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}."
+        )
+    for name, value, low in (
+        ("max_trials", max_trials, 1),
+        ("seed", seed, 1),
+        ("hyperband_factor", hyperband_factor, 2),
+        ("epochs", trial_epochs, 1),
+    ):
         if int(value) < low:
             raise ValueError(f"{name}={value} is not accepted; expected >= {low}.")
 
@@ -383,12 +409,23 @@ def search(
         )
 
     goal = OBJECTIVES[objective]
-    oracle = make_oracle(tuner, goal, max_trials=max_trials, max_epochs=trial_epochs,
-                         seed=seed, hyperband_factor=hyperband_factor)
+    oracle = make_oracle(
+        tuner,
+        goal,
+        max_trials=max_trials,
+        max_epochs=trial_epochs,
+        seed=seed,
+        hyperband_factor=hyperband_factor,
+    )
     hypermodel = RecipeHyperModel(recipe, space, trial_epochs)
     recipe_tuner = RecipeTuner(
-        oracle, hypermodel, strategy=strategy, train_fn=train_fn,
-        directory=directory, project_name=project_name, overwrite=False,
+        oracle,
+        hypermodel,
+        strategy=strategy,
+        train_fn=train_fn,
+        directory=directory,
+        project_name=project_name,
+        overwrite=False,
     )
     recipe_tuner.search()
     if worker:

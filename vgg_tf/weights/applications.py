@@ -29,9 +29,10 @@ from vgg_tf.weights import files as weight_files
 from vgg_tf.weights import published
 from vgg_tf.weights.transfer import include_top_of, load_layer_weights, read_layer_weights
 
-
-_WEIGHT_FILES = ("a .keras or .weights.h5 file, or a keras.applications .h5, torchvision .pth "
-                 "or timm .safetensors file (vgg_tf.weights)")
+_WEIGHT_FILES = (
+    "a .keras or .weights.h5 file, or a keras.applications .h5, torchvision .pth "
+    "or timm .safetensors file (vgg_tf.weights)"
+)
 
 
 def check_weights_argument(weights: str | os.PathLike | None) -> None:
@@ -48,12 +49,15 @@ def check_weights_argument(weights: str | os.PathLike | None) -> None:
 
 
 def _imagenet_weights_path(
-    variant: str, include_top: bool, classes: int, shape: tuple, batch_norm: bool,
-    width_multiplier: float, data_format: str,
+    variant: str,
+    include_top: bool,
+    classes: int,
+    shape: tuple,
+    batch_norm: bool,
+    width_multiplier: float,
+    data_format: str,
 ) -> str:
-    """Checks a weights="imagenet" network against the published files; their local path.
-
-    """
+    """Checks a weights="imagenet" network against the published files; their local path."""
     published.imagenet_weights_file(variant, include_top, batch_norm)  # published at all?
     first = data_format == "channels_first"
     channels, side = (shape[0], shape[1]) if first else (shape[2], shape[0])
@@ -63,11 +67,15 @@ def _imagenet_weights_path(
     elif channels != 3:
         problem = f"{channels} input channels (the published nets take RGB)"
     elif include_top and classes != 1000:
-        problem = (f"classes={classes} with include_top=True (the published top has 1000; "
-                   "use include_top=False, or fine-tune with bin/train --init_from)")
+        problem = (
+            f"classes={classes} with include_top=True (the published top has 1000; "
+            "use include_top=False, or fine-tune with bin/train --init_from)"
+        )
     elif include_top and side != builder.DEFAULT_CROP_SIZE:
-        problem = (f"a {side}x{side} input with include_top=True (the published fc6 sees a "
-                   f"{builder.DEFAULT_CROP_SIZE} crop; use include_top=False for other sizes)")
+        problem = (
+            f"a {side}x{side} input with include_top=True (the published fc6 sees a "
+            f"{builder.DEFAULT_CROP_SIZE} crop; use include_top=False for other sizes)"
+        )
     if problem:
         raise ValueError(f"weights='imagenet' does not fit {problem}.")
     return published.imagenet_weights_path(variant, include_top, batch_norm)
@@ -77,8 +85,11 @@ def _default_batch_norm_epsilon(weights: str | None) -> float:
     """torch's 1e-5 for weights from torchvision or timm, else Keras' 1e-3."""
     if weights is None:
         return 1e-3
-    return (weight_files.TORCH_BN_EPSILON
-            if weight_files.file_format(weights) in ("torch", "safetensors") else 1e-3)
+    return (
+        weight_files.TORCH_BN_EPSILON
+        if weight_files.file_format(weights) in ("torch", "safetensors")
+        else 1e-3
+    )
 
 
 def VGG(
@@ -165,16 +176,29 @@ def VGG(
         if input_shape is None and input_tensor is not None:
             input_shape = tuple(input_tensor.shape)[1:]
         shape = builder.check_input_shape(input_shape, include_top, crop_size, data_format)
-        weights_path = _imagenet_weights_path(variant, include_top, classes, shape, batch_norm,
-                                              width_multiplier, data_format)
+        weights_path = _imagenet_weights_path(
+            variant, include_top, classes, shape, batch_norm, width_multiplier, data_format
+        )
     if batch_norm_epsilon is None:
         batch_norm_epsilon = _default_batch_norm_epsilon(weights_path)
     model = builder.build_vgg(
-        variant, include_top=include_top, input_tensor=input_tensor, input_shape=input_shape,
-        pooling=pooling, classes=classes, classifier_activation=classifier_activation, name=name,
-        dropout=dropout, weight_decay=weight_decay, kernel_initializer=kernel_initializer,
-        batch_norm=batch_norm, crop_size=crop_size, width_multiplier=width_multiplier,
-        data_format=data_format, batch_norm_epsilon=batch_norm_epsilon)
+        variant,
+        include_top=include_top,
+        input_tensor=input_tensor,
+        input_shape=input_shape,
+        pooling=pooling,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        name=name,
+        dropout=dropout,
+        weight_decay=weight_decay,
+        kernel_initializer=kernel_initializer,
+        batch_norm=batch_norm,
+        crop_size=crop_size,
+        width_multiplier=width_multiplier,
+        data_format=data_format,
+        batch_norm_epsilon=batch_norm_epsilon,
+    )
     if weights_path is not None:
         _load_weights_file(model, weights_path, classes, variant, batch_norm)
     return model
@@ -190,10 +214,13 @@ def _load_weights_file(
     if kind in ("torch", "safetensors") or (kind == "hdf5" and _is_keras2_hdf5(path)):
         # Converted (layout, input channels, mean) and matched by layer name.
         if variant == "A-LRN":
-            raise ValueError(f"weights={path!r}: the published files hold net A without LRN; "
-                             "build variant 'A' for them.")
-        imported = weight_files.read_weights(path, variant, include_top=include_top_of(model),
-                                            batch_norm=batch_norm)
+            raise ValueError(
+                f"weights={path!r}: the published files hold net A without LRN; "
+                "build variant 'A' for them."
+            )
+        imported = weight_files.read_weights(
+            path, variant, include_top=include_top_of(model), batch_norm=batch_norm
+        )
         load_layer_weights(model, imported.layers)
         return
     # A .weights.h5 file is matched by structure (Keras 3 stores no layer names).
@@ -230,8 +257,18 @@ def _named_builder(variant: str):
         name: str | None = None,
         **options: Any,
     ) -> keras.Model:
-        return VGG(variant, include_top, weights, input_tensor, input_shape, pooling, classes,
-                   classifier_activation, name or builder_name.lower(), **options)
+        return VGG(
+            variant,
+            include_top,
+            weights,
+            input_tensor,
+            input_shape,
+            pooling,
+            classes,
+            classifier_activation,
+            name or builder_name.lower(),
+            **options,
+        )
 
     spec = SPECS[variant]
     build.__name__ = build.__qualname__ = builder_name
@@ -249,5 +286,3 @@ VGG13 = _named_builder("B")
 VGG16_C = _named_builder("C")
 VGG16 = _named_builder("D")
 VGG19 = _named_builder("E")
-
-

@@ -31,15 +31,24 @@ TORCHVISION_MEAN_RGB = (123.675, 116.28, 103.53)
 TORCH_BN_EPSILON = 1e-5
 #: Where a file's weights come from, and the mean RGB the imported model takes.
 FORMATS = ("keras_applications", "torchvision", "timm")
-MEAN_RGB = {"keras_applications": IMAGENET_MEAN_RGB, "torchvision": TORCHVISION_MEAN_RGB,
-            "timm": TORCHVISION_MEAN_RGB}
+MEAN_RGB = {
+    "keras_applications": IMAGENET_MEAN_RGB,
+    "torchvision": TORCHVISION_MEAN_RGB,
+    "timm": TORCHVISION_MEAN_RGB,
+}
 #: The spatial side fc6 sees in every published file (a 224 crop after five poolings).
 FC6_SIDE = 7
 
 _HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 _TORCH_NAMES = {"A": "vgg11", "B": "vgg13", "D": "vgg16", "E": "vgg19"}
-_FC_ALIASES = {"fc1": "fc6", "fc2": "fc7", "predictions": "fc8",
-               "fc6": "fc6", "fc7": "fc7", "fc8": "fc8"}
+_FC_ALIASES = {
+    "fc1": "fc6",
+    "fc2": "fc7",
+    "predictions": "fc8",
+    "fc6": "fc6",
+    "fc7": "fc7",
+    "fc8": "fc8",
+}
 _TOP = ("fc6", "fc7", "fc8")
 
 
@@ -68,29 +77,37 @@ def parse_variant(name: str) -> tuple[str, bool | None]:
         if text.lower() == spec.builder_name.lower():
             return variant, batch_norm
     names = ", ".join(f"{v} ({s.builder_name})" for v, s in specs.SPECS.items())
-    raise ValueError(f"Unknown VGG variant {name!r}; expected one of {names}, with '_bn' "
-                     "for batch norm (vgg16_bn).")
+    raise ValueError(
+        f"Unknown VGG variant {name!r}; expected one of {names}, with '_bn' "
+        "for batch norm (vgg16_bn)."
+    )
 
 
 def _timm_hint(name: str | None) -> str:
     timm = f"{name}.tv_in1k" if name else "vgg11.tv_in1k ... vgg19_bn.tv_in1k"
-    return (f"timm's {timm} {'holds' if name else 'hold'} the same weights as safetensors, "
-            f"which need no torch (https://huggingface.co/timm/"
-            f"{name + '.tv_in1k' if name else '<name>'}, file model.safetensors): pass its path "
-            "as weights= or to vgg_tf.import_weights / bin/import_weights")
+    return (
+        f"timm's {timm} {'holds' if name else 'hold'} the same weights as safetensors, "
+        f"which need no torch (https://huggingface.co/timm/"
+        f"{name + '.tv_in1k' if name else '<name>'}, file model.safetensors): pass its path "
+        "as weights= or to vgg_tf.import_weights / bin/import_weights"
+    )
 
 
-def torch_missing_error(path: str, net: str | None = None, url: str | None = None
-                        ) -> MissingDependencyError:
+def torch_missing_error(
+    path: str, net: str | None = None, url: str | None = None
+) -> MissingDependencyError:
     """The error for a PyTorch file without PyTorch: what the file is, and three ways out."""
     match = re.match(r"(vgg\d\d(?:_bn)?)", os.path.basename(path))
-    what = (f"weights='imagenet' for {net} is torchvision's {url}, a PyTorch file" if url
-            else f"{path!r} is a PyTorch file (a torchvision state dict)")
+    what = (
+        f"weights='imagenet' for {net} is torchvision's {url}, a PyTorch file"
+        if url
+        else f"{path!r} is a PyTorch file (a torchvision state dict)"
+    )
     return MissingDependencyError(
         f"{what}; reading it needs PyTorch, which is not installed. Either pip install torch "
         "(the CPU wheel is enough), or use "
         f"safetensors: {_timm_hint(match.group(1) if match else None)}, or convert the file "
-        "once where torch is installed: python -c \"import torch, safetensors.torch as st; "
+        'once where torch is installed: python -c "import torch, safetensors.torch as st; '
         f"st.save_file(torch.load('{os.path.basename(path)}'), 'vgg.safetensors')\"."
     )
 
@@ -145,7 +162,7 @@ class ImportedWeights:
 
 
 def file_format(path: str | os.PathLike) -> str | None:
-    """"hdf5", "safetensors" or "torch" from a file's first bytes; None for anything else."""
+    """ "hdf5", "safetensors" or "torch" from a file's first bytes; None for anything else."""
     try:
         with open(path, "rb") as f:
             head = f.read(16)
@@ -166,13 +183,18 @@ def _resolve_source(source: str | os.PathLike) -> str:
     if os.path.isdir(path) and os.path.isfile(os.path.join(path, "model.safetensors")):
         path = os.path.join(path, "model.safetensors")  # a timm / Hugging Face snapshot
     if not os.path.isfile(path):
-        raise ValueError(f"Cannot import weights from {path!r}: no such file; expected a "
-                         "keras.applications .h5, a torchvision .pth or a timm .safetensors file.")
+        raise ValueError(
+            f"Cannot import weights from {path!r}: no such file; expected a "
+            "keras.applications .h5, a torchvision .pth or a timm .safetensors file."
+        )
     return path
 
 
 def read_weights(
-    source: str | os.PathLike, variant: str | None = None, *, include_top: bool | None = None,
+    source: str | os.PathLike,
+    variant: str | None = None,
+    *,
+    include_top: bool | None = None,
     batch_norm: bool | None = None,
 ) -> ImportedWeights:
     """Reads and converts a keras.applications, torchvision or timm VGG weight file.
@@ -215,19 +237,32 @@ def read_weights(
             f"the requested {want_variant} ({specs.SPECS[want_variant].builder_name})."
         )
     if want_bn is not None and want_bn != has_bn:
-        raise ValueError(f"{path!r} holds a net {'with' if has_bn else 'without'} batch norm; "
-                         f"batch_norm={want_bn} was requested.")
+        raise ValueError(
+            f"{path!r} holds a net {'with' if has_bn else 'without'} batch norm; "
+            f"batch_norm={want_bn} was requested."
+        )
     layers = _name_convs(convs, inferred)
     if include_top is None:
         include_top = bool(top)
     if include_top:
         if not top:
-            raise ValueError(f"{path!r} has no fully-connected layers (fc6, fc7, fc8: a 'notop' "
-                             "file); import it with include_top=False.")
+            raise ValueError(
+                f"{path!r} has no fully-connected layers (fc6, fc7, fc8: a 'notop' "
+                "file); import it with include_top=False."
+            )
         layers.update(_check_top(top, convs[-1][0].shape[-1], width, path))
     classes = int(layers["fc8"][0].shape[1]) if include_top else None
-    return ImportedWeights(layers, inferred, has_bn, include_top, classes, width,
-                           MEAN_RGB[source_format], source_format, path)
+    return ImportedWeights(
+        layers,
+        inferred,
+        has_bn,
+        include_top,
+        classes,
+        width,
+        MEAN_RGB[source_format],
+        source_format,
+        path,
+    )
 
 
 def _decode(values) -> list[str]:
@@ -279,13 +314,16 @@ def _read_safetensors(path: str) -> dict[str, np.ndarray]:
     try:
         from safetensors.numpy import load_file
     except ImportError:
-        raise MissingDependencyError(f"Reading {path!r} needs the safetensors package: "
-                                     "pip install safetensors.") from None
+        raise MissingDependencyError(
+            f"Reading {path!r} needs the safetensors package: pip install safetensors."
+        ) from None
     try:
         return load_file(path)
     except Exception as error:  # safetensors raises its own error types.
-        raise ValueError(f"Cannot read {path!r} as safetensors ({error}); expected a timm "
-                         "model.safetensors of float32 tensors.") from error
+        raise ValueError(
+            f"Cannot read {path!r} as safetensors ({error}); expected a timm "
+            "model.safetensors of float32 tensors."
+        ) from error
 
 
 def _read_torch(path: str) -> dict[str, np.ndarray]:
@@ -298,8 +336,10 @@ def _read_torch(path: str) -> dict[str, np.ndarray]:
         if isinstance(state, Mapping) and isinstance(state.get(key), Mapping):
             state = state[key]
     if not isinstance(state, Mapping):
-        raise ValueError(f"{path!r} holds a {type(state).__name__}, not a state dict; expected "
-                         "torchvision's VGG state dict (model.state_dict()).")
+        raise ValueError(
+            f"{path!r} holds a {type(state).__name__}, not a state dict; expected "
+            "torchvision's VGG state dict (model.state_dict())."
+        )
     return {k: v.detach().float().numpy() for k, v in state.items() if hasattr(v, "numpy")}
 
 
@@ -308,11 +348,20 @@ def _torch_conv(weight: np.ndarray) -> np.ndarray:
 
 
 def _convert_torch(tensors: Mapping[str, np.ndarray], path: str):
-    tensors = {k.removeprefix("module."): np.asarray(v, dtype=np.float32)
-               for k, v in tensors.items() if not k.endswith("num_batches_tracked")}
+    tensors = {
+        k.removeprefix("module."): np.asarray(v, dtype=np.float32)
+        for k, v in tensors.items()
+        if not k.endswith("num_batches_tracked")
+    }
     features: dict[int, dict[str, np.ndarray]] = {}
-    top_keys = {"classifier.0", "classifier.3", "classifier.6",
-                "pre_logits.fc1", "pre_logits.fc2", "head.fc"}
+    top_keys = {
+        "classifier.0",
+        "classifier.3",
+        "classifier.6",
+        "pre_logits.fc1",
+        "pre_logits.fc2",
+        "head.fc",
+    }
     top_raw, unknown = {}, []
     for key, value in tensors.items():
         module, _, param = key.rpartition(".")
@@ -334,8 +383,10 @@ def _convert_torch(tensors: Mapping[str, np.ndarray], path: str):
     conv_indices = [i for i in index if features[i].get("weight", np.zeros(0)).ndim == 4]
     bn_indices = [i for i in index if "running_mean" in features[i]]
     if bn_indices and len(bn_indices) != len(conv_indices):
-        raise ValueError(f"{path!r} has {len(conv_indices)} conv layers but {len(bn_indices)} "
-                         "batch-norm layers; expected one after every conv (vgg*_bn) or none.")
+        raise ValueError(
+            f"{path!r} has {len(conv_indices)} conv layers but {len(bn_indices)} "
+            "batch-norm layers; expected one after every conv (vgg*_bn) or none."
+        )
     for n, i in enumerate(conv_indices):
         conv = features[i]
         if "bias" not in conv:
@@ -381,8 +432,14 @@ def _check_torch_indices(conv_indices: list[int], bn_indices: list[int], path: s
 
 
 def _torch_top(raw: Mapping[str, Mapping[str, np.ndarray]], channels: int, path: str) -> dict:
-    names = {"classifier.0": "fc6", "classifier.3": "fc7", "classifier.6": "fc8",
-             "pre_logits.fc1": "fc6", "pre_logits.fc2": "fc7", "head.fc": "fc8"}
+    names = {
+        "classifier.0": "fc6",
+        "classifier.3": "fc7",
+        "classifier.6": "fc8",
+        "pre_logits.fc1": "fc6",
+        "pre_logits.fc2": "fc7",
+        "head.fc": "fc8",
+    }
     top = {}
     for module, params in raw.items():
         if set(params) != {"weight", "bias"}:
@@ -397,15 +454,18 @@ def _torch_top(raw: Mapping[str, Mapping[str, np.ndarray]], channels: int, path:
                     )
                 weight = weight.reshape(weight.shape[0], channels, FC6_SIDE, FC6_SIDE)
             if weight.shape[1:] != (channels, FC6_SIDE, FC6_SIDE):
-                raise ValueError(f"{path!r}: {module}.weight is {weight.shape}; expected (out, "
-                                 f"{channels}, {FC6_SIDE}, {FC6_SIDE}).")
+                raise ValueError(
+                    f"{path!r}: {module}.weight is {weight.shape}; expected (out, "
+                    f"{channels}, {FC6_SIDE}, {FC6_SIDE})."
+                )
             kernel = _fc6_kernel(weight)
         else:
             if weight.ndim == 4 and weight.shape[2:] == (1, 1):  # timm's 1x1 conv fc7
                 weight = weight[:, :, 0, 0]
             if weight.ndim != 2:
-                raise ValueError(f"{path!r}: {module}.weight is {weight.shape}; expected a "
-                                 "(out, in) matrix.")
+                raise ValueError(
+                    f"{path!r}: {module}.weight is {weight.shape}; expected a (out, in) matrix."
+                )
             kernel = weight.T
         top[name] = [np.ascontiguousarray(kernel), params["bias"]]
     return top
@@ -419,7 +479,7 @@ def _fc6_kernel(weight: np.ndarray) -> np.ndarray:
     out, c, h, w = weight.shape
     kernel = np.empty((h, w, c, out), np.float32)
     for start in range(0, out, 256):
-        kernel[..., start:start + 256] = np.transpose(weight[start:start + 256], (2, 3, 1, 0))
+        kernel[..., start : start + 256] = np.transpose(weight[start : start + 256], (2, 3, 1, 0))
     return kernel.reshape(h * w * c, out)
 
 
@@ -428,31 +488,38 @@ def _infer_variant(convs, path: str) -> tuple[str, float]:
     kernels = [tuple(k.shape) for k, _, _ in convs]
     found = ", ".join(f"{kh}x{kw} {i}->{o}" for kh, kw, i, o in kernels)
     for variant in ("A", "B", "C", "D", "E"):
-        spec = [(size, filters) for block in specs.SPECS[variant].blocks
-                for size, filters in block]
+        spec = [(size, filters) for block in specs.SPECS[variant].blocks for size, filters in block]
         if [s for s, _ in spec] != [k[0] for k in kernels] or any(k[0] != k[1] for k in kernels):
             continue
         width = kernels[0][3] / spec[0][1]
         channels = kernels[0][2]
-        for (kh, kw, cin, cout), (_, filters), (_, bias, bn) in zip(kernels, spec, convs):
+        for (_, _, cin, cout), (_, filters), (_, bias, bn) in zip(kernels, spec, convs):
             if cout != max(1, round(filters * width)) or cin != channels:
-                raise ValueError(f"{path!r} has convs {found}: not "
-                                 f"{specs.SPECS[variant].builder_name}'s widths (64, 128, 256, "
-                                 "512 or one multiple of them).")
+                raise ValueError(
+                    f"{path!r} has convs {found}: not "
+                    f"{specs.SPECS[variant].builder_name}'s widths (64, 128, 256, "
+                    "512 or one multiple of them)."
+                )
             if bias.shape != (cout,) or (bn is not None and any(b.shape != (cout,) for b in bn)):
-                raise ValueError(f"{path!r}: a bias or batch-norm vector of the {cin}->{cout} "
-                                 "conv has the wrong length.")
+                raise ValueError(
+                    f"{path!r}: a bias or batch-norm vector of the {cin}->{cout} "
+                    "conv has the wrong length."
+                )
             channels = cout
         if kernels[0][2] != 3:
-            raise ValueError(f"{path!r}: the first conv takes {kernels[0][2]} channels; "
-                             "expected 3 (RGB).")
+            raise ValueError(
+                f"{path!r}: the first conv takes {kernels[0][2]} channels; expected 3 (RGB)."
+            )
         return variant, width
     layouts = ", ".join(
         f"{s.builder_name} ({v}, {sum(len(b) for b in s.blocks)} convs)"
-        for v, s in specs.SPECS.items() if v != "A-LRN"
+        for v, s in specs.SPECS.items()
+        if v != "A-LRN"
     )
-    raise ValueError(f"{path!r} has {len(kernels)} conv layers ({found}); expected the layout "
-                     f"of one of {layouts}.")
+    raise ValueError(
+        f"{path!r} has {len(kernels)} conv layers ({found}); expected the layout "
+        f"of one of {layouts}."
+    )
 
 
 def _name_convs(convs, variant: str) -> dict[str, list[np.ndarray]]:
@@ -469,17 +536,21 @@ def _name_convs(convs, variant: str) -> dict[str, list[np.ndarray]]:
 def _check_top(top: Mapping, channels: int, width: float, path: str) -> dict:
     missing = [n for n in _TOP if n not in top]
     if missing:
-        raise ValueError(f"{path!r} has {', '.join(sorted(top))} but not {', '.join(missing)}; "
-                         "expected all three fully-connected layers (or include_top=False).")
+        raise ValueError(
+            f"{path!r} has {', '.join(sorted(top))} but not {', '.join(missing)}; "
+            "expected all three fully-connected layers (or include_top=False)."
+        )
     units = max(1, round(specs.FC_UNITS * width))
     (k6, b6), (k7, b7), (k8, b8) = (top[n] for n in _TOP)
     expected = {"fc6": (channels * FC6_SIDE**2, units), "fc7": (units, units)}
     for name, (kernel, bias) in (("fc6", (k6, b6)), ("fc7", (k7, b7)), ("fc8", (k8, b8))):
         shape = expected.get(name, (units, kernel.shape[1]))
         if kernel.shape != shape or bias.shape != (shape[1],):
-            raise ValueError(f"{path!r}: {name} has kernel {kernel.shape} and bias {bias.shape}; "
-                             f"expected kernel {shape} (fc6 sees a {FC6_SIDE}x{FC6_SIDE}x"
-                             f"{channels} map: a 224 crop).")
+            raise ValueError(
+                f"{path!r}: {name} has kernel {kernel.shape} and bias {bias.shape}; "
+                f"expected kernel {shape} (fc6 sees a {FC6_SIDE}x{FC6_SIDE}x"
+                f"{channels} map: a 224 crop)."
+            )
     return {name: list(top[name]) for name in _TOP}
 
 

@@ -63,8 +63,9 @@ from vgg_tf.weights.trained import TrainedModel
 from vgg_tf.weights.transfer import load_layer_weights
 
 
-def build_imported(imported: ImportedWeights, include_top: bool | None = None,
-                   **options: Any) -> keras.Model:
+def build_imported(
+    imported: ImportedWeights, include_top: bool | None = None, **options: Any
+) -> keras.Model:
     """A VGG model holding ``imported``'s weights (``options`` go to :func:`vgg_tf.nets.builder.build_vgg`).
 
     Example:
@@ -72,21 +73,30 @@ def build_imported(imported: ImportedWeights, include_top: bool | None = None,
     """
     top = imported.include_top if include_top is None else include_top
     if top and not imported.include_top:
-        raise ValueError(f"{imported.source!r} has no fully-connected layers (fc6, fc7, fc8); "
-                         "build with include_top=False.")
+        raise ValueError(
+            f"{imported.source!r} has no fully-connected layers (fc6, fc7, fc8); "
+            "build with include_top=False."
+        )
     options.setdefault("name", imported.builder_name)
     if imported.batch_norm:
         options["batch_norm_epsilon"] = imported.batch_norm_epsilon
     model = builder.build_vgg(
-        imported.variant, include_top=top, classes=imported.classes or 1000,
-        batch_norm=imported.batch_norm, width_multiplier=imported.width_multiplier, **options,
+        imported.variant,
+        include_top=top,
+        classes=imported.classes or 1000,
+        batch_norm=imported.batch_norm,
+        width_multiplier=imported.width_multiplier,
+        **options,
     )
     load_layer_weights(model, imported.layers)
     return model
 
 
 def import_weights(
-    source: str | os.PathLike, variant: str | None = None, *, include_top: bool | None = None,
+    source: str | os.PathLike,
+    variant: str | None = None,
+    *,
+    include_top: bool | None = None,
     **options: Any,
 ) -> keras.Model:
     """A VGG model with the weights of a keras.applications, torchvision or timm file.
@@ -137,7 +147,8 @@ def imported_config(imported: ImportedWeights, weights_url: str | None = None) -
         mean_rgb=list(imported.mean_rgb),
         num_classes=classes,
         class_names=list(labels.imagenet_class_names())
-        if classes == labels.NUM_IMAGENET_CLASSES else None,
+        if classes == labels.NUM_IMAGENET_CLASSES
+        else None,
         weights_source=os.path.abspath(imported.source),
         weights_format=imported.source_format,
         weights_url=weights_url,
@@ -146,7 +157,10 @@ def imported_config(imported: ImportedWeights, weights_url: str | None = None) -
 
 
 def import_to_workdir(
-    source: str | os.PathLike, workdir: str | os.PathLike, variant: str | None = None, *,
+    source: str | os.PathLike,
+    workdir: str | os.PathLike,
+    variant: str | None = None,
+    *,
     overwrite: bool = False,
 ):
     """Writes a workdir (``model.keras``, ``config.json``) from a weight file, like a trained run.
@@ -173,13 +187,17 @@ def import_to_workdir(
         source, url = imagenet_weights_path(name, True, bool(batch_norm)), file.url
     imported = read_weights(source, variant)
     if not imported.include_top:
-        raise ValueError(f"{imported.source!r} has no fully-connected layers (a 'notop' file): "
-                         "a workdir holds a classifier; import the file with the top.")
+        raise ValueError(
+            f"{imported.source!r} has no fully-connected layers (a 'notop' file): "
+            "a workdir holds a classifier; import the file with the top."
+        )
     recorded = workdir_lib.read_config(workdir)
     if recorded is not None or os.path.exists(os.path.join(workdir, workdir_lib.MODEL_FILE)):
         if not overwrite:
-            raise ValueError(f"{workdir!r} already holds a run; pass --overwrite to replace it, "
-                             "or choose another directory.")
+            raise ValueError(
+                f"{workdir!r} already holds a run; pass --overwrite to replace it, "
+                "or choose another directory."
+            )
         workdir_lib.clear_run(workdir)
     os.makedirs(workdir, exist_ok=True)
     model = build_imported(imported, data_format="channels_last")
@@ -187,8 +205,12 @@ def import_to_workdir(
     workdir_lib.save_model(model, os.path.join(workdir, workdir_lib.MODEL_FILE))
     workdir_lib.write_config(workdir, config)
     directory = os.path.basename(os.path.abspath(workdir))
-    return TrainedModel(model, config, os.path.join(workdir, workdir_lib.MODEL_FILE),
-                        f"{imported.variant} ({directory})")
+    return TrainedModel(
+        model,
+        config,
+        os.path.join(workdir, workdir_lib.MODEL_FILE),
+        f"{imported.variant} ({directory})",
+    )
 
 
 def imagenet_trained_model(variant: str, *, batch_norm: bool | None = None):

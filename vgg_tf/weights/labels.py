@@ -23,7 +23,9 @@ NUM_IMAGENET_CLASSES = 1000
 
 @functools.cache
 def _imagenet_rows() -> tuple[tuple[str, str], ...]:
-    text = importlib.resources.files("vgg_tf.weights").joinpath("imagenet2012_classes.tsv").read_text()
+    text = (
+        importlib.resources.files("vgg_tf.weights").joinpath("imagenet2012_classes.tsv").read_text()
+    )
     rows = tuple(
         tuple(line.split("\t", 1)) for line in text.splitlines() if line and line[0] != "#"
     )
@@ -52,7 +54,9 @@ def imagenet_class_names() -> tuple[str, ...]:
 
 
 def decode_predictions(
-    probabilities, top: int = 5, class_names: Sequence[str] | None = None,
+    probabilities,
+    top: int = 5,
+    class_names: Sequence[str] | None = None,
     class_ids: Sequence[str] | None = None,
 ) -> list[list[tuple[str, str, float]]]:
     """The ``top`` classes of each row of ``probabilities``, best first, as keras.applications.

@@ -41,7 +41,7 @@ def load_model(model: str | os.PathLike | TrainedModel) -> TrainedModel:
         return model
     model = os.fspath(model)
     if model.startswith(IMAGENET_PREFIX) and not os.path.exists(model):
-        return importing.imagenet_trained_model(model[len(IMAGENET_PREFIX):])
+        return importing.imagenet_trained_model(model[len(IMAGENET_PREFIX) :])
     return load_trained_model(model)
 
 

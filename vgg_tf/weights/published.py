@@ -52,8 +52,9 @@ class WeightsFile:
 
 def _keras_file(name: str, md5: str) -> WeightsFile:
     folder = name.split("_")[0]
-    return WeightsFile(name, f"{_KERAS_APPLICATIONS}{folder}/{name}", md5, None,
-                       "keras_applications")
+    return WeightsFile(
+        name, f"{_KERAS_APPLICATIONS}{folder}/{name}", md5, None, "keras_applications"
+    )
 
 
 def _torchvision_file(name: str) -> WeightsFile:
@@ -64,26 +65,34 @@ def _torchvision_file(name: str) -> WeightsFile:
 #: D and E come from keras.applications (md5s from keras' own vgg16.py / vgg19.py),
 #: A, B and every batch-norm net from torchvision (one file, with and without the top).
 IMAGENET_FILES: dict[tuple[str, bool, bool], WeightsFile] = {
-    ("D", False, True): _keras_file("vgg16_weights_tf_dim_ordering_tf_kernels.h5",
-                                    "64373286793e3c8b2b4e3219cbf3544b"),
-    ("D", False, False): _keras_file("vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                                     "6d6bbae143d832006294945121d1f1fc"),
-    ("E", False, True): _keras_file("vgg19_weights_tf_dim_ordering_tf_kernels.h5",
-                                    "cbe5617147190e668d6c5d5026f83318"),
-    ("E", False, False): _keras_file("vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5",
-                                     "253f8cb515780f3b799900260a226db6"),
+    ("D", False, True): _keras_file(
+        "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b"
+    ),
+    ("D", False, False): _keras_file(
+        "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"
+    ),
+    ("E", False, True): _keras_file(
+        "vgg19_weights_tf_dim_ordering_tf_kernels.h5", "cbe5617147190e668d6c5d5026f83318"
+    ),
+    ("E", False, False): _keras_file(
+        "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "253f8cb515780f3b799900260a226db6"
+    ),
 }
 for _variant, _bn, _name in (
-    ("A", False, "vgg11-8a719046.pth"), ("B", False, "vgg13-19584684.pth"),
-    ("A", True, "vgg11_bn-6002323d.pth"), ("B", True, "vgg13_bn-abd245e5.pth"),
-    ("D", True, "vgg16_bn-6c64b313.pth"), ("E", True, "vgg19_bn-c79401a0.pth"),
+    ("A", False, "vgg11-8a719046.pth"),
+    ("B", False, "vgg13-19584684.pth"),
+    ("A", True, "vgg11_bn-6002323d.pth"),
+    ("B", True, "vgg13_bn-abd245e5.pth"),
+    ("D", True, "vgg16_bn-6c64b313.pth"),
+    ("E", True, "vgg19_bn-c79401a0.pth"),
 ):
     for _top in (True, False):
         IMAGENET_FILES[(_variant, _bn, _top)] = _torchvision_file(_name)
 
 
-def imagenet_weights_file(variant: str, include_top: bool = True,
-                          batch_norm: bool = False) -> WeightsFile:
+def imagenet_weights_file(
+    variant: str, include_top: bool = True, batch_norm: bool = False
+) -> WeightsFile:
     """The published file ``weights="imagenet"`` reads for this network.
 
     Raises:
@@ -122,8 +131,7 @@ def _keras_cache_dir() -> str:
     return os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
 
 
-def imagenet_weights_path(variant: str, include_top: bool = True,
-                          batch_norm: bool = False) -> str:
+def imagenet_weights_path(variant: str, include_top: bool = True, batch_norm: bool = False) -> str:
     """The local path of the ImageNet file of a network, downloaded into Keras' cache if absent.
 
     As keras.applications: ``keras.utils.get_file`` with the published URL and
@@ -141,12 +149,19 @@ def imagenet_weights_path(variant: str, include_top: bool = True,
     cache_dir = _keras_cache_dir()
     target = os.path.join(os.path.expanduser(cache_dir), "models", file.fname)
     if file.source_format == "torchvision" and not torch_available():
-        net = (f"{specs.SPECS[variant].builder_name}{' with batch norm' if batch_norm else ''} "
-               f"(net {variant})")
+        net = (
+            f"{specs.SPECS[variant].builder_name}{' with batch norm' if batch_norm else ''} "
+            f"(net {variant})"
+        )
         raise torch_missing_error(file.fname, net, file.url)
     try:
-        path = keras.utils.get_file(file.fname, file.url, cache_subdir="models",
-                                    file_hash=file.file_hash, cache_dir=cache_dir)
+        path = keras.utils.get_file(
+            file.fname,
+            file.url,
+            cache_subdir="models",
+            file_hash=file.file_hash,
+            cache_dir=cache_dir,
+        )
     except Exception as error:  # get_file raises a bare Exception for a failed fetch.
         raise ValueError(
             f"weights='imagenet' for {specs.SPECS[variant].builder_name} (net {variant}) needs "
@@ -156,9 +171,11 @@ def imagenet_weights_path(variant: str, include_top: bool = True,
             "path to vgg_tf.import_weights or bin/import_weights."
         ) from error
     if file.sha256_prefix and not _sha256(path).startswith(file.sha256_prefix):
-        raise ValueError(f"{path!r} is not the published {file.fname} (its sha256 does not "
-                         f"start with {file.sha256_prefix}): delete it and download {file.url} "
-                         "again.")
+        raise ValueError(
+            f"{path!r} is not the published {file.fname} (its sha256 does not "
+            f"start with {file.sha256_prefix}): delete it and download {file.url} "
+            "again."
+        )
     return path
 
 

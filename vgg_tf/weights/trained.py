@@ -30,8 +30,6 @@ def recorded_mean_rgb(config: Mapping) -> tuple[float, float, float]:
     return tuple(float(m) for m in (IMAGENET_MEAN_RGB if mean is None else mean))
 
 
-
-
 @dataclasses.dataclass(frozen=True)
 class TrainedModel:
     """A classifier and what evaluation, export and fine-tuning need from its training.

@@ -126,33 +126,40 @@ class DigitsOnCanvas(PackagedBuilder, tfds.core.GeneratorBasedBuilder):
             for split, chosen in (("train", train), ("test", test))
         }
 
-    def _generate_examples(self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray,
-                           split: str):
+    def _generate_examples(
+        self, images: np.ndarray, labels: np.ndarray, indices: np.ndarray, split: str
+    ):
         rng = np.random.default_rng(_SEEDS[split])
         for copy in range(_COPIES[split]):
             for i in indices:
                 yield f"{i}_{copy}", self._canvas(rng, images, labels, indices, int(i))
 
     @staticmethod
-    def _canvas(rng: np.random.Generator, images: np.ndarray, labels: np.ndarray,
-                indices: np.ndarray, target: int) -> dict:
+    def _canvas(
+        rng: np.random.Generator,
+        images: np.ndarray,
+        labels: np.ndarray,
+        indices: np.ndarray,
+        target: int,
+    ) -> dict:
         canvas = np.zeros((CANVAS_SIZE, CANVAS_SIZE), np.uint8)
         side = int(rng.integers(TARGET_SIDES[0], TARGET_SIDES[1] + 1))
         y, x = (int(v) for v in rng.integers(0, CANVAS_SIZE - side + 1, size=2))
-        canvas[y:y + side, x:x + side] = _resize(images[target], side)
+        canvas[y : y + side, x : x + side] = _resize(images[target], side)
         label = int(labels[target])
         boxes, object_labels = [_box(y, x, side)], [label]
 
         others = indices[labels[indices] != label]
         # Sides that still fit beside the target: a 40-pixel target in the middle
         # leaves 12-pixel margins, where a 14-pixel distractor cannot go.
-        largest = min(DISTRACTOR_SIDES[1], max(y, x, CANVAS_SIZE - y - side,
-                                               CANVAS_SIZE - x - side))
+        largest = min(
+            DISTRACTOR_SIDES[1], max(y, x, CANVAS_SIZE - y - side, CANVAS_SIZE - x - side)
+        )
         for _ in range(int(rng.integers(DISTRACTORS[0], DISTRACTORS[1] + 1))):
             small = int(rng.integers(DISTRACTOR_SIDES[0], largest + 1))
             dy, dx = _free_position(rng, small, (y, x, side))
             other = int(rng.choice(others))
-            region = canvas[dy:dy + small, dx:dx + small]
+            region = canvas[dy : dy + small, dx : dx + small]
             # Distractors may overlap each other (never the target): keep the brighter ink.
             np.maximum(region, _resize(images[other], small), out=region)
             boxes.append(_box(dy, dx, small))
