@@ -1,8 +1,12 @@
 """The run directory (vgg_tf.workdir): config.json, "another run lives here", test scales,
-mean RGB, atomic writes, and loading a trained model."""
+mean RGB, atomic writes, one run per workdir, and loading a trained model."""
 
 import json
 import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -133,7 +137,7 @@ def test_atomic_path_leaves_the_old_file_on_an_error(tmp_path):
     target = tmp_path / "model.keras"
     target.write_text("old")
     with pytest.raises(RuntimeError, match="disk full"), workdir.atomic_path(target) as tmp:
-        assert tmp == str(tmp_path / "model.tmp.keras")  # the extension is kept
+        assert tmp.startswith(str(tmp_path / "model.tmp-")) and tmp.endswith(".keras")
         with open(tmp, "w") as f:
             f.write("half of the new")
         raise RuntimeError("disk full")
@@ -260,3 +264,60 @@ def test_a_keras_file_without_config_loads_with_what_the_model_says(tmp_path, ti
 def test_a_model_trained_without_flips_says_so(tmp_path, make_workdir):
     make_workdir(tmp_path, flip=False)
     assert loading.load_model(tmp_path).flip is False
+
+
+# --- One run per workdir --------------------------------------------------------------
+
+_HOLD = """
+import sys, time
+from vgg_tf import workdir
+with workdir.exclusive(sys.argv[1], "a test run"):
+    print("held", flush=True)
+    time.sleep(120)
+"""
+
+
+def _holder(tmp_path, subprocess_env):
+    """A child process holding ``tmp_path / 'run'``; returns it once the lock is taken."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(tmp_path / "run")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=subprocess_env(),
+    )
+    assert child.stdout.readline().strip() == "held"
+    return child
+
+
+@pytest.mark.slow
+def test_a_second_process_is_refused_at_once_naming_the_holder(tmp_path, subprocess_env):
+    child = _holder(tmp_path, subprocess_env)
+    try:
+        with (
+            pytest.raises(
+                workdir.WorkdirBusyError, match=rf"in use by a test run \(host .*pid {child.pid}"
+            ),
+            workdir.exclusive(tmp_path / "run"),
+        ):
+            pass
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.slow
+def test_a_lock_left_by_a_killed_process_does_not_block(tmp_path, subprocess_env):
+    child = _holder(tmp_path, subprocess_env)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert (tmp_path / "run" / workdir.LOCK_FILE).exists()  # the file stays; the lock does not
+    with workdir.exclusive(tmp_path / "run"):
+        pass
+
+
+def test_temporary_names_are_unique_to_the_process(tmp_path):
+    with workdir.atomic_path(tmp_path / "model.keras") as tmp:
+        assert tmp.endswith(".keras") and str(os.getpid()) in os.path.basename(tmp)
+        Path(tmp).write_text("x")
+    assert (tmp_path / "model.keras").read_text() == "x"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]

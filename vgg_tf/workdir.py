@@ -25,6 +25,8 @@ import contextlib
 import json
 import os
 import shutil
+import socket
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -46,9 +48,11 @@ _RECORDED_FIELDS = ("mean_rgb", "num_classes", "class_names", "recipe")
 def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """Yields a temporary path beside ``path``; renames it to ``path`` when the block succeeds.
 
-    The temporary name keeps the extension (``model.tmp.keras``), as Keras and
-    matplotlib choose the format by it. A reader sees the old file or the new
-    one, never half of one; on an error the temporary file is removed.
+    The temporary name is unique to this process and keeps the extension
+    (``model.tmp-<host>-<pid>.keras``), as Keras and matplotlib choose the format
+    by it: two processes writing the same file never write into each other's
+    temporary file. A reader sees the old file or the new one, never half of
+    one; on an error the temporary file is removed.
 
     Example:
         >>> with atomic_path("/tmp/example.json") as tmp:
@@ -56,7 +60,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """
     path = os.fspath(path)
     base, extension = os.path.splitext(path)
-    tmp = f"{base}.tmp{extension}"
+    tmp = f"{base}.tmp-{socket.gethostname()}-{os.getpid()}{extension}"
     try:
         yield tmp
         os.replace(tmp, path)
@@ -244,3 +248,57 @@ def multi_test_scales(config: Mapping, where: str = "") -> tuple[int, ...]:
     qs = [s_min - 32, s_min, s_min + 32] if s_min == s_max else [s_min, (s_min + s_max) // 2, s_max]
     crop = int(config.get("crop_size") or 0)
     return tuple(dict.fromkeys(max(q, crop) for q in qs))
+
+
+# --- One run per workdir -------------------------------------------------------
+
+#: The lock file of a workdir (holds the holder's host, pid and command).
+LOCK_FILE = ".lock"
+
+
+class WorkdirBusyError(ValueError):
+    """Another live process holds the workdir."""
+
+
+@contextlib.contextmanager
+def exclusive(workdir: str | os.PathLike, what: str = "a run") -> Iterator[None]:
+    """Holds ``workdir`` for one process for the block; refuses at once if another holds it.
+
+    An advisory ``fcntl.flock`` on ``WORKDIR/.lock``: the kernel drops it when
+    the holder exits, however it exits (SIGKILL included), so a lock left by a
+    dead process never blocks the next run. The file names the holder (host,
+    pid, command) for the refusal. flock is per host on most network
+    filesystems; on object stores (``gs://``, ``s3://``) there is no lock:
+    one job per workdir is then the scheduler's rule to keep.
+
+    Raises:
+        WorkdirBusyError: Naming the holder, when another process holds it.
+
+    Example:
+        >>> with exclusive("/tmp/example_run"):
+        ...     pass
+    """
+    import fcntl
+
+    workdir = os.fspath(workdir)
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, LOCK_FILE)
+    handle = open(path, "a+")  # noqa: SIM115 (held open for the whole block)
+    try:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise WorkdirBusyError(
+                f"{workdir!r} is in use by {holder}; wait for it to finish, or choose another "
+                f"directory for {what}."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        command = " ".join(os.path.basename(a) if i == 0 else a for i, a in enumerate(sys.argv))
+        handle.write(f"{what} (host {socket.gethostname()}, pid {os.getpid()}: {command})\n")
+        handle.flush()
+        yield
+    finally:
+        handle.close()  # releases the lock
