@@ -21,6 +21,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from vgg_tf import tables
 from vgg_tf.data import images as images_lib
 from vgg_tf.data import sources
 from vgg_tf.inference.protocol import ModelEvaluator, check_protocols
@@ -208,9 +209,17 @@ def save_heatmap(evaluator: ModelEvaluator, image: Any, label: int, path: str) -
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    """A plain-text table in the manner of the paper's Tables 3-6."""
+    """A plain-text table in the manner of the paper's Tables 3-6.
+
+    Example:
+        >>> print(format_table([dict(model="D", protocol="dense", scales=[256, 384, 512],
+        ...                          top1_error=24.8, top5_error=7.5)]))
+        ConvNet  protocol  test scale Q  top-1 err (%)  top-5 err (%)
+        -------------------------------------------------------------
+        D        dense     256,384,512           24.80           7.50
+    """
     header = ("ConvNet", "protocol", "test scale Q", "top-1 err (%)", "top-5 err (%)")
-    lines = [
+    cells = [
         (
             r["model"],
             r["protocol"],
@@ -220,10 +229,7 @@ def format_table(rows: Sequence[dict]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(str(x)) for x in col) for col in zip(header, *lines)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    return "\n".join([fmt.format(*header), rule] + [fmt.format(*line) for line in lines])
+    return tables.format_table(header, cells, align="<<<>>", rule=True)
 
 
 def _source_examples(

@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from vgg_tf import tables
 from vgg_tf.data import boxes as boxes_lib
 from vgg_tf.data import images as images_lib
 from vgg_tf.data import pipeline as input_pipeline
@@ -131,9 +132,17 @@ def dense_errors(
 
 
 def format_table(rows: Sequence[dict]) -> str:
-    """The localisation error table, one row per protocol, net(s) and scales."""
+    """The localisation error table, one row per protocol, net(s) and scales.
+
+    Example:
+        >>> print(format_table([dict(protocol="dense", model="D (scr)", scales=[256],
+        ...                          error=0.253, counted=50000)]))
+        protocol  net(s)   Q     error  counted
+        ---------------------------------------
+        dense     D (scr)  256  25.30%    50000
+    """
     header = ("protocol", "net(s)", "Q", "error", "counted")
-    lines = [
+    cells = [
         (
             r["protocol"],
             r["model"],
@@ -143,10 +152,7 @@ def format_table(rows: Sequence[dict]) -> str:
         )
         for r in rows
     ]
-    widths = [max(len(str(x)) for x in column) for column in zip(header, *lines)]
-    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
-    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    return "\n".join([fmt.format(*header), rule] + [fmt.format(*line) for line in lines])
+    return tables.format_table(header, cells, align="<<<>>", rule=True)
 
 
 def evaluate_localisation(

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import keras
 
+from vgg_tf import tables
 from vgg_tf.nets import builder
 from vgg_tf.nets.specs import SPECS, VARIANTS
 
@@ -58,15 +59,25 @@ def summary_rows(image_size: int = 224, classes: int = 1000) -> list[dict]:
 
 
 def format_table(rows: list[dict]) -> str:
-    """Formats :func:`summary_rows` as a fixed-width text table."""
-    lines = [
-        f"{'net':<6} {'builder':<10} {'weight layers':>13} {'Table 2 (M)':>11} "
-        f"{'parameters':>13} {'GMACs':>7}"
-    ]
-    for r in rows:
-        paper = r.get("paper_params_millions")
-        lines.append(
-            f"{r['variant']:<6} {r['builder']:<10} {r['weight_layers']:>13} "
-            f"{'-' if paper is None else paper:>11} {r['params']:>13,} {r['gmacs']:>7.2f}"
+    """Formats :func:`summary_rows` as a fixed-width text table (:func:`vgg_tf.tables.format_table`).
+
+    Example:
+        >>> row = dict(variant="D", builder="VGG16", weight_layers=16,
+        ...            paper_params_millions=138, params=138_357_544, gmacs=15.47)
+        >>> print(format_table([row]))
+        net  builder  weight layers  Table 2 (M)   parameters  GMACs
+        D    VGG16               16          138  138,357,544  15.47
+    """
+    header = ("net", "builder", "weight layers", "Table 2 (M)", "parameters", "GMACs")
+    cells = [
+        (
+            r["variant"],
+            r["builder"],
+            r["weight_layers"],
+            "-" if r.get("paper_params_millions") is None else r["paper_params_millions"],
+            f"{r['params']:,}",
+            f"{r['gmacs']:.2f}",
         )
-    return "\n".join(lines)
+        for r in rows
+    ]
+    return tables.format_table(header, cells, align="<<>>>>")

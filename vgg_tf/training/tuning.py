@@ -42,7 +42,7 @@ import tensorflow as tf
 from keras_tuner.engine import base_tuner
 from keras_tuner.engine.trial import TrialStatus
 
-from vgg_tf import workdir
+from vgg_tf import tables, workdir
 from vgg_tf.training import distribute
 from vgg_tf.training import loop as train
 from vgg_tf.training import recipe as config_lib
@@ -202,17 +202,14 @@ def format_table(rows: list[dict[str, Any]], best_id: str | None = None) -> str:
     if not rows:
         return "(no trials)"
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    cells = [columns] + [
+    cells = [
         [
             _format(row.get(c)) + ("*" if c == "trial" and row["trial"] == best_id else "")
             for c in columns
         ]
         for row in rows
     ]
-    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip() for line in cells
-    )
+    return tables.format_table(columns, cells)
 
 
 def write_rows(rows: list[dict[str, Any]], path: str) -> None:
