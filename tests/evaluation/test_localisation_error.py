@@ -69,10 +69,15 @@ def test_dense_errors_follow_ilsvrc_top5_and_the_true_class(tiny_run_config, tin
 
 
 def test_protocols_and_classifier_are_checked():
-    with pytest.raises(ValueError, match=r"Unknown localisation protocol\(s\) \['multicrop'\]"):
-        localisation_eval.check_protocols("center_gt,multicrop")
+    with pytest.raises(
+        ValueError,
+        match=r"Unknown protocol \['multicrop'\]; expected one or more of center_gt, dense_gt, dense",
+    ):
+        localisation_eval.evaluate_localisation(
+            ["/runs/scr"], "digits_on_canvas", ["center_gt", "multicrop"]
+        )
     with pytest.raises(ValueError, match="pass --classifier=WORKDIR"):
-        localisation_eval.evaluate_localisation([], "digits_on_canvas", "dense")
+        localisation_eval.evaluate_localisation([], "digits_on_canvas", ["dense"])
 
 
 @pytest.mark.slow

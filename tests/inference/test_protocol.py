@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from vgg_tf.data import images
 from vgg_tf.evaluation import classification
+from vgg_tf.inference import heatmaps
 from vgg_tf.inference import protocol as ev
 from vgg_tf.weights.trained import TrainedModel
 
@@ -166,7 +167,7 @@ def test_evaluate_images_rows_fusion_predictions_and_heatmaps(tmp_path, trained)
     rows = classification.evaluate_images(
         evaluators,
         list(zip(images, labels)),
-        "dense,combined",
+        ["dense", "combined"],
         num_examples=3,
         heatmap_dir=str(tmp_path / "maps"),
         heatmap_count=2,
@@ -197,9 +198,33 @@ def test_evaluate_images_rows_fusion_predictions_and_heatmaps(tmp_path, trained)
         "model1_0000.png",
         "model1_0001.png",
     ]
+    # bin/predict's heatmap: the image at its own size, the top class's map overlaid.
+    heatmaps.write_heatmap(
+        evaluators[1], images[1], int(np.argmax(dense[1][1])), tmp_path / "expected.png"
+    )
+    assert (tmp_path / "maps" / "model1_0001.png").read_bytes() == (
+        tmp_path / "expected.png"
+    ).read_bytes()
     table = classification.format_table(rows)
     assert "top-1 err (%)" in table and "32,40,48" in table and "fusion" in table
     assert f"{200 / 3:.2f}" in table
+
+
+def test_protocol_names_are_stripped_kept_once_and_never_split():
+    assert ev.check_protocols([" dense", "multicrop ", "dense", ""]) == ("dense", "multicrop")
+    assert ev.check_protocols("single") == ("single",)  # one name, as a one-element list
+    with pytest.raises(ValueError, match=r"Unknown protocol \['dense,multicrop'\]; expected"):
+        ev.check_protocols("dense,multicrop")
+    with pytest.raises(ValueError, match=r"Unknown protocol \['tencrop', 'x'\]; expected one"):
+        ev.check_protocols(["dense", "tencrop", "x"])
+    with pytest.raises(ValueError, match="No protocol given; expected one or more of single"):
+        ev.check_protocols([" "])
+    accepted = ("center_gt", "dense")
+    assert ev.check_protocols(["dense", "center_gt"], accepted) == ("dense", "center_gt")
+    with pytest.raises(
+        ValueError, match=r"\['multicrop'\]; expected one or more of center_gt, dense\."
+    ):
+        ev.check_protocols(["multicrop"], accepted)
 
 
 # --- CLI -----------------------------------------------------------------------
@@ -221,9 +246,9 @@ def test_cli_rejects_bad_flags(tmp_path, run_bin):
 def test_evaluate_defaults_to_the_test_split(tmp_path, tfds_dir, make_workdir):
     make_workdir(tmp_path, config=dict(CONFIG, mean_rgb=[0.0, 0.0, 0.0]))
     rows = classification.evaluate(
-        str(tmp_path),
+        [str(tmp_path)],
         "digits",
-        "single",
+        ["single"],
         data_dir=str(tfds_dir),
         max_examples=6,
         output=str(tmp_path / "table.json"),

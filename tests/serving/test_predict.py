@@ -11,6 +11,7 @@ from PIL import Image
 from skimage import data
 
 from vgg_tf.data import images
+from vgg_tf.inference import heatmaps
 from vgg_tf.inference.protocol import ModelEvaluator
 from vgg_tf.serving import predict as predict_lib
 from vgg_tf.weights import labels, loading
@@ -97,8 +98,8 @@ def test_heatmap_is_the_photo_with_the_top_class_score_map_at_its_own_size(
         assert heatmap.format == "PNG" and heatmap.size == (photo.shape[1], photo.shape[0])
         score_map = evaluator.score_map(photo)[..., answer.classes[0].index]  # at Q = 40
         assert answer.heatmap_peak == pytest.approx(score_map.max())
-        upsampled = predict_lib.upsample_score_map(score_map, *photo.shape[:2], 40, 32)
-        expected = predict_lib.heatmap_image(photo, upsampled / score_map.max())
+        upsampled = heatmaps.upsample_score_map(score_map, *photo.shape[:2], 40, 32)
+        expected = heatmaps.heatmap_image(photo, upsampled / score_map.max())
         np.testing.assert_array_equal(np.asarray(heatmap.convert("RGB")), expected)
         assert np.abs(expected.astype(int) - photo).mean() > 10  # the map is visible
 
@@ -122,24 +123,6 @@ def test_the_exported_saved_model_serves_what_predict_answers(run_dir, photos, t
             [c.probability for c in answer.classes],
             atol=1e-5,
         )
-
-
-def test_score_map_locations_sit_at_the_centres_of_their_windows():
-    # A 96 x 160 image at Q = 96 with crop 32: a 3 x 5 map, windows 32 apart.
-    score_map = np.arange(15, dtype=float).reshape(3, 5)
-    up = predict_lib.upsample_score_map(score_map, 96, 160, 96, 32)
-    assert up.shape == (96, 160)
-    # Window (i, j) covers pixels [32 i, 32 i + 32): its centre lies between pixels
-    # 32 i + 15 and 32 i + 16, where the interpolation is the map's value.
-    for i in (1,):
-        for j in (1, 2, 3):
-            centre = up[32 * i + 15 : 32 * i + 17, 32 * j + 15 : 32 * j + 17].mean()
-            assert centre == pytest.approx(score_map[i, j])
-    # Held beyond the outermost centres: the corner windows' outer quarters are flat.
-    assert (up[:16, :16] == 0).all() and (up[-16:, -16:] == 14).all()
-    # A photo twice that size (rescaled to the same 96 x 160): the centres move with it.
-    large = predict_lib.upsample_score_map(score_map, 192, 320, 96, 32)
-    assert large[95:97, 159:161].mean() == pytest.approx(score_map[1, 2])
 
 
 def test_bad_files_get_one_line_each_and_the_others_are_answered(run_dir, photos, bad_files):

@@ -24,6 +24,7 @@ import numpy as np
 from vgg_tf import tables
 from vgg_tf.data import images as images_lib
 from vgg_tf.data import sources
+from vgg_tf.inference import heatmaps
 from vgg_tf.inference.protocol import ModelEvaluator, check_protocols
 from vgg_tf.training import metrics
 from vgg_tf.weights.loading import load_model
@@ -65,7 +66,9 @@ def evaluate_images(
             uint8 RGB ``(H, W, 3)`` images, integer labels.
         protocols: Names from :data:`PROTOCOLS`.
         num_examples: Length of ``examples`` for the progress bar, if known.
-        heatmap_dir: Write score-map heatmaps of the first images there.
+        heatmap_dir: Write heatmaps of the first images there, ``model<i>_<index>.png``:
+            the image with the dense score map of its top class under the first
+            protocol overlaid (:func:`vgg_tf.inference.heatmaps.write_heatmap`).
         heatmap_count: How many images get heatmaps.
         predictions_output: Write every image's posteriors there as JSON
             lines: ``{"index", "label", "filename", "probabilities": [{"model",
@@ -169,7 +172,9 @@ def _evaluate_one(
         for p in protocols:
             tallies[i, p].add(per_model[-1][p], label)
         if heatmap_dir and index < heatmap_count:
-            save_heatmap(ev, image, label, os.path.join(heatmap_dir, f"model{i}_{index:04d}.png"))
+            predicted = int(np.argmax(per_model[-1][protocols[0]]))
+            path = os.path.join(heatmap_dir, f"model{i}_{index:04d}.png")
+            heatmaps.write_heatmap(ev, image, predicted, path)
     for p in fusion:
         fusion[p].add(np.mean([probs[p] for probs in per_model], axis=0), label)
     if predictions is not None:
@@ -179,33 +184,6 @@ def _evaluate_one(
         ]
         line = {"index": index, "label": label, "filename": filename, "probabilities": record}
         predictions.write(json.dumps(line) + "\n")
-
-
-def save_heatmap(evaluator: ModelEvaluator, image: Any, label: int, path: str) -> None:
-    """Writes a PNG: the image beside the dense score map of its predicted class."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    score_map = evaluator.score_map(image)
-    predicted = int(np.argmax(score_map.mean(axis=(0, 1))))
-    names = evaluator.trained.class_names
-
-    def name(c: int) -> str:
-        return names[c] if names and c < len(names) else str(c)
-
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(7, 3.5))
-    axes[0].imshow(np.asarray(image).astype("uint8"))
-    axes[0].set_title(f"label: {name(label)}")
-    shown = axes[1].imshow(score_map[..., predicted], vmin=0, vmax=1, cmap="viridis")
-    axes[1].set_title(f"P({name(predicted)}) at Q={evaluator.single[0]}")
-    fig.colorbar(shown, ax=axes[1])
-    for ax in axes:
-        ax.axis("off")
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
 
 
 def format_table(rows: Sequence[dict]) -> str:

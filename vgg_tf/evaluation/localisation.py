@@ -36,6 +36,7 @@ from vgg_tf.data import images as images_lib
 from vgg_tf.data import pipeline as input_pipeline
 from vgg_tf.data import sources
 from vgg_tf.inference.localiser import Localiser, box_head
+from vgg_tf.inference.protocol import check_protocols
 from vgg_tf.training import tasks
 from vgg_tf.weights.loading import load_model
 from vgg_tf.weights.trained import TrainedModel
@@ -43,19 +44,6 @@ from vgg_tf.workdir import write_json
 
 PROTOCOLS = ("center_gt", "dense_gt", "dense")
 _BATCH = 32
-
-
-def check_protocols(protocols: str | Sequence[str]) -> tuple[str, ...]:
-    names = (
-        [p for p in protocols.split(",") if p] if isinstance(protocols, str) else list(protocols)
-    )
-    unknown = [p for p in names if p not in PROTOCOLS]
-    if unknown or not names:
-        raise ValueError(
-            f"Unknown localisation protocol(s) {unknown or names}; expected one or "
-            f"more of {', '.join(PROTOCOLS)}."
-        )
-    return tuple(names)
 
 
 def center_crop_errors(
@@ -200,7 +188,7 @@ def evaluate_localisation(
     """
     images_lib.check_image_limits(max_pixels, max_aspect_ratio)
     limits = dict(max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
-    protocols = check_protocols(protocols)
+    protocols = check_protocols(protocols, PROTOCOLS)
     dense = [p for p in protocols if p != "center_gt"]
     if dense and not classifier:
         raise ValueError(

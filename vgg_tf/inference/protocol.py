@@ -272,15 +272,40 @@ class ModelEvaluator:
         return self._score_map(tf.cast(image, tf.float32)).numpy()
 
 
-def check_protocols(protocols: str | Sequence[str]) -> tuple[str, ...]:
-    """Parses ``"dense,multicrop"`` or a list into validated protocol names."""
-    if isinstance(protocols, str):
-        protocols = [p for p in protocols.split(",") if p.strip()]
-    protocols = tuple(p.strip() for p in protocols)
-    bad = [p for p in protocols if p not in PROTOCOLS]
-    if bad or not protocols:
+def check_protocols(
+    protocols: Sequence[str], accepted: Sequence[str] = PROTOCOLS
+) -> tuple[str, ...]:
+    """The protocol names in the order given, each stripped and once; one line naming any other.
+
+    A string is one name: the command line splits ``--protocol`` at its commas,
+    this does not (``"dense,multicrop"`` is refused as an unknown name).
+
+    Args:
+        protocols: Names such as ``["dense", "multicrop"]``; empty names are left out.
+        accepted: The names the caller accepts: :data:`PROTOCOLS` (classification),
+            or another set such as the localisation error's.
+
+    Returns:
+        The names, without repeats.
+
+    Raises:
+        ValueError: An unknown name (all of them are named) or no name at all.
+
+    Example:
+        >>> check_protocols([" dense", "multicrop", "dense"])
+        ('dense', 'multicrop')
+        >>> check_protocols("dense,multicrop")
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown protocol ['dense,multicrop']; expected one or more of single, dense, multicrop, combined.
+    """
+    names = [protocols] if isinstance(protocols, str) else list(protocols)
+    names = [name for name in (str(p).strip() for p in names) if name]
+    unknown = [name for name in names if name not in accepted]
+    if unknown:
         raise ValueError(
-            f"Unknown protocol {bad or protocols!r}; expected one or more of "
-            f"{', '.join(PROTOCOLS)}."
+            f"Unknown protocol {unknown}; expected one or more of {', '.join(accepted)}."
         )
-    return tuple(dict.fromkeys(protocols))
+    if not names:
+        raise ValueError(f"No protocol given; expected one or more of {', '.join(accepted)}.")
+    return tuple(dict.fromkeys(names))

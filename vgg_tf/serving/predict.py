@@ -9,16 +9,9 @@ probabilities ``bin/evaluate`` scores and the exported SavedModel serves. The
 without names).
 
 A heatmap (``heatmap_dir``) is the photo at its own size with the dense score
-map of its top class overlaid: the per-location softmax of the
-fully-convolutional net at the single test scale Q
-(:meth:`~vgg_tf.inference.protocol.ModelEvaluator.score_map`, the map of
-:func:`vgg_tf.inference.protocol.dense_score_map`), interpolated to the photo's pixels
-with each location placed at the centre of its receptive window (location
-``i`` of the map covers pixels ``[32 i, 32 i + crop)`` of the image rescaled to
-Q), coloured from 0 (blue) to the map's peak (red) and alpha-blended onto the
-photo. The peak probability is reported beside the heatmap (``heatmap_peak``):
-scaling each map by its own peak shows where the net looks even when the
-class's probability is small everywhere (1,000 ImageNet classes share it).
+map of its top class overlaid (:mod:`vgg_tf.inference.heatmaps`, as
+``bin/evaluate --heatmap_dir`` draws them); the map's peak probability is
+reported beside it (``heatmap_peak``).
 
 Files are read with :func:`vgg_tf.data.images.decode_rgb`, with the same limits as
 training and serving. A file that is missing, undecodable, truncated or over
@@ -46,18 +39,15 @@ import numpy as np
 import tensorflow as tf
 
 from vgg_tf.data import images as images_lib
+from vgg_tf.inference import heatmaps
 from vgg_tf.inference.protocol import ModelEvaluator
-from vgg_tf.nets.fcn import STRIDE
 from vgg_tf.weights import labels
 from vgg_tf.weights.loading import load_model
 from vgg_tf.weights.trained import TrainedModel
-from vgg_tf.workdir import atomic_path, write_json
+from vgg_tf.workdir import write_json
 
 #: A progress bar (on stderr) is drawn for more images than this.
 PROGRESS_MIN_IMAGES = 4
-#: Heatmaps: matplotlib colormap and the weight of the map over the photo.
-HEATMAP_COLORMAP = "jet"
-HEATMAP_ALPHA = 0.45
 PROTOCOL = "dense"
 
 
@@ -214,68 +204,7 @@ def read_image(
             return None, _reason(error)
 
 
-# --- Heatmaps ----------------------------------------------------------------------
-
-
-def _axis_weights(n_out: int, n_scaled: int, n_map: int, crop_size: int):
-    """Per output pixel: the two score-map rows (or columns) around it, and the second's weight."""
-    # Pixel centres in the image rescaled to Q (TensorFlow's half-pixel convention) ...
-    centres = (np.arange(n_out) + 0.5) * (n_scaled / n_out) - 0.5
-    # ... in map units: location i is centred on rescaled pixel STRIDE * i + (crop - 1) / 2.
-    pos = np.clip((centres - (crop_size - 1) / 2.0) / STRIDE, 0.0, n_map - 1)
-    low = np.floor(pos).astype(int)
-    high = np.minimum(low + 1, n_map - 1)
-    return low, high, (pos - low)
-
-
-def upsample_score_map(
-    score_map: np.ndarray, height: int, width: int, q: int, crop_size: int
-) -> np.ndarray:
-    """A ``(h, w)`` score map at scale Q interpolated (bilinear) to ``(height, width)`` pixels.
-
-    Each location sits at the centre of its receptive window (``crop_size``
-    wide, :data:`~vgg_tf.nets.fcn.STRIDE` apart, in the image rescaled to Q);
-    beyond the outermost centres the map is held constant.
-
-    Example:
-        >>> m = np.array([[0.0, 0.5, 1.0]])  # a 2 x 6 image at Q = 32: 32 x 96, 3 windows of 32
-        >>> upsample_score_map(m, 2, 6, q=32, crop_size=32)[0].round(3).tolist()
-        [0.0, 0.125, 0.375, 0.625, 0.875, 1.0]
-    """
-    score_map = np.asarray(score_map, np.float64)
-    scaled_h, scaled_w = images_lib.scaled_size(height, width, q).numpy().tolist()
-    y0, y1, fy = _axis_weights(height, scaled_h, score_map.shape[0], crop_size)
-    x0, x1, fx = _axis_weights(width, scaled_w, score_map.shape[1], crop_size)
-    rows = score_map[y0] * (1 - fy)[:, None] + score_map[y1] * fy[:, None]
-    return rows[:, x0] * (1 - fx)[None, :] + rows[:, x1] * fx[None, :]
-
-
-def heatmap_image(image: np.ndarray, values: np.ndarray) -> np.ndarray:
-    """The photo with a ``(H, W)`` map of values in [0, 1] coloured and alpha-blended: uint8."""
-    import matplotlib  # the colormap only; no figure is drawn
-
-    colours = matplotlib.colormaps[HEATMAP_COLORMAP](np.clip(values, 0.0, 1.0))[..., :3]
-    blended = (1 - HEATMAP_ALPHA) * np.asarray(image, np.float64) + HEATMAP_ALPHA * 255.0 * colours
-    return np.clip(np.round(blended), 0, 255).astype(np.uint8)
-
-
-def write_heatmap(
-    evaluator: ModelEvaluator, image: np.ndarray, class_index: int, path: str
-) -> float:
-    """Writes ``path`` (PNG, the image's own size): the image with ``class_index``'s
-    dense score map at the evaluator's single test scale overlaid, scaled by its peak.
-
-    Returns:
-        The peak: the map's largest probability.
-    """
-    score_map = evaluator.score_map(image)[..., class_index]
-    peak = float(score_map.max())
-    height, width = image.shape[:2]
-    upsampled = upsample_score_map(
-        score_map, height, width, evaluator.single[0], evaluator.trained.crop_size
-    )
-    _write_png(heatmap_image(image, upsampled / max(peak, 1e-12)), path)
-    return peak
+# --- Boxes -------------------------------------------------------------------------
 
 
 def draw_boxes(
@@ -307,12 +236,6 @@ def draw_boxes(
         out[ymin : ymax + 1, xmin : xmin + t] = colour
         out[ymin : ymax + 1, max(xmax - t + 1, 0) : xmax + 1] = colour
     return out
-
-
-def _write_png(pixels: np.ndarray, path: str) -> None:
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        f.write(tf.io.encode_png(pixels).numpy())
 
 
 def _output_path(folder: str, file: str, taken: set[str]) -> str:
@@ -457,11 +380,11 @@ def predict(
                 classes = _with_boxes(localiser, image, classes)
                 if boxes_dir is not None:
                     drawn = _output_path(os.fspath(boxes_dir), path, taken_boxes)
-                    _write_png(draw_boxes(image, [c.box for c in classes]), drawn)
+                    heatmaps.write_png(draw_boxes(image, [c.box for c in classes]), drawn)
             heatmap = peak = None
             if heatmap_dir is not None:
                 heatmap = _output_path(os.fspath(heatmap_dir), path, taken)
-                peak = write_heatmap(evaluator, image, classes[0].index, heatmap)
+                peak = heatmaps.write_heatmap(evaluator, image, classes[0].index, heatmap)
             results.append(
                 ImagePrediction(
                     path,
