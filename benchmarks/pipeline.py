@@ -55,14 +55,10 @@ def measure(source, scales, fused: bool, images: int, batch_size: int) -> tuple[
     The machine may be shared: CPU seconds (all threads of this process) give the
     per-core rate whatever else runs, wall seconds what this run actually got.
     """
-    ds = input_pipeline.train_dataset(
-        source,
-        batch_size=batch_size,
-        scale_min=scales[0],
-        scale_max=scales[1],
-        seed=0,
-        fused_decode=fused,
+    stream = input_pipeline.TrainStream(
+        batch_size=batch_size, scale_min=scales[0], scale_max=scales[1], seed=0, fused_decode=fused
     )
+    ds = input_pipeline.train_dataset(source, stream)
     it = iter(ds)
     for _ in range(2):
         next(it)

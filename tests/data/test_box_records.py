@@ -35,6 +35,7 @@ def test_objects_of_the_image_class_padded_with_zero_area_rows():
             "label": tf.constant([3, 1, 3], tf.int64),
         },
     }
+    assert not read.in_pixels  # TFDS' BBoxFeature: normalised already
     label, boxes = read(example)
     assert int(label) == 3 and boxes.shape == (box_records.MAX_BOXES, 4)
     np.testing.assert_allclose(boxes[:2], [[0.1, 0.1, 0.5, 0.5], [0.0, 0.5, 0.4, 1.0]])
@@ -82,7 +83,7 @@ def test_ilsvrc_solution_files_give_pixel_boxes_of_the_image_class(tmp_path):
     (tmp_path / "LOC_train_solution.csv").write_text(_TRAIN_CSV)
     (tmp_path / "LOC_val_solution.csv").write_text(_VAL_CSV)
     read = box_records.ilsvrc_reader(str(tmp_path), ["n00000000", "n00000001", "n00000002"])
-    assert box_records.in_pixels(read)
+    assert read.in_pixels and read.lookup_table is not None
 
     def example(name, label):
         return {"file_name": tf.constant(name), "label": tf.constant(label, tf.int64)}
@@ -95,6 +96,20 @@ def test_ilsvrc_solution_files_give_pixel_boxes_of_the_image_class(tmp_path):
     _, boxes = read(example("n00000000_99.JPEG", 0))  # not in the files: no box
     assert not np.any(boxes)
     assert box_records.ilsvrc_reader(str(tmp_path / "elsewhere"), ["n00000000"]) is None
+
+
+def test_a_source_normalises_the_boxes_of_a_pixel_reader_only():
+    from vgg_tf.data import sources
+
+    def read(example):
+        return example["label"], example["boxes"]
+
+    def source(reader):
+        return sources.Source("s", 2, ("a", "b"), "train", "val", "test", box_reader=reader)
+
+    assert source(box_records.BoxReader(read, in_pixels=True)).boxes_in_pixels
+    assert not source(box_records.BoxReader(read)).boxes_in_pixels
+    assert not source(None).boxes_in_pixels
 
 
 def test_ilsvrc_files_with_unknown_classes_or_short_lines_are_refused(tmp_path):

@@ -39,12 +39,14 @@ def take(ds, n):
 def test_train_dataset_shapes_dtype_range(digits):
     ds = ip.train_dataset(
         digits,
-        batch_size=8,
-        crop_size=CROP,
-        scale_min=CROP,
-        scale_max=2 * CROP,
-        mean_rgb=(10.0, 20.0, 30.0),
-        seed=0,
+        ip.TrainStream(
+            batch_size=8,
+            crop_size=CROP,
+            scale_min=CROP,
+            scale_max=2 * CROP,
+            mean_rgb=(10.0, 20.0, 30.0),
+            seed=0,
+        ),
     )
     for images, labels in take(ds, 3):
         assert images.shape == (8, CROP, CROP, 3) and images.dtype == tf.float32
@@ -58,13 +60,10 @@ def test_seeded_determinism_and_resume(digits):
     def stream(seed, skip=0, cache=False):
         return ip.train_dataset(
             digits,
-            batch_size=4,
-            crop_size=CROP,
-            scale_min=CROP,
-            scale_max=48,
-            seed=seed,
+            ip.TrainStream(
+                batch_size=4, crop_size=CROP, scale_min=CROP, scale_max=48, seed=seed, cache=cache
+            ),
             skip_examples=skip,
-            cache=cache,
         )
 
     # The same seed, cached in memory or not, gives the same stream.
@@ -80,18 +79,11 @@ def test_seeded_determinism_and_resume(digits):
 
 
 def test_unseeded_streams_differ(digits):
-    a = take(
-        ip.train_dataset(
-            digits, batch_size=4, crop_size=CROP, scale_min=CROP, scale_max=CROP, cache=True
-        ),
-        2,
+    stream = ip.TrainStream(
+        batch_size=4, crop_size=CROP, scale_min=CROP, scale_max=CROP, cache=True
     )
-    b = take(
-        ip.train_dataset(
-            digits, batch_size=4, crop_size=CROP, scale_min=CROP, scale_max=CROP, cache=True
-        ),
-        2,
-    )
+    a = take(ip.train_dataset(digits, stream), 2)
+    b = take(ip.train_dataset(digits, stream), 2)
     assert not all(np.array_equal(x[0], y[0]) for x, y in zip(a, b))
 
 
@@ -120,14 +112,16 @@ def test_training_pixels_are_the_colour_less_the_mean(flat_source):
     mean = np.asarray((123.68, 116.779, 103.939), np.float32)  # not whole grey levels
     stream = ip.train_dataset(
         flat_source,
-        batch_size=6,
-        crop_size=CROP,
-        scale_min=CROP,
-        scale_max=2 * CROP,
-        mean_rgb=tuple(mean),
-        color_shift_std=0.0,
-        flip=True,
-        seed=0,
+        ip.TrainStream(
+            batch_size=6,
+            crop_size=CROP,
+            scale_min=CROP,
+            scale_max=2 * CROP,
+            mean_rgb=tuple(mean),
+            color_shift_std=0.0,
+            flip=True,
+            seed=0,
+        ),
     )
     for images, labels in take(stream, 2):
         for image, label in zip(images.numpy(), labels.numpy()):
@@ -161,13 +155,15 @@ def test_cache_reads_each_record_once(flat_source, monkeypatch):
         reads.clear()
         stream = ip.train_dataset(
             flat_source,
-            batch_size=3,
-            crop_size=CROP,
-            scale_min=CROP,
-            scale_max=CROP,
-            color_shift_std=0.0,
-            seed=0,
-            cache=cache,
+            ip.TrainStream(
+                batch_size=3,
+                crop_size=CROP,
+                scale_min=CROP,
+                scale_max=CROP,
+                color_shift_std=0.0,
+                seed=0,
+                cache=cache,
+            ),
         )
         batches = take(stream, 3 * len(files) // 3)  # three epochs
         assert sum(len(labels) for _, labels in batches) == 3 * len(files)
@@ -182,82 +178,54 @@ def test_cache_reads_each_record_once(flat_source, monkeypatch):
 # loop (test_sources.py).
 @pytest.mark.slow
 def test_sharding_with_input_context(digits):
-    whole = take(
-        ip.train_dataset(
-            digits, batch_size=8, crop_size=CROP, scale_min=CROP, scale_max=CROP + 8, seed=3
-        ),
-        2,
+    stream = ip.TrainStream(
+        batch_size=8, crop_size=CROP, scale_min=CROP, scale_max=CROP + 8, seed=3
     )
-    for pipeline in range(2):
-        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline)
-        part = take(
-            ip.train_dataset(
-                digits,
-                batch_size=4,
-                crop_size=CROP,
-                scale_min=CROP,
-                scale_max=CROP + 8,
-                seed=3,
-                input_context=context,
-            ),
-            2,
+    whole = take(ip.train_dataset(digits, stream), 2)
+
+    def context(pipeline):
+        """Input pipeline ``pipeline`` of two, one replica each (two workers)."""
+        return tf.distribute.InputContext(
+            num_input_pipelines=2, input_pipeline_id=pipeline, num_replicas_in_sync=2
         )
-        # Pipeline i gets records i, i+2, ... of the shared stream: the two pipelines'
-        # batches together are the global batch one process would see.
+
+    for pipeline in range(2):
+        part = take(ip.train_dataset(digits, stream, input_context=context(pipeline)), 2)
+        # Pipeline i gets records i, i+2, ... of the shared stream, in batches of its replica's
+        # share: the two pipelines' batches together are the global batch one process would see.
         for (images, labels), (all_images, all_labels) in zip(part, whole):
+            assert images.shape[0] == 4
             np.testing.assert_array_equal(labels, all_labels[pipeline::2])
             np.testing.assert_allclose(images, all_images[pipeline::2], atol=1e-4)
         resumed = take(
-            ip.train_dataset(
-                digits,
-                batch_size=4,
-                crop_size=CROP,
-                scale_min=CROP,
-                scale_max=CROP + 8,
-                seed=3,
-                input_context=context,
-                skip_examples=8,
-            ),
-            1,
+            ip.train_dataset(digits, stream, input_context=context(pipeline), skip_examples=8), 1
         )
         np.testing.assert_array_equal(resumed[0][1], whole[1][1][pipeline::2])
     seen = []
+    evaluation = ip.EvalStream(batch_size=128, image_size=CROP, crop_size=CROP)
     for pipeline in range(2):
-        context = tf.distribute.InputContext(num_input_pipelines=2, input_pipeline_id=pipeline)
-        ds = ip.eval_dataset(
-            digits,
-            split="test",
-            batch_size=64,
-            image_size=CROP,
-            crop_size=CROP,
-            input_context=context,
-        )
-        seen.append(sum(int(labels.shape[0]) for _, labels in ds))
+        ds = ip.eval_dataset(digits, evaluation, split="test", input_context=context(pipeline))
+        batches = [int(labels.shape[0]) for _, labels in ds]
+        assert max(batches) == 64  # the replica's share of the batch
+        seen.append(sum(batches))
         train = ip.train_dataset(
             digits,
-            batch_size=4,
-            crop_size=CROP,
-            scale_min=CROP,
-            scale_max=CROP,
-            seed=1,
-            input_context=context,
+            ip.TrainStream(batch_size=8, crop_size=CROP, scale_min=CROP, scale_max=CROP, seed=1),
+            input_context=context(pipeline),
         )
         assert take(train, 1)[0][0].shape == (4, CROP, CROP, 3)
     assert seen == [180, 180]
 
 
 def test_eval_dataset_modes(digits):
-    centre = ip.eval_dataset(digits, split="test", batch_size=100, image_size=40, crop_size=CROP)
-    batches = list(centre)
+    centre = ip.EvalStream(batch_size=100, image_size=40, crop_size=CROP)
+    batches = list(ip.eval_dataset(digits, centre, split="test"))
     assert sum(len(b[1]) for b in batches) == 360
     assert batches[0][0].shape == (100, CROP, CROP, 3)
-    again = next(
-        iter(ip.eval_dataset(digits, split="test", batch_size=100, image_size=40, crop_size=CROP))
-    )
+    again = next(iter(ip.eval_dataset(digits, centre, split="test")))
     np.testing.assert_array_equal(batches[0][0], again[0])  # fixed order
-    full = next(
-        iter(ip.eval_dataset(digits, split="test", batch_size=1, image_size=40, mode="full"))
-    )
+    whole = ip.EvalStream(batch_size=1, image_size=40, mode="full")
+    full = next(iter(ip.eval_dataset(digits, whole, split="test")))
     assert full[0].shape == (1, 40, 40, 3)
 
 
@@ -272,51 +240,87 @@ def test_eval_dataset_modes(digits):
         (dict(crop_size=0), "crop_size=0"),
         (dict(crop_size=-4, scale_min=8, scale_max=8), "crop_size=-4"),
         (dict(batch_size=0), "batch_size=0"),
+        (dict(max_pixels=-1), "max_pixels=-1"),
     ],
 )
-def test_invalid_parameters(digits, kwargs, match):
+def test_invalid_parameters(kwargs, match):
     kwargs = {"batch_size": 4, **kwargs}
     with pytest.raises(ValueError, match=match):
-        ip.train_dataset(digits, **kwargs)
+        ip.TrainStream(**kwargs)
 
 
-def test_eval_parameters(digits):
+def test_eval_parameters():
     with pytest.raises(ValueError, match="mode='tiles'"):
-        ip.eval_dataset(digits, batch_size=1, image_size=256, mode="tiles")
+        ip.EvalStream(batch_size=1, image_size=256, mode="tiles")
     with pytest.raises(ValueError, match="image_size=100 is smaller than crop_size=224"):
-        ip.eval_dataset(digits, batch_size=1, image_size=100)
+        ip.EvalStream(batch_size=1, image_size=100)
+    with pytest.raises(ValueError, match="batch_size=0"):
+        ip.EvalStream(batch_size=0, image_size=256)
+
+
+def test_the_streams_read_every_field_of_the_recipe_they_use():
+    from vgg_tf.training import recipe
+
+    config = recipe.paper_recipe()
+    # Every field away from its default (and from the stream's), so that one left unread shows.
+    config.update(
+        task="localisation",
+        batch_size=16,
+        crop_size=32,
+        scale_min=40,
+        scale_max=48,
+        color_shift_std=0.25,
+        flip=False,
+        seed=5,
+        deterministic=True,
+        cache=True,
+        max_pixels=0,
+        max_aspect_ratio=4.0,
+    )
+    mean = (1.0, 2.0, 3.0)
+    assert ip.TrainStream.from_recipe(config, mean_rgb=mean) == ip.TrainStream(
+        batch_size=16,
+        crop_size=32,
+        scale_min=40,
+        scale_max=48,
+        mean_rgb=mean,
+        color_shift_std=0.25,
+        flip=False,
+        seed=5,
+        deterministic=True,
+        cache=True,
+        max_pixels=None,
+        max_aspect_ratio=4.0,
+        with_boxes=True,
+    )
+    assert ip.EvalStream.from_recipe(config, 44, mean_rgb=mean) == ip.EvalStream(
+        batch_size=16,
+        image_size=44,
+        crop_size=32,
+        mean_rgb=mean,
+        max_pixels=None,
+        max_aspect_ratio=4.0,
+        with_boxes=True,
+    )
+    config.update(task="classification", max_pixels=1000, max_aspect_ratio=0)
+    stream = ip.TrainStream.from_recipe(config, mean_rgb=mean)
+    assert (stream.with_boxes, stream.max_pixels, stream.max_aspect_ratio) == (False, 1000, None)
+
+
+def test_a_negative_skip_is_refused(digits):
+    with pytest.raises(ValueError, match="skip_examples=-1 is invalid"):
+        ip.train_dataset(digits, ip.TrainStream(batch_size=4), skip_examples=-1)
 
 
 def test_mean_is_subtracted_and_the_colour_shift_is_one_per_image(bad_image_folder):
     folder = bad_image_folder
     source = sources.get_source(str(folder.root))
     mean = (10.0, 20.0, 30.0)
-    plain = take(
-        ip.train_dataset(
-            source,
-            batch_size=9,
-            crop_size=CROP,
-            scale_min=CROP,
-            scale_max=48,
-            mean_rgb=mean,
-            color_shift_std=0.0,
-            seed=0,
-        ),
-        1,
+    stream = ip.TrainStream(
+        batch_size=9, crop_size=CROP, scale_min=CROP, scale_max=48, mean_rgb=mean, seed=0
     )
-    shifted = take(
-        ip.train_dataset(
-            source,
-            batch_size=9,
-            crop_size=CROP,
-            scale_min=CROP,
-            scale_max=48,
-            mean_rgb=mean,
-            color_shift_std=0.1,
-            seed=0,
-        ),
-        1,
-    )
+    plain = take(ip.train_dataset(source, dataclasses.replace(stream, color_shift_std=0.0)), 1)
+    shifted = take(ip.train_dataset(source, dataclasses.replace(stream, color_shift_std=0.1)), 1)
     shifts = []
     for image, other in zip(plain[0][0].numpy(), shifted[0][0].numpy()):
         name = folder.identify(image + np.float32(mean))  # the flat colour, less the mean
@@ -354,16 +358,8 @@ def test_streams_skip_and_name_exactly_the_bad_files_and_use_gif_bmp_webp(bad_im
         ("center", dict(crop_size=CROP, batch_size=4)),
         ("full", dict(batch_size=1)),
     ):
-        batches = list(
-            ip.eval_dataset(
-                source,
-                split="train",
-                image_size=CROP,
-                mode=mode,
-                mean_rgb=(0.0, 0.0, 0.0),
-                **options,
-            )
-        )
+        stream = ip.EvalStream(image_size=CROP, mode=mode, mean_rgb=(0.0, 0.0, 0.0), **options)
+        batches = list(ip.eval_dataset(source, stream, split="train"))
         seen = [
             (folder.identify(image), int(label))
             for images, labels in batches
@@ -378,13 +374,15 @@ def test_streams_skip_and_name_exactly_the_bad_files_and_use_gif_bmp_webp(bad_im
     stream = iter(
         ip.train_dataset(
             everything,
-            batch_size=len(good),
-            crop_size=CROP,
-            scale_min=CROP,
-            scale_max=48,
-            mean_rgb=(0.0, 0.0, 0.0),
-            color_shift_std=0.0,
-            seed=0,
+            ip.TrainStream(
+                batch_size=len(good),
+                crop_size=CROP,
+                scale_min=CROP,
+                scale_max=48,
+                mean_rgb=(0.0, 0.0, 0.0),
+                color_shift_std=0.0,
+                seed=0,
+            ),
         )
     )
     for _ in range(3):
@@ -447,15 +445,17 @@ def test_training_boxes_follow_each_crop_and_flip(canvas, flip):
 
     ds = ip.train_dataset(
         canvas,
-        batch_size=16,
-        crop_size=32,
-        scale_min=48,
-        scale_max=64,
-        mean_rgb=(0.0, 0.0, 0.0),
-        color_shift_std=0.0,
-        flip=flip,
-        seed=3,
-        with_boxes=True,
+        ip.TrainStream(
+            batch_size=16,
+            crop_size=32,
+            scale_min=48,
+            scale_max=64,
+            mean_rgb=(0.0, 0.0, 0.0),
+            color_shift_std=0.0,
+            flip=flip,
+            seed=3,
+            with_boxes=True,
+        ),
     )
     crops, (labels, boxes) = next(iter(ds))
     assert crops.shape == (16, 32, 32, 3) and boxes.shape == (16, 64, 4) and labels.shape == (16,)

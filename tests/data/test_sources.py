@@ -232,7 +232,7 @@ def test_folder_with_bad_files_trains_an_epoch_and_names_them(tmp_path, encode, 
     source = sources.get_source(root)
     assert source.num_examples("train") == 7
     ds = ip.train_dataset(
-        source, batch_size=2, crop_size=CROP, scale_min=CROP, scale_max=48, seed=0
+        source, ip.TrainStream(batch_size=2, crop_size=CROP, scale_min=CROP, scale_max=48, seed=0)
     )
     model = keras.Sequential(
         [keras.Input((CROP, CROP, 3)), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(2)]
@@ -259,13 +259,15 @@ def test_skipped_records_keep_images_and_labels_aligned(tmp_path, encode, capfd)
     source = sources.get_source(str(tmp_path))
     ds = ip.train_dataset(
         source,
-        batch_size=5,
-        crop_size=CROP,
-        scale_min=CROP,
-        scale_max=48,
-        mean_rgb=(0.0, 0.0, 0.0),
-        color_shift_std=0.0,
-        seed=0,
+        ip.TrainStream(
+            batch_size=5,
+            crop_size=CROP,
+            scale_min=CROP,
+            scale_max=48,
+            mean_rgb=(0.0, 0.0, 0.0),
+            color_shift_std=0.0,
+            seed=0,
+        ),
     )
     it = iter(ds)
     batches = [next(it) for _ in range(12)]  # 60 examples: 3 passes over the 20 records
@@ -279,11 +281,8 @@ def test_skipped_records_keep_images_and_labels_aligned(tmp_path, encode, capfd)
     ordered = list(
         ip.eval_dataset(
             source,
+            ip.EvalStream(batch_size=4, image_size=CROP, crop_size=CROP, mean_rgb=(0.0, 0.0, 0.0)),
             split="train",
-            batch_size=4,
-            image_size=CROP,
-            crop_size=CROP,
-            mean_rgb=(0.0, 0.0, 0.0),
         )
     )
     labels = np.concatenate([b[1].numpy() for b in ordered])
@@ -294,11 +293,8 @@ def test_skipped_records_keep_images_and_labels_aligned(tmp_path, encode, capfd)
     whole = list(
         ip.eval_dataset(
             source,
+            ip.EvalStream(batch_size=1, image_size=CROP, mode="full", mean_rgb=(0.0, 0.0, 0.0)),
             split="train",
-            batch_size=1,
-            image_size=CROP,
-            mode="full",
-            mean_rgb=(0.0, 0.0, 0.0),
         )
     )
     assert len(whole) == 14 and {b[0].shape[1] for b in whole} == {CROP}
@@ -312,11 +308,14 @@ def test_source_without_valid_images_raises_naming_it(tmp_path):
     for i in range(3):
         (tmp_path / "a" / f"{i}.jpg").write_bytes(b"garbage")
     source = sources.get_source(str(tmp_path))
-    ds = ip.train_dataset(source, batch_size=2, crop_size=CROP, scale_min=CROP, scale_max=CROP)
+    ds = ip.train_dataset(
+        source, ip.TrainStream(batch_size=2, crop_size=CROP, scale_min=CROP, scale_max=CROP)
+    )
     with pytest.raises(tf.errors.InvalidArgumentError, match=str(tmp_path)):
         next(iter(ds))
+    evaluation = ip.EvalStream(batch_size=2, image_size=CROP, crop_size=CROP)
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"{tmp_path}.*yielded no valid"):
-        list(ip.eval_dataset(source, split="train", batch_size=2, image_size=CROP, crop_size=CROP))
+        list(ip.eval_dataset(source, evaluation, split="train"))
     with pytest.raises(tf.errors.InvalidArgumentError, match=f"{tmp_path}.*yielded no valid"):
         pixel_statistics.compute_mean_rgb(source)
 

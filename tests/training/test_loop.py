@@ -1,8 +1,10 @@
 """Training: recipe mechanics, distribution equivalences, fault tolerance, the CLI, and
 issue 10's acceptance folder trained on by bin/train."""
 
+import contextlib
 import json
 import os
+import random
 import re
 import signal
 import subprocess
@@ -162,6 +164,42 @@ def test_a_run_never_starts_from_a_model_in_its_own_workdir(tmp_path):
         with pytest.raises(ValueError, match="inside this run's workdir.*new directory"):
             train.train_and_evaluate(config, str(tmp_path), overwrite=True)
     assert (tmp_path / "model.keras").read_bytes() == b"the S=256 model"
+
+
+def _random_states():
+    """Python's and NumPy's global random states, comparable with ==."""
+    name, keys, position, has_gauss, gauss = np.random.get_state()
+    return random.getstate(), (name, keys.tobytes(), position, has_gauss, gauss)
+
+
+def test_global_settings_are_put_back_when_the_run_ends_or_fails():
+    config = config_lib.paper_recipe()
+    config.mixed_precision = "bfloat16"
+    before = _random_states()
+    for failure in (None, RuntimeError("the run failed")):
+        with contextlib.suppress(RuntimeError), train.global_settings(config):
+            assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+            keras.utils.set_random_seed(7)  # as create_state seeds the run
+            assert _random_states() != before
+            if failure:
+                raise failure
+        assert keras.mixed_precision.global_policy().name == "float32"
+        assert _random_states() == before
+
+
+def test_a_run_that_fails_puts_keras_dtype_policy_back(tmp_path, bad_image_folder):
+    config = config_lib.paper_recipe()
+    config.update(
+        dataset=str(bad_image_folder.root),
+        crop_size=32,
+        scale_min=32,
+        scale_max=48,
+        batch_size=64,  # more than the folder's 12 training images: refused in set-up
+        mixed_precision="float16",
+    )
+    with pytest.raises(ValueError, match="batch_size=64 is larger than the 12 training"):
+        train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert keras.mixed_precision.global_policy().name == "float32"
 
 
 # --- Runs ------------------------------------------------------------------
@@ -571,7 +609,9 @@ def test_an_epoch_on_a_folder_with_bombs_names_them_and_uses_gif_bmp_webp(
             checkpoint_every_steps=100,
         )
     )
+    random_states = _random_states()
     result = train.train_and_evaluate(config, str(tmp_path / "run"))
+    assert _random_states() == random_states  # the run's seeding is undone
     log = capfd.readouterr().err
     assert _named(log) == set(bad_image_folder.bad)  # every bad file, and only those
     # 13 files, 90% to train: 12 records of 4 a step; the held-out one is the BMP.

@@ -126,3 +126,32 @@ def test_trainer_and_evaluator_agree_on_every_example():
     assert 0 < top1 < 100 and 0 < top5 < 100
     in_top_k = tf.math.in_top_k(labels, tf.constant(scores), 1).numpy().mean()
     assert (1 - in_top_k) * 100 < top1
+
+
+def test_the_trainer_sums_its_epoch_by_name_and_starts_the_next_at_zero(tiny_model, tmp_path):
+    logits_model = _uniform_logits_model(tiny_model)
+    rng = np.random.default_rng(2)
+    images = rng.normal(scale=50, size=(8, 32, 32, 3)).astype("float32")
+    labels = rng.integers(0, 10, size=8).astype("int32")
+    batches = tf.data.Dataset.from_tensors((images, labels))
+    trainer = _trainer(logits_model)
+    trainer.train_steps(iter(batches.repeat()), 1)
+    first = trainer.epoch_totals()
+    # The uniform scores of the first step: no hit, log(10) a crop.
+    assert (first.examples, first.top1_hits, first.top5_hits) == (8.0, 0.0, 0.0)
+    assert first.loss == pytest.approx(8 * np.log(10), rel=1e-5)
+    trainer.train_steps(iter(batches.repeat()), 2)
+    assert trainer.epoch_totals().examples == 24.0
+    trainer.evaluate(batches)  # validation keeps its own sums
+    assert trainer.epoch_totals().examples == 24.0
+
+    # A checkpoint holds the totals: a run resumed mid-epoch reports the whole epoch.
+    saved = tf.train.Checkpoint(**trainer.checkpointed).write(str(tmp_path / "totals"))
+    resumed = _trainer(logits_model)
+    tf.train.Checkpoint(**resumed.checkpointed).read(saved).assert_consumed()
+    assert resumed.epoch_totals() == trainer.epoch_totals()
+
+    trainer.reset_epoch_totals()
+    assert trainer.epoch_totals() == (0.0, 0.0, 0.0, 0.0)
+    trainer.train_steps(iter(batches.repeat()), 1)
+    assert trainer.epoch_totals().examples == 8.0

@@ -59,9 +59,9 @@ def test_localisation_counts_hits_at_iou_over_half_and_sums_overlaps():
     outputs = tf.constant([[0.25, 0.5, 0.5, 1.0], [0.5, 0.25, 1.0, 0.5]])
     targets = _targets([0, 1], truth)
     np.testing.assert_allclose(task.best_overlaps(targets, outputs).numpy(), [0.5, 1.0], rtol=1e-6)
-    counts = task.counts(targets, outputs, task.loss(targets, outputs)).numpy()
-    assert counts[1:].tolist() == pytest.approx([1.0, 1.5, 2.0])
-    rates = task.rates(counts)
+    totals = task.Totals(*task.counts(targets, outputs, task.loss(targets, outputs)).numpy())
+    assert (totals.localised, totals.overlap, totals.examples) == pytest.approx((1.0, 1.5, 2.0))
+    rates = task.rates(totals)
     assert rates["error"] == pytest.approx(0.5) and rates["mean_iou"] == pytest.approx(0.75)
 
 
@@ -69,8 +69,11 @@ def test_classification_counts_top_k_hits():
     task = tasks.Classification(3)
     logits = tf.constant([[3.0, 2.0, 1.0], [1.0, 2.0, 3.0]])
     labels = tf.constant([0, 0])
-    counts = task.counts(labels, logits, task.loss(labels, logits)).numpy()
-    assert counts[1:].tolist() == [1.0, 2.0, 2.0]  # top-5 of 3 classes: every label
+    totals = task.Totals(*task.counts(labels, logits, task.loss(labels, logits)).numpy())
+    assert (totals.top1_hits, totals.top5_hits, totals.examples) == (1.0, 2.0, 2.0)
+    assert totals.loss == pytest.approx(float(tf.reduce_sum(task.loss(labels, logits))))
+    rates = task.rates(totals)
+    assert rates["top1_error"] == 0.5 and rates["top5_error"] == 0.0
 
 
 def test_task_for_reads_the_recipe_and_refuses_unknown_names():

@@ -17,18 +17,21 @@ zero-area box overlaps nothing, see :func:`vgg_tf.data.boxes.iou`).
   (``LOC_train_solution.csv``, ``LOC_val_solution.csv``, as the challenge
   ships them: ``ImageId,PredictionString`` with ``wnid xmin ymin xmax ymax``
   per box, in pixels): :func:`ilsvrc_reader`. Its boxes are in pixels
-  (:data:`PIXELS`); they are normalised where the image's header is read.
+  (:attr:`BoxReader.in_pixels`); they are normalised where the image's header is read.
 
 Example:
     >>> info = tfds.builder("digits_on_canvas").info  # doctest: +SKIP
-    >>> read = box_reader(info)  # doctest: +SKIP
+    >>> reader = box_reader(info)  # doctest: +SKIP
+    >>> label, boxes = reader(example)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -37,11 +40,37 @@ import tensorflow_datasets as tfds
 #: Boxes kept per record; more are dropped (ILSVRC images rarely hold more).
 MAX_BOXES = 64
 
-BoxReader = Callable[[dict], tuple[tf.Tensor, tf.Tensor]]
-#: A reader with this attribute set gives boxes in pixels, not normalised.
-PIXELS = "boxes_in_pixels"
 #: ILSVRC's localisation ground truth, per split, as the challenge ships it.
 ILSVRC_FILES = ("LOC_train_solution.csv", "LOC_val_solution.csv")
+
+
+@dataclasses.dataclass(frozen=True)
+class BoxReader:
+    """Reads a record's class and ground-truth boxes: ``reader(example) -> (label, boxes)``.
+
+    The label is int32, the boxes float32 ``[MAX_BOXES, 4]`` corners ``(ymin, xmin,
+    ymax, xmax)``, zero-area rows padding them.
+
+    Attributes:
+        read: The function of a TFDS example that gives ``(label, boxes)``.
+        in_pixels: The boxes are in pixels (ILSVRC's files), to be divided by the
+            size the image's header declares (:func:`normalise`); otherwise they are
+            normalised to the image already.
+        lookup_table: A table ``read`` looks records up in, held with the reader
+            (None when it uses none).
+
+    Example:
+        >>> reader = BoxReader(lambda example: (example["label"], example["boxes"]))
+        >>> reader({"label": 3, "boxes": None})[0], reader.in_pixels
+        (3, False)
+    """
+
+    read: Callable[[dict], tuple[tf.Tensor, tf.Tensor]]
+    in_pixels: bool = False
+    lookup_table: Any = None
+
+    def __call__(self, example: dict) -> tuple[tf.Tensor, tf.Tensor]:
+        return self.read(example)
 
 
 def _pad(boxes: tf.Tensor) -> tf.Tensor:
@@ -64,7 +93,7 @@ def _area(boxes: tf.Tensor) -> tf.Tensor:
 
 
 def box_reader(info: tfds.core.DatasetInfo) -> BoxReader | None:
-    """A function ``example -> (label int32, boxes float32 [MAX_BOXES, 4])``, or None.
+    """The reader of a dataset's normalised boxes, or None.
 
     None when the dataset has no boxes a localisation net can learn from.
     """
@@ -80,7 +109,7 @@ def box_reader(info: tfds.core.DatasetInfo) -> BoxReader | None:
                 same = tf.equal(tf.cast(found["label"], tf.int32), label)
                 return label, _pad(tf.boolean_mask(found["bbox"], same))
 
-            return read
+            return BoxReader(read)
 
         def read_largest(example):
             found = example["objects"]
@@ -89,10 +118,12 @@ def box_reader(info: tfds.core.DatasetInfo) -> BoxReader | None:
             label = labels[largest]
             return label, _pad(tf.boolean_mask(found["bbox"], tf.equal(labels, label)))
 
-        return read_largest
+        return BoxReader(read_largest)
     bbox = features["bbox"] if "bbox" in features else None  # noqa: SIM401 (FeaturesDict)
     if has_label and isinstance(bbox, tfds.features.BBoxFeature):
-        return lambda example: (tf.cast(example["label"], tf.int32), _pad(example["bbox"][None]))
+        return BoxReader(
+            lambda example: (tf.cast(example["label"], tf.int32), _pad(example["bbox"][None]))
+        )
     return None
 
 
@@ -169,14 +200,7 @@ def ilsvrc_reader(manual_dir: str | None, class_names: Sequence[str]) -> BoxRead
         found = tf.equal(classes[start : start + count], label)
         return label, _pad(tf.boolean_mask(corners[start : start + count], found))
 
-    setattr(read, PIXELS, True)
-    read.table = table  # keeps the lookup table alive with the reader
-    return read
-
-
-def in_pixels(reader: BoxReader | None) -> bool:
-    """Whether ``reader`` gives pixel boxes (normalised where the header is read)."""
-    return bool(getattr(reader, PIXELS, False))
+    return BoxReader(read, in_pixels=True, lookup_table=table)
 
 
 def normalise(boxes: tf.Tensor, image_bytes: tf.Tensor) -> tf.Tensor:

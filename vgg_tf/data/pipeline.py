@@ -11,19 +11,26 @@ Images are read through :mod:`vgg_tf.data.images` (for JPEGs the training crop i
 decoded alone) and records come from a :class:`vgg_tf.data.sources.Source`; a bad
 record is skipped, counted and named (:func:`vgg_tf.data.sources.decode_skipping_bad`).
 
+What a stream draws is a small frozen dataclass, :class:`TrainStream` or
+:class:`EvalStream`, made from the recipe (``from_recipe``) or field by field.
+
 Example:
     >>> from vgg_tf.data import pixel_statistics, sources
     >>> source = sources.get_source("digits")  # doctest: +SKIP
-    >>> ds = train_dataset(source, batch_size=32, crop_size=32, scale_min=32, scale_max=48,
-    ...                    mean_rgb=pixel_statistics.compute_mean_rgb(source),
-    ...                    seed=0)  # doctest: +SKIP
-    >>> images, labels = next(iter(ds))  # float32 [32, 32, 32, 3], int32 [32]  # doctest: +SKIP
+    >>> stream = TrainStream(batch_size=32, crop_size=32, scale_min=32, scale_max=48,
+    ...                      mean_rgb=pixel_statistics.compute_mean_rgb(source),
+    ...                      seed=0)  # doctest: +SKIP
+    >>> images, labels = next(iter(train_dataset(source, stream)))  # doctest: +SKIP
+    >>> images.shape, labels.shape  # doctest: +SKIP
+    (TensorShape([32, 32, 32, 3]), TensorShape([32]))
 """
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import tensorflow as tf
@@ -96,6 +103,202 @@ def _validate(crop_size: int, scales: dict[str, int]) -> None:
             )
 
 
+def _validate_batch_size(batch_size: int) -> None:
+    if batch_size <= 0:
+        raise ValueError(f"batch_size={batch_size!r} is invalid; expected a positive integer.")
+
+
+def _recipe_limit(value):
+    """A recipe's image limit: 0 (or empty) means none."""
+    return value or None
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStream:
+    """What the training stream of §3.1 draws: scales, crops, flips, colour, mean, batches.
+
+    Attributes:
+        batch_size: The global batch. Under a strategy each input pipeline gives its
+            replicas' share (``input_context.get_per_replica_batch_size``).
+        crop_size: Side of the square training crop (224 in the paper).
+        scale_min: Smin; each image's shorter side S is drawn uniformly (integers)
+            from [scale_min, scale_max] (equal values: fixed S).
+        scale_max: Smax.
+        mean_rgb: Training-set mean RGB to subtract
+            (see :func:`vgg_tf.data.pixel_statistics.compute_mean_rgb`).
+        color_shift_std: Std of the PCA colour-shift coefficients (0 disables).
+        pca_eigval: RGB covariance eigenvalues (0..255 pixels); ImageNet's by default,
+            or from :func:`vgg_tf.data.pixel_statistics.compute_pca_lighting`.
+        pca_eigvec: Matching eigenvectors, as columns of a 3x3 matrix.
+        flip: Random horizontal flips.
+        seed: Seed of the shuffle and of all augmentation; drawn (and logged) if None.
+        deterministic: Keep element order fixed. Also implied by an explicit ``seed``:
+            the same seed gives the same stream.
+        cache: Cache the encoded records in memory (small datasets).
+        fused_decode: Decode (JPEG) and resample only the crop window.
+        shuffle_buffer: Example shuffle buffer; default min(split size, 8192).
+        max_pixels: Records whose header declares more pixels are skipped (None: no limit).
+        max_aspect_ratio: Records whose longer side is more than this times the
+            shorter are skipped (None: no limit).
+        with_boxes: Localisation (Appendix A): the labels become ``(labels, boxes)``,
+            the ground-truth boxes of each record in its crop's frame (corners at 0
+            and 1, mirrored with the crop; :func:`boxes_in_window`), zero-area rows
+            padding them to ``MAX_BOXES``.
+
+    Raises:
+        ValueError: On invalid sizes or limits, naming the value.
+
+    Example:
+        >>> TrainStream(batch_size=8, crop_size=32, scale_min=32, scale_max=64).flip
+        True
+        >>> TrainStream(batch_size=8, crop_size=32, scale_min=64, scale_max=48)
+        Traceback (most recent call last):
+        ...
+        ValueError: scale_min=64 > scale_max=48; expected scale_min <= scale_max.
+    """
+
+    batch_size: int
+    crop_size: int = 224
+    scale_min: int = 256
+    scale_max: int = 256
+    mean_rgb: Sequence[float] = IMAGENET_MEAN_RGB
+    color_shift_std: float = 0.1
+    pca_eigval: Sequence[float] = IMAGENET_PCA_EIGVAL
+    pca_eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC
+    flip: bool = True
+    seed: int | None = None
+    deterministic: bool = False
+    cache: bool = False
+    fused_decode: bool = True
+    shuffle_buffer: int | None = None
+    max_pixels: int | None = image_ops.DEFAULT_MAX_PIXELS
+    max_aspect_ratio: float | None = image_ops.DEFAULT_MAX_ASPECT_RATIO
+    with_boxes: bool = False
+
+    def __post_init__(self):
+        _validate(self.crop_size, {"scale_min": self.scale_min, "scale_max": self.scale_max})
+        if self.scale_min > self.scale_max:
+            raise ValueError(
+                f"scale_min={self.scale_min} > scale_max={self.scale_max}; expected "
+                "scale_min <= scale_max."
+            )
+        _validate_batch_size(self.batch_size)
+        image_ops.check_image_limits(self.max_pixels, self.max_aspect_ratio)
+
+    @classmethod
+    def from_recipe(cls, recipe: Any, mean_rgb: Sequence[float]) -> TrainStream:
+        """The stream a training recipe (:func:`vgg_tf.training.recipe.paper_recipe`) draws.
+
+        Reads the recipe's fields by name, so a ``ConfigDict`` does, and so does a
+        run's recorded ``config.json``. An image limit of 0 is no limit; a
+        localisation recipe's stream gives boxes.
+
+        Args:
+            recipe: The recipe.
+            mean_rgb: The mean RGB the net's input subtracts: the run's own, which the
+                recipe may leave to be computed (``mean_rgb`` None).
+
+        Example:
+            >>> recipe = dict(batch_size=32, crop_size=32, scale_min=32, scale_max=48,
+            ...               color_shift_std=0.1, flip=True, seed=0, deterministic=False,
+            ...               cache=False, max_pixels=0, max_aspect_ratio=16.0)
+            >>> stream = TrainStream.from_recipe(recipe, mean_rgb=(120.0, 115.0, 100.0))
+            >>> stream.scale_max, stream.max_pixels, stream.with_boxes
+            (48, None, False)
+        """
+        return cls(
+            batch_size=int(recipe["batch_size"]),
+            crop_size=int(recipe["crop_size"]),
+            scale_min=int(recipe["scale_min"]),
+            scale_max=int(recipe["scale_max"]),
+            mean_rgb=tuple(float(v) for v in mean_rgb),
+            color_shift_std=float(recipe["color_shift_std"]),
+            flip=bool(recipe["flip"]),
+            seed=recipe["seed"],
+            deterministic=bool(recipe["deterministic"]),
+            cache=bool(recipe["cache"]),
+            max_pixels=_recipe_limit(recipe["max_pixels"]),
+            max_aspect_ratio=_recipe_limit(recipe["max_aspect_ratio"]),
+            with_boxes=recipe.get("task") == "localisation",
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalStream:
+    """What an evaluation pass reads: each image rescaled to shorter side Q (§3.2).
+
+    Attributes:
+        batch_size: Examples per batch (the last batch may be smaller); under a
+            strategy the global batch, each input pipeline giving its replicas' share.
+        image_size: Q, the shorter side after rescaling.
+        crop_size: Side of the centre crop (mode "center").
+        mode: "center" (one centre crop) or "full" (the whole rescaled image; batch
+            size must be 1 unless all images share a shape).
+        mean_rgb: Training-set mean RGB to subtract.
+        max_pixels: Records whose header declares more pixels are skipped (None: no limit).
+        max_aspect_ratio: Records whose longer side is more than this times the
+            shorter are skipped (None: no limit).
+        with_boxes: Localisation: labels ``(labels, boxes)``, the ground-truth boxes
+            in the centre crop's frame (mode "center") or normalised to the image
+            (mode "full"), as :func:`train_dataset` gives them.
+
+    Raises:
+        ValueError: On an unknown mode or invalid sizes or limits, naming the value.
+
+    Example:
+        >>> EvalStream(batch_size=64, image_size=40, crop_size=32).mode
+        'center'
+        >>> EvalStream(batch_size=1, image_size=256, mode="tiles")
+        Traceback (most recent call last):
+        ...
+        ValueError: mode='tiles' is invalid; expected 'center' or 'full'.
+    """
+
+    batch_size: int
+    image_size: int
+    crop_size: int = 224
+    mode: str = "center"
+    mean_rgb: Sequence[float] = IMAGENET_MEAN_RGB
+    max_pixels: int | None = image_ops.DEFAULT_MAX_PIXELS
+    max_aspect_ratio: float | None = image_ops.DEFAULT_MAX_ASPECT_RATIO
+    with_boxes: bool = False
+
+    def __post_init__(self):
+        if self.mode not in ("center", "full"):
+            raise ValueError(f"mode={self.mode!r} is invalid; expected 'center' or 'full'.")
+        _validate(self.crop_size, {"image_size": self.image_size} if self.mode == "center" else {})
+        image_ops.check_image_limits(self.max_pixels, self.max_aspect_ratio)
+        _validate_batch_size(self.batch_size)
+
+    @classmethod
+    def from_recipe(cls, recipe: Any, image_size: int, mean_rgb: Sequence[float]) -> EvalStream:
+        """The centre crops at Q = ``image_size`` that a training recipe is validated on.
+
+        Reads the recipe's fields by name, as :meth:`TrainStream.from_recipe` does.
+
+        Example:
+            >>> recipe = dict(batch_size=32, crop_size=32, max_pixels=0, max_aspect_ratio=0,
+            ...               task="localisation")
+            >>> stream = EvalStream.from_recipe(recipe, 40, mean_rgb=(120.0, 115.0, 100.0))
+            >>> stream.image_size, stream.crop_size, stream.with_boxes
+            (40, 32, True)
+        """
+        return cls(
+            batch_size=int(recipe["batch_size"]),
+            image_size=int(image_size),
+            crop_size=int(recipe["crop_size"]),
+            mean_rgb=tuple(float(v) for v in mean_rgb),
+            max_pixels=_recipe_limit(recipe["max_pixels"]),
+            max_aspect_ratio=_recipe_limit(recipe["max_aspect_ratio"]),
+            with_boxes=recipe.get("task") == "localisation",
+        )
+
+
+def _pipeline_batch_size(batch_size: int, input_context) -> int:
+    """This input pipeline's batch: the replicas' share of the global batch under a strategy."""
+    return input_context.get_per_replica_batch_size(batch_size) if input_context else batch_size
+
+
 def crop_window(image_bytes: tf.Tensor, scale, crop_size: int, offset) -> tf.Tensor:
     """The crop of :func:`vgg_tf.data.images.scaled_crop` as normalised corners of the image.
 
@@ -158,95 +361,47 @@ def _finish(ds: tf.data.Dataset, ordered: bool) -> tf.data.Dataset:
     return ds.prefetch(_AUTOTUNE).with_options(options)
 
 
-def _check_train_arguments(batch_size, crop_size, scale_min, scale_max, skip_examples) -> None:
-    _validate(crop_size, {"scale_min": scale_min, "scale_max": scale_max})
-    if scale_min > scale_max:
-        raise ValueError(
-            f"scale_min={scale_min} > scale_max={scale_max}; expected scale_min <= scale_max."
-        )
-    if batch_size <= 0:
-        raise ValueError(f"batch_size={batch_size!r} is invalid; expected a positive integer.")
-    if skip_examples < 0:
-        raise ValueError(f"skip_examples={skip_examples} is invalid; expected >= 0.")
-
-
 def train_dataset(
     source: Source,
+    stream: TrainStream,
     *,
-    batch_size: int,
-    crop_size: int = 224,
-    scale_min: int = 256,
-    scale_max: int = 256,
-    mean_rgb: Sequence[float] = IMAGENET_MEAN_RGB,
-    color_shift_std: float = 0.1,
-    pca_eigval: Sequence[float] | None = None,
-    pca_eigvec: Sequence[Sequence[float]] | None = None,
-    flip: bool = True,
-    seed: int | None = None,
-    deterministic: bool = False,
     skip_examples: int = 0,
-    cache: bool = False,
     input_context: tf.distribute.InputContext | None = None,
-    fused_decode: bool = True,
-    shuffle_buffer: int | None = None,
-    max_pixels: int | None = image_ops.DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = image_ops.DEFAULT_MAX_ASPECT_RATIO,
-    with_boxes: bool = False,
 ) -> tf.data.Dataset:
     """The infinite training stream of §3.1: jittered rescale, crop, flip, colour, mean.
 
     Args:
         source: From :func:`get_source`; reads ``source.train_split``.
-        batch_size: Examples per batch from this pipeline (per replica under a strategy).
-        crop_size: Side of the square training crop (224 in the paper).
-        scale_min: Smin; each image's shorter side S is drawn uniformly (integers)
-            from [scale_min, scale_max] (equal values: fixed S).
-        scale_max: Smax.
-        mean_rgb: Training-set mean RGB to subtract
-            (see :func:`vgg_tf.data.pixel_statistics.compute_mean_rgb`).
-        color_shift_std: Std of the PCA colour-shift coefficients (0 disables).
-        pca_eigval: RGB covariance eigenvalues (0..255 pixels); ImageNet's by default,
-            or from :func:`vgg_tf.data.pixel_statistics.compute_pca_lighting`.
-        pca_eigvec: Matching eigenvectors, as columns of a 3x3 matrix.
-        flip: Random horizontal flips.
-        seed: Seed of the shuffle and of all augmentation; drawn (and logged) if None.
-        deterministic: Keep element order fixed. Also implied by an explicit ``seed``:
-            the same seed gives the same stream.
+        stream: What to draw (:class:`TrainStream`, e.g. :meth:`TrainStream.from_recipe`).
         skip_examples: Start the stream this many raw records in (resuming a run);
             skipped before decoding. Counted in the unsharded stream (all pipelines
             together). Undecodable records count as records.
-        cache: Cache the encoded records in memory (small datasets).
         input_context: Shards the stream per input pipeline (multi-worker
             training): pipeline i decodes records i, i + n, i + 2n, ... of the
-            shared shuffled stream.
-        fused_decode: Decode (JPEG) and resample only the crop window.
-        shuffle_buffer: Example shuffle buffer; default min(split size, 8192).
-        max_pixels: Records whose header declares more pixels are skipped (None: no limit).
-        max_aspect_ratio: Records whose longer side is more than this times the
-            shorter are skipped (None: no limit).
-        with_boxes: Localisation (Appendix A): the labels become ``(labels, boxes)``,
-            the ground-truth boxes of each record in its crop's frame (corners at 0
-            and 1, mirrored with the crop; :func:`boxes_in_window`), zero-area rows
-            padding them to ``MAX_BOXES``.
+            shared shuffled stream, in batches of its replicas' share of
+            ``stream.batch_size``.
 
     Returns:
-        Batches of (float32 [batch_size, crop_size, crop_size, 3], int32 [batch_size]),
+        Batches of (float32 [batch, crop_size, crop_size, 3], int32 [batch]),
         repeating forever, remainders dropped.
 
     Raises:
-        ValueError: On invalid sizes, or a split without records.
+        ValueError: A negative ``skip_examples``, or a split without records.
 
     Example:
-        >>> ds = train_dataset(get_source("digits"), batch_size=8, crop_size=32,
-        ...                    scale_min=32, scale_max=64, seed=1)  # doctest: +SKIP
+        >>> stream = TrainStream(batch_size=8, crop_size=32, scale_min=32, scale_max=64, seed=1)
+        >>> ds = train_dataset(get_source("digits"), stream)  # doctest: +SKIP
     """
-    _check_train_arguments(batch_size, crop_size, scale_min, scale_max, skip_examples)
-    image_ops.check_image_limits(max_pixels, max_aspect_ratio)
+    if skip_examples < 0:
+        raise ValueError(f"skip_examples={skip_examples} is invalid; expected >= 0.")
+    batch_size = _pipeline_batch_size(stream.batch_size, input_context)
+    crop_size, scale_min, scale_max = stream.crop_size, stream.scale_min, stream.scale_max
     split = source.train_split
     num_records = source.num_examples(split)
     if num_records == 0:
         raise ValueError(f"Source '{source.name}' split '{split}' has no records.")
-    ordered = deterministic or seed is not None
+    ordered = stream.deterministic or stream.seed is not None
+    seed = stream.seed
     if seed is None:
         seed = random.SystemRandom().randrange(2**31)
         logging.info("train_dataset: drew seed %d", seed)
@@ -257,13 +412,13 @@ def train_dataset(
         scale_min,
         scale_max,
         crop_size,
-        tuple(mean_rgb),
-        color_shift_std,
+        tuple(stream.mean_rgb),
+        stream.color_shift_std,
     )
     key = tf.constant([seed, 0], tf.int64)
-    eigval = IMAGENET_PCA_EIGVAL if pca_eigval is None else tuple(pca_eigval)
-    eigvec = IMAGENET_PCA_EIGVEC if pca_eigvec is None else tuple(map(tuple, pca_eigvec))
-    mean = tf.constant(mean_rgb, tf.float32)
+    eigval = tuple(stream.pca_eigval)
+    eigvec = tuple(map(tuple, stream.pca_eigvec))
+    mean = tf.constant(stream.mean_rgb, tf.float32)
 
     def augment(index, image_bytes, *boxes):
         # Per-element randomness from (seed, pipeline, position): reproducible, and
@@ -275,20 +430,20 @@ def train_dataset(
         )
         u = tf.random.stateless_uniform([4], uniform_key)  # S, crop y, crop x, flip
         scale = scale_min + tf.cast(tf.floor(u[0] * (scale_max - scale_min + 1)), tf.int32)
-        mirror = u[3] < 0.5 if flip else False
+        mirror = u[3] < 0.5 if stream.flip else False
         image = image_ops.scaled_crop(
             image_bytes,
             scale,
             crop_size,
             u[1:3],
             flip=mirror,
-            fused=fused_decode,
-            max_pixels=max_pixels,
-            max_aspect_ratio=max_aspect_ratio,
+            fused=stream.fused_decode,
+            max_pixels=stream.max_pixels,
+            max_aspect_ratio=stream.max_aspect_ratio,
         )
         offset = -mean
-        if color_shift_std:
-            alpha = tf.random.stateless_normal([3], normal_key, stddev=color_shift_std)
+        if stream.color_shift_std:
+            alpha = tf.random.stateless_normal([3], normal_key, stddev=stream.color_shift_std)
             offset += _pca_shift(alpha, eigval, eigvec)
         image = add_rgb(image, offset)  # colour shift and mean subtraction in one pass
         if not boxes:
@@ -297,11 +452,11 @@ def train_dataset(
         return image, boxes_in_window(boxes[0], window, mirror)
 
     records = source.raw_records(
-        split, shuffle_files=True, seed=seed, deterministic=ordered, with_boxes=with_boxes
+        split, shuffle_files=True, seed=seed, deterministic=ordered, with_boxes=stream.with_boxes
     )
-    if cache:
+    if stream.cache:
         records = records.cache()
-    buffer = shuffle_buffer or min(num_records, _MAX_SHUFFLE_BUFFER)
+    buffer = stream.shuffle_buffer or min(num_records, _MAX_SHUFFLE_BUFFER)
     records = _positions(
         records.shuffle(buffer, seed=seed, reshuffle_each_iteration=True),
         skip_examples,
@@ -323,69 +478,46 @@ def train_dataset(
 
 def eval_dataset(
     source: Source,
+    stream: EvalStream,
     *,
     split: str | None = None,
-    batch_size: int,
-    image_size: int,
-    crop_size: int = 224,
-    mode: str = "center",
-    mean_rgb: Sequence[float] = IMAGENET_MEAN_RGB,
     input_context: tf.distribute.InputContext | None = None,
-    max_pixels: int | None = image_ops.DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = image_ops.DEFAULT_MAX_ASPECT_RATIO,
-    with_boxes: bool = False,
 ) -> tf.data.Dataset:
-    """One pass over a split, rescaled to shorter side Q = ``image_size`` (§3.2).
+    """One pass over a split, rescaled to shorter side Q = ``stream.image_size`` (§3.2).
 
     Args:
         source: From :func:`get_source`.
+        stream: What to read (:class:`EvalStream`, e.g. :meth:`EvalStream.from_recipe`).
         split: Split spec; ``source.eval_split`` by default.
-        batch_size: Examples per batch (the last batch may be smaller).
-        image_size: Q, the shorter side after rescaling.
-        crop_size: Side of the centre crop (mode "center").
-        mode: "center" (one centre crop) or "full" (the whole rescaled image; batch
-            size must be 1 unless all images share a shape).
-        mean_rgb: Training-set mean RGB to subtract.
-        input_context: Shards the split per input pipeline.
-        max_pixels: Records whose header declares more pixels are skipped (None: no limit).
-        max_aspect_ratio: Records whose longer side is more than this times the
-            shorter are skipped (None: no limit).
-        with_boxes: Localisation: labels ``(labels, boxes)``, the ground-truth boxes
-            in the centre crop's frame (mode "center") or normalised to the image
-            (mode "full"), as :func:`train_dataset` gives them.
+        input_context: Shards the split per input pipeline, in batches of its
+            replicas' share of ``stream.batch_size``.
 
     Returns:
         Finite dataset of (float32 images, int32 labels), in a fixed order;
         bad records are skipped, counted and named.
 
+    Raises:
+        ValueError: A split without records.
+
     Example:
-        >>> ds = eval_dataset(get_source("digits"), batch_size=64, image_size=32,
-        ...                   crop_size=32)  # doctest: +SKIP
+        >>> stream = EvalStream(batch_size=64, image_size=32, crop_size=32)
+        >>> ds = eval_dataset(get_source("digits"), stream)  # doctest: +SKIP
     """
-    if mode not in ("center", "full"):
-        raise ValueError(f"mode={mode!r} is invalid; expected 'center' or 'full'.")
-    _validate(crop_size, {"image_size": image_size} if mode == "center" else {})
-    image_ops.check_image_limits(max_pixels, max_aspect_ratio)
-    if batch_size <= 0:
-        raise ValueError(f"batch_size={batch_size!r} is invalid; expected a positive integer.")
+    batch_size = _pipeline_batch_size(stream.batch_size, input_context)
+    mode, image_size, crop_size = stream.mode, stream.image_size, stream.crop_size
+    limits = dict(max_pixels=stream.max_pixels, max_aspect_ratio=stream.max_aspect_ratio)
     split = split or source.eval_split
     num_records = source.num_examples(split)
     if num_records == 0:
         raise ValueError(f"Source '{source.name}' split '{split}' has no records.")
-    mean = tf.constant(mean_rgb, tf.float32)
+    mean = tf.constant(stream.mean_rgb, tf.float32)
 
     def transform(index, image_bytes, *boxes):
         if mode == "center":
-            image = image_ops.scaled_crop(
-                image_bytes,
-                image_size,
-                crop_size,
-                max_pixels=max_pixels,
-                max_aspect_ratio=max_aspect_ratio,
-            )
+            image = image_ops.scaled_crop(image_bytes, image_size, crop_size, **limits)
         else:
             image = image_ops.rescale_shorter_side(
-                image_ops.decode_rgb(image_bytes, max_pixels, max_aspect_ratio), image_size
+                image_ops.decode_rgb(image_bytes, **limits), image_size
             )
         if not boxes:
             return add_rgb(image, -mean)
@@ -394,7 +526,7 @@ def eval_dataset(
         window = crop_window(image_bytes, image_size, crop_size, (0.5, 0.5))
         return add_rgb(image, -mean), boxes_in_window(boxes[0], window)
 
-    records = source.raw_records(split, input_context=input_context, with_boxes=with_boxes)
+    records = source.raw_records(split, input_context=input_context, with_boxes=stream.with_boxes)
     records = records.enumerate()
     groups = decode_skipping_bad(
         records,

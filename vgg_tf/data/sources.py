@@ -63,7 +63,7 @@ class Source:
         builder: The TFDS builder (None for a folder).
         files: Folder sources: split -> (file paths, labels); None for TFDS datasets.
         box_reader: Reads a record's class and ground-truth boxes
-            (:func:`vgg_tf.data.box_records.box_reader`); None for a dataset without boxes.
+            (:class:`vgg_tf.data.box_records.BoxReader`); None for a dataset without boxes.
     """
 
     name: str
@@ -76,12 +76,14 @@ class Source:
     files: dict[str, tuple[tuple[str, ...], tuple[int, ...]]] | None = dataclasses.field(
         default=None, repr=False, compare=False
     )
-    box_reader: Any = dataclasses.field(default=None, repr=False, compare=False)
+    box_reader: box_records.BoxReader | None = dataclasses.field(
+        default=None, repr=False, compare=False
+    )
 
     @property
     def boxes_in_pixels(self) -> bool:
         """Whether the records' boxes are in pixels (ILSVRC's files), not normalised."""
-        return box_records.in_pixels(self.box_reader)
+        return self.box_reader is not None and self.box_reader.in_pixels
 
     def num_examples(self, split: str) -> int:
         """Number of records in ``split`` (a TFDS split spec such as ``"train[:90%]"``)."""

@@ -9,9 +9,10 @@ Each replica computes the cross-entropy of its slice of the global batch,
 divided by the *global* batch size, and the optimizer sums the gradients over
 replicas: the update equals one device's update on the whole batch.
 
-:func:`train_and_evaluate` reads as the run does: :func:`set_up` (recipe,
-strategy, workdir, data), :func:`create_state` (model, optimizer, schedule,
-checkpoint), then per epoch :func:`train_epoch`, :func:`validate` and
+:func:`train_and_evaluate` reads as the run does: :func:`global_settings` (the
+process-wide settings the recipe asks for, put back when the run ends),
+:func:`set_up` (strategy, workdir, data), :func:`create_state` (model, optimizer,
+schedule, checkpoint), then per epoch :func:`train_epoch`, :func:`validate` and
 :func:`end_epoch`, and :func:`finish`.
 
 Example:
@@ -22,15 +23,19 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
 import os
+import random
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import keras
 import ml_collections
+import numpy as np
 import tensorflow as tf
 
 from vgg_tf import workdir as workdir_lib
@@ -249,6 +254,8 @@ class Run:
     steps_per_epoch: int
     test_scale: int
     task: tasks.Classification | tasks.Localisation
+    train_stream: input_pipeline.TrainStream
+    eval_stream: input_pipeline.EvalStream
 
     @property
     def total_steps(self) -> int:
@@ -295,16 +302,46 @@ def _image_limits(config) -> dict:
     )
 
 
+@contextlib.contextmanager
+def global_settings(config: ml_collections.ConfigDict) -> Iterator[None]:
+    """The process-wide settings of a run of ``config``, put back when it ends.
+
+    Inside, Keras' global dtype policy is ``config.mixed_precision``'s, and
+    ``config.deterministic`` turns on TensorFlow's op determinism; the run seeds
+    Python's, NumPy's, TensorFlow's and Keras' random numbers (:func:`create_state`).
+    On the way out, returning or raising, Keras' dtype policy and Python's and
+    NumPy's random states are those from before. TensorFlow (2.21) has no public
+    call that turns op determinism off or reads its global seed: a deterministic
+    run leaves op determinism on, and TensorFlow's and Keras' seeds as the run set them.
+
+    Example:
+        >>> config = config_lib.paper_recipe()
+        >>> config.mixed_precision = "bfloat16"
+        >>> with global_settings(config):
+        ...     print(keras.mixed_precision.global_policy().name)
+        mixed_bfloat16
+        >>> keras.mixed_precision.global_policy().name
+        'float32'
+    """
+    policy = keras.mixed_precision.global_policy()
+    python_random, numpy_random = random.getstate(), np.random.get_state()
+    try:
+        if config.deterministic:
+            tf.config.experimental.enable_op_determinism()
+        if config.mixed_precision:
+            keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+        random.setstate(python_random)
+        np.random.set_state(numpy_random)
+
+
 def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
-    """Validates the recipe, makes the strategy, claims the workdir and resolves the data."""
-    config_lib.validate_config(config)
+    """Makes the strategy, claims the workdir and resolves the data of a validated recipe."""
     workdir_lib.check_outside(config.init_from, workdir)
     strategy = strategy or distribute.strategy_for(config)
     distribute.check_batch_sizes([config.batch_size], strategy)
-    if config.deterministic:
-        tf.config.experimental.enable_op_determinism()
-    if config.mixed_precision:
-        keras.mixed_precision.set_global_policy(f"mixed_{config.mixed_precision}")
     chief = distribute.is_chief(strategy)
     os.makedirs(workdir, exist_ok=True)
     recorded = None
@@ -332,17 +369,20 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
             f"batch_size={config.batch_size} is larger than the {num_train} training examples of "
             f"{config.dataset!r}; expected at most {num_train}."
         )
+    test_scale = workdir_lib.single_test_scale(run_config)
     return Run(
-        config,
-        workdir,
-        strategy,
-        chief,
-        source,
-        mean_rgb,
-        run_config,
-        num_train // config.batch_size,
-        workdir_lib.single_test_scale(run_config),
-        tasks.task_for(config, source.num_classes),
+        config=config,
+        workdir=workdir,
+        strategy=strategy,
+        chief=chief,
+        source=source,
+        mean_rgb=mean_rgb,
+        run_config=run_config,
+        steps_per_epoch=num_train // config.batch_size,
+        test_scale=test_scale,
+        task=tasks.task_for(config, source.num_classes),
+        train_stream=input_pipeline.TrainStream.from_recipe(config, mean_rgb),
+        eval_stream=input_pipeline.EvalStream.from_recipe(config, test_scale, mean_rgb),
     )
 
 
@@ -393,8 +433,8 @@ def create_state(run: Run) -> State:
         model_variables=list(model.variables),
         optimizer_variables=list(optimizer.variables),
         schedule=schedule,
-        totals=trainer.totals,
         step=step,
+        **trainer.checkpointed,
     )
     state = State(
         model,
@@ -436,28 +476,15 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def _train_input(run: Run, epoch: int, offset: int):
     """The distributed training stream of ``epoch``, ``offset`` steps in (a resumed epoch)."""
-    config = run.config
-
-    def dataset(ctx):
-        return input_pipeline.train_dataset(
-            run.source,
-            batch_size=ctx.get_per_replica_batch_size(config.batch_size),
-            crop_size=config.crop_size,
-            scale_min=config.scale_min,
-            scale_max=config.scale_max,
-            mean_rgb=run.mean_rgb,
-            color_shift_std=config.color_shift_std,
-            flip=config.flip,
-            seed=_epoch_seed(config.seed, epoch),
-            deterministic=config.deterministic,
-            skip_examples=offset * config.batch_size,
-            cache=config.cache,
-            input_context=ctx,
-            with_boxes=run.task.uses_boxes,
-            **_image_limits(config),
+    stream = dataclasses.replace(run.train_stream, seed=_epoch_seed(run.config.seed, epoch))
+    skip = offset * stream.batch_size
+    return iter(
+        run.strategy.distribute_datasets_from_function(
+            lambda ctx: input_pipeline.train_dataset(
+                run.source, stream, skip_examples=skip, input_context=ctx
+            )
         )
-
-    return iter(run.strategy.distribute_datasets_from_function(dataset))
+    )
 
 
 def train_epoch(run: Run, state: State) -> tuple[dict, float]:
@@ -521,19 +548,12 @@ def validate(run: Run, state: State, split: str | None = None) -> dict:
 
     For a localisation net: its box for the true class (Appendix A's first protocol).
     """
-    config = run.config
     dataset = run.strategy.distribute_datasets_from_function(
         lambda ctx: input_pipeline.eval_dataset(
             run.source,
+            run.eval_stream,
             split=split or run.source.eval_split,
-            batch_size=ctx.get_per_replica_batch_size(config.batch_size),
-            image_size=run.test_scale,
-            crop_size=config.crop_size,
-            mode="center",
-            mean_rgb=run.mean_rgb,
             input_context=ctx,
-            with_boxes=run.task.uses_boxes,
-            **_image_limits(config),
         )
     )
     return state.trainer.evaluate(dataset)
@@ -543,7 +563,7 @@ def end_epoch(run: Run, state: State, train: dict, images_per_second: float, val
     """The plateau schedule's step, the epoch's log row and line, and the checkpoint."""
     epoch = int(state.step.numpy()) // run.steps_per_epoch
     dropped = state.schedule.update(run.task.accuracy(val), epoch)
-    state.trainer.totals.assign(tf.zeros(4, tf.float64))
+    state.trainer.reset_epoch_totals()
     if state.run_log:
         names = list(run.task.metrics)
         state.run_log.write_epoch(
@@ -614,16 +634,18 @@ def train_and_evaluate(
         ValueError: A bad config field, or a workdir of another run.
         NonFiniteLossError: The loss diverged (the last good checkpoint stays).
     """
-    run = set_up(config, workdir, overwrite, strategy)
-    state = create_state(run)
-    if run.strategy.num_replicas_in_sync > 1:
-        run.say(f"Training on {run.strategy.num_replicas_in_sync} replicas in sync")
-    val = None
-    while int(state.step.numpy()) < run.total_steps:
-        train, images_per_second = train_epoch(run, state)
-        val = validate(run, state)
-        end_epoch(run, state, train, images_per_second, val)
-    return finish(run, state, val)
+    config_lib.validate_config(config)
+    with global_settings(config):
+        run = set_up(config, workdir, overwrite, strategy)
+        state = create_state(run)
+        if run.strategy.num_replicas_in_sync > 1:
+            run.say(f"Training on {run.strategy.num_replicas_in_sync} replicas in sync")
+        val = None
+        while int(state.step.numpy()) < run.total_steps:
+            train, images_per_second = train_epoch(run, state)
+            val = validate(run, state)
+            end_epoch(run, state, train, images_per_second, val)
+        return finish(run, state, val)
 
 
 def final_lines(result: dict) -> str:

@@ -8,9 +8,16 @@ The step is written with ``strategy.run``, so it is the same code on one
 device and on many (Keras 3 ``model.fit`` fails under
 MultiWorkerMirroredStrategy, keras-team/keras#20585).
 
+The trainer owns the running totals of the epoch (the task's ``Totals``): the steps
+add to them, :meth:`Trainer.epoch_metrics` reads them and
+:meth:`Trainer.reset_epoch_totals` starts the next epoch.
+
 Example:
     >>> trainer = Trainer(strategy, logits_model, optimizer, 256, False)  # doctest: +SKIP
     >>> trainer.train_steps(iterator, 10)  # doctest: +SKIP
+    >>> trainer.epoch_metrics()["top1_error"]  # doctest: +SKIP
+    0.87
+    >>> trainer.reset_epoch_totals()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -42,8 +49,11 @@ class Trainer:
         self.optimizer = optimizer
         self.global_batch = global_batch
         self.task = task or tasks.Classification(int(logits_model.output_shape[-1]))
-        # The task's four running epoch totals (loss sum, ..., examples).
-        self.totals = tf.Variable(tf.zeros(4, tf.float64), trainable=False, name="epoch_totals")
+        # The epoch's running totals, one float64 variable in the order of the task's
+        # Totals: one update per step, and checkpointed (see checkpointed).
+        self._totals = tf.Variable(
+            tf.zeros(self._num_totals, tf.float64), trainable=False, name="epoch_totals"
+        )
         self._jit_compile = jit_compile
         self._train_chunk = tf.function(self._train_chunk_fn)
         self._evaluate = tf.function(self._evaluate_fn)
@@ -53,6 +63,28 @@ class Trainer:
     def replicas(self) -> int:
         """Replicas each step runs on (synchronously)."""
         return self.strategy.num_replicas_in_sync
+
+    @property
+    def _num_totals(self) -> int:
+        return len(self.task.Totals._fields)
+
+    @property
+    def checkpointed(self) -> dict[str, tf.Variable]:
+        """The trainer's state a checkpoint keeps: the epoch's totals, so that a run
+        resumed mid-epoch reports the whole epoch."""
+        return {"totals": self._totals}
+
+    def reset_epoch_totals(self) -> None:
+        """Starts the next epoch's totals at zero."""
+        self._totals.assign(tf.zeros_like(self._totals))
+
+    def epoch_totals(self) -> tasks.ClassificationTotals | tasks.LocalisationTotals:
+        """The epoch's totals so far, named by the task."""
+        return self.task.Totals(*(float(value) for value in self._totals.numpy()))
+
+    def epoch_metrics(self) -> dict:
+        """Train loss and errors of the epoch so far."""
+        return self.task.rates(self.epoch_totals())
 
     def _replica_step(self, images, targets):
         with tf.GradientTape() as tape:
@@ -75,7 +107,7 @@ class Trainer:
         for _ in tf.range(num_steps):
             per_replica = self.strategy.run(step, args=next(iterator))
             sums = self.strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
-            self.totals.assign_add(tf.cast(sums, tf.float64))
+            self._totals.assign_add(tf.cast(sums, tf.float64))
 
     def train_steps(self, iterator, num_steps: int) -> None:
         """Runs ``num_steps`` synchronous steps in one call (steps_per_execution)."""
@@ -87,10 +119,10 @@ class Trainer:
             return self.task.counts(targets, outputs, self.task.loss(targets, outputs))
 
         # A replica may get an empty final batch, which Conv2D rejects on CPU.
-        return tf.cond(tf.shape(images)[0] > 0, counts, lambda: tf.zeros(4))
+        return tf.cond(tf.shape(images)[0] > 0, counts, lambda: tf.zeros(self._num_totals))
 
     def _evaluate_fn(self, dataset):
-        totals = tf.zeros(4, tf.float64)
+        totals = tf.zeros(self._num_totals, tf.float64)
         for images, targets in dataset:
             per_replica = self.strategy.run(self._replica_eval, args=(images, targets))
             totals += tf.cast(
@@ -100,8 +132,8 @@ class Trainer:
 
     def evaluate(self, dataset) -> dict:
         """The task's rates (loss, top-1/top-5 error, ...) over a (distributed) dataset."""
-        totals = self._evaluate(dataset).numpy()
-        if totals[3] == 0:
+        totals = self.task.Totals(*(float(value) for value in self._evaluate(dataset).numpy()))
+        if totals.examples == 0:
             raise ValueError("The validation split yielded no example.")
         return self.task.rates(totals)
 
@@ -118,7 +150,3 @@ class Trainer:
     def weights_are_finite(self) -> bool:
         """Whether every model and optimizer variable is finite (checked before a save)."""
         return bool(self._weights_are_finite().numpy())
-
-    def epoch_metrics(self) -> dict:
-        """Train loss and errors of the epoch so far."""
-        return self.task.rates(self.totals.numpy())

@@ -2,7 +2,7 @@
 
 One training loop serves both (:mod:`vgg_tf.training.steps`, :mod:`vgg_tf.training.loop`); a
 task gives the head's width, the per-example loss, the counts summed over an
-epoch, and the rates reported from them.
+epoch (its ``Totals``, named), and the rates reported from them.
 
 - Classification: softmax cross-entropy; top-1 and top-5 error.
 - Localisation: the last fully-connected layer predicts a box, ``(cx, cy, w,
@@ -26,6 +26,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import keras
 import tensorflow as tf
 
@@ -37,6 +39,24 @@ HEADS = ("scr", "pcr")
 _UNIT = (0.0, 0.0, 1.0, 1.0)  # the crop's own frame (a tuple: no tensor at import time)
 
 
+class ClassificationTotals(NamedTuple):
+    """A classification epoch's sums: what its rates are computed from."""
+
+    loss: float  # the per-example losses summed
+    top1_hits: float
+    top5_hits: float
+    examples: float
+
+
+class LocalisationTotals(NamedTuple):
+    """A localisation epoch's sums: what its rates are computed from."""
+
+    loss: float  # the per-example losses summed
+    localised: float  # crops whose box overlaps a ground-truth box by IoU > 0.5
+    overlap: float  # the crops' best IoU summed
+    examples: float
+
+
 class Classification:
     """Softmax cross-entropy over the classes; top-1 and top-5 error (§3.1, §4)."""
 
@@ -44,6 +64,8 @@ class Classification:
     uses_boxes = False
     #: Rates beside the loss, and their short names in the progress bar.
     metrics = {"top1_error": "top1_err", "top5_error": "top5_err"}
+    #: The sums of an epoch, in the order of :meth:`counts`.
+    Totals = ClassificationTotals
 
     def __init__(self, num_classes: int):
         self.num_classes = num_classes
@@ -57,16 +79,26 @@ class Classification:
         )
 
     def counts(self, targets: tf.Tensor, outputs: tf.Tensor, per_example: tf.Tensor) -> tf.Tensor:
-        """Loss sum, top-1 hits, top-5 hits, examples: float32 [4]."""
-        hits = metrics.top_k_hits(tf.cast(targets, tf.int32), outputs, ks=(1, 5))
-        count = tf.cast(tf.shape(per_example)[0], tf.float32)
-        return tf.concat([[tf.reduce_sum(per_example)], hits, [count]], axis=0)
+        """A batch's :class:`ClassificationTotals` as float32 [4], summed over replicas and steps."""
+        top1, top5 = tf.unstack(metrics.top_k_hits(tf.cast(targets, tf.int32), outputs, ks=(1, 5)))
+        return tf.stack(
+            ClassificationTotals(
+                loss=tf.reduce_sum(per_example),
+                top1_hits=top1,
+                top5_hits=top5,
+                examples=tf.cast(tf.shape(per_example)[0], tf.float32),
+            )
+        )
 
     @staticmethod
-    def rates(totals) -> dict:
-        loss, top1, top5, count = totals
-        count = max(count, 1.0)
-        return dict(loss=loss / count, top1_error=1 - top1 / count, top5_error=1 - top5 / count)
+    def rates(totals: ClassificationTotals) -> dict:
+        """Mean loss, top-1 and top-5 error of an epoch."""
+        count = max(totals.examples, 1.0)
+        return dict(
+            loss=totals.loss / count,
+            top1_error=1 - totals.top1_hits / count,
+            top5_error=1 - totals.top5_hits / count,
+        )
 
     @staticmethod
     def accuracy(rates: dict) -> float:
@@ -88,6 +120,7 @@ class Localisation:
     name = "localisation"
     uses_boxes = True
     metrics = {"error": "loc_err", "mean_iou": "iou"}
+    Totals = LocalisationTotals
 
     def __init__(self, head: str, num_classes: int):
         if head not in HEADS:
@@ -129,17 +162,26 @@ class Localisation:
         return overlaps
 
     def counts(self, targets, outputs: tf.Tensor, per_example: tf.Tensor) -> tf.Tensor:
-        """Loss sum, crops localised (IoU > 0.5), IoU sum, examples: float32 [4]."""
+        """A batch's :class:`LocalisationTotals` as float32 [4], summed over replicas and steps."""
         overlaps = self.best_overlaps(targets, outputs)
-        hits = tf.reduce_sum(tf.cast(overlaps > 0.5, tf.float32))
-        count = tf.cast(tf.shape(per_example)[0], tf.float32)
-        return tf.stack([tf.reduce_sum(per_example), hits, tf.reduce_sum(overlaps), count])
+        return tf.stack(
+            LocalisationTotals(
+                loss=tf.reduce_sum(per_example),
+                localised=tf.reduce_sum(tf.cast(overlaps > 0.5, tf.float32)),
+                overlap=tf.reduce_sum(overlaps),
+                examples=tf.cast(tf.shape(per_example)[0], tf.float32),
+            )
+        )
 
     @staticmethod
-    def rates(totals) -> dict:
-        loss, hits, overlap, count = totals
-        count = max(count, 1.0)
-        return dict(loss=loss / count, error=1 - hits / count, mean_iou=overlap / count)
+    def rates(totals: LocalisationTotals) -> dict:
+        """Mean loss, localisation error and mean IoU of an epoch."""
+        count = max(totals.examples, 1.0)
+        return dict(
+            loss=totals.loss / count,
+            error=1 - totals.localised / count,
+            mean_iou=totals.overlap / count,
+        )
 
     @staticmethod
     def accuracy(rates: dict) -> float:
