@@ -189,6 +189,16 @@ def test_decode_rejects_before_decoding(encode, png_header, patched_image):
             images.decode_rgb(encode(_image(5, 5), "PNG"), *limits)
 
 
+def test_image_limits_travel_as_one_value_checked_when_made():
+    assert images.ImageLimits() == images.ImageLimits(40_000_000, 16.0)
+    # A recipe's or a flag's 0 is no limit; the library's None is.
+    assert images.ImageLimits.from_settings(0, 0.0) == images.ImageLimits(None, None)
+    assert images.ImageLimits.from_settings(100, 2.0) == images.ImageLimits(100, 2.0)
+    for limits, match in (((0, None), "max_pixels=0"), ((None, 0.5), "max_aspect_ratio=0.5")):
+        with pytest.raises(ValueError, match=f"{match} is not accepted"):
+            images.ImageLimits(*limits)
+
+
 def test_a_thin_strip_is_refused_by_the_crop_too(zero_png):
     strip = zero_png(100_000, 10)  # 1 MP, but 32 x 320000 once its shorter side is 32
     assert images.declared_size(strip).numpy().tolist() == [10, 100_000]

@@ -29,6 +29,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Sequence
 
@@ -166,6 +167,44 @@ def check_image_limits(max_pixels: int | None, max_aspect_ratio: float | None) -
         raise ValueError(
             f"max_aspect_ratio={max_aspect_ratio!r} is not accepted; expected >= 1 or None."
         )
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageLimits:
+    """What an image's header may declare before it is decoded (None: no limit).
+
+    The pair travels together through every command that reads images; the
+    checks themselves are :func:`check_limits` (:func:`decode_rgb` runs them).
+
+    Attributes:
+        max_pixels: Images declaring more pixels are refused (decompression bombs).
+        max_aspect_ratio: Images whose longer side is more than this times the
+            shorter are refused (rescaled to Q, a thin strip would be huge).
+
+    Raises:
+        ValueError: A limit :func:`check_image_limits` does not accept.
+
+    Example:
+        >>> ImageLimits().max_pixels, ImageLimits(max_aspect_ratio=None).max_aspect_ratio
+        (40000000, None)
+        >>> ImageLimits.from_settings(max_pixels=0, max_aspect_ratio=16).max_pixels is None
+        True
+        >>> ImageLimits(max_pixels=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: max_pixels=0 is not accepted; expected > 0 or None.
+    """
+
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO
+
+    def __post_init__(self):
+        check_image_limits(self.max_pixels, self.max_aspect_ratio)
+
+    @classmethod
+    def from_settings(cls, max_pixels: int | None, max_aspect_ratio: float | None) -> ImageLimits:
+        """The limits as a recipe's fields or the ``--max_pixels`` flags give them: 0 is no limit."""
+        return cls(max_pixels or None, max_aspect_ratio or None)
 
 
 def check_limits(
