@@ -53,6 +53,7 @@ _EXPORTS = {
     "import_weights": "vgg_tf.weights.importing",
     "init_from_net_a": "vgg_tf.weights.transfer",
     "load_model": "vgg_tf.weights.loading",
+    "preprocess_input": "vgg_tf.weights.applications",
     "read_weights": "vgg_tf.weights.files",
     "to_fully_convolutional": "vgg_tf.nets.fcn",
 }

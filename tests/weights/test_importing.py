@@ -19,6 +19,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import sys
 import zipfile
 
 import h5py
@@ -30,11 +31,14 @@ from safetensors.numpy import save_file
 import vgg_tf
 from vgg_tf.data.constants import IMAGENET_MEAN_RGB
 from vgg_tf.nets import specs
+from vgg_tf.weights import conventions, loading, published, transfer
 from vgg_tf.weights import files as weight_files
 from vgg_tf.weights import importing as weights
-from vgg_tf.weights import loading, published, transfer
 
 TINY = 1 / 16  # conv widths 4..32, FC 256
+# torchvision's transforms.Normalize for ImageNet, written out (the reference's own numbers).
+TORCH_MEAN, TORCH_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+TORCHVISION_MEAN_RGB = (123.675, 116.28, 103.53)
 TORCH_INSTALLED = weight_files.torch_available()
 
 
@@ -141,7 +145,7 @@ def _conv(x, w, b):
 def torch_forward(state, variant, image, batch_norm=False, top=True):
     """torchvision's VGG in eval mode, in numpy: logits, or the block5 map (C, H, W)."""
     x = image.astype(np.float32) / 255.0
-    x = ((x - weight_files.TORCHVISION_MEAN) / weight_files.TORCHVISION_STD).astype(np.float32)
+    x = ((x - np.asarray(TORCH_MEAN)) / np.asarray(TORCH_STD)).astype(np.float32)
     return forward_normalised(state, variant, np.transpose(x, (2, 0, 1)), batch_norm, top)
 
 
@@ -223,7 +227,7 @@ def test_state_dicts_match_the_numpy_reference(tmp_path, variant, batch_norm, la
     )
     assert (imported.classes, imported.width_multiplier) == (1000, TINY)
     assert imported.source_format == layout
-    assert imported.mean_rgb == weight_files.TORCHVISION_MEAN_RGB
+    assert imported.mean_rgb == TORCHVISION_MEAN_RGB
     model = weights.import_weights(path)
     image = photo()
     assert_same_classifier(
@@ -244,7 +248,7 @@ def test_full_size_vgg16_state_dict_matches_the_numpy_reference(tmp_path):
     assert model.count_params() == 138_357_544
     image = photo()
     assert_same_classifier(
-        run_vgg_tf(model, image, weight_files.TORCHVISION_MEAN_RGB),
+        run_vgg_tf(model, image, TORCHVISION_MEAN_RGB),
         torch_forward(state, "D", image),
     )
 
@@ -272,24 +276,21 @@ def test_full_width_conv_trunks_match_the_numpy_reference(tmp_path, variant, bat
     model = weights.import_weights(tmp_path / "trunk.safetensors")
     assert not transfer.include_top_of(model)
     image = photo(64, "coffee")
-    ours = run_vgg_tf(model, image, weight_files.TORCHVISION_MEAN_RGB)[0]
+    ours = run_vgg_tf(model, image, TORCHVISION_MEAN_RGB)[0]
     theirs = np.transpose(torch_forward(state, variant, image, batch_norm, top=False), (1, 2, 0))
     np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
 
 
-def test_the_first_conv_folds_torchvisions_normalisation_exactly():
+def test_the_first_conv_folds_torchvisions_normalisation_exactly(tmp_path):
     # vgg_tf's input x - 255*mean is torch's (x/255 - mean)/std times 255*std.
     state = torchvision_state("A", width=TINY, top=False)
-    kernel = weight_files._convert_torch(state, "x")[0][0][0]
+    save_file(state, str(tmp_path / "trunk.safetensors"))
+    kernel = weight_files.read_weights(tmp_path / "trunk.safetensors").layers["block1_conv1"][0]
     torch_kernel = np.transpose(state["features.0.weight"], (2, 3, 1, 0))
     np.testing.assert_allclose(
-        kernel * 255 * np.asarray(weight_files.TORCHVISION_STD)[:, None], torch_kernel, rtol=1e-6
+        kernel * 255 * np.asarray(TORCH_STD)[:, None], torch_kernel, rtol=1e-6
     )
-    np.testing.assert_allclose(
-        np.asarray(weight_files.TORCHVISION_MEAN_RGB),
-        255 * np.asarray(weight_files.TORCHVISION_MEAN),
-        rtol=1e-12,
-    )
+    np.testing.assert_allclose(TORCHVISION_MEAN_RGB, 255 * np.asarray(TORCH_MEAN), rtol=1e-12)
 
 
 def test_vgg_builders_take_state_dict_files(tmp_path):
@@ -358,8 +359,8 @@ def test_keras_applications_files_with_and_without_top(tmp_path, name, variant):
     assert weight_files.read_weights(top).variant == variant
 
 
-def random_keras_notop_d(tmp_path):
-    """A keras.applications-layout VGG16 notop file with random weights (no model built)."""
+def random_keras_d(tmp_path, top=False):
+    """A keras.applications-layout VGG16 file with random weights (no model built)."""
     rng = np.random.default_rng(0)
     layers = [("input_1", [])]
     channels = 3
@@ -369,12 +370,20 @@ def random_keras_notop_d(tmp_path):
             layers.append((f"block{b}_conv{c}", [kernel, rng.standard_normal(f, np.float32)]))
             channels = f
         layers.append((f"block{b}_pool", []))
-    return write_keras2_h5(tmp_path / "notop.h5", layers), layers
+    if top:
+        layers.append(("flatten", []))
+        for name, fan_in, units in (("fc1", 25088, 4096), ("fc2", 4096, 4096)):
+            kernel = rng.standard_normal((fan_in, units), np.float32)
+            layers.append((name, [kernel, rng.standard_normal(units, np.float32)]))
+        kernel = rng.standard_normal((4096, 1000), np.float32)
+        layers.append(("predictions", [kernel, rng.standard_normal(1000, np.float32)]))
+    name = "top.h5" if top else "notop.h5"
+    return write_keras2_h5(tmp_path / name, layers), layers
 
 
 def test_keras_applications_layout_is_converted_to_rgb(tmp_path):
     # Caffe's BGR kernel, its input channels reversed; the rest unchanged; names mapped.
-    path, layers = random_keras_notop_d(tmp_path)
+    path, layers = random_keras_d(tmp_path)
     imported = weight_files.read_weights(path)
     assert (imported.variant, imported.include_top, imported.source_format) == (
         "D",
@@ -386,30 +395,32 @@ def test_keras_applications_layout_is_converted_to_rgb(tmp_path):
     assert imported.mean_rgb == IMAGENET_MEAN_RGB == (123.68, 116.779, 103.939)
 
 
-# --- weights="imagenet" ------------------------------------------------------------------
+# --- weights="imagenet" and "tv_in1k" ------------------------------------------------------
 
 
-def _md5(path):
-    return hashlib.md5(open(path, "rb").read()).hexdigest()
+def _checksum(path, algorithm):
+    return hashlib.new(algorithm, open(path, "rb").read()).hexdigest()
 
 
-def _cache_with(tmp_path, monkeypatch, key, source):
-    """A Keras cache ($KERAS_HOME) holding ``source`` under the published name of ``key``,
-    whose checksum is the local file's (the download is the one step not exercised)."""
+def _cache_with(tmp_path, monkeypatch, table, key, source):
+    """A Keras cache ($KERAS_HOME) holding ``source`` under the published name of ``table[key]``,
+    with the local file's checksum, md5 for keras.applications' files and sha256 for timm's as
+    published (the download is the one step not exercised)."""
     home = tmp_path / "keras_home"
-    file = published.IMAGENET_FILES[key]
-    (home / "models").mkdir(parents=True)
+    file = table[key]
+    (home / "models").mkdir(parents=True, exist_ok=True)
     os.link(source, home / "models" / file.fname)
     monkeypatch.setenv("KERAS_HOME", str(home))
-    monkeypatch.setitem(
-        published.IMAGENET_FILES, key, dataclasses.replace(file, file_hash=_md5(source))
-    )
+    algorithm = "md5" if file.source_format == "keras_applications" else "sha256"
+    checksum = _checksum(source, algorithm)
+    monkeypatch.setitem(table, key, dataclasses.replace(file, file_hash=checksum))
     return home / "models" / file.fname
 
 
 def test_imagenet_weights_are_read_from_keras_cache(tmp_path, monkeypatch):
-    source, _ = random_keras_notop_d(tmp_path)
-    cached = _cache_with(tmp_path, monkeypatch, ("D", False, False), source)
+    source, _ = random_keras_d(tmp_path)
+    key = ("D", False)
+    cached = _cache_with(tmp_path, monkeypatch, published.KERAS_APPLICATIONS_FILES, key, source)
     model = vgg_tf.VGG16(include_top=False, weights="imagenet")
     expected = weight_files.read_weights(cached).layers
     for name, arrays in expected.items():
@@ -419,40 +430,123 @@ def test_imagenet_weights_are_read_from_keras_cache(tmp_path, monkeypatch):
     assert published.imagenet_mean_rgb("D") == IMAGENET_MEAN_RGB
 
 
-def test_imagenet_without_network_or_cache_says_where_to_put_the_file(tmp_path, monkeypatch):
+def test_nets_keras_does_not_publish_come_from_timms_safetensors_without_torch(
+    tmp_path, monkeypatch
+):
+    # Full-width trunks stand for the files (their tops are not read without include_top).
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` fails from here on
+    image = photo(64, "coffee")
+    for variant, batch_norm in (("A", False), ("B", True)):
+        state = torchvision_state(variant, batch_norm, top=False, seed=4)
+        path = tmp_path / f"{variant}_{batch_norm}.safetensors"
+        save_file(to_timm(state), str(path))
+        key = (variant, batch_norm)
+        cached = _cache_with(tmp_path, monkeypatch, published.TIMM_FILES, key, path)
+        model = vgg_tf.VGG(
+            variant,
+            include_top=False,
+            batch_norm=batch_norm,
+            weights="imagenet",
+            include_preprocessing=True,
+        )
+        for name, arrays in weight_files.read_weights(cached).layers.items():
+            for a, b in zip(model.get_layer(name).get_weights(), arrays):
+                np.testing.assert_array_equal(a, b)
+        # Raw uint8 pixels in; the model applies timm's convention (torchvision's) itself.
+        ours = model.predict_on_batch(image[None])[0]
+        theirs = torch_forward(state, variant, image, batch_norm, top=False).transpose(1, 2, 0)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-4, atol=1e-4 * np.abs(theirs).max())
+        assert published.imagenet_mean_rgb(variant, batch_norm) == TORCHVISION_MEAN_RGB
+    assert cached.name == "vgg13_bn.tv_in1k.safetensors"
+    assert model.get_layer("block1_conv1_bn").epsilon == weight_files.TORCH_BN_EPSILON
+    # "tv_in1k" names timm's files for D and E too; "imagenet" keeps keras.applications' there.
+    assert published.imagenet_weights_file("D", weight_set="tv_in1k").fname == (
+        "vgg16.tv_in1k.safetensors"
+    )
+    assert published.imagenet_weights_file("D").source_format == "keras_applications"
+    for file in published.TIMM_FILES.values():
+        assert file.url == (
+            f"https://huggingface.co/timm/{file.fname[: -len('.safetensors')]}"
+            "/resolve/main/model.safetensors"
+        )
+
+
+def test_pretrained_weights_with_a_new_head_load_all_but_fc8(tmp_path):
+    state = torchvision_state("B", width=TINY, seed=6)
+    path = tmp_path / "vgg13.safetensors"
+    save_file(to_timm(state), str(path))
+    imported = weight_files.read_weights(path)
+    model = vgg_tf.VGG13(weights=path, classes=10, width_multiplier=TINY)
+    for name, arrays in imported.layers.items():
+        if name != "fc8":
+            for a, b in zip(model.get_layer(name).get_weights(), arrays):
+                np.testing.assert_array_equal(a, b)
+    kernel, bias = model.get_layer("fc8").get_weights()
+    assert kernel.shape == (256, 10) and not bias.any()  # fresh: N(0, 0.01), zero bias
+    assert np.std(kernel) == pytest.approx(0.01, rel=0.2)
+    # The file's own class count keeps its fc8.
+    same = vgg_tf.VGG13(weights=path, width_multiplier=TINY)
+    np.testing.assert_array_equal(same.get_layer("fc8").get_weights()[0], imported.layers["fc8"][0])
+
+
+@pytest.mark.slow
+def test_vgg16_imagenet_with_ten_classes_keeps_fc6_fc7_and_starts_fc8_afresh(tmp_path, monkeypatch):
+    source, layers = random_keras_d(tmp_path, top=True)
+    key = ("D", True)
+    _cache_with(tmp_path, monkeypatch, published.KERAS_APPLICATIONS_FILES, key, source)
+    model = vgg_tf.VGG16(weights="imagenet", classes=10)
+    arrays = dict(layers)
+    for ours, theirs in (("fc6", "fc1"), ("fc7", "fc2"), ("block5_conv3", "block5_conv3")):
+        for a, b in zip(model.get_layer(ours).get_weights(), arrays[theirs]):
+            np.testing.assert_array_equal(a, b)
+    kernel, bias = model.get_layer("fc8").get_weights()
+    assert kernel.shape == (4096, 10) and not bias.any()
+    assert np.std(kernel) == pytest.approx(0.01, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    "table,key,build",
+    [
+        ("KERAS_APPLICATIONS_FILES", ("E", False), dict(variant="E")),
+        ("TIMM_FILES", ("A", True), dict(variant="A", batch_norm=True)),
+    ],
+    ids=["keras_applications", "timm"],
+)
+def test_published_files_without_network_or_cache_say_where_to_put_them(
+    tmp_path, monkeypatch, table, key, build
+):
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    key = ("E", False, False)
-    file = published.IMAGENET_FILES[key]
+    files = getattr(published, table)
+    file = files[key]
     unreachable = f"http://127.0.0.1:9/{file.fname}"  # refused at once, as offline
-    monkeypatch.setitem(published.IMAGENET_FILES, key, dataclasses.replace(file, url=unreachable))
+    monkeypatch.setitem(files, key, dataclasses.replace(file, url=unreachable))
     with pytest.raises(ValueError) as error:
-        vgg_tf.VGG19(include_top=False, weights="imagenet")
+        vgg_tf.VGG(include_top=False, weights="imagenet", **build)
     message = str(error.value)
     for text in (file.fname, unreachable, str(tmp_path / "models" / file.fname), "~/.keras/models"):
         assert text in message, message
     assert not (tmp_path / "models" / file.fname).exists()
 
 
-@pytest.mark.skipif(TORCH_INSTALLED, reason="PyTorch is installed here")
-def test_torchvision_files_without_torch_name_the_safetensors_alternative(tmp_path):
-    with pytest.raises(weight_files.MissingDependencyError) as error:
-        vgg_tf.VGG11(weights="imagenet")
-    message = str(error.value)
-    assert isinstance(error.value, ValueError) and isinstance(error.value, ImportError)
-    for text in (
-        "vgg11-8a719046.pth",
-        "pip install torch",
-        "vgg11.tv_in1k",
-        "model.safetensors",
-        "safetensors.torch",
-    ):
-        assert text in message, message
-    # A .pth file on disk: recognised by its content (torch's zip), the same advice.
+def test_pth_files_without_torch_name_the_safetensors_alternative(tmp_path, monkeypatch):
+    monkeypatch.setattr(weight_files, "torch_available", lambda: False)
+    # A .pth file on disk: recognised by its content (torch's zip).
     path = tmp_path / "vgg16-397923af.pth"
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
-    with pytest.raises(ImportError, match=r"PyTorch.*pip install torch.*vgg16\.tv_in1k"):
+    with pytest.raises(weight_files.MissingDependencyError) as error:
         weights.import_weights(path)
+    message = str(error.value)
+    assert isinstance(error.value, ValueError) and isinstance(error.value, ImportError)
+    for text in (
+        "vgg16-397923af.pth",
+        "pip install torch",
+        "vgg16.tv_in1k",
+        "model.safetensors",
+        "weights='tv_in1k'",
+        "safetensors.torch",
+    ):
+        assert text in message, message
 
 
 @pytest.mark.parametrize(
@@ -464,15 +558,98 @@ def test_torchvision_files_without_torch_name_the_safetensors_alternative(tmp_pa
             r"\(batch_norm\), B",
         ),
         (dict(variant="A-LRN"), r"net A-LRN"),
-        (dict(variant="D", classes=10), r"classes=10 with include_top=True"),
-        (dict(variant="D", width_multiplier=0.5), r"width_multiplier=0.5"),
+        (dict(variant="D", width_multiplier=0.5), r"'imagenet' does not fit width_multiplier=0.5"),
         (dict(variant="D", input_shape=(64, 64, 3)), r"64x64 input with include_top=True"),
         (dict(variant="D", input_shape=(64, 64, 1), include_top=False), r"1 input channels"),
+        (dict(variant="C", weights="tv_in1k"), r"net C; weights='tv_in1k' is available for A"),
+        (dict(variant="D", weights="tv_in"), r"'tv_in' is neither None, 'imagenet', 'tv_in1k'"),
     ],
 )
-def test_imagenet_refuses_networks_the_files_do_not_fit(kwargs, message):
+def test_published_weights_refuse_networks_the_files_do_not_fit(kwargs, message):
+    kwargs.setdefault("weights", "imagenet")
     with pytest.raises(ValueError, match=message):  # before any download
-        vgg_tf.VGG(weights="imagenet", **kwargs)
+        vgg_tf.VGG(**kwargs)
+
+
+# --- Input conventions ------------------------------------------------------------------
+# Each source's reference is its own arithmetic: keras.applications' VGG16 fed
+# keras.applications.vgg16.preprocess_input (BGR minus the Caffe mean), on a file it wrote.
+
+
+def test_each_convention_records_its_sources_numbers():
+    keras_apps, torchvision = conventions.KERAS_APPLICATIONS, conventions.TORCHVISION
+    assert (keras_apps.channel_order, keras_apps.pixel_max) == ("BGR", 255.0)
+    assert keras_apps.mean == (103.939, 116.779, 123.68)  # keras.applications' BGR numbers
+    assert keras_apps.mean_rgb == IMAGENET_MEAN_RGB
+    assert (torchvision.channel_order, torchvision.pixel_max) == ("RGB", 1.0)
+    assert torchvision.mean_rgb == (123.675, 116.28, 103.53)
+    assert conventions.TIMM.mean_rgb == torchvision.mean_rgb and conventions.TIMM.name == "timm"
+    for convention in conventions.CONVENTIONS.values():
+        assert (convention.crop_size, convention.resize_side) == (224, 256)
+        assert convention.class_names[281] == "tabby"
+    with pytest.raises(ValueError, match=r"Unknown weights format 'caffe'; expected one of"):
+        conventions.convention_for("caffe")
+    with pytest.raises(ValueError, match=r"channel_order='RBG' is not accepted"):
+        dataclasses.replace(keras_apps, channel_order="RBG")
+
+
+def test_folding_gives_the_sources_first_layer_on_rgb_minus_mean():
+    # One 1x1 conv: the source's (pixels in its order, range, mean, std) against vgg_tf's.
+    rng = np.random.default_rng(0)
+    kernel = rng.standard_normal((1, 1, 3, 5)).astype(np.float32)
+    rgb = rng.uniform(0, 255, (4, 3))
+    for convention in conventions.CONVENTIONS.values():
+        order = [2, 1, 0] if convention.channel_order == "BGR" else [0, 1, 2]
+        source_input = (rgb[:, order] * convention.pixel_max / 255 - convention.mean) / np.asarray(
+            convention.std
+        )
+        theirs = source_input @ kernel[0, 0]
+        ours = (rgb - convention.mean_rgb) @ convention.fold_into_first_conv(kernel)[0, 0]
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match=r"\(3, 3, 1, 8\) is not accepted.*3 colour channels"):
+        conventions.TORCHVISION.fold_into_first_conv(np.zeros((3, 3, 1, 8), np.float32))
+
+
+def _keras_applications_trunk(tmp_path):
+    """keras.applications' VGG16 trunk at 32 pixels and its notop file (Keras 2 layout)."""
+    keras.utils.set_random_seed(3)
+    theirs = keras.applications.VGG16(include_top=False, weights=None, input_shape=(32, 32, 3))
+    layers = [(layer.name, layer.get_weights()) for layer in theirs.layers]
+    path = write_keras2_h5(tmp_path / "vgg16_notop.h5", layers)
+    return theirs, path
+
+
+def test_keras_applications_file_gives_keras_answer_only_with_its_own_convention(tmp_path):
+    theirs, path = _keras_applications_trunk(tmp_path)
+    image = photo(32)[None]
+    expected = theirs.predict_on_batch(
+        keras.applications.vgg16.preprocess_input(image.astype("float32"))
+    )
+    assert np.std(expected) > 1e-3
+    imported = weight_files.read_weights(path)
+    assert imported.convention is conventions.KERAS_APPLICATIONS
+    ours = vgg_tf.VGG16(include_top=False, weights=path)
+
+    def close(got):
+        return np.allclose(got, expected, rtol=1e-4, atol=1e-4 * np.abs(expected).max())
+
+    assert close(ours.predict_on_batch(vgg_tf.preprocess_input(image, imported.mean_rgb)))
+    raw = vgg_tf.VGG16(include_top=False, weights=path, include_preprocessing=True)
+    assert close(raw.predict_on_batch(image))  # uint8 RGB in, the convention inside
+    # The same file read with torchvision's convention: other answers.
+    as_torchvision = dict(imported.layers)
+    as_torchvision["block1_conv1"] = [
+        conventions.TORCHVISION.fold_into_first_conv(theirs.get_layer("block1_conv1").kernel),
+        imported.layers["block1_conv1"][1],
+    ]
+    wrong = vgg_tf.VGG16(include_top=False)
+    transfer.load_layer_weights(wrong, as_torchvision)
+    got = wrong.predict_on_batch(vgg_tf.preprocess_input(image, conventions.TORCHVISION.mean_rgb))
+    assert not close(got)
+    # keras.applications' own preprocess_input (BGR) on a vgg_tf model: also wrong.
+    assert not close(
+        ours.predict_on_batch(keras.applications.vgg16.preprocess_input(image.astype("float32")))
+    )
 
 
 # --- Workdirs -----------------------------------------------------------------------------
@@ -511,7 +688,7 @@ def test_imported_workdir_is_taken_like_a_trained_run(tmp_path, tiny_file):
     assert config["variant"] == "A" and config["crop_size"] == 224
     assert config["weights_format"] == "torchvision" and config["weights_source"] == str(path)
     assert config["weights_url"] is None and config["batch_norm_epsilon"] is None
-    assert trained.mean_rgb == weight_files.TORCHVISION_MEAN_RGB
+    assert trained.mean_rgb == TORCHVISION_MEAN_RGB
     assert trained.single_scale() == (256,) and trained.multi_scales() == (224, 256, 288)
     assert trained.flip and trained.num_classes == 1000
     assert trained.class_names[281] == "tabby"

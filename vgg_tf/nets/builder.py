@@ -18,11 +18,19 @@ Layer names (stable; other modules and saved weights rely on them):
   (class logits), ``predictions`` (the classifier activation, float32).
 * ``to_channels_last`` / ``to_channels_first`` -- only in channels-first
   models: the transposes at the input and (feature-map output) at the end.
+* ``subtract_mean_rgb`` -- only with ``include_preprocessing=True``: the
+  first layer after the input (and the transpose), subtracting the mean RGB.
 
-The model takes RGB images from which the training-set mean RGB has already
-been subtracted (the paper's only preprocessing, §2.1); the input pipeline and
-the exported serving graph do that subtraction. Without a weights file any
-channel count is accepted (grayscale, multispectral).
+Input: the paper's only preprocessing is subtracting the training set's mean
+RGB (§2.1). By default, as keras.applications' VGG16 and VGG19, the model takes
+images from which it has already been subtracted (the input pipeline and the
+exported serving graph do it, or :func:`vgg_tf.preprocess_input`). With
+``include_preprocessing=True`` (keras.applications' name for the same option
+in its newer nets) the model takes RGB pixels in [0, 255], uint8 or float, and
+subtracts ``mean_rgb`` itself in its first layer, so the mean travels with the
+weights and a script feeding raw pixels gets the right answer. Without a
+weights file any channel count is accepted (grayscale, multispectral; one mean
+per channel).
 
 Data formats: ``data_format="channels_first"`` (or Keras' global
 ``image_data_format()``, followed as by keras.applications) gives a model
@@ -39,6 +47,7 @@ they load across formats. On GPU, Grappler's layout optimiser still converts.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import keras
@@ -54,6 +63,8 @@ DATA_FORMATS = ("channels_last", "channels_first")
 DEFAULT_CROP_SIZE = 224
 #: Names of the transposes of a channels-first model (input, output).
 FORMAT_LAYERS = ("to_channels_last", "to_channels_first")
+#: Name of the layer that subtracts the mean RGB (``include_preprocessing=True``).
+MEAN_LAYER = "subtract_mean_rgb"
 
 
 def _initializers(kind: str) -> tuple[Any, Any]:
@@ -149,6 +160,45 @@ def check_data_format(data_format: str | None) -> str:
     return data_format
 
 
+def check_mean_rgb(
+    include_preprocessing: bool, mean_rgb: Sequence[float] | None, channels: int
+) -> tuple[float, ...] | None:
+    """The mean the model subtracts itself (None: it takes mean-subtracted input), checked.
+
+    Example:
+        >>> check_mean_rgb(True, [123.68, 116.779, 103.939], 3)
+        (123.68, 116.779, 103.939)
+    """
+    if not isinstance(include_preprocessing, (bool, np.bool_)):
+        raise ValueError(
+            f"include_preprocessing={include_preprocessing!r} is not accepted; expected True "
+            "(the model takes RGB in [0, 255] and subtracts mean_rgb) or False."
+        )
+    if not include_preprocessing:
+        if mean_rgb is not None:
+            raise ValueError(
+                f"mean_rgb={mean_rgb!r} is given with include_preprocessing=False; the mean is "
+                "subtracted by the model only with include_preprocessing=True (else the caller "
+                "subtracts it: vgg_tf.preprocess_input)."
+            )
+        return None
+    if mean_rgb is None:
+        raise ValueError(
+            "include_preprocessing=True needs mean_rgb: the mean of the training set, one "
+            "value per input channel, on pixels in [0, 255]."
+        )
+    try:
+        values = tuple(float(m) for m in mean_rgb)
+    except (TypeError, ValueError):
+        values = None
+    if values is None or len(values) != channels or not np.all(np.isfinite(values)):
+        raise ValueError(
+            f"mean_rgb={mean_rgb!r} is not accepted; expected {channels} finite numbers, one "
+            "per input channel, on pixels in [0, 255]."
+        )
+    return values
+
+
 def build_vgg(
     variant: str,
     *,
@@ -167,6 +217,8 @@ def build_vgg(
     width_multiplier: float = 1.0,
     data_format: str | None = None,
     batch_norm_epsilon: float = 1e-3,
+    include_preprocessing: bool = False,
+    mean_rgb: Sequence[float] | None = None,
 ) -> keras.Model:
     """Builds VGG network ``variant`` of the paper's Table 1, randomly initialised.
 
@@ -208,6 +260,12 @@ def build_vgg(
             the input and output (module docstring: why); same weights.
         batch_norm_epsilon: Epsilon of the BatchNormalization layers (Keras'
             1e-3; torch's statistics assume 1e-5).
+        include_preprocessing: False (as keras.applications' VGG16): the model
+            takes images with the mean already subtracted. True: it takes
+            pixels in [0, 255] (uint8 or float) and its first layer,
+            ``subtract_mean_rgb``, subtracts ``mean_rgb``.
+        mean_rgb: With ``include_preprocessing=True``, the mean to subtract,
+            one value per input channel (RGB for 3 channels).
 
     Returns:
         A ``keras.Model``.
@@ -232,6 +290,8 @@ def build_vgg(
     if input_shape is None and input_tensor is not None:
         input_shape = tuple(input_tensor.shape)[1:]
     shape = check_input_shape(input_shape, include_top, crop_size, data_format)
+    channels = shape[0] if data_format == "channels_first" else shape[2]
+    subtracted_mean = check_mean_rgb(include_preprocessing, mean_rgb, channels)
     kernel_init, bias_init = _initializers(kernel_initializer)
     regularizer = keras.regularizers.L2(weight_decay / 2) if weight_decay else None
     layer_args = dict(
@@ -250,6 +310,8 @@ def build_vgg(
     x = inputs
     if data_format == "channels_first":
         x = keras.layers.Permute((2, 3, 1), name=FORMAT_LAYERS[0])(x)
+    if subtracted_mean is not None:
+        x = _subtract_mean(x, subtracted_mean)
     x = _conv_trunk(x, spec, batch_norm, batch_norm_epsilon, **layer_args)
     if include_top:
         x = _fc_head(x, classes, classifier_activation, dropout, **layer_args)
@@ -263,6 +325,40 @@ def build_vgg(
     if input_tensor is not None:
         inputs = keras.utils.get_source_inputs(input_tensor)
     return keras.Model(inputs, x, name=name or f"vgg_{variant.lower().replace('-', '_')}")
+
+
+def _subtract_mean(x: Any, mean: tuple[float, ...]) -> Any:
+    # Subtracting the mean inside the net, before the first convolution, is the
+    # same arithmetic as subtracting it in the input pipeline (§2.1): the conv
+    # sees the same numbers, and its "same" zero padding still pads the mean
+    # pixel, so training is unchanged. Normalization with variance 1 computes
+    # exactly x - mean (its division is by sqrt(1)); float32 even under a
+    # mixed-precision policy (123.68 has no exact bfloat16), from uint8 or float
+    # input; a stock Keras layer, so plain keras.models.load_model reads it.
+    return keras.layers.Normalization(
+        axis=-1,
+        mean=list(mean),
+        variance=[1.0] * len(mean),
+        dtype="float32",
+        name=MEAN_LAYER,
+    )(x)
+
+
+def included_mean_rgb(model: keras.Model) -> tuple[float, ...] | None:
+    """The mean a model subtracts itself (built with ``include_preprocessing=True``), else None.
+
+    A model that subtracts it takes pixels in [0, 255]; one that does not takes
+    images from which the caller has subtracted its mean.
+
+    Example:
+        >>> m = build_vgg("A", include_top=False, include_preprocessing=True, mean_rgb=(1, 2, 3))
+        >>> included_mean_rgb(m), included_mean_rgb(build_vgg("A", include_top=False))
+        ((1.0, 2.0, 3.0), None)
+    """
+    for layer in model.layers:
+        if layer.name == MEAN_LAYER:
+            return tuple(float(m) for m in np.ravel(layer.get_config()["mean"]))
+    return None
 
 
 # Every layer gets data_format="channels_last": left None, Keras would take a

@@ -5,8 +5,8 @@ Owns the readers of keras.applications, torchvision and timm files
 (:mod:`~vgg_tf.weights.published`), the keras.applications-style builders with
 ``weights=`` (:mod:`~vgg_tf.weights.applications`), copying weights by layer
 name and net A's transfer (:mod:`~vgg_tf.weights.transfer`), each weight set's
-input convention and a workdir from imported weights
-(:mod:`~vgg_tf.weights.importing`), a model with its training facts
+input convention (:mod:`~vgg_tf.weights.conventions`), a workdir from imported
+weights (:mod:`~vgg_tf.weights.importing`), a model with its training facts
 (:mod:`~vgg_tf.weights.trained`), the one model loader for every command
 (:mod:`~vgg_tf.weights.loading`) and ImageNet's class names
 (:mod:`~vgg_tf.weights.labels`).

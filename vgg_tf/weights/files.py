@@ -1,8 +1,11 @@
 """Reading the VGG weight files of keras.applications, torchvision and timm.
 
-The file layouts and their conversion to vgg_tf's layers and input convention
-are described in :mod:`vgg_tf.weights.importing`, which is what users call; this module
-reads one file (:func:`read_weights`) into :class:`ImportedWeights`.
+The file layouts and their conversion to vgg_tf's layers are described in
+:mod:`vgg_tf.weights.importing`, which is what users call; each file's input
+convention (channel order, pixel range, mean, std) is its source's
+(:mod:`vgg_tf.weights.conventions`) and is folded into the first convolution
+here. This module reads one file (:func:`read_weights`) into
+:class:`ImportedWeights`.
 
 Example:
     >>> parse_variant("vgg16_bn")
@@ -19,23 +22,11 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from vgg_tf.data.constants import IMAGENET_MEAN_RGB
 from vgg_tf.nets import specs
+from vgg_tf.weights.conventions import InputConvention, convention_for
 
-#: torchvision's input normalisation: RGB in [0, 1], minus mean, over std.
-TORCHVISION_MEAN = (0.485, 0.456, 0.406)
-TORCHVISION_STD = (0.229, 0.224, 0.225)
-#: The mean RGB of torchvision's and timm's weights in vgg_tf's convention (255 * mean).
-TORCHVISION_MEAN_RGB = (123.675, 116.28, 103.53)
 #: torch's BatchNorm2d epsilon (Keras' default is 1e-3); imported BN layers get it.
 TORCH_BN_EPSILON = 1e-5
-#: Where a file's weights come from, and the mean RGB the imported model takes.
-FORMATS = ("keras_applications", "torchvision", "timm")
-MEAN_RGB = {
-    "keras_applications": IMAGENET_MEAN_RGB,
-    "torchvision": TORCHVISION_MEAN_RGB,
-    "timm": TORCHVISION_MEAN_RGB,
-}
 #: The spatial side fc6 sees in every published file (a 224 crop after five poolings).
 FC6_SIDE = 7
 
@@ -88,24 +79,18 @@ def _timm_hint(name: str | None) -> str:
     return (
         f"timm's {timm} {'holds' if name else 'hold'} the same weights as safetensors, "
         f"which need no torch (https://huggingface.co/timm/"
-        f"{name + '.tv_in1k' if name else '<name>'}, file model.safetensors): pass its path "
+        f"{name + '.tv_in1k' if name else '<name>'}, file model.safetensors; "
+        "VGG(weights='tv_in1k') fetches it into Keras' cache): pass its path "
         "as weights= or to vgg_tf.import_weights / bin/import_weights"
     )
 
 
-def torch_missing_error(
-    path: str, net: str | None = None, url: str | None = None
-) -> MissingDependencyError:
+def torch_missing_error(path: str) -> MissingDependencyError:
     """The error for a PyTorch file without PyTorch: what the file is, and three ways out."""
     match = re.match(r"(vgg\d\d(?:_bn)?)", os.path.basename(path))
-    what = (
-        f"weights='imagenet' for {net} is torchvision's {url}, a PyTorch file"
-        if url
-        else f"{path!r} is a PyTorch file (a torchvision state dict)"
-    )
     return MissingDependencyError(
-        f"{what}; reading it needs PyTorch, which is not installed. Either pip install torch "
-        "(the CPU wheel is enough), or use "
+        f"{path!r} is a PyTorch file (a torchvision state dict); reading it needs PyTorch, "
+        "which is not installed. Either pip install torch (the CPU wheel is enough), or use "
         f"safetensors: {_timm_hint(match.group(1) if match else None)}, or convert the file "
         'once where torch is installed: python -c "import torch, safetensors.torch as st; '
         f"st.save_file(torch.load('{os.path.basename(path)}'), 'vgg.safetensors')\"."
@@ -127,15 +112,14 @@ class ImportedWeights:
     """A weight file's contents in vgg_tf's layer names, layout and input convention.
 
     Attributes:
-        layers: ``{layer_name: [arrays]}`` as :func:`vgg_tf.nets.builder.load_layer_weights`
+        layers: ``{layer_name: [arrays]}`` as :func:`vgg_tf.weights.transfer.load_layer_weights`
             takes it (Keras shapes; block1_conv1 already takes RGB minus ``mean_rgb``).
         variant: Network of the paper's Table 1.
         batch_norm: Whether the convolutions are followed by batch norm.
         include_top: Whether ``layers`` holds fc6, fc7 and fc8.
         classes: fc8's outputs (None without the top).
         width_multiplier: vgg_tf's width factor (1.0 for the published files).
-        mean_rgb: The mean RGB the model takes.
-        source_format: One of :data:`FORMATS`.
+        convention: How the source fed the weights (channel order, mean, std, crop, classes).
         source: The file read.
     """
 
@@ -145,9 +129,18 @@ class ImportedWeights:
     include_top: bool
     classes: int | None
     width_multiplier: float
-    mean_rgb: tuple[float, float, float]
-    source_format: str
+    convention: InputConvention
     source: str
+
+    @property
+    def mean_rgb(self) -> tuple[float, float, float]:
+        """The mean RGB the imported model takes subtracted from RGB in [0, 255]."""
+        return self.convention.mean_rgb
+
+    @property
+    def source_format(self) -> str:
+        """Where the weights come from: "keras_applications", "torchvision" or "timm"."""
+        return self.convention.name
 
     @property
     def batch_norm_epsilon(self) -> float:
@@ -229,6 +222,9 @@ def read_weights(
             "model.safetensors."
         )
     inferred, width = _infer_variant(convs, path)
+    convention = convention_for(source_format)
+    first_kernel, first_bias, first_bn = convs[0]
+    convs[0] = (convention.fold_into_first_conv(first_kernel), first_bias, first_bn)
     has_bn = convs[0][2] is not None
     if want_variant is not None and want_variant != inferred:
         spec = specs.SPECS[inferred]
@@ -259,8 +255,7 @@ def read_weights(
         include_top,
         classes,
         width,
-        MEAN_RGB[source_format],
-        source_format,
+        convention,
         path,
     )
 
@@ -302,11 +297,8 @@ def _read_keras_h5(path: str):
             f"{path!r} is not a keras.applications VGG file: expected layers block<i>_conv<j> "
             f"(kernel, bias) and fc1, fc2, predictions; found {', '.join(unknown) or 'no convs'}."
         )
+    # The first kernel stays in Caffe's BGR order: read_weights applies the convention.
     ordered = [arrays for _, arrays in sorted(convs)]
-    kernel = ordered[0][0]
-    if kernel.shape[2] == 3:
-        kernel = kernel[:, :, ::-1, :]  # BGR (Caffe) -> RGB input channels
-    ordered[0] = [np.ascontiguousarray(kernel), ordered[0][1]]
     return [(k, b, None) for k, b in ordered], top, "keras_applications"
 
 
@@ -400,9 +392,7 @@ def _convert_torch(tensors: Mapping[str, np.ndarray], path: str):
             bn = [stats["weight"], stats["bias"], stats["running_mean"], stats["running_var"]]
         convs.append([_torch_conv(conv["weight"]), conv["bias"], bn])
     _check_torch_indices(conv_indices, bn_indices, path)
-    kernel = convs[0][0]
-    if kernel.shape[2] == 3:  # fold (x/255 - mean)/std into the first conv
-        convs[0][0] = kernel / (255.0 * np.asarray(TORCHVISION_STD, np.float32))[:, None]
+    # The first kernel still takes (x/255 - mean)/std: read_weights applies the convention.
     timm = any(m.startswith(("pre_logits", "head")) for m in top_raw)
     top = _torch_top(top_raw, convs[-1][0].shape[-1], path)
     return [tuple(c) for c in convs], top, "timm" if timm else "torchvision"

@@ -24,11 +24,13 @@ from which a mean RGB has been subtracted, the paper's §2.1):
   ``pre_logits.fc1`` stored as a ``(4096, 512, 7, 7)`` conv, fc7
   ``pre_logits.fc2`` a ``(4096, 4096, 1, 1)`` conv, fc8 ``head.fc``.
 
-torchvision feeds ``(x / 255 - mean) / std`` per RGB channel; vgg_tf feeds
-``x - 255 * mean``, which is the same tensor times ``255 * std``. So dividing
-``block1_conv1``'s kernel by ``255 * std`` per input channel gives exactly the
-same network with mean RGB :data:`TORCHVISION_MEAN_RGB` (zero padding still
-pads the mean pixel, as in torch).
+Each source's input convention (channel order, pixel range, mean, std, crop,
+classes) is recorded with it (:mod:`vgg_tf.weights.conventions`) and folded into
+``block1_conv1``: torchvision feeds ``(x / 255 - mean) / std`` per RGB channel;
+vgg_tf feeds ``x - 255 * mean``, which is the same tensor times ``255 * std``.
+So dividing ``block1_conv1``'s kernel by ``255 * std`` per input channel gives
+exactly the same network with mean RGB ``255 * mean`` (zero padding still pads
+the mean pixel, as in torch).
 
 The variant (A, B, D, E; C too for a file of vgg_tf's names), batch norm, the
 presence of the top, the class count and the width (vgg_tf's
@@ -39,7 +41,8 @@ and what was expected.
 The imported model takes RGB minus the mean of its source: read it from
 :func:`vgg_tf.weights.files.read_weights` (``.mean_rgb``),
 :func:`vgg_tf.weights.published.imagenet_mean_rgb`, or the ``config.json``
-that :func:`import_to_workdir` writes.
+that :func:`import_to_workdir` writes; or build with
+``include_preprocessing=True`` and the model subtracts it itself.
 
 Example:
     >>> model = import_weights("vgg16_weights_tf_dim_ordering_tf_kernels.h5")  # doctest: +SKIP
@@ -56,8 +59,7 @@ import keras
 
 from vgg_tf import workdir as workdir_lib
 from vgg_tf.nets import builder
-from vgg_tf.weights import labels
-from vgg_tf.weights.files import FC6_SIDE, ImportedWeights, parse_variant, read_weights
+from vgg_tf.weights.files import ImportedWeights, parse_variant, read_weights
 from vgg_tf.weights.published import imagenet_weights_file, imagenet_weights_path
 from vgg_tf.weights.trained import TrainedModel
 from vgg_tf.weights.transfer import load_layer_weights
@@ -67,6 +69,9 @@ def build_imported(
     imported: ImportedWeights, include_top: bool | None = None, **options: Any
 ) -> keras.Model:
     """A VGG model holding ``imported``'s weights (``options`` go to :func:`vgg_tf.nets.builder.build_vgg`).
+
+    With ``include_preprocessing=True`` among the options the model takes RGB in
+    [0, 255] and subtracts the weights' mean RGB itself.
 
     Example:
         >>> model = build_imported(read_weights("model.safetensors"))  # doctest: +SKIP
@@ -78,6 +83,8 @@ def build_imported(
             "build with include_top=False."
         )
     options.setdefault("name", imported.builder_name)
+    if options.get("include_preprocessing"):
+        options.setdefault("mean_rgb", imported.mean_rgb)
     if imported.batch_norm:
         options["batch_norm_epsilon"] = imported.batch_norm_epsilon
     model = builder.build_vgg(
@@ -103,10 +110,11 @@ def import_weights(
 
     The model takes RGB minus the file's mean RGB (vgg_tf's convention):
     :data:`vgg_tf.data.constants.IMAGENET_MEAN_RGB` for keras.applications' files,
-    :data:`TORCHVISION_MEAN_RGB` for torchvision's and timm's (``read_weights(
-    source).mean_rgb`` says which). See :func:`read_weights` for the arguments;
+    255 x torchvision's mean for torchvision's and timm's (``read_weights(
+    source).mean_rgb`` says which), or RGB in [0, 255] with
+    ``include_preprocessing=True``. See :func:`read_weights` for the arguments;
     ``options`` go to :func:`vgg_tf.nets.builder.build_vgg` (``input_shape``, ``pooling``,
-    ``classifier_activation``, ``data_format``, ``name``).
+    ``classifier_activation``, ``data_format``, ``name``, ``include_preprocessing``).
 
     Example:
         >>> model = import_weights("model.safetensors")  # timm's vgg16.tv_in1k  # doctest: +SKIP
@@ -119,10 +127,11 @@ def import_weights(
 def imported_config(imported: ImportedWeights, weights_url: str | None = None) -> dict:
     """The ``config.json`` of an imported model: its network, input convention and test scales.
 
-    The network (variant, batch norm, width), crop 224, ``scale_min = scale_max
-    = 256`` (so the test scales are 256 and {224, 256, 288}, the paper's for an
-    S = 256 model), flips, the source's mean RGB, the classes (ImageNet's names
-    for 1,000), where the weights came from (``weights_source``,
+    The network (variant, batch norm, width), the source convention's crop
+    (224) and resize side as ``scale_min = scale_max`` (256, so the test scales
+    are 256 and {224, 256, 288}, the paper's for an S = 256 model), flips, the
+    source's mean RGB, its classes (ImageNet's names for 1,000), where the
+    weights came from (``weights_source``,
     ``weights_format``, ``weights_url``), and for batch norm the epsilon its
     statistics assume (``batch_norm_epsilon``, torch's 1e-5: a net built to
     fine-tune from it uses the same).
@@ -132,23 +141,22 @@ def imported_config(imported: ImportedWeights, weights_url: str | None = None) -
         >>> config["mean_rgb"], config["scale_min"]  # doctest: +SKIP
         ([123.675, 116.28, 103.53], 256)
     """
-    classes = imported.classes
+    classes, convention = imported.classes, imported.convention
+    names = convention.class_names if classes == convention.num_classes else None
     return dict(
         recipe=f"imported from {imported.source_format}",
         task="classification",
-        dataset="imagenet2012",
+        dataset=convention.dataset,
         variant=imported.variant,
         batch_norm=imported.batch_norm,
         width_multiplier=imported.width_multiplier,
-        crop_size=32 * FC6_SIDE,
-        scale_min=256,
-        scale_max=256,
+        crop_size=convention.crop_size,
+        scale_min=convention.resize_side,
+        scale_max=convention.resize_side,
         flip=True,
         mean_rgb=list(imported.mean_rgb),
         num_classes=classes,
-        class_names=list(labels.imagenet_class_names())
-        if classes == labels.NUM_IMAGENET_CLASSES
-        else None,
+        class_names=list(names) if names else None,
         weights_source=os.path.abspath(imported.source),
         weights_format=imported.source_format,
         weights_url=weights_url,

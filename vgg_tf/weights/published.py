@@ -1,126 +1,176 @@
 """The published ImageNet weight files: where they are, their checksums, Keras' cache.
 
-``weights="imagenet"`` follows keras.applications: ``keras.utils.get_file``
-with the published URL and checksum into Keras' cache (``$KERAS_HOME/models``,
-default ``~/.keras/models``), so a file already there is used offline. D and E
-come from keras.applications' files, A, B and the batch-norm nets from
-torchvision's (which need PyTorch to read).
+Two weight sets are published for the paper's networks, each file with the
+input convention of its source (:mod:`vgg_tf.weights.conventions`):
+
+* ``"imagenet"``, keras.applications' choice for D and E (the authors' Caffe
+  weights, ``vgg16_weights_tf_dim_ordering_tf_kernels.h5`` ...), and for A, B
+  and the batch-norm nets, which keras.applications does not publish,
+  torchvision's weights as timm publishes them (below);
+* ``"tv_in1k"``, timm's name for torchvision's ImageNet weights: one
+  ``model.safetensors`` per net on the Hugging Face hub
+  (``https://huggingface.co/timm/<name>.tv_in1k``), for A, B, D, E with and
+  without batch norm. safetensors needs no PyTorch.
+
+Fetching follows keras.applications: ``keras.utils.get_file`` with the
+published URL and checksum into Keras' cache (``$KERAS_HOME/models``, default
+``~/.keras/models``), so a file already there is used offline.
 
 Example:
     >>> imagenet_weights_file("D").fname
     'vgg16_weights_tf_dim_ordering_tf_kernels.h5'
+    >>> imagenet_weights_file("A", batch_norm=True).fname
+    'vgg11_bn.tv_in1k.safetensors'
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 
 import keras
 
 from vgg_tf.nets import specs
-from vgg_tf.weights.files import MEAN_RGB, torch_available, torch_missing_error
+from vgg_tf.weights.conventions import InputConvention, convention_for
 
 _KERAS_APPLICATIONS = "https://storage.googleapis.com/tensorflow/keras-applications/"
-_TORCHVISION = "https://download.pytorch.org/models/"
+_HUGGING_FACE = "https://huggingface.co/timm/"
 
-
-# --- The published ImageNet files ---------------------------------------------
+#: The weight sets ``weights=`` accepts by name.
+WEIGHT_SETS = ("imagenet", "tv_in1k")
 
 
 @dataclasses.dataclass(frozen=True)
 class WeightsFile:
-    """A published weight file: its cache name, URL and checksum.
+    """A published weight file: its cache name, URL, checksum and input convention.
 
     Attributes:
         fname: File name in Keras' cache (``~/.keras/models/<fname>``).
         url: Where it is published.
-        file_hash: md5 that ``keras.utils.get_file`` verifies (keras.applications'),
-            or None.
-        sha256_prefix: The first hex digits of the sha256 (torchvision's file
-            names end with them), or None.
-        source_format: One of :data:`FORMATS`.
+        file_hash: The md5 or sha256 that ``keras.utils.get_file`` verifies, or
+            None where none is recorded (the file is then taken unverified).
+        source_format: "keras_applications" or "timm"
+            (:data:`vgg_tf.weights.conventions.CONVENTIONS`).
     """
 
     fname: str
     url: str
     file_hash: str | None
-    sha256_prefix: str | None
     source_format: str
+
+    @property
+    def convention(self) -> InputConvention:
+        """How the file's first convolution wants its pixels."""
+        return convention_for(self.source_format)
 
 
 def _keras_file(name: str, md5: str) -> WeightsFile:
     folder = name.split("_")[0]
+    return WeightsFile(name, f"{_KERAS_APPLICATIONS}{folder}/{name}", md5, "keras_applications")
+
+
+def _timm_file(name: str, sha256: str | None = None) -> WeightsFile:
+    repo = f"{name}.tv_in1k"
     return WeightsFile(
-        name, f"{_KERAS_APPLICATIONS}{folder}/{name}", md5, None, "keras_applications"
+        f"{repo}.safetensors",
+        f"{_HUGGING_FACE}{repo}/resolve/main/model.safetensors",
+        sha256,
+        "timm",
     )
 
 
-def _torchvision_file(name: str) -> WeightsFile:
-    return WeightsFile(name, _TORCHVISION + name, None, name.rsplit("-", 1)[1][:-4], "torchvision")
-
-
-#: ``(variant, batch_norm, include_top)`` -> the file ``weights="imagenet"`` reads.
-#: D and E come from keras.applications (md5s from keras' own vgg16.py / vgg19.py),
-#: A, B and every batch-norm net from torchvision (one file, with and without the top).
-IMAGENET_FILES: dict[tuple[str, bool, bool], WeightsFile] = {
-    ("D", False, True): _keras_file(
+#: ``(variant, include_top)`` -> keras.applications' file (md5s from keras' vgg16.py / vgg19.py).
+KERAS_APPLICATIONS_FILES: dict[tuple[str, bool], WeightsFile] = {
+    ("D", True): _keras_file(
         "vgg16_weights_tf_dim_ordering_tf_kernels.h5", "64373286793e3c8b2b4e3219cbf3544b"
     ),
-    ("D", False, False): _keras_file(
+    ("D", False): _keras_file(
         "vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5", "6d6bbae143d832006294945121d1f1fc"
     ),
-    ("E", False, True): _keras_file(
+    ("E", True): _keras_file(
         "vgg19_weights_tf_dim_ordering_tf_kernels.h5", "cbe5617147190e668d6c5d5026f83318"
     ),
-    ("E", False, False): _keras_file(
+    ("E", False): _keras_file(
         "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5", "253f8cb515780f3b799900260a226db6"
     ),
 }
-for _variant, _bn, _name in (
-    ("A", False, "vgg11-8a719046.pth"),
-    ("B", False, "vgg13-19584684.pth"),
-    ("A", True, "vgg11_bn-6002323d.pth"),
-    ("B", True, "vgg13_bn-abd245e5.pth"),
-    ("D", True, "vgg16_bn-6c64b313.pth"),
-    ("E", True, "vgg19_bn-c79401a0.pth"),
-):
-    for _top in (True, False):
-        IMAGENET_FILES[(_variant, _bn, _top)] = _torchvision_file(_name)
+
+#: ``(variant, batch_norm)`` -> timm's ``model.safetensors`` (one file, with and without the
+#: top). Checksums: the sha256 of the hub's vgg16.tv_in1k and vgg11.tv_in1k files as other
+#: projects pin them (vgg16's in two of them); the other six are not recorded here, so
+#: those files are taken unverified.
+TIMM_FILES: dict[tuple[str, bool], WeightsFile] = {
+    ("A", False): _timm_file(
+        "vgg11", "682c023808812148d4e60c76d80ad83dbeaf5d50eb1a952a0b836895003151e5"
+    ),
+    ("B", False): _timm_file("vgg13"),
+    ("D", False): _timm_file(
+        "vgg16", "57b026918159a6bf9faf8405c3a551903768e7138989d9c6224a14227203fad8"
+    ),
+    ("E", False): _timm_file("vgg19"),
+    ("A", True): _timm_file("vgg11_bn"),
+    ("B", True): _timm_file("vgg13_bn"),
+    ("D", True): _timm_file("vgg16_bn"),
+    ("E", True): _timm_file("vgg19_bn"),
+}
+
+
+def _available() -> str:
+    nets = sorted({f"{v}{' (batch_norm)' if bn else ''}" for v, bn in TIMM_FILES})
+    return ", ".join(nets)
 
 
 def imagenet_weights_file(
-    variant: str, include_top: bool = True, batch_norm: bool = False
+    variant: str, include_top: bool = True, batch_norm: bool = False, weight_set: str = "imagenet"
 ) -> WeightsFile:
-    """The published file ``weights="imagenet"`` reads for this network.
+    """The published file ``weights=weight_set`` reads for this network.
+
+    Args:
+        variant: A network of Table 1 ("A" ... "E").
+        include_top: Whether the fully-connected layers are wanted (keras.applications
+            publishes D and E without them too; timm's files always hold them).
+        batch_norm: The batch-norm version of the net.
+        weight_set: "imagenet" (keras.applications' files for D and E, timm's for
+            the others) or "tv_in1k" (timm's for all).
 
     Raises:
-        ValueError: No ImageNet weights are published for the network (A-LRN, C).
+        ValueError: An unknown weight set, or none published for the network (A-LRN, C).
+
+    Example:
+        >>> imagenet_weights_file("D", weight_set="tv_in1k").url
+        'https://huggingface.co/timm/vgg16.tv_in1k/resolve/main/model.safetensors'
     """
     specs.get_spec(variant)  # an unknown name gets the list of valid ones
-    try:
-        return IMAGENET_FILES[(variant, bool(batch_norm), bool(include_top))]
-    except KeyError:
-        available = sorted({f"{v}{' (batch_norm)' if bn else ''}" for v, bn, _ in IMAGENET_FILES})
+    if weight_set not in WEIGHT_SETS:
+        raise ValueError(
+            f"Unknown weight set {weight_set!r}; expected one of {', '.join(WEIGHT_SETS)}."
+        )
+    keras_key, key = (variant, bool(include_top)), (variant, bool(batch_norm))
+    if weight_set == "imagenet" and not batch_norm and keras_key in KERAS_APPLICATIONS_FILES:
+        return KERAS_APPLICATIONS_FILES[keras_key]
+    if key not in TIMM_FILES:
         raise ValueError(
             f"No ImageNet weights are published for net {variant}"
-            f"{' with batch norm' if batch_norm else ''}; weights='imagenet' is available for "
-            f"{', '.join(available)}."
-        ) from None
+            f"{' with batch norm' if batch_norm else ''}; weights={weight_set!r} is available "
+            f"for {_available()}."
+        )
+    return TIMM_FILES[key]
 
 
-def imagenet_mean_rgb(variant: str, batch_norm: bool = False) -> tuple[float, float, float]:
+def imagenet_mean_rgb(
+    variant: str, batch_norm: bool = False, weight_set: str = "imagenet"
+) -> tuple[float, float, float]:
     """The mean RGB a ``weights="imagenet"`` model takes: subtract it from RGB in [0, 255].
 
-    D and E (keras.applications' Caffe weights): :data:`vgg_tf.data.constants.IMAGENET_MEAN_RGB`; A, B and
-    the batch-norm nets (torchvision's): :data:`TORCHVISION_MEAN_RGB`.
+    D and E (keras.applications' Caffe weights): :data:`vgg_tf.data.constants.IMAGENET_MEAN_RGB`;
+    A, B and the batch-norm nets, and every ``"tv_in1k"`` net (torchvision's):
+    255 x torchvision's mean.
 
     Example:
         >>> imagenet_mean_rgb("E"), imagenet_mean_rgb("E", batch_norm=True)
         ((123.68, 116.779, 103.939), (123.675, 116.28, 103.53))
     """
-    return MEAN_RGB[imagenet_weights_file(variant, True, batch_norm).source_format]
+    return imagenet_weights_file(variant, True, batch_norm, weight_set).convention.mean_rgb
 
 
 def _keras_cache_dir() -> str:
@@ -131,8 +181,10 @@ def _keras_cache_dir() -> str:
     return os.path.join(home if os.access(home, os.W_OK) else "/tmp", ".keras")
 
 
-def imagenet_weights_path(variant: str, include_top: bool = True, batch_norm: bool = False) -> str:
-    """The local path of the ImageNet file of a network, downloaded into Keras' cache if absent.
+def imagenet_weights_path(
+    variant: str, include_top: bool = True, batch_norm: bool = False, weight_set: str = "imagenet"
+) -> str:
+    """The local path of the published file of a network, downloaded into Keras' cache if absent.
 
     As keras.applications: ``keras.utils.get_file`` with the published URL and
     checksum, into ``$KERAS_HOME/models`` (default ``~/.keras/models``), so a file
@@ -142,20 +194,12 @@ def imagenet_weights_path(variant: str, include_top: bool = True, batch_norm: bo
         ValueError: No weights are published for the network, or the file is
             neither cached nor downloadable (the message names the file, the URL
             and where to put it).
-        MissingDependencyError: The file is torchvision's and PyTorch is not
-            installed (checked before any download).
     """
-    file = imagenet_weights_file(variant, include_top, batch_norm)
+    file = imagenet_weights_file(variant, include_top, batch_norm, weight_set)
     cache_dir = _keras_cache_dir()
     target = os.path.join(os.path.expanduser(cache_dir), "models", file.fname)
-    if file.source_format == "torchvision" and not torch_available():
-        net = (
-            f"{specs.SPECS[variant].builder_name}{' with batch norm' if batch_norm else ''} "
-            f"(net {variant})"
-        )
-        raise torch_missing_error(file.fname, net, file.url)
     try:
-        path = keras.utils.get_file(
+        return keras.utils.get_file(
             file.fname,
             file.url,
             cache_subdir="models",
@@ -163,25 +207,11 @@ def imagenet_weights_path(variant: str, include_top: bool = True, batch_norm: bo
             cache_dir=cache_dir,
         )
     except Exception as error:  # get_file raises a bare Exception for a failed fetch.
+        net = f"{specs.SPECS[variant].builder_name}{' with batch norm' if batch_norm else ''}"
         raise ValueError(
-            f"weights='imagenet' for {specs.SPECS[variant].builder_name} (net {variant}) needs "
-            f"{file.fname}, which is not in Keras' cache and could not be downloaded from "
-            f"{file.url} ({error}). Download it where there is network and put it at {target} "
-            "(Keras' cache: $KERAS_HOME/models, default ~/.keras/models), or pass the file's "
-            "path to vgg_tf.import_weights or bin/import_weights."
+            f"weights={weight_set!r} for {net} (net {variant}) needs {file.fname}, which is not "
+            f"in Keras' cache and could not be downloaded from {file.url} ({error}). Download it "
+            f"where there is network and put it at {target} (Keras' cache: $KERAS_HOME/models, "
+            "default ~/.keras/models), or pass the file's path to vgg_tf.import_weights or "
+            "bin/import_weights."
         ) from error
-    if file.sha256_prefix and not _sha256(path).startswith(file.sha256_prefix):
-        raise ValueError(
-            f"{path!r} is not the published {file.fname} (its sha256 does not "
-            f"start with {file.sha256_prefix}): delete it and download {file.url} "
-            "again."
-        )
-    return path
-
-
-def _sha256(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -66,7 +66,20 @@ class TrainedModel:
 
     @property
     def mean_rgb(self) -> tuple[float, float, float]:
-        return recorded_mean_rgb(self.config)
+        """The mean RGB of the model's input: the one it subtracts itself, else the recorded one."""
+        return self._own_mean_rgb() or recorded_mean_rgb(self.config)
+
+    @property
+    def includes_preprocessing(self) -> bool:
+        """Whether the model subtracts :attr:`mean_rgb` itself and so takes RGB in [0, 255].
+
+        Built with ``include_preprocessing=True``; otherwise the caller subtracts
+        :attr:`mean_rgb` before feeding it.
+        """
+        return self._own_mean_rgb() is not None
+
+    def _own_mean_rgb(self) -> tuple[float, ...] | None:
+        return None if self.model is None else builder.included_mean_rgb(self.model)
 
     @property
     def task(self) -> str:
