@@ -143,12 +143,18 @@ def test_matches_keras_applications_with_the_same_weights(variant, reference):
 def test_save_and_load_in_a_fresh_process(tmp_path):
     images = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype("float32")
     np.save(tmp_path / "images.npy", images)
+    pixels = np.random.default_rng(1).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
+    np.save(tmp_path / "pixels.npy", pixels)
     expected = {}
     for variant in vgg_tf.VARIANTS:
         model = vgg_tf.VGG(variant, kernel_initializer="glorot", weight_decay=5e-4, **TINY)
         path = tmp_path / f"{variant}.keras"
         model.save(path)
         expected[variant] = model.predict_on_batch(images).tolist()
+    # A model that subtracts its own mean takes uint8 pixels, after loading too.
+    raw = vgg_tf.VGG("D", kernel_initializer="glorot", include_preprocessing=True, **TINY)
+    raw.save(tmp_path / "D_raw.keras")
+    expected["D_raw"] = raw.predict_on_batch(pixels).tolist()
     (tmp_path / "expected.json").write_text(json.dumps(expected))
     # D and E load with plain Keras; A-LRN needs `import vgg_tf` for its LRN layer.
     script = textwrap.dedent(
@@ -161,9 +167,12 @@ def test_save_and_load_in_a_fresh_process(tmp_path):
         for variant in ("D", "E"):
             m = keras.models.load_model(f"{{root}}/{{variant}}.keras")
             np.testing.assert_array_equal(m.predict_on_batch(images), expected[variant])
+        m = keras.models.load_model(root + "/D_raw.keras")
+        pixels = np.load(root + "/pixels.npy")
+        np.testing.assert_array_equal(m.predict_on_batch(pixels), expected["D_raw"])
         assert "vgg_tf" not in sys.modules
         import vgg_tf
-        for variant in expected:
+        for variant in vgg_tf.VARIANTS:
             m = keras.models.load_model(f"{{root}}/{{variant}}.keras", safe_mode=True)
             np.testing.assert_array_equal(m.predict_on_batch(images), expected[variant])
         print("ok")
@@ -224,6 +233,90 @@ def test_batch_norm_and_dropout_options():
     assert model.get_layer("fc6_dropout").rate == 0.3
     no_dropout = vgg_tf.VGG("A", dropout=0.0, **TINY)
     assert not any(isinstance(layer, keras.layers.Dropout) for layer in no_dropout.layers)
+
+
+# --- The input: include_preprocessing and preprocess_input -------------------------------
+
+
+def test_include_preprocessing_takes_pixels_and_subtracts_the_mean_before_the_first_conv():
+    mean = (120.5, 110.25, 100.0)
+    common = dict(kernel_initializer="glorot", **TINY)
+    raw = vgg_tf.VGG("B", include_preprocessing=True, mean_rgb=mean, **common)
+    plain = vgg_tf.VGG("B", **common)
+    names = [layer.name for layer in raw.layers]
+    assert names[:3] == ["image", models.MEAN_LAYER, "block1_conv1"]
+    assert [n for n in names if n != models.MEAN_LAYER] == [layer.name for layer in plain.layers]
+    assert raw.count_params() == plain.count_params()  # no weights: the same files load
+    transfer.load_layer_weights(plain, transfer.read_layer_weights(raw))
+    assert models.included_mean_rgb(raw) == mean and models.included_mean_rgb(plain) is None
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 32, 32, 3)).astype("uint8")
+    centred = pixels.astype("float32") - np.asarray(mean, "float32")
+    first = keras.Model(raw.input, raw.get_layer(models.MEAN_LAYER).output)
+    np.testing.assert_array_equal(first(pixels), centred)  # exactly x - mean, in float32
+    # The same net as subtracting in the pipeline: zero padding pads the mean pixel in both.
+    expected = plain.predict_on_batch(centred)
+    assert np.std(expected) > 1e-3
+    for feed in (pixels, pixels.astype("float32"), tf.constant(pixels)):
+        np.testing.assert_allclose(raw.predict_on_batch(feed), expected, rtol=1e-5, atol=1e-6)
+    # Channels first: the subtraction follows the transpose to channels last.
+    first_format = vgg_tf.VGG(
+        "B", include_preprocessing=True, mean_rgb=mean, data_format="channels_first", **common
+    )
+    names = [layer.name for layer in first_format.layers]
+    assert names[1:4] == [models.FORMAT_LAYERS[0], models.MEAN_LAYER, "block1_conv1"]
+    transfer.load_layer_weights(first_format, transfer.read_layer_weights(raw))
+    np.testing.assert_allclose(
+        first_format.predict_on_batch(_nchw(pixels)), expected, rtol=1e-5, atol=1e-6
+    )
+    # Without a mean: ImageNet's (keras.applications' weights take it), or the channels' own.
+    default = vgg_tf.VGG16(include_top=False, include_preprocessing=True, width_multiplier=1 / 16)
+    assert models.included_mean_rgb(default) == (123.68, 116.779, 103.939)
+    gray = vgg_tf.VGG(
+        "A",
+        include_top=False,
+        include_preprocessing=True,
+        mean_rgb=[33.3],
+        input_shape=(None, None, 1),
+        width_multiplier=1 / 16,
+    )
+    assert models.included_mean_rgb(gray) == (33.3,)
+
+
+def test_mean_subtraction_stays_float32_under_mixed_precision():
+    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    try:
+        model = vgg_tf.VGG("A", include_preprocessing=True, **TINY)
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    layer = model.get_layer(models.MEAN_LAYER)
+    assert layer.compute_dtype == "float32" and model.get_layer("block1_conv1").compute_dtype == (
+        "bfloat16"
+    )
+    pixels = np.full((1, 32, 32, 3), 200, "uint8")
+    got = keras.Model(model.input, layer.output)(pixels)
+    np.testing.assert_array_equal(
+        got[0, 0, 0], np.float32(200) - np.float32([123.68, 116.779, 103.939])
+    )
+
+
+def test_preprocess_input_keeps_rgb_where_keras_applications_turns_it_to_bgr(global_channels_first):
+    pixels = np.random.default_rng(0).integers(0, 256, (2, 8, 8, 3)).astype("uint8")
+    ours = vgg_tf.preprocess_input(pixels, data_format="channels_last")
+    assert ours.dtype == np.float32
+    np.testing.assert_array_equal(ours, pixels - np.float32([123.68, 116.779, 103.939]))
+    keras.config.set_image_data_format("channels_last")
+    theirs = keras.applications.vgg16.preprocess_input(pixels.astype("float32"))
+    np.testing.assert_allclose(ours[..., ::-1], theirs, rtol=1e-6)  # the same numbers, BGR
+    keras.config.set_image_data_format("channels_first")
+    # Channels first (Keras' global format here), tensors in and out, another mean.
+    mean = (1.0, 2.0, 3.0)
+    got = vgg_tf.preprocess_input(tf.constant(_nchw(pixels)), mean)
+    assert isinstance(got, tf.Tensor) and got.dtype == tf.float32
+    np.testing.assert_array_equal(got.numpy(), _nchw(pixels) - np.float32(mean)[:, None, None])
+    with pytest.raises(ValueError, match=r"\(2, 8, 8, 3\) are not accepted.*3 channels on axis -3"):
+        vgg_tf.preprocess_input(pixels)
+    with pytest.raises(ValueError, match=r"mean_rgb=\[\[1\]\] is not accepted"):
+        vgg_tf.preprocess_input(pixels, [[1]], data_format="channels_last")
 
 
 def test_weights_argument_loads_keras_and_h5_files(tmp_path):
@@ -319,6 +412,28 @@ def test_init_from_net_a_refuses_mismatched_shapes():
         (dict(variant="D", pooling="mean", include_top=False), r"'mean'.*'avg', 'max'"),
         (dict(variant="D", kernel_initializer="lecun"), r"'lecun'.*paper, glorot, he"),
         (dict(variant="D", classes=0), r"classes=0.*positive"),
+        (
+            dict(variant="D", include_preprocessing="yes"),
+            r"include_preprocessing='yes' is not accepted; expected True",
+        ),
+        (
+            dict(variant="D", mean_rgb=(1, 2, 3)),
+            r"mean_rgb=\(1, 2, 3\) is given with include_preprocessing=False",
+        ),
+        (
+            dict(variant="D", include_preprocessing=True, mean_rgb=(1, 2)),
+            r"mean_rgb=\(1, 2\) is not accepted; expected 3 finite numbers",
+        ),
+        (
+            dict(variant="D", include_preprocessing=True, mean_rgb=(1, 2, float("nan"))),
+            r"expected 3 finite numbers",
+        ),
+        (
+            dict(
+                variant="D", include_preprocessing=True, include_top=False, input_shape=(64, 64, 1)
+            ),
+            r"include_preprocessing=True needs mean_rgb",
+        ),
     ],
 )
 def test_bad_arguments_raise_value_error(kwargs, message):

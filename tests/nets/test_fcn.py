@@ -40,6 +40,24 @@ def test_tiny_equivalence_and_layers(variant):
     assert fcn.get_layer("fc8").kernel_size == (1, 1)
 
 
+def test_a_model_that_subtracts_its_mean_gives_a_net_on_pixels():
+    mean = (110.0, 100.5, 90.25)
+    model = _tiny("D", include_preprocessing=True, mean_rgb=mean)
+    fcn = to_fully_convolutional(model)
+    assert [layer.name for layer in fcn.layers][1:3] == ["subtract_mean_rgb", "block1_conv1"]
+    pixels = np.random.RandomState(0).randint(0, 256, size=(2, 64, 64, 3)).astype("uint8")
+    np.testing.assert_allclose(
+        fcn(pixels[:, :32, :32]).numpy()[:, 0, 0], model(pixels[:, :32, :32]), atol=1e-5
+    )
+    # On a whole image: the plain net's map on the mean-subtracted image.
+    plain = _tiny("D")
+    plain.set_weights(model.get_weights())
+    centred = pixels.astype("float32") - np.float32(mean)
+    np.testing.assert_allclose(
+        fcn(pixels).numpy(), to_fully_convolutional(plain)(centred).numpy(), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_batch_norm_and_logits_head():
     model = _tiny("B", batch_norm=True)
     # Non-trivial moving statistics, so that a copy that forgot them would differ.

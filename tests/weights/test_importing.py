@@ -30,7 +30,7 @@ from safetensors.numpy import save_file
 
 import vgg_tf
 from vgg_tf.data.constants import IMAGENET_MEAN_RGB
-from vgg_tf.nets import specs
+from vgg_tf.nets import builder, specs
 from vgg_tf.weights import conventions, loading, published, transfer
 from vgg_tf.weights import files as weight_files
 from vgg_tf.weights import importing as weights
@@ -326,11 +326,11 @@ def test_vgg_builders_take_state_dict_files(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("name,variant", [("VGG16", "D"), ("VGG19", "E")])
 def test_keras_applications_files_with_and_without_top(tmp_path, name, variant):
-    builder = getattr(keras.applications, name)
+    application = getattr(keras.applications, name)
     preprocess = getattr(keras.applications, name.lower()).preprocess_input
     # Seeded: unseeded Glorot weights sometimes leave the top two classes within 1e-3.
     keras.utils.set_random_seed(2)
-    theirs = builder(weights=None)
+    theirs = application(weights=None)
     stem = f"{name.lower()}_weights_tf_dim_ordering_tf_kernels"
     top = write_keras2_h5(tmp_path / f"{stem}.h5", keras_layers(theirs))
     notop_layers = keras_layers(theirs)[
@@ -346,7 +346,7 @@ def test_keras_applications_files_with_and_without_top(tmp_path, name, variant):
     del ours, theirs
 
     # Without the top: Keras' own legacy loader reads the file (the layout is Keras 2's).
-    theirs = builder(include_top=False, weights=str(notop), input_shape=(224, 224, 3))
+    theirs = application(include_top=False, weights=str(notop), input_shape=(224, 224, 3))
     expected = theirs.predict_on_batch(preprocess(image[None].astype("float32")))
     ours = weights.import_weights(notop)
     assert not transfer.include_top_of(ours) and ours.input_shape == (None, None, None, 3)
@@ -487,6 +487,36 @@ def test_pretrained_weights_with_a_new_head_load_all_but_fc8(tmp_path):
     # The file's own class count keeps its fc8.
     same = vgg_tf.VGG13(weights=path, width_multiplier=TINY)
     np.testing.assert_array_equal(same.get_layer("fc8").get_weights()[0], imported.layers["fc8"][0])
+
+
+def test_include_preprocessing_subtracts_the_weights_own_mean(tmp_path, tiny_file):
+    path, state = tiny_file
+    image = photo()
+    model = weights.import_weights(path, include_preprocessing=True)
+    assert_same_classifier(model.predict_on_batch(image[None]), torch_forward(state, "A", image))
+    built = vgg_tf.VGG11(weights=path, width_multiplier=TINY, include_preprocessing=True)
+    assert builder.included_mean_rgb(built) == TORCHVISION_MEAN_RGB
+    with pytest.raises(
+        ValueError,
+        match=r"mean_rgb=\(123.68, 116.779, 103.939\) conflicts with weights=.*vgg11.safetensors"
+        r".*RGB minus \(123.675, 116.28, 103.53\)",
+    ):
+        vgg_tf.VGG11(
+            weights=path,
+            width_multiplier=TINY,
+            include_preprocessing=True,
+            mean_rgb=IMAGENET_MEAN_RGB,
+        )
+    # A .keras file of such a model gives its mean to a model built from it, and to loaders.
+    built.save(tmp_path / "raw.keras")
+    again = vgg_tf.VGG11(
+        weights=tmp_path / "raw.keras", width_multiplier=TINY, include_preprocessing=True
+    )
+    assert builder.included_mean_rgb(again) == TORCHVISION_MEAN_RGB
+    trained = loading.load_model(tmp_path / "raw.keras")
+    assert trained.includes_preprocessing and trained.mean_rgb == TORCHVISION_MEAN_RGB
+    weights.import_weights(path).save(tmp_path / "plain.keras")
+    assert not loading.load_model(tmp_path / "plain.keras").includes_preprocessing
 
 
 @pytest.mark.slow
