@@ -12,6 +12,7 @@ from skimage import data
 
 from vgg_tf.data import images, sources
 from vgg_tf.evaluation import features
+from vgg_tf.evaluation.datasets import DatasetSplit
 from vgg_tf.nets.fcn import to_fully_convolutional
 from vgg_tf.weights import loading
 from vgg_tf.weights.trained import TrainedModel
@@ -106,9 +107,8 @@ def tiny_run(tmp_path_factory, make_workdir):
 
 
 def test_a_splits_descriptors_in_order_and_on_disk(tiny_run, digits, tfds_dir, tmp_path):
-    fs = features.extract_features(
-        tiny_run, "digits", data_dir=str(tfds_dir), max_examples=40, scales=[32, 48], verbose=0
-    )
+    data = DatasetSplit("digits", data_dir=str(tfds_dir), max_examples=40)
+    fs = features.extract_features(tiny_run, data, scales=[32, 48], verbose=0)
     assert fs.features.shape == (40, 256) and fs.features.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(fs.features, axis=1), 1.0, atol=1e-5)
     records = list(sources.decoded_images(digits, "test", max_examples=40).as_numpy_iterator())
@@ -138,9 +138,8 @@ def dataclasses_replace(fs, back):
 
 
 def test_linear_svm_on_the_descriptors_scores_a_held_out_split(tiny_run, tfds_dir):
-    scores, train, test = features.linear_eval(
-        tiny_run, "digits", data_dir=str(tfds_dir), max_examples=300, scales=[32, 48], verbose=0
-    )
+    data = DatasetSplit("digits", data_dir=str(tfds_dir), max_examples=300)
+    scores, train, test = features.linear_eval(tiny_run, data, scales=[32, 48], verbose=0)
     assert (train.split, test.split) == ("train[:90%]", "test")
     assert scores["train_examples"] == 300 and scores["test_examples"] == 300
     assert scores["c"] in features.C_GRID

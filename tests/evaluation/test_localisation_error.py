@@ -10,6 +10,7 @@ import tensorflow as tf
 
 from vgg_tf.data.box_records import MAX_BOXES
 from vgg_tf.evaluation import localisation as localisation_eval
+from vgg_tf.evaluation.datasets import DatasetSplit
 from vgg_tf.inference import localiser as localise
 from vgg_tf.serving import export
 from vgg_tf.training import loop as train
@@ -68,16 +69,17 @@ def test_dense_errors_follow_ilsvrc_top5_and_the_true_class(tiny_run_config, tin
     assert errors == {"dense": 1.0, "dense_gt": 1.0}
 
 
-def test_protocols_and_classifier_are_checked():
+def test_protocols_nets_and_classifier_are_checked():
+    canvas = DatasetSplit("digits_on_canvas")
     with pytest.raises(
         ValueError,
         match=r"Unknown protocol \['multicrop'\]; expected one or more of center_gt, dense_gt, dense",
     ):
-        localisation_eval.evaluate_localisation(
-            ["/runs/scr"], "digits_on_canvas", ["center_gt", "multicrop"]
-        )
+        localisation_eval.evaluate_localisation(["/runs/scr"], canvas, ["center_gt", "multicrop"])
     with pytest.raises(ValueError, match="pass --classifier=WORKDIR"):
-        localisation_eval.evaluate_localisation([], "digits_on_canvas", ["dense"])
+        localisation_eval.evaluate_localisation([], canvas, ["dense"])
+    with pytest.raises(ValueError, match="No localisation net given; expected one or more"):
+        localisation_eval.evaluate_localisation([], canvas, ["center_gt"])
 
 
 @pytest.mark.slow

@@ -161,7 +161,7 @@ def test_exported_boxes_through_the_tf1_loader_on_photographs(
         tmp_path / "cls", model=classifier.model, config=classifier.config
     )
     version = serving_localisation.export_localisation(
-        str(box_dir), str(classifier_dir), tmp_path / "export", top_k=3, verbose=0
+        [str(box_dir)], str(classifier_dir), tmp_path / "export", top_k=3, verbose=0
     )
     data, sizes = photos
     files = []
@@ -222,9 +222,10 @@ def test_offsets_shift_the_input_and_their_windows(tiny_run_config, classifier):
     net = _box_net(tiny_run_config)
     paper = localise.Localiser([net], classifier)
     assert paper._shifts(64, 32) == [(0, 0)]
-    shifted = localise.Localiser([net], classifier, offsets=2)
+    shifted = localise.Localiser([net], classifier, options=localise.LocaliserOptions(offsets=2))
     assert shifted._shifts(64, 32) == [(0, 0), (0, 16), (16, 0), (16, 16)]
-    assert localise.Localiser([net], classifier, offsets=4)._shifts(48, 32) == [
+    four = localise.Localiser([net], classifier, options=localise.LocaliserOptions(offsets=4))
+    assert four._shifts(48, 32) == [
         (dy, dx) for dy in (0, 8, 16) for dx in (0, 8, 16)
     ]  # 24 would leave less than a crop
     # Every window of the 16-pixel grid is a candidate; boxes stay on that grid.
@@ -233,7 +234,7 @@ def test_offsets_shift_the_input_and_their_windows(tiny_run_config, classifier):
     for box in shifted.localise(image)["boxes"].numpy():
         assert min(np.abs(np.array(grid) - box).max(axis=1)) < 1e-6, box
     with pytest.raises(ValueError, match=r"offsets=0 is not accepted; expected an integer in"):
-        localise.Localiser([net], classifier, offsets=0)
+        localise.LocaliserOptions(offsets=0)
 
 
 def test_cropped_windows_are_each_run_alone_as_in_training(tiny_run_config, classifier):
@@ -241,7 +242,9 @@ def test_cropped_windows_are_each_run_alone_as_in_training(tiny_run_config, clas
     rng = np.random.default_rng(1)
     fc8 = net.model.get_layer("fc8")
     fc8.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32) for w in fc8.get_weights()])
-    cropped = localise.Localiser([net], classifier, windows="crops")
+    cropped = localise.Localiser(
+        [net], classifier, options=localise.LocaliserOptions(windows="crops")
+    )
     dense = localise.Localiser([net], classifier)
     box_net = cropped._nets.value[0]
     inputs = tf.constant(rng.uniform(-100, 100, (1, 80, 112, 3)), tf.float32)
@@ -261,4 +264,6 @@ def test_cropped_windows_are_each_run_alone_as_in_training(tiny_run_config, clas
     for found in (cropped.localise(image)["boxes"], cropped.localise_classes(image, [4])):
         assert np.isfinite(found.numpy()).all()
     with pytest.raises(ValueError, match=r"windows='tiles' is not accepted; expected one of"):
-        localise.Localiser([net], classifier, windows="tiles")
+        localise.LocaliserOptions(windows="tiles")
+    with pytest.raises(ValueError, match=r"merge_threshold=1.5 is not accepted; expected an IoU"):
+        localise.LocaliserOptions(merge_threshold=1.5)

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from vgg_tf.data import images
 from vgg_tf.evaluation import classification
+from vgg_tf.evaluation.datasets import DatasetSplit
 from vgg_tf.inference import heatmaps
 from vgg_tf.inference import protocol as ev
 from vgg_tf.weights.trained import TrainedModel
@@ -169,9 +170,11 @@ def test_evaluate_images_rows_fusion_predictions_and_heatmaps(tmp_path, trained)
         list(zip(images, labels)),
         ["dense", "combined"],
         num_examples=3,
-        heatmap_dir=str(tmp_path / "maps"),
-        heatmap_count=2,
-        predictions_output=str(tmp_path / "pred.jsonl"),
+        image_outputs=classification.ImageOutputs(
+            predictions=str(tmp_path / "pred.jsonl"),
+            heatmap_dir=str(tmp_path / "maps"),
+            heatmap_count=2,
+        ),
         verbose=0,
     )
     assert [(r["model"].split(" ")[0], r["protocol"]) for r in rows] == [
@@ -247,10 +250,8 @@ def test_evaluate_defaults_to_the_test_split(tmp_path, tfds_dir, make_workdir):
     make_workdir(tmp_path, config=dict(CONFIG, mean_rgb=[0.0, 0.0, 0.0]))
     rows = classification.evaluate(
         [str(tmp_path)],
-        "digits",
+        DatasetSplit("digits", data_dir=str(tfds_dir), max_examples=6),
         ["single"],
-        data_dir=str(tfds_dir),
-        max_examples=6,
         output=str(tmp_path / "table.json"),
         verbose=0,
     )

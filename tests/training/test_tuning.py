@@ -13,6 +13,7 @@ import pytest
 
 from vgg_tf.training import loop as train
 from vgg_tf.training import recipe as config_lib
+from vgg_tf.training import search_space
 from vgg_tf.training import tuning as tune
 
 # A tiny net on the built-in digits, 1 epoch a trial: seconds per trial on one core.
@@ -120,12 +121,12 @@ def tune_run(tune_command, subprocess_env):
 
 
 def test_default_space_surrounds_the_recipe():
-    space = tune.default_space(_recipe())
+    space = search_space.default_space(_recipe())
     assert space.learning_rate == pytest.approx((0.001, 0.1))
     assert space.batch_sizes == (32, 64, 128)
     assert space.scale_ranges == ((32, 32), (32, 48), (32, 64))
     assert set(space.inits) == {"paper", "glorot"}
-    tune.validate_space(space, crop_size=32)
+    search_space.validate_space(space, crop_size=32)
 
 
 @pytest.mark.parametrize(
@@ -152,21 +153,26 @@ def test_bad_ranges_name_the_value_and_what_is_accepted(flag, text, message):
         .replace(")", r"\)")
         .replace("+", r"\+"),
     ):
-        tune.make_space(_recipe(), **{flag: text})
+        search_space.make_space(_recipe(), **{flag: text})
 
 
-def test_unknown_tuner_and_objective_are_refused(tmp_path):
+def test_bad_search_settings_are_refused_before_anything_is_written(tmp_path):
     with pytest.raises(ValueError, match="Unknown tuner 'grid'; expected one of random, bayesian"):
-        tune.search(_recipe(), str(tmp_path), tuner="grid", train_fn=FakeTrain())
+        tune.SearchSettings(tuner="grid")
     with pytest.raises(ValueError, match="Unknown objective 'top3'; expected one of top1, top5"):
-        tune.search(_recipe(), str(tmp_path), objective="top3", train_fn=FakeTrain())
+        tune.SearchSettings(objective="top3")
+    for name, value in (("max_trials", 0), ("seed", 0), ("hyperband_factor", 1)):
+        with pytest.raises(ValueError, match=f"{name}={value} is not accepted; expected >= "):
+            tune.SearchSettings(**{name: value})
+    with pytest.raises(ValueError, match="epochs=0 is not accepted; expected >= 1"):
+        tune.search(_recipe(epochs=0), str(tmp_path), train_fn=FakeTrain())
+    assert not os.listdir(tmp_path)
 
 
 def test_bayesian_search_fits_its_model_after_a_third_of_the_trials():
     for max_trials, initial in ((4, 2), (10, 3), (30, 10)):
-        oracle = tune.make_oracle(
-            "bayesian", "val_top1_error", max_trials=max_trials, max_epochs=1, seed=1
-        )
+        settings = tune.SearchSettings("bayesian", max_trials=max_trials, trial_epochs=1)
+        oracle = tune.make_oracle(settings)
         assert oracle.num_initial_points == initial
 
 
@@ -183,10 +189,10 @@ def test_batch_sizes_that_do_not_divide_over_the_replicas_are_refused(tmp_path):
 
 def test_hypermodel_maps_trial_values_onto_a_copy_of_the_recipe():
     recipe = _recipe()
-    hypermodel = tune.RecipeHyperModel(recipe, trial_epochs=2)
+    hypermodel = search_space.RecipeHyperModel(recipe, trial_epochs=2)
     hp = keras_tuner.HyperParameters()
     hypermodel.declare_hyperparameters(hp)
-    assert [p.name for p in hp.space] == list(tune.FIELDS)
+    assert [p.name for p in hp.space] == list(search_space.FIELDS)
     hp.values.update(
         learning_rate=0.03,
         weight_decay=2e-4,
@@ -210,9 +216,11 @@ def test_hypermodel_maps_trial_values_onto_a_copy_of_the_recipe():
 
 
 def test_fixed_ranges_become_fixed_hyperparameters():
-    space = tune.make_space(_recipe(), learning_rate="0.01", batch_sizes="64", inits="glorot")
+    space = search_space.make_space(
+        _recipe(), learning_rate="0.01", batch_sizes="64", inits="glorot"
+    )
     hp = keras_tuner.HyperParameters()
-    tune.RecipeHyperModel(_recipe(), space).declare_hyperparameters(hp)
+    search_space.RecipeHyperModel(_recipe(), space).declare_hyperparameters(hp)
     kinds = {p.name: type(p).__name__ for p in hp.space}
     assert kinds == {
         "learning_rate": "Fixed",
@@ -247,10 +255,7 @@ def test_search_runs_max_trials_and_writes_the_best_recipe(tmp_path, tuner):
     result = tune.search(
         _recipe(),
         str(tmp_path),
-        tuner=tuner,
-        max_trials=4,
-        trial_epochs=3,
-        hyperband_factor=3,
+        settings=tune.SearchSettings(tuner, max_trials=4, trial_epochs=3, hyperband_factor=3),
         project_name="p",
         train_fn=fake,
     )
@@ -287,9 +292,21 @@ def test_an_interrupted_search_continues_with_the_same_trial(tmp_path):
     recipe = _recipe()
     first = FakeTrain(interrupt_at=2)
     with pytest.raises(KeyboardInterrupt):
-        tune.search(recipe, str(tmp_path), max_trials=3, project_name="p", train_fn=first)
+        tune.search(
+            recipe,
+            str(tmp_path),
+            settings=tune.SearchSettings(max_trials=3),
+            project_name="p",
+            train_fn=first,
+        )
     second = FakeTrain()
-    result = tune.search(recipe, str(tmp_path), max_trials=3, project_name="p", train_fn=second)
+    result = tune.search(
+        recipe,
+        str(tmp_path),
+        settings=tune.SearchSettings(max_trials=3),
+        project_name="p",
+        train_fn=second,
+    )
     # Trial 0 is not rerun; trial 1 reruns in its own workdir with its own values.
     assert [w for _, w in second.calls] == [
         first.calls[1][1],
@@ -299,25 +316,41 @@ def test_an_interrupted_search_continues_with_the_same_trial(tmp_path):
     assert [row["status"] for row in result.rows] == ["COMPLETED"] * 3
     # More trials on a rerun extend the search.
     third = FakeTrain()
-    result = tune.search(recipe, str(tmp_path), max_trials=4, project_name="p", train_fn=third)
+    result = tune.search(
+        recipe,
+        str(tmp_path),
+        settings=tune.SearchSettings(max_trials=4),
+        project_name="p",
+        train_fn=third,
+    )
     assert len(third.calls) == 1 and len(result.rows) == 4
 
 
 def test_a_rerun_with_other_ranges_is_refused_unless_overwrite(tmp_path, monkeypatch):
-    tune.search(_recipe(), str(tmp_path), max_trials=1, project_name="p", train_fn=FakeTrain())
-    space = tune.make_space(_recipe(), dropout="0,0.3")
+    tune.search(
+        _recipe(),
+        str(tmp_path),
+        settings=tune.SearchSettings(max_trials=1),
+        project_name="p",
+        train_fn=FakeTrain(),
+    )
+    space = search_space.make_space(_recipe(), dropout="0,0.3")
     with pytest.raises(ValueError, match=r"holds a search with other settings \(space.dropout"):
         tune.search(
             _recipe(),
             str(tmp_path),
             space=space,
-            max_trials=1,
+            settings=tune.SearchSettings(max_trials=1),
             project_name="p",
             train_fn=FakeTrain(),
         )
     with pytest.raises(ValueError, match=r"seed: 1 -> 2"):  # a resumed oracle keeps its seed
         tune.search(
-            _recipe(), str(tmp_path), max_trials=1, project_name="p", seed=2, train_fn=FakeTrain()
+            _recipe(),
+            str(tmp_path),
+            settings=tune.SearchSettings(max_trials=1, seed=2),
+            project_name="p",
+            train_fn=FakeTrain(),
         )
     record = (tmp_path / "p" / "search.json").read_text()
     with monkeypatch.context() as worker:  # a worker of a distributed search checks too
@@ -329,7 +362,7 @@ def test_a_rerun_with_other_ranges_is_refused_unless_overwrite(tmp_path, monkeyp
                 _recipe(),
                 str(tmp_path),
                 space=space,
-                max_trials=1,
+                settings=tune.SearchSettings(max_trials=1),
                 project_name="p",
                 train_fn=FakeTrain(),
             )
@@ -339,7 +372,7 @@ def test_a_rerun_with_other_ranges_is_refused_unless_overwrite(tmp_path, monkeyp
         _recipe(),
         str(tmp_path),
         space=space,
-        max_trials=1,
+        settings=tune.SearchSettings(max_trials=1),
         project_name="p",
         overwrite=True,
         train_fn=fake,
@@ -357,7 +390,11 @@ def test_a_diverging_trial_fails_without_stopping_the_search(tmp_path):
         return {"val_top1_error": 0.5, "val_top5_error": 0.1, "val_loss": 1.0}
 
     result = tune.search(
-        _recipe(), str(tmp_path), max_trials=2, project_name="p", train_fn=diverging
+        _recipe(),
+        str(tmp_path),
+        settings=tune.SearchSettings(max_trials=2),
+        project_name="p",
+        train_fn=diverging,
     )
     assert [row["status"] for row in result.rows] == ["FAILED", "COMPLETED"]
     assert result.best_trial == result.rows[1]["trial"] and len(calls) == 2

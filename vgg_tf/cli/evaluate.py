@@ -29,6 +29,7 @@ from absl import app, flags
 from vgg_tf.cli import image_flags, quiet
 from vgg_tf.cli.entry import run_app
 from vgg_tf.evaluation import classification, localisation
+from vgg_tf.evaluation.datasets import DatasetSplit
 from vgg_tf.inference import protocol
 from vgg_tf.training import tasks
 
@@ -44,8 +45,10 @@ _DATASET = flags.DEFINE_string(
 _PROTOCOL = flags.DEFINE_list(
     "protocol",
     None,
-    f"One or more of {', '.join(protocol.PROTOCOLS)} (default dense); --task localisation: "
-    "center_gt, dense_gt, dense (default center_gt,dense). Comma-separated.",
+    f"One or more of {', '.join(protocol.PROTOCOLS)} (default "
+    f"{','.join(classification.DEFAULT_PROTOCOLS)}); --task localisation: "
+    f"{', '.join(localisation.PROTOCOLS)} (default {','.join(localisation.DEFAULT_PROTOCOLS)}). "
+    "Comma-separated.",
 )
 _TASK = flags.DEFINE_enum("task", "classification", list(tasks.TASKS), "What the models do.")
 _CLASSIFIER = flags.DEFINE_string(
@@ -71,6 +74,16 @@ image_flags.define_limits("Skip")
 image_flags.define_windows()
 
 
+def _data(dataset: str) -> DatasetSplit:
+    return DatasetSplit(
+        dataset,
+        split=_SPLIT.value,
+        data_dir=_DATA_DIR.value,
+        max_examples=_MAX_EXAMPLES.value,
+        limits=image_flags.limits(),
+    )
+
+
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
@@ -79,31 +92,25 @@ def main(argv):
         if _TASK.value == "localisation":
             localisation.evaluate_localisation(
                 _MODEL.value,
-                _DATASET.value or "digits_on_canvas",
-                _PROTOCOL.value or "center_gt,dense",
+                _data(_DATASET.value or "digits_on_canvas"),
+                _PROTOCOL.value or localisation.DEFAULT_PROTOCOLS,
                 classifier=_CLASSIFIER.value,
                 scales=image_flags.scales(_SCALES.value),
-                split=_SPLIT.value,
-                data_dir=_DATA_DIR.value,
-                max_examples=_MAX_EXAMPLES.value,
+                options=image_flags.localiser_options(),
                 output=_OUTPUT.value,
-                **image_flags.windows(),
-                **image_flags.limits(),
             )
             return
         classification.evaluate(
             _MODEL.value,
-            _DATASET.value or "digits",
-            _PROTOCOL.value or ["dense"],
+            _data(_DATASET.value or "digits"),
+            _PROTOCOL.value or classification.DEFAULT_PROTOCOLS,
             scales=image_flags.scales(_SCALES.value),
-            split=_SPLIT.value,
-            data_dir=_DATA_DIR.value,
-            max_examples=_MAX_EXAMPLES.value,
+            image_outputs=classification.ImageOutputs(
+                predictions=_PREDICTIONS.value,
+                heatmap_dir=_HEATMAP_DIR.value,
+                heatmap_count=_HEATMAP_COUNT.value,
+            ),
             output=_OUTPUT.value,
-            heatmap_dir=_HEATMAP_DIR.value,
-            heatmap_count=_HEATMAP_COUNT.value,
-            predictions_output=_PREDICTIONS.value,
-            **image_flags.limits(),
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

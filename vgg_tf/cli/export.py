@@ -64,8 +64,8 @@ def main(argv):
                 version=_VERSION.value,
                 scales=image_flags.scales(_SCALES.value),
                 top_k=_TOP_K.value,
-                **image_flags.windows(),
-                **image_flags.limits(),
+                limits=image_flags.limits(),
+                options=image_flags.localiser_options(),
             )
             return
         if len(_MODEL.value) != 1:
@@ -76,7 +76,7 @@ def main(argv):
             version=_VERSION.value,
             scales=image_flags.scales(_SCALES.value),
             top_k=_TOP_K.value,
-            **image_flags.limits(),
+            limits=image_flags.limits(),
             keras_output=_KERAS_OUTPUT.value,
         )
     except ValueError as error:

@@ -30,6 +30,7 @@ from absl import app, flags
 from vgg_tf.cli import image_flags, quiet
 from vgg_tf.cli.entry import run_app
 from vgg_tf.evaluation import features
+from vgg_tf.evaluation.datasets import DatasetSplit
 
 _MODEL = flags.DEFINE_string(
     "model", None, "Training workdir, .keras file, or imagenet-D / imagenet-E.", required=True
@@ -85,25 +86,25 @@ def main(argv):
             f"--output={_OUTPUT.value} is not accepted; expected a .npz or .npy file name."
         )
     quiet.absl_logging_to_warnings()
-    options = dict(
-        scales=image_flags.scales(_SCALES.value),
-        flip=_FLIP.value,
+    data = DatasetSplit(
+        _DATASET.value,
+        split=_SPLIT.value,
         data_dir=_DATA_DIR.value,
         max_examples=_MAX_EXAMPLES.value,
-        **image_flags.limits(),
+        limits=image_flags.limits(),
     )
+    options = dict(scales=image_flags.scales(_SCALES.value), flip=_FLIP.value)
     try:
         if _LINEAR_EVAL.value:
             scores, train, test = features.linear_eval(
                 _MODEL.value,
-                _DATASET.value,
-                test_split=_SPLIT.value,
+                data,
                 train_split=_TRAIN_SPLIT.value,
                 c=_SVM_C.value,
                 **options,
             )
         else:
-            test = features.extract_features(_MODEL.value, _DATASET.value, _SPLIT.value, **options)
+            test = features.extract_features(_MODEL.value, data, **options)
         if _OUTPUT.value:
             written = features.save_features(test, _OUTPUT.value)
             print(f"{_describe(test)} -> {', '.join(written)}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from absl import flags
 
 from vgg_tf.data import images
+from vgg_tf.inference import localiser
 
 
 def define_limits(verb: str = "Skip") -> None:
@@ -21,12 +22,9 @@ def define_limits(verb: str = "Skip") -> None:
     )
 
 
-def limits() -> dict:
-    """``max_pixels`` and ``max_aspect_ratio`` as the library takes them (None: no limit)."""
-    return dict(
-        max_pixels=flags.FLAGS.max_pixels or None,
-        max_aspect_ratio=flags.FLAGS.max_aspect_ratio or None,
-    )
+def limits() -> images.ImageLimits:
+    """``--max_pixels`` and ``--max_aspect_ratio`` as the library takes them (0: no limit)."""
+    return images.ImageLimits.from_settings(flags.FLAGS.max_pixels, flags.FLAGS.max_aspect_ratio)
 
 
 def scales(values: list[str] | None, name: str = "scales") -> list[int] | None:
@@ -56,13 +54,13 @@ def define_windows() -> None:
     flags.DEFINE_enum(
         "windows",
         "dense",
-        ["dense", "crops"],
+        list(localiser.WINDOWS),
         "Localisation: 'dense' runs the box net fully-convolutionally (the paper's protocol); "
         "'crops' runs each window alone, zero-padded as in training (better for nets whose "
         "crop is 32 pixels, such as the digits').",
     )
 
 
-def windows() -> dict:
-    """``offsets`` and ``windows`` as the localisation functions take them."""
-    return dict(offsets=flags.FLAGS.offsets, windows=flags.FLAGS.windows)
+def localiser_options() -> localiser.LocaliserOptions:
+    """``--offsets`` and ``--windows`` as the localisation functions take them."""
+    return localiser.LocaliserOptions(offsets=flags.FLAGS.offsets, windows=flags.FLAGS.windows)

@@ -67,18 +67,25 @@ def main(argv):
     # TensorFlow's own log lines about a bad file would repeat the one line given here.
     decode_context = None if flags.FLAGS["verbosity"].present else quiet.stderr_fd_silenced
     try:
+        boxes = None
+        if _LOCALISER.value:
+            boxes = predict_lib.Boxes(
+                _LOCALISER.value, image_flags.localiser_options(), drawn_dir=_BOXES.value
+            )
+        elif _BOXES.value:
+            raise ValueError(
+                "--boxes needs --localiser=WORKDIR: the localisation workdir(s) whose boxes "
+                "to draw."
+            )
         result = predict_lib.predict(
             paths,
             _MODEL.value,
             top=_TOP.value,
             scales=image_flags.scales(_SCALES.value),
             heatmap_dir=_HEATMAP.value,
-            **image_flags.limits(),
+            boxes=boxes,
+            limits=image_flags.limits(),
             decode_context=decode_context,
-            localisers=_LOCALISER.value,
-            localiser_offsets=flags.FLAGS.offsets,
-            localiser_windows=flags.FLAGS.windows,
-            boxes_dir=_BOXES.value,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

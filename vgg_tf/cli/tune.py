@@ -22,6 +22,7 @@ from absl import app, flags
 
 from vgg_tf.cli import recipe_flags
 from vgg_tf.cli.entry import run_app
+from vgg_tf.training import search_space
 from vgg_tf.training import tuning as tune
 
 _SHORTHANDS = recipe_flags.define(
@@ -90,19 +91,24 @@ def main(argv):
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
     recipe = recipe_flags.resolve(_SHORTHANDS)
     try:
-        space = tune.make_space(recipe, **{name: flag.value for name, flag in _RANGES.items()})
-        result = tune.search(
-            recipe,
-            _DIRECTORY.value,
-            space=space,
+        space = search_space.make_space(
+            recipe, **{name: flag.value for name, flag in _RANGES.items()}
+        )
+        settings = tune.SearchSettings(
             tuner=_TUNER.value,
             objective=_OBJECTIVE.value,
             max_trials=_MAX_TRIALS.value,
             trial_epochs=_EPOCHS.value,
-            project_name=_PROJECT.value,
-            overwrite=_OVERWRITE.value,
             seed=_TUNER_SEED.value,
             hyperband_factor=_FACTOR.value,
+        )
+        result = tune.search(
+            recipe,
+            _DIRECTORY.value,
+            space=space,
+            settings=settings,
+            project_name=_PROJECT.value,
+            overwrite=_OVERWRITE.value,
         )
     except (ValueError, RuntimeError) as error:
         # keras-tuner's RuntimeError carries a trial's traceback after its first line.

@@ -207,6 +207,10 @@ class ImageLimits:
         return cls(max_pixels or None, max_aspect_ratio or None)
 
 
+#: The limits every command and the serving graph use unless told otherwise.
+DEFAULT_LIMITS = ImageLimits()
+
+
 def check_limits(
     size: tf.Tensor, max_pixels: int | None, max_aspect_ratio: float | None
 ) -> list[tf.Operation]:

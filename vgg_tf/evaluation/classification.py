@@ -3,16 +3,17 @@
 ``bin/evaluate`` runs :func:`evaluate`: each model through
 :class:`vgg_tf.inference.protocol.ModelEvaluator` under each protocol, the
 fusion of several models (Table 6), the error table, and per-image predictions
-and heatmaps when asked.
+and heatmaps when asked (:class:`ImageOutputs`).
 
 Example:
-    >>> rows = evaluate(["workdirs/digits_A"], ["dense"], dataset="digits")  # doctest: +SKIP
+    >>> rows = evaluate(["workdirs/digits_A"], DatasetSplit("digits"), ["dense"])  # doctest: +SKIP
     >>> print(format_table(rows))  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -22,13 +23,52 @@ import keras
 import numpy as np
 
 from vgg_tf import tables
-from vgg_tf.data import images as images_lib
-from vgg_tf.data import sources
+from vgg_tf.evaluation.datasets import DatasetSplit
 from vgg_tf.inference import heatmaps
+from vgg_tf.inference.models import load_models
 from vgg_tf.inference.protocol import ModelEvaluator, check_protocols
 from vgg_tf.training import metrics
-from vgg_tf.weights.loading import load_model
 from vgg_tf.workdir import write_json
+
+#: Dense evaluation at three scales, the paper's best single-model protocol (Table 4).
+DEFAULT_PROTOCOLS = ("dense",)
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageOutputs:
+    """Files written per image while evaluating (none by default).
+
+    Attributes:
+        predictions: Write every image's posteriors there as JSON lines:
+            ``{"index", "label", "filename", "probabilities": [{"model",
+            <protocol>: [...]}, ...]}`` (one entry per model, in order).
+        heatmap_dir: Write heatmaps of the first images there,
+            ``model<i>_<index>.png``: the image with the dense score map of its
+            top class under the first protocol overlaid, as ``bin/predict``
+            draws them (:func:`vgg_tf.inference.heatmaps.write_heatmap`).
+        heatmap_count: How many images get heatmaps.
+
+    Raises:
+        ValueError: A negative ``heatmap_count``.
+
+    Example:
+        >>> ImageOutputs(heatmap_dir="maps").heatmap_count
+        8
+    """
+
+    predictions: str | None = None
+    heatmap_dir: str | None = None
+    heatmap_count: int = 8
+
+    def __post_init__(self):
+        if not isinstance(self.heatmap_count, int) or self.heatmap_count < 0:
+            raise ValueError(
+                f"heatmap_count={self.heatmap_count!r} is not accepted; expected an integer >= 0."
+            )
+
+
+#: No file per image: the table alone.
+NO_IMAGE_OUTPUTS = ImageOutputs()
 
 
 class _Tally:
@@ -47,15 +87,66 @@ class _Tally:
         return 100.0 * (1 - self.top1 / self.count), 100.0 * (1 - self.top5 / self.count)
 
 
+class _Scoreboard:
+    """A tally per model and protocol, and per protocol of the models' fusion."""
+
+    def __init__(self, evaluators: Sequence[ModelEvaluator], protocols: Sequence[str]):
+        self.evaluators, self.protocols = evaluators, protocols
+        self.tallies = {(i, p): _Tally() for i in range(len(evaluators)) for p in protocols}
+        self.fusion = {p: _Tally() for p in protocols} if len(evaluators) > 1 else {}
+
+    def add(self, per_model: Sequence[dict[str, np.ndarray]], label: int) -> None:
+        for i, probabilities in enumerate(per_model):
+            for p in self.protocols:
+                self.tallies[i, p].add(probabilities[p], label)
+        for p, tally in self.fusion.items():
+            tally.add(np.mean([probabilities[p] for probabilities in per_model], axis=0), label)
+
+    def rows(self, seen: int) -> list[dict]:
+        rows = []
+        for i, ev in enumerate(self.evaluators):
+            for p in self.protocols:
+                top1, top5 = self.tallies[i, p].errors()
+                rows.append(
+                    dict(
+                        model=ev.trained.name,
+                        path=ev.trained.path,
+                        protocol=p,
+                        scales=list(ev.scales_for(p)),
+                        top1_error=top1,
+                        top5_error=top5,
+                        num_examples=seen,
+                    )
+                )
+        for p, tally in self.fusion.items():
+            top1, top5 = tally.errors()
+            rows.append(
+                dict(
+                    model="fusion (" + ", ".join(ev.trained.name for ev in self.evaluators) + ")",
+                    path=None,
+                    protocol=p,
+                    scales=None,
+                    top1_error=top1,
+                    top5_error=top5,
+                    num_examples=seen,
+                )
+            )
+        return rows
+
+
+def _posteriors(ev: ModelEvaluator, protocols: Sequence[str], image) -> dict[str, np.ndarray]:
+    """The image's posteriors under each protocol (``combined`` reuses the others)."""
+    cache: dict = {}
+    return {p: ev.probabilities(p, image, cache) for p in protocols}
+
+
 def evaluate_images(
     evaluators: Sequence[ModelEvaluator],
     examples: Iterable[tuple[Any, int]],
     protocols: Sequence[str],
     *,
     num_examples: int | None = None,
-    heatmap_dir: str | None = None,
-    heatmap_count: int = 8,
-    predictions_output: str | None = None,
+    image_outputs: ImageOutputs = NO_IMAGE_OUTPUTS,
     verbose: int = 1,
 ) -> list[dict]:
     """Evaluates models on ``(uint8 RGB image (H, W, 3), label)`` examples.
@@ -64,16 +155,9 @@ def evaluate_images(
         evaluators: One per model; several also give fusion rows.
         examples: ``(image, label)`` or ``(image, label, filename)``: decoded
             uint8 RGB ``(H, W, 3)`` images, integer labels.
-        protocols: Names from :data:`PROTOCOLS`.
+        protocols: Names from :data:`vgg_tf.inference.protocol.PROTOCOLS`.
         num_examples: Length of ``examples`` for the progress bar, if known.
-        heatmap_dir: Write heatmaps of the first images there, ``model<i>_<index>.png``:
-            the image with the dense score map of its top class under the first
-            protocol overlaid (:func:`vgg_tf.inference.heatmaps.write_heatmap`).
-        heatmap_count: How many images get heatmaps.
-        predictions_output: Write every image's posteriors there as JSON
-            lines: ``{"index", "label", "filename", "probabilities": [{"model",
-            <protocol>: [...]}, ...]}``
-            (one entry per model, in order).
+        image_outputs: The predictions file and heatmaps to write, if any.
         verbose: 0 silent, 1 progress bar.
 
     Returns:
@@ -89,101 +173,40 @@ def evaluate_images(
     for ev in evaluators:  # fail before the loop on a bad single-scale request
         for p in protocols:
             ev.scales_for(p)
-    tallies = {(i, p): _Tally() for i in range(len(evaluators)) for p in protocols}
-    fusion = {p: _Tally() for p in protocols} if len(evaluators) > 1 else {}
+    board = _Scoreboard(evaluators, protocols)
     progress = keras.utils.Progbar(num_examples, unit_name="image") if verbose else None
     seen = 0
-    if predictions_output:
-        os.makedirs(os.path.dirname(os.path.abspath(predictions_output)), exist_ok=True)
+    outputs = image_outputs
+    if outputs.predictions:
+        os.makedirs(os.path.dirname(os.path.abspath(outputs.predictions)), exist_ok=True)
     with contextlib.ExitStack() as stack:
         predictions = (
-            stack.enter_context(open(predictions_output, "w")) if predictions_output else None
+            stack.enter_context(open(outputs.predictions, "w")) if outputs.predictions else None
         )
-        for example in examples:
+        for index, example in enumerate(examples):
             image, label = example[0], int(example[1])
-            filename = example[2] if len(example) > 2 else None
-            _evaluate_one(
-                evaluators,
-                image,
-                label,
-                filename,
-                protocols,
-                seen,
-                tallies,
-                fusion,
-                heatmap_dir,
-                heatmap_count,
-                predictions,
-            )
-            seen += 1
+            per_model = [_posteriors(ev, protocols, image) for ev in evaluators]
+            board.add(per_model, label)
+            if outputs.heatmap_dir and index < outputs.heatmap_count:
+                for i, (ev, probabilities) in enumerate(zip(evaluators, per_model)):
+                    top = int(np.argmax(probabilities[protocols[0]]))
+                    path = os.path.join(outputs.heatmap_dir, f"model{i}_{index:04d}.png")
+                    heatmaps.write_heatmap(ev, image, top, path)
+            if predictions is not None:
+                filename = example[2] if len(example) > 2 else None
+                record = [
+                    dict(model=ev.trained.name, **{p: probs[p].tolist() for p in protocols})
+                    for ev, probs in zip(evaluators, per_model)
+                ]
+                line = {"index": index, "label": label, "filename": filename}
+                predictions.write(json.dumps({**line, "probabilities": record}) + "\n")
+            seen = index + 1
             if progress is not None:
-                top1 = tallies[0, protocols[0]].errors()[0]
+                top1 = board.tallies[0, protocols[0]].errors()[0]
                 progress.update(seen, values=[(f"top1_err_{protocols[0]}", top1)], finalize=False)
     if progress is not None:
         progress.update(seen, finalize=True)
-    rows = []
-    for i, ev in enumerate(evaluators):
-        for p in protocols:
-            top1, top5 = tallies[i, p].errors()
-            rows.append(
-                dict(
-                    model=ev.trained.name,
-                    path=ev.trained.path,
-                    protocol=p,
-                    scales=list(ev.scales_for(p)),
-                    top1_error=top1,
-                    top5_error=top5,
-                    num_examples=seen,
-                )
-            )
-    for p, tally in fusion.items():
-        top1, top5 = tally.errors()
-        rows.append(
-            dict(
-                model="fusion (" + ", ".join(ev.trained.name for ev in evaluators) + ")",
-                path=None,
-                protocol=p,
-                scales=None,
-                top1_error=top1,
-                top5_error=top5,
-                num_examples=seen,
-            )
-        )
-    return rows
-
-
-def _evaluate_one(
-    evaluators,
-    image,
-    label,
-    filename,
-    protocols,
-    index,
-    tallies,
-    fusion,
-    heatmap_dir,
-    heatmap_count,
-    predictions,
-) -> None:
-    per_model = []
-    for i, ev in enumerate(evaluators):
-        cache: dict = {}
-        per_model.append({p: ev.probabilities(p, image, cache) for p in protocols})
-        for p in protocols:
-            tallies[i, p].add(per_model[-1][p], label)
-        if heatmap_dir and index < heatmap_count:
-            predicted = int(np.argmax(per_model[-1][protocols[0]]))
-            path = os.path.join(heatmap_dir, f"model{i}_{index:04d}.png")
-            heatmaps.write_heatmap(ev, image, predicted, path)
-    for p in fusion:
-        fusion[p].add(np.mean([probs[p] for probs in per_model], axis=0), label)
-    if predictions is not None:
-        record = [
-            dict(model=ev.trained.name, **{p: probs[p].tolist() for p in protocols})
-            for ev, probs in zip(evaluators, per_model)
-        ]
-        line = {"index": index, "label": label, "filename": filename, "probabilities": record}
-        predictions.write(json.dumps(line) + "\n")
+    return board.rows(seen)
 
 
 def format_table(rows: Sequence[dict]) -> str:
@@ -210,40 +233,14 @@ def format_table(rows: Sequence[dict]) -> str:
     return tables.format_table(header, cells, align="<<<>>", rule=True)
 
 
-def _source_examples(
-    source,
-    split: str,
-    max_examples: int | None,
-    max_pixels: int | None,
-    max_aspect_ratio: float | None,
-):
-    """Decoded ``(image, label, filename)`` of a split; bad records skipped, counted and named."""
-    decoded = sources.decoded_images(
-        source,
-        split,
-        max_examples=max_examples,
-        max_pixels=max_pixels,
-        max_aspect_ratio=max_aspect_ratio,
-    )
-    for image, label, filename in decoded.as_numpy_iterator():
-        yield image, int(label), filename.decode("utf-8", "replace")
-
-
 def evaluate(
-    models: str | Sequence[str],
-    dataset: str,
-    protocols: str | Sequence[str] = "dense",
+    models: Sequence[str],
+    data: DatasetSplit,
+    protocols: Sequence[str] = DEFAULT_PROTOCOLS,
     *,
     scales: Sequence[int] | None = None,
-    split: str | None = None,
-    data_dir: str | None = None,
-    max_examples: int | None = None,
+    image_outputs: ImageOutputs = NO_IMAGE_OUTPUTS,
     output: str | None = None,
-    heatmap_dir: str | None = None,
-    heatmap_count: int = 8,
-    predictions_output: str | None = None,
-    max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
     verbose: int = 1,
 ) -> list[dict]:
     """Evaluates trained models on a dataset with the paper's protocols (``bin/evaluate``).
@@ -251,60 +248,48 @@ def evaluate(
     Prints the table (when ``verbose``) and writes it as JSON to ``output``.
 
     Args:
-        models: Workdirs or ``.keras`` files, a list or a comma-separated string.
-        dataset: A TFDS name, "digits", or a folder of class subfolders.
-        protocols: Names from :data:`PROTOCOLS` (list or comma-separated).
+        models: Workdirs, ``.keras`` files or published names such as ``imagenet-D``
+            (:func:`vgg_tf.weights.loading.load_model`); several are also fused.
+        data: The images: a dataset's split (by default its test split, else its
+            validation split, as for ImageNet), the first n, within the limits.
+        protocols: Names from :data:`vgg_tf.inference.protocol.PROTOCOLS`.
         scales: Test scales overriding every model's training config.
-        split: Split to evaluate; defaults to the source's test split (``"test"``
-            where the dataset has a labelled one, else its validation split, as for
-            ImageNet).
-        data_dir: TFDS data directory.
-        max_examples: Evaluate only the first n examples.
+        image_outputs: The predictions file and heatmaps to write, if any.
         output: Path of a JSON file to write the rows to.
-        heatmap_dir: Write score-map heatmaps of the first images there.
-        heatmap_count: How many images get heatmaps.
-        predictions_output: Write every image's posteriors there (JSON lines).
-        max_pixels: Decompression-bomb limit on declared image pixels (images
-            over it are skipped, counted and named).
-        max_aspect_ratio: Limit on longer side / shorter side (likewise).
         verbose: 0 silent, 1 progress bar and table.
 
     Returns:
         The rows of the table (see :func:`evaluate_images`).
 
     Example:
-        >>> rows = evaluate("workdirs/digits_d", "digits", "dense,multicrop")  # doctest: +SKIP
+        >>> evaluate(["workdirs/digits_D"], DatasetSplit("digits", max_examples=100),
+        ...          ["dense", "multicrop"])  # doctest: +SKIP
     """
-    images_lib.check_image_limits(max_pixels, max_aspect_ratio)
-    paths = [m for m in models.split(",") if m] if isinstance(models, str) else list(models)
-    if not paths:
-        raise ValueError("No model given; expected one or more workdirs or .keras files.")
     protocols = check_protocols(protocols)
-    evaluators = [ModelEvaluator(load_model(p), scales) for p in paths]
-    source = sources.get_source(dataset, data_dir=data_dir)
-    split = split or source.test_split
-    total = source.num_examples(split)
-    if max_examples is not None:
-        total = min(total, max_examples)
+    evaluators = [ModelEvaluator(trained, scales) for trained in load_models(models)]
+    source = data.source()
+    split = data.split_of(source)
     for ev in evaluators:
         if ev.trained.num_classes != source.num_classes:
             raise ValueError(
                 f"Model {ev.trained.path!r} has {ev.trained.num_classes} classes but dataset "
-                f"{dataset!r} has {source.num_classes}; expected the same."
+                f"{data.dataset!r} has {source.num_classes}; expected the same."
             )
+    examples = (
+        (image, int(label), filename.decode("utf-8", "replace"))
+        for image, label, filename in data.decoded(source, split).as_numpy_iterator()
+    )
     rows = evaluate_images(
         evaluators,
-        _source_examples(source, split, max_examples, max_pixels, max_aspect_ratio),
+        examples,
         protocols,
-        num_examples=total,
-        heatmap_dir=heatmap_dir,
-        heatmap_count=heatmap_count,
-        predictions_output=predictions_output,
+        num_examples=data.count(source, split),
+        image_outputs=image_outputs,
         verbose=verbose,
     )
     if verbose:
-        print(f"\n{dataset} ({split}, {rows[0]['num_examples']} images)\n{format_table(rows)}")
+        print(f"\n{data.dataset} ({split}, {rows[0]['num_examples']} images)\n{format_table(rows)}")
     if output:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        write_json(output, {"dataset": dataset, "split": split, "rows": rows})
+        write_json(output, {"dataset": data.dataset, "split": split, "rows": rows})
     return rows

@@ -36,6 +36,7 @@ import tensorflow as tf
 
 from vgg_tf.data import images as images_lib
 from vgg_tf.data import sources
+from vgg_tf.evaluation.datasets import DatasetSplit
 from vgg_tf.inference.protocol import check_scales, preprocess
 from vgg_tf.nets.fcn import to_fully_convolutional
 from vgg_tf.weights.loading import load_model
@@ -172,29 +173,24 @@ def _same_size_batches(examples: Iterable, extractor: FeatureExtractor) -> Itera
 
 
 def split_features(
-    extractor: FeatureExtractor,
-    source: sources.Source,
-    split: str,
-    *,
-    max_examples: int | None = None,
-    max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
-    verbose: int = 1,
+    extractor: FeatureExtractor, data: DatasetSplit, source: sources.Source, *, verbose: int = 1
 ) -> FeatureSet:
-    """The descriptors of every image of a split; bad records are skipped, counted and
-    named (:func:`vgg_tf.data.sources.decoded_images`)."""
-    total = source.num_examples(split)
-    total = total if max_examples is None else min(total, max_examples)
-    decoded = sources.decoded_images(
-        source,
-        split,
-        max_examples=max_examples,
-        max_pixels=max_pixels,
-        max_aspect_ratio=max_aspect_ratio,
+    """The descriptors of every image of ``data``'s split; bad records are skipped, counted
+    and named (:func:`vgg_tf.data.sources.decoded_images`).
+
+    Args:
+        extractor: The model's descriptor.
+        data: The images (the split: ``data.split``, else the source's test split).
+        source: ``data.source()``, opened once by the caller.
+        verbose: 1 draws a progress bar.
+    """
+    split = data.split_of(source)
+    progress = (
+        keras.utils.Progbar(data.count(source, split), unit_name="image") if verbose else None
     )
-    progress = keras.utils.Progbar(total, unit_name="image") if verbose else None
     features, labels, names = [], [], []
-    for batch in _same_size_batches(decoded.as_numpy_iterator(), extractor):
+    decoded = data.decoded(source, split).as_numpy_iterator()
+    for batch in _same_size_batches(decoded, extractor):
         features.append(extractor.batch(np.stack([image for image, _, _ in batch])))
         labels += [int(label) for _, label, _ in batch]
         names += [name.decode("utf-8", "replace") for _, _, name in batch]
@@ -217,15 +213,10 @@ def split_features(
 
 def extract_features(
     model: str | os.PathLike | TrainedModel,
-    dataset: str,
-    split: str | None = None,
+    data: DatasetSplit,
     *,
     scales: Sequence[int] | None = None,
     flip: bool = True,
-    data_dir: str | None = None,
-    max_examples: int | None = None,
-    max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
     verbose: int = 1,
 ) -> FeatureSet:
     """Appendix B's descriptors of a split of a dataset (``bin/features --output``).
@@ -233,26 +224,16 @@ def extract_features(
     Args:
         model: A training workdir, a ``.keras`` file, ``"imagenet-D"`` or a
             :class:`TrainedModel` (see :func:`vgg_tf.weights.loading.load_model`).
-        dataset: A TFDS name, ``"digits"`` or a folder of class subfolders.
-        split: Default: the dataset's test split (see :class:`vgg_tf.data.sources.Source`).
+        data: The images: a dataset's split (its test split by default), the
+            first n, within the image limits.
         scales, flip: See :class:`FeatureExtractor`.
-        data_dir: TFDS data directory.
-        max_examples: Only the first n records.
-        max_pixels, max_aspect_ratio: Image limits (None: no limit).
         verbose: 1 draws a progress bar.
+
+    Example:
+        >>> extract_features("workdirs/digits_A", DatasetSplit("digits", split="test"))  # doctest: +SKIP
     """
-    images_lib.check_image_limits(max_pixels, max_aspect_ratio)
     extractor = FeatureExtractor(load_model(model), scales, flip)
-    source = sources.get_source(dataset, data_dir=data_dir)
-    return split_features(
-        extractor,
-        source,
-        split or source.test_split,
-        max_examples=max_examples,
-        max_pixels=max_pixels,
-        max_aspect_ratio=max_aspect_ratio,
-        verbose=verbose,
-    )
+    return split_features(extractor, data, data.source(), verbose=verbose)
 
 
 # --- Files ---------------------------------------------------------------------------------
@@ -395,47 +376,35 @@ def fit_linear_svm(
 
 def linear_eval(
     model: str | os.PathLike | TrainedModel,
-    dataset: str,
+    data: DatasetSplit,
     *,
-    test_split: str | None = None,
     train_split: str | None = None,
     c: float | None = None,
     scales: Sequence[int] | None = None,
     flip: bool = True,
-    data_dir: str | None = None,
-    max_examples: int | None = None,
-    max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
     verbose: int = 1,
 ) -> tuple[dict, FeatureSet, FeatureSet]:
     """Appendix B's protocol: a linear SVM on the train split's descriptors, scored on a
     held-out split (``bin/features --linear_eval``).
 
     Args:
-        model, dataset, scales, flip, data_dir, max_pixels, max_aspect_ratio,
-            verbose: As :func:`extract_features`.
-        test_split: Default: the dataset's test split.
+        model, scales, flip, verbose: As :func:`extract_features`.
+        data: The held-out images (its split: default the dataset's test split);
+            the train split is read the same way (its first n, within the limits).
         train_split: Default: the dataset's train split (for a dataset without a
             validation split, its first 90%, so that the held-out 10% stays unseen).
         c: The SVM's regularisation constant C; None chooses it by cross-validation
             on the train split (:func:`choose_c`).
-        max_examples: Only the first n records of each split.
 
     Returns:
         ``(scores, train features, test features)``; scores as :func:`fit_linear_svm`,
         plus the split names.
     """
-    images_lib.check_image_limits(max_pixels, max_aspect_ratio)
     extractor = FeatureExtractor(load_model(model), scales, flip)
-    source = sources.get_source(dataset, data_dir=data_dir)
-    test_split, train_split = test_split or source.test_split, train_split or source.train_split
-    options = dict(
-        max_examples=max_examples,
-        max_pixels=max_pixels,
-        max_aspect_ratio=max_aspect_ratio,
-        verbose=verbose,
-    )
-    train = split_features(extractor, source, train_split, **options)
-    test = split_features(extractor, source, test_split, **options)
+    source = data.source()
+    test_data = dataclasses.replace(data, split=data.split_of(source))
+    train_data = dataclasses.replace(data, split=train_split or source.train_split)
+    train = split_features(extractor, train_data, source, verbose=verbose)
+    test = split_features(extractor, test_data, source, verbose=verbose)
     scores = fit_linear_svm(train, test, c=c)
-    return {**scores, "train_split": train_split, "test_split": test_split}, train, test
+    return {**scores, "train_split": train_data.split, "test_split": test_data.split}, train, test

@@ -17,8 +17,9 @@ by IoU > 0.5. The protocols:
   given together are fused (their boxes pooled before merging).
 
 Example:
-    >>> rows = evaluate_localisation("workdirs/loc_scr", "digits_on_canvas",
-    ...                              "center_gt,dense", classifier="workdirs/digits_A")  # doctest: +SKIP
+    >>> rows = evaluate_localisation(["workdirs/loc_scr"], DatasetSplit("digits_on_canvas"),
+    ...                              ["center_gt", "dense"],
+    ...                              classifier="workdirs/digits_A")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ import tensorflow as tf
 
 from vgg_tf import tables
 from vgg_tf.data import boxes as boxes_lib
-from vgg_tf.data import images as images_lib
-from vgg_tf.data import pipeline as input_pipeline
 from vgg_tf.data import sources
-from vgg_tf.inference.localiser import Localiser, box_head
+from vgg_tf.data.images import DEFAULT_LIMITS, ImageLimits
+from vgg_tf.data.pipeline import EvalStream, eval_dataset
+from vgg_tf.evaluation.datasets import DatasetSplit
+from vgg_tf.inference.localiser import PAPER_OPTIONS, Localiser, LocaliserOptions, box_head
+from vgg_tf.inference.models import load_models
 from vgg_tf.inference.protocol import check_protocols
 from vgg_tf.training import tasks
 from vgg_tf.weights.loading import load_model
@@ -43,6 +46,8 @@ from vgg_tf.weights.trained import TrainedModel
 from vgg_tf.workdir import write_json
 
 PROTOCOLS = ("center_gt", "dense_gt", "dense")
+#: The central crop (Table 8) and the classifier's top-5 with merged boxes (Table 9).
+DEFAULT_PROTOCOLS = ("center_gt", "dense")
 _BATCH = 32
 
 
@@ -50,8 +55,9 @@ def center_crop_errors(
     trained: TrainedModel,
     source: sources.Source,
     split: str,
+    *,
     max_examples: int | None = None,
-    **limits,
+    limits: ImageLimits = DEFAULT_LIMITS,
 ) -> tuple[float, float, int]:
     """Appendix A's first protocol: ``(error, whole-crop baseline error, images)``.
 
@@ -63,16 +69,16 @@ def center_crop_errors(
     take = max_examples is not None and "[" in split
     if max_examples is not None and not take:  # a slice read whole (TFDS caches small splits)
         split = f"{split}[:{max_examples}]"
-    data = input_pipeline.eval_dataset(
-        source,
-        split=split,
+    stream = EvalStream(
         batch_size=_BATCH,
         image_size=scale,
         crop_size=trained.crop_size,
         mean_rgb=trained.mean_rgb,
+        max_pixels=limits.max_pixels,
+        max_aspect_ratio=limits.max_aspect_ratio,
         with_boxes=True,
-        **limits,
     )
+    data = eval_dataset(source, stream, split=split)
     if take:
         data = data.unbatch().take(max_examples).batch(_BATCH)
     whole_crop = tf.constant([0.5, 0.5, 1.0, 1.0] * (task.outputs // 4))
@@ -144,50 +150,41 @@ def format_table(rows: Sequence[dict]) -> str:
 
 
 def evaluate_localisation(
-    models: str | Sequence[str],
-    dataset: str,
-    protocols: str | Sequence[str] = "center_gt,dense",
+    models: Sequence[str],
+    data: DatasetSplit,
+    protocols: Sequence[str] = DEFAULT_PROTOCOLS,
     *,
     classifier: str | None = None,
     scales: Sequence[int] | None = None,
-    split: str | None = None,
-    data_dir: str | None = None,
-    max_examples: int | None = None,
+    options: LocaliserOptions = PAPER_OPTIONS,
     output: str | None = None,
-    max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
-    offsets: int = 1,
-    windows: str = "dense",
     verbose: int = 1,
 ) -> list[dict]:
     """Localisation error of trained localisation nets (Tables 8-9 of the paper).
 
     Args:
-        models: Localisation workdirs (``bin/train --task localisation``), a list
-            or comma-separated; each gets its rows, and several are also fused.
-        dataset: A dataset with boxes (``digits_on_canvas``, ``voc/2007``, ...).
+        models: Localisation workdirs (``bin/train --task localisation``); each
+            gets its rows, and several are also fused.
+        data: The images: a dataset with boxes (``digits_on_canvas``,
+            ``voc/2007``, ...), its test split by default.
         protocols: Names from :data:`PROTOCOLS`.
         classifier: The classifier workdir whose scores rank and weight the dense
             boxes (needed by ``dense`` and ``dense_gt``).
         scales: Test scales of the dense protocols, each alone and (several) all
             together (default: each net's S).
-        split: Split to evaluate (default: the dataset's test split).
-        data_dir: TFDS data directory.
-        max_examples: Evaluate only the first n images.
+        options: How the dense protocols lay out, see and merge their windows
+            (default: the paper's protocol; :class:`LocaliserOptions`).
         output: Write the rows as JSON there.
-        max_pixels: Images declaring more pixels are skipped, counted and named.
-        max_aspect_ratio: Likewise for thinner images.
-        offsets: Input shifts per axis of the dense protocols (1: the paper's;
-            :class:`vgg_tf.inference.localiser.Localiser`).
-        windows: ``"dense"`` (the paper's) or ``"crops"``: how the dense
-            protocols compute each window's box (:class:`vgg_tf.inference.localiser.Localiser`).
         verbose: 0 silent, 1 progress bars and the table.
 
     Returns:
-        Rows ``{"protocol", "model", "scales", "error", "counted"}``.
+        Rows ``{"protocol", "model", "scales", "error", "counted"}`` (the dense
+        protocols' rows also name their ``offsets`` and ``windows``).
+
+    Example:
+        >>> evaluate_localisation(["workdirs/loc_scr"], DatasetSplit("digits_on_canvas"),
+        ...                       ["center_gt"])  # doctest: +SKIP
     """
-    images_lib.check_image_limits(max_pixels, max_aspect_ratio)
-    limits = dict(max_pixels=max_pixels, max_aspect_ratio=max_aspect_ratio)
     protocols = check_protocols(protocols, PROTOCOLS)
     dense = [p for p in protocols if p != "center_gt"]
     if dense and not classifier:
@@ -195,76 +192,91 @@ def evaluate_localisation(
             f"Protocols {dense} rank boxes with a classifier's scores; pass "
             "--classifier=WORKDIR (a classification run on the same classes)."
         )
-    paths = [m for m in models.split(",") if m] if isinstance(models, str) else list(models)
-    if not paths:
-        raise ValueError("No localisation net given; expected one or more workdirs.")
-    nets = [load_model(p) for p in paths]
+    nets = load_models(models, "localisation net")
     for net in nets:
         box_head(net)
-    source = sources.get_source(dataset, data_dir=data_dir)
-    split = split or source.test_split
-    total = min(source.num_examples(split), max_examples or source.num_examples(split))
+    source = data.source()
+    split = data.split_of(source)
     rows = []
     if "center_gt" in protocols:
-        for net in nets:
-            error, baseline, counted = center_crop_errors(
-                net, source, split, max_examples, **limits
-            )
-            rows.append(
-                dict(
-                    protocol="center_gt",
-                    model=net.name,
-                    scales=list(net.single_scale()),
-                    error=error,
-                    counted=counted,
-                )
-            )
-        rows.append(
-            dict(
-                protocol="center_gt",
-                model="whole crop (baseline)",
-                scales=list(nets[0].single_scale()),
-                error=baseline,
-                counted=counted,
-            )
-        )
+        rows += _center_rows(nets, data, source, split)
     if dense:
-        classifier_model = load_model(classifier)
-        groups = [[net] for net in nets] + ([nets] if len(nets) > 1 else [])
-        # Each scale alone, then all of them together (as Table 9 of the paper).
-        scale_sets = (
-            [None]
-            if not scales
-            else ([(q,) for q in scales] + ([tuple(scales)] if len(scales) > 1 else []))
+        rows += _dense_rows(
+            nets, load_model(classifier), dense, data, source, split, scales, options, verbose
         )
-        for group in groups:
-            for qs in scale_sets:
-                localiser = Localiser(group, classifier_model, qs, offsets=offsets, windows=windows)
-                examples = sources.decoded_images(
-                    source, split, max_examples=max_examples, with_boxes=True, **limits
-                ).as_numpy_iterator()
-                errors, counted = dense_errors(localiser, examples, dense, total, verbose)
-                name = group[0].name if len(group) == 1 else f"fusion of {len(group)}"
-                rows += [
-                    dict(
-                        protocol=p,
-                        model=name,
-                        scales=list(localiser.scales),
-                        error=errors[p],
-                        counted=counted,
-                        offsets=offsets,
-                        windows=windows,
-                    )
-                    for p in dense
-                ]
     if verbose:
-        shifts = f", {offsets}x{offsets} input offsets" if offsets > 1 else ""
-        shifts += ", each window cropped" if windows == "crops" else ""
+        shifts = (
+            f", {options.offsets}x{options.offsets} input offsets" if options.offsets > 1 else ""
+        )
+        shifts += ", each window cropped" if options.windows == "crops" else ""
         ranked = f"; dense: top-5 classes of {classifier}{shifts}" if dense else ""
         print(
-            f"\n{dataset} ({split}): localisation error (IoU > 0.5{ranked})\n{format_table(rows)}"
+            f"\n{data.dataset} ({split}): localisation error (IoU > 0.5{ranked})\n"
+            f"{format_table(rows)}"
         )
     if output:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
-        write_json(output, {"dataset": dataset, "split": split, "rows": rows})
+        write_json(output, {"dataset": data.dataset, "split": split, "rows": rows})
+    return rows
+
+
+def _center_rows(nets, data: DatasetSplit, source, split: str) -> list[dict]:
+    """``center_gt``'s row per net, then the whole crop's baseline row."""
+    rows = []
+    for net in nets:
+        error, baseline, counted = center_crop_errors(
+            net, source, split, max_examples=data.max_examples, limits=data.limits
+        )
+        rows.append(
+            dict(
+                protocol="center_gt",
+                model=net.name,
+                scales=list(net.single_scale()),
+                error=error,
+                counted=counted,
+            )
+        )
+    rows.append(
+        dict(
+            protocol="center_gt",
+            model="whole crop (baseline)",
+            scales=list(nets[0].single_scale()),
+            error=baseline,
+            counted=counted,
+        )
+    )
+    return rows
+
+
+def _dense_rows(
+    nets, classifier, dense, data: DatasetSplit, source, split, scales, options, verbose
+) -> list[dict]:
+    """The dense protocols' rows: per net and fused, per scale and all scales together."""
+    groups = [[net] for net in nets] + ([nets] if len(nets) > 1 else [])
+    # Each scale alone, then all of them together (as Table 9 of the paper).
+    scale_sets = (
+        [None]
+        if not scales
+        else ([(q,) for q in scales] + ([tuple(scales)] if len(scales) > 1 else []))
+    )
+    total = data.count(source, split)
+    rows = []
+    for group in groups:
+        for qs in scale_sets:
+            localiser = Localiser(group, classifier, qs, options=options)
+            examples = data.decoded(source, split, with_boxes=True).as_numpy_iterator()
+            errors, counted = dense_errors(localiser, examples, dense, total, verbose)
+            name = group[0].name if len(group) == 1 else f"fusion of {len(group)}"
+            rows += [
+                dict(
+                    protocol=p,
+                    model=name,
+                    scales=list(localiser.scales),
+                    error=errors[p],
+                    counted=counted,
+                    offsets=options.offsets,
+                    windows=options.windows,
+                )
+                for p in dense
+            ]
     return rows

@@ -22,13 +22,14 @@ Boxes are normalised corners ``(ymin, xmin, ymax, xmax)`` of the image (the
 SavedModel multiplies them by the image's size: pixels).
 
 Example:
-    >>> localiser = Localiser([load_model("workdirs/loc_scr")],
-    ...                       load_model("workdirs/digits_A"))  # doctest: +SKIP
+    >>> localiser = Localiser([load_model("workdirs/loc_scr")], load_model("workdirs/digits_A"),
+    ...                       options=LocaliserOptions(windows="crops"))  # doctest: +SKIP
     >>> found = localiser.localise(image)  # {"classes", "scores", "boxes"}  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 import tensorflow as tf
@@ -49,6 +50,67 @@ MERGE_THRESHOLD = 0.5
 #: borders zero-padded as in training (the boundary conditions of §3.2's
 #: multi-crop evaluation).
 WINDOWS = ("dense", "crops")
+
+
+@dataclasses.dataclass(frozen=True)
+class LocaliserOptions:
+    """How the localiser lays out its windows, sees them and merges their boxes.
+
+    The defaults are the paper's protocol (Appendix A); ``bin/evaluate``,
+    ``bin/export`` and ``bin/predict`` take them from ``--offsets`` and ``--windows``.
+
+    Attributes:
+        offsets: Input shifts per axis. 1 (the paper's protocol) applies each net
+            once per scale, its windows 32 pixels apart; n > 1 also applies it to
+            the rescaled image shifted by 32/n, 2*32/n, ... pixels (where the image
+            stays at least a crop), windows 32/n apart: OverFeat's multiple
+            pooling offsets, which the paper did not use and notes "can further
+            improve the results".
+        windows: ``"dense"`` (the paper's) or ``"crops"`` (:data:`WINDOWS`): the
+            same windows, each seen alone as in training. A net whose crop is
+            one stride (32 pixels: a 1x1 last pooling map) has only the zero
+            padding at the crop's borders to tell where in the crop the object
+            lies; densely applied, that padding is replaced by the image around
+            the window and its boxes drift (BUILD.md, "Localisation").
+        merge_threshold: IoU at or above which two boxes of a class merge.
+
+    Raises:
+        ValueError: An offset count outside [1, 32], an unknown ``windows``, or a
+            threshold outside [0, 1].
+
+    Example:
+        >>> LocaliserOptions(windows="crops").offsets
+        1
+        >>> LocaliserOptions(offsets=0)
+        Traceback (most recent call last):
+        ...
+        ValueError: offsets=0 is not accepted; expected an integer in [1, 32] (1: the paper's protocol).
+    """
+
+    offsets: int = 1
+    windows: str = "dense"
+    merge_threshold: float = MERGE_THRESHOLD
+
+    def __post_init__(self):
+        offsets = self.offsets
+        if not isinstance(offsets, int) or isinstance(offsets, bool) or not 1 <= offsets <= STRIDE:
+            raise ValueError(
+                f"offsets={offsets!r} is not accepted; expected an integer in "
+                f"[1, {STRIDE}] (1: the paper's protocol)."
+            )
+        if self.windows not in WINDOWS:
+            raise ValueError(
+                f"windows={self.windows!r} is not accepted; expected one of {WINDOWS}."
+            )
+        if not 0.0 <= self.merge_threshold <= 1.0:
+            raise ValueError(
+                f"merge_threshold={self.merge_threshold!r} is not accepted; expected an IoU "
+                "in [0, 1]."
+            )
+
+
+#: Appendix A's protocol: windows 32 pixels apart, seen densely, merged at IoU 0.5.
+PAPER_OPTIONS = LocaliserOptions()
 
 
 def box_head(trained: TrainedModel) -> str:
@@ -91,19 +153,8 @@ class Localiser(tf.Module):
         classifier: The classifier whose class scores rank and weight the boxes.
         scales: Test scales Q; defaults to each localisation net's training scale.
         top_k: Classes localised per image (5 in ILSVRC).
-        merge_threshold: IoU at which boxes merge.
-        offsets: Input shifts per axis. 1 (the paper's protocol) applies each net
-            once per scale, its windows 32 pixels apart; n > 1 also applies it to
-            the rescaled image shifted by 32/n, 2*32/n, ... pixels (where the image
-            stays at least a crop), windows 32/n apart: OverFeat's multiple
-            pooling offsets, which the paper did not use and notes "can further
-            improve the results".
-        windows: ``"dense"`` (the paper's) or ``"crops"`` (:data:`WINDOWS`): the
-            same windows, each seen alone as in training. A net whose crop is
-            one stride (32 pixels: a 1x1 last pooling map) has only the zero
-            padding at the crop's borders to tell where in the crop the object
-            lies; densely applied, that padding is replaced by the image around
-            the window and its boxes drift (BUILD.md, "Localisation").
+        options: The windows' offsets and cropping, and the merge threshold
+            (default: the paper's protocol).
     """
 
     def __init__(
@@ -112,9 +163,7 @@ class Localiser(tf.Module):
         classifier: TrainedModel,
         scales: Sequence[int] | None = None,
         top_k: int = 5,
-        merge_threshold: float = MERGE_THRESHOLD,
-        offsets: int = 1,
-        windows: str = "dense",
+        options: LocaliserOptions = PAPER_OPTIONS,
     ):
         super().__init__(name="vgg_localiser")
         if not box_models:
@@ -141,16 +190,7 @@ class Localiser(tf.Module):
         else:
             self.scales = tuple(sorted({q for m in box_models for q in m.single_scale()}))
         self.top_k = min(int(top_k), self.num_classes)
-        self.merge_threshold = float(merge_threshold)
-        if not isinstance(offsets, int) or isinstance(offsets, bool) or not 1 <= offsets <= STRIDE:
-            raise ValueError(
-                f"offsets={offsets!r} is not accepted; expected an integer in "
-                f"[1, {STRIDE}] (1: the paper's protocol)."
-            )
-        self.offsets = offsets
-        if windows not in WINDOWS:
-            raise ValueError(f"windows={windows!r} is not accepted; expected one of {WINDOWS}.")
-        self.windows = windows
+        self.options = options
         spec = [tf.TensorSpec([None, None, 3], tf.float32)]
         self.localise = tf.function(self._localise, input_signature=spec)
         self.localise_classes = tf.function(
@@ -181,9 +221,8 @@ class Localiser(tf.Module):
 
     def _shifts(self, q: int, crop: int) -> list[tuple[int, int]]:
         """Input shifts (dy, dx) at scale Q: those that leave at least a crop."""
-        steps = [
-            s for s in range(0, STRIDE, STRIDE // self.offsets)[: self.offsets] if q - s >= crop
-        ]
+        offsets = self.options.offsets
+        steps = [s for s in range(0, STRIDE, STRIDE // offsets)[:offsets] if q - s >= crop]
         return [(dy, dx) for dy in steps for dx in steps]
 
     def _boxes_for(self, image, classes, maps) -> tf.Tensor:
@@ -198,7 +237,7 @@ class Localiser(tf.Module):
                     out = self._window_map(net, inputs, dy, dx)  # [h, w, 4 (* classes)]
                     class_map = (
                         maps[q]
-                        if (dy, dx) == (0, 0) and self.windows == "dense"
+                        if (dy, dx) == (0, 0) and self.options.windows == "dense"
                         else (self._window_map(classifier, class_inputs, dy, dx))
                     )
                     found, weight = self._located(out, class_map, classes, net, scaled_hw, dy, dx)
@@ -208,7 +247,7 @@ class Localiser(tf.Module):
         weights = tf.transpose(tf.concat(weights, 0))  # [K, N]
 
         def best(args):
-            merged, _, _ = boxes_lib.greedy_merge(*args, self.merge_threshold)
+            merged, _, _ = boxes_lib.greedy_merge(*args, self.options.merge_threshold)
             return merged[0]  # the highest total score
 
         found = tf.map_fn(best, (candidates, weights), fn_output_signature=tf.float32)
@@ -217,7 +256,7 @@ class Localiser(tf.Module):
     def _window_map(self, net: _Net, inputs: tf.Tensor, dy: int, dx: int) -> tf.Tensor:
         """The net's outputs at the windows of ``inputs`` shifted by ``(dy, dx)``: [h, w, n]."""
         shifted = inputs[:, dy:, dx:]
-        if self.windows == "dense":
+        if self.options.windows == "dense":
             return net.run(shifted)
         size = [1, net.crop, net.crop, 1]
         patches = tf.image.extract_patches(

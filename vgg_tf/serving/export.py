@@ -37,12 +37,7 @@ from collections.abc import Sequence
 import keras
 import tensorflow as tf
 
-from vgg_tf.data.images import (
-    DEFAULT_MAX_ASPECT_RATIO,
-    DEFAULT_MAX_PIXELS,
-    check_image_limits,
-    decode_rgb,
-)
+from vgg_tf.data.images import DEFAULT_LIMITS, ImageLimits, decode_rgb
 from vgg_tf.inference.protocol import check_scales, dense_probabilities
 from vgg_tf.inference.untracked import Untracked
 from vgg_tf.nets.fcn import to_fully_convolutional
@@ -65,10 +60,8 @@ class ServingModule(tf.Module):
         class_names: Optional names; adds the ``labels`` output.
         top_k: How many classes ``classes``/``scores`` list (capped at the
             number of classes).
-        max_pixels: Images declaring more pixels are rejected before decoding.
+        limits: Images over them are rejected before decoding.
         flip: Also average the horizontally flipped image (as trained).
-        max_aspect_ratio: Images with a longer side more than this times the
-            shorter are rejected before decoding.
 
     Call :meth:`signatures` to get the concrete functions to save: it also
     tracks the variables they capture.
@@ -81,9 +74,8 @@ class ServingModule(tf.Module):
         mean_rgb: Sequence[float],
         class_names: Sequence[str] | None = None,
         top_k: int = 5,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        limits: ImageLimits = DEFAULT_LIMITS,
         flip: bool = True,
-        max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
     ):
         super().__init__(name="vgg_serving")
         # The Keras model itself is not tracked: its Keras variable wrappers would be
@@ -96,8 +88,7 @@ class ServingModule(tf.Module):
         self._num_classes = int(fcn.output_shape[-1])
         self.top_k = min(int(top_k), self._num_classes)
         self._class_names = tuple(class_names) if class_names else None
-        self._max_pixels = max_pixels
-        self._max_aspect_ratio = max_aspect_ratio
+        self._limits = limits
         self._flip = bool(flip)
 
     def _outputs(self, probabilities: tf.Tensor) -> dict[str, tf.Tensor]:
@@ -113,7 +104,7 @@ class ServingModule(tf.Module):
         return self._outputs(tf.cond(n > 0, compute, empty))
 
     def _one_image(self, image_bytes: tf.Tensor) -> tf.Tensor:
-        image = decode_rgb(image_bytes, self._max_pixels, self._max_aspect_ratio)
+        image = decode_rgb(image_bytes, self._limits.max_pixels, self._limits.max_aspect_ratio)
         image = tf.cast(image, tf.float32)
         return dense_probabilities(
             self._fcn.value, image[None], self._scales, self._mean, self._flip
@@ -203,8 +194,7 @@ def export_saved_model(
     version: int | None = None,
     scales: Sequence[int] | None = None,
     top_k: int = 5,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
+    limits: ImageLimits = DEFAULT_LIMITS,
     keras_output: str | os.PathLike | None = None,
     verbose: int = 1,
 ) -> str:
@@ -219,11 +209,9 @@ def export_saved_model(
         scales: The test scales Q the graph averages; defaults to the model's
             multi-scale set (§4.2) read from its training config.
         top_k: How many classes the ``classes``/``scores`` outputs list.
-        max_pixels: Decompression-bomb limit on the pixels an image header
-            declares (default 40 megapixels); None disables it.
-        max_aspect_ratio: Limit on an image's longer side over its shorter one
-            (default 16; rescaled to Q a thin strip would be huge); None
-            disables it.
+        limits: What an image header may declare (default: 40 megapixels, a
+            longer side at most 16 times the shorter; rescaled to Q a thin strip
+            would be huge); images over them are refused before decoding.
         keras_output: Also save the fully-convolutional Keras model (softmax
             score map, expects mean-subtracted input) to this ``.keras`` path.
         verbose: Print where the export went.
@@ -243,16 +231,14 @@ def export_saved_model(
     if version is None:
         version = (existing_versions(export_dir) or [0])[-1] + 1
     final = check_export_arguments(export_dir, version, top_k, keras_output)
-    check_image_limits(max_pixels, max_aspect_ratio)
     module = ServingModule(
         to_fully_convolutional(trained.model, head="logits"),
         scales,
         trained.mean_rgb,
         trained.class_names,
         top_k,
-        max_pixels,
+        limits,
         flip=trained.flip,
-        max_aspect_ratio=max_aspect_ratio,
     )
     metadata = dict(
         source=trained.path,
@@ -263,8 +249,8 @@ def export_saved_model(
         num_classes=trained.num_classes,
         class_names=list(trained.class_names) if trained.class_names else None,
         top_k=module.top_k,
-        max_pixels=max_pixels,
-        max_aspect_ratio=max_aspect_ratio,
+        max_pixels=limits.max_pixels,
+        max_aspect_ratio=limits.max_aspect_ratio,
         flip=trained.flip,
         softmax="of the spatially averaged score map, then averaged (vgg_tf.inference.protocol)",
     )

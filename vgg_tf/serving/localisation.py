@@ -18,13 +18,10 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from vgg_tf.data.images import (
-    DEFAULT_MAX_ASPECT_RATIO,
-    DEFAULT_MAX_PIXELS,
-    check_image_limits,
-    decode_rgb,
-)
-from vgg_tf.inference.localiser import Localiser, box_head
+from vgg_tf.data.images import DEFAULT_LIMITS, ImageLimits, decode_rgb
+from vgg_tf.inference.localiser import PAPER_OPTIONS, Localiser, LocaliserOptions, box_head
+from vgg_tf.inference.models import load_models
+from vgg_tf.inference.untracked import Untracked
 from vgg_tf.serving import export as export_lib
 from vgg_tf.weights.loading import load_model
 
@@ -38,21 +35,19 @@ class LocalisationServing(tf.Module):
     classifier's posteriors) and, with class names, ``labels`` ``[N, k]``.
     """
 
-    def __init__(
-        self,
-        localiser: Localiser,
-        max_pixels: int | None = DEFAULT_MAX_PIXELS,
-        max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
-    ):
+    def __init__(self, localiser: Localiser, limits: ImageLimits = DEFAULT_LIMITS):
         super().__init__(name="vgg_localisation_serving")
-        self._localiser = export_lib.Untracked(localiser)
-        self._limits = (max_pixels, max_aspect_ratio)
+        self._localiser = Untracked(localiser)
+        self._limits = limits
         self._k = localiser.top_k
         names = localiser.class_names
         self._class_names = tuple(names) if names else None
 
     def _one_image(self, image_bytes: tf.Tensor):
-        image = tf.cast(decode_rgb(image_bytes, *self._limits), tf.float32)
+        limits = self._limits
+        image = tf.cast(
+            decode_rgb(image_bytes, limits.max_pixels, limits.max_aspect_ratio), tf.float32
+        )
         found = self._localiser.value._localise(image)
         size = tf.cast(tf.shape(image)[:2], tf.float32)
         return found["boxes"] * tf.tile(size, [2]), found["classes"], found["scores"]
@@ -83,17 +78,15 @@ class LocalisationServing(tf.Module):
 
 
 def export_localisation(
-    models: str | Sequence[str],
+    models: Sequence[str],
     classifier: str,
     export_dir: str | os.PathLike,
     *,
     version: int | None = None,
     scales: Sequence[int] | None = None,
     top_k: int = 5,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
-    offsets: int = 1,
-    windows: str = "dense",
+    limits: ImageLimits = DEFAULT_LIMITS,
+    options: LocaliserOptions = PAPER_OPTIONS,
     verbose: int = 1,
 ) -> str:
     """Exports localisation net(s) and their classifier as ``export_dir/<version>/``.
@@ -105,36 +98,32 @@ def export_localisation(
     version appears only when complete.
 
     Args:
-        models: Localisation workdirs (several are fused), list or comma-separated.
+        models: Localisation workdirs (several are fused).
         classifier: The classifier workdir whose scores rank the boxes.
         export_dir: The model base path TensorFlow Serving polls.
         version: Version number (default: one more than the highest present).
         scales: Test scales Q (default: each localisation net's training S).
         top_k: Classes (each with its box) returned per image.
-        max_pixels: Images declaring more pixels are refused before decoding.
-        max_aspect_ratio: Images thinner than this are refused before decoding.
-        offsets: Input shifts per axis (1: the paper's protocol; see :class:`Localiser`).
-        windows: ``"dense"`` (the paper's) or ``"crops"``: see :class:`Localiser`.
+        limits: Images over them are refused before decoding.
+        options: The windows' offsets and cropping, and the merge threshold
+            (default: the paper's protocol; :class:`LocaliserOptions`).
         verbose: Print where the export went.
 
     Returns:
         The path of the new version directory.
 
     Example:
-        >>> export_localisation("workdirs/loc_scr", "workdirs/digits_A", "/models/loc")  # doctest: +SKIP
+        >>> export_localisation(["workdirs/loc_scr"], "workdirs/digits_A", "/models/loc",
+        ...                     options=LocaliserOptions(windows="crops"))  # doctest: +SKIP
         '/models/loc/1'
     """
-    paths = [m for m in models.split(",") if m] if isinstance(models, str) else list(models)
-    check_image_limits(max_pixels, max_aspect_ratio)
     export_dir = os.fspath(export_dir)
     if version is None:
         version = (export_lib.existing_versions(export_dir) or [0])[-1] + 1
     final = export_lib.check_export_arguments(export_dir, version, top_k, None)
-    nets = [load_model(p) for p in paths]
-    localiser = Localiser(
-        nets, load_model(classifier), scales, top_k, offsets=offsets, windows=windows
-    )
-    module = LocalisationServing(localiser, max_pixels, max_aspect_ratio)
+    nets = load_models(models, "localisation net")
+    localiser = Localiser(nets, load_model(classifier), scales, top_k, options=options)
+    module = LocalisationServing(localiser, limits)
     metadata = dict(
         task="localisation",
         sources=[n.path for n in nets],
@@ -142,11 +131,11 @@ def export_localisation(
         heads=[box_head(n) for n in nets],
         scales=list(localiser.scales),
         top_k=localiser.top_k,
-        merge_threshold=localiser.merge_threshold,
-        offsets=localiser.offsets,
-        windows=localiser.windows,
-        max_pixels=max_pixels,
-        max_aspect_ratio=max_aspect_ratio,
+        merge_threshold=options.merge_threshold,
+        offsets=options.offsets,
+        windows=options.windows,
+        max_pixels=limits.max_pixels,
+        max_aspect_ratio=limits.max_aspect_ratio,
         boxes="pixel corners (ymin, xmin, ymax, xmax) of the image as sent",
     )
     os.makedirs(export_dir, exist_ok=True)

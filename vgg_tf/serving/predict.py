@@ -39,7 +39,10 @@ import numpy as np
 import tensorflow as tf
 
 from vgg_tf.data import images as images_lib
+from vgg_tf.data.images import DEFAULT_LIMITS, ImageLimits
 from vgg_tf.inference import heatmaps
+from vgg_tf.inference.localiser import PAPER_OPTIONS, Localiser, LocaliserOptions
+from vgg_tf.inference.models import load_models
 from vgg_tf.inference.protocol import ModelEvaluator
 from vgg_tf.weights import labels
 from vgg_tf.weights.loading import load_model
@@ -154,6 +157,29 @@ def _image_dict(p: ImagePrediction) -> dict[str, Any]:
     return entry
 
 
+@dataclasses.dataclass(frozen=True)
+class Boxes:
+    """Boxes for each image's top classes by Appendix A's dense protocol, and where to draw them.
+
+    Attributes:
+        localisers: Localisation workdirs (``bin/train --task localisation``); the
+            boxes of several are pooled, and the model :func:`predict` is given
+            ranks and weights them (:class:`vgg_tf.inference.localiser.Localiser`).
+        options: The windows' offsets and cropping, and the merge threshold
+            (default: the paper's protocol).
+        drawn_dir: Write a PNG per answered image there with its boxes drawn
+            (``<file stem>.png``); None draws none.
+
+    Example:
+        >>> Boxes(["workdirs/loc_scr"], drawn_dir="boxes").options.windows
+        'dense'
+    """
+
+    localisers: Sequence[str]
+    options: LocaliserOptions = PAPER_OPTIONS
+    drawn_dir: str | os.PathLike | None = None
+
+
 # --- Reading files ---------------------------------------------------------------
 
 
@@ -171,8 +197,7 @@ def _reason(error: tf.errors.OpError) -> str:
 def read_image(
     path: str,
     *,
-    max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
+    limits: ImageLimits = DEFAULT_LIMITS,
     decode_context: Callable[[], AbstractContextManager] | None = None,
 ) -> tuple[np.ndarray | None, str | None]:
     """``(uint8 RGB (H, W, 3), None)`` for a good file, ``(None, reason)`` for a bad one.
@@ -182,7 +207,7 @@ def read_image(
 
     Args:
         path: The image file.
-        max_pixels, max_aspect_ratio: The limits (None: no limit).
+        limits: What the header may declare.
         decode_context: A context manager factory the decoding runs in (the
             command line passes one that keeps TensorFlow's native log lines
             about the bad file off the terminal; the reason is reported instead).
@@ -198,7 +223,9 @@ def read_image(
         return None, error.strerror or str(error)
     with (decode_context or contextlib.nullcontext)():
         try:
-            image = images_lib.decode_rgb(tf.constant(data), max_pixels, max_aspect_ratio)
+            image = images_lib.decode_rgb(
+                tf.constant(data), limits.max_pixels, limits.max_aspect_ratio
+            )
             return image.numpy(), None
         except tf.errors.OpError as error:
             return None, _reason(error)
@@ -274,20 +301,6 @@ def _top_classes(probabilities: np.ndarray, top: int, names, ids) -> tuple[Class
     )
 
 
-def _localiser(localisers, classifier: TrainedModel, boxes_dir, offsets: int, windows: str):
-    if not localisers:
-        if boxes_dir is not None:
-            raise ValueError(
-                "boxes_dir needs localisers: the localisation workdir(s) whose "
-                "boxes to draw (bin/predict --localiser=WORKDIR)."
-            )
-        return None
-    from vgg_tf.inference.localiser import Localiser  # the localisation machinery only when asked
-
-    paths = [m for m in localisers.split(",") if m] if isinstance(localisers, str) else localisers
-    return Localiser([load_model(p) for p in paths], classifier, offsets=offsets, windows=windows)
-
-
 def _with_boxes(localiser, image: np.ndarray, classes: tuple[ClassScore, ...]):
     """The classes with their merged boxes, in the image's pixels."""
     indices = tf.constant([c.index for c in classes], tf.int32)
@@ -306,14 +319,10 @@ def predict(
     top: int = 5,
     scales: Sequence[int] | None = None,
     heatmap_dir: str | os.PathLike | None = None,
-    max_pixels: int | None = images_lib.DEFAULT_MAX_PIXELS,
-    max_aspect_ratio: float | None = images_lib.DEFAULT_MAX_ASPECT_RATIO,
+    boxes: Boxes | None = None,
+    limits: ImageLimits = DEFAULT_LIMITS,
     verbose: int = 1,
     decode_context: Callable[[], AbstractContextManager] | None = None,
-    localisers: str | Sequence[str] | None = None,
-    boxes_dir: str | os.PathLike | None = None,
-    localiser_offsets: int = 1,
-    localiser_windows: str = "dense",
 ) -> Predictions:
     """The top classes of each image file by dense multi-scale evaluation (``bin/predict``).
 
@@ -326,19 +335,11 @@ def predict(
             heatmaps then use the first.
         heatmap_dir: Write a heatmap PNG per answered image there
             (``<file stem>.png``).
-        max_pixels, max_aspect_ratio: Image limits (None: no limit); files over
-            them are not answered.
+        boxes: Give each top class its box (and draw them), :class:`Boxes`.
+        limits: Files whose header declares more are not answered.
         verbose: 1 draws a progress bar on stderr for more than
             :data:`PROGRESS_MIN_IMAGES` files; 0 is silent.
         decode_context: See :func:`read_image`.
-        localisers: Localisation workdir(s) (``bin/train --task localisation``):
-            each top class gets its box by the dense protocol of Appendix A
-            (:class:`vgg_tf.inference.localiser.Localiser`, ``model`` ranking the boxes).
-        boxes_dir: With ``localisers``, write a PNG per answered image there with
-            the boxes drawn (``<file stem>.png``).
-        localiser_offsets: The localiser's input shifts per axis (1: the paper's).
-        localiser_windows: ``"dense"`` (the paper's) or ``"crops"``
-            (:class:`vgg_tf.inference.localiser.Localiser`).
 
     Returns:
         :class:`Predictions`, one entry per file, in order; bad files carry
@@ -346,14 +347,20 @@ def predict(
 
     Raises:
         ValueError: A model that cannot be loaded or evaluated, bad ``top`` or
-            ``scales``, bad limits.
+            ``scales``.
+
+    Example:
+        >>> predict(["photo.jpg"], "workdirs/digits_A",
+        ...         boxes=Boxes(["workdirs/digits_on_canvas_A_scr"]))  # doctest: +SKIP
     """
     if not isinstance(top, int) or isinstance(top, bool) or top < 1:
         raise ValueError(f"top={top!r} is not accepted; expected a positive integer.")
-    images_lib.check_image_limits(max_pixels, max_aspect_ratio)
     trained = load_model(model)
     evaluator = ModelEvaluator(trained, scales)
-    localiser = _localiser(localisers, trained, boxes_dir, localiser_offsets, localiser_windows)
+    localiser = None
+    if boxes is not None:
+        nets = load_models(boxes.localisers, "localisation net")
+        localiser = Localiser(nets, trained, options=boxes.options)
     names, ids = _class_labels(trained)
     paths = [os.fspath(p) for p in paths]
     progress = None
@@ -364,12 +371,7 @@ def predict(
     taken_boxes: set[str] = set()
     results = []
     for done, path in enumerate(paths, 1):
-        image, error = read_image(
-            path,
-            max_pixels=max_pixels,
-            max_aspect_ratio=max_aspect_ratio,
-            decode_context=decode_context,
-        )
+        image, error = read_image(path, limits=limits, decode_context=decode_context)
         if error is not None:
             results.append(ImagePrediction(path, error=error))
         else:
@@ -378,8 +380,8 @@ def predict(
             drawn = None
             if localiser is not None:
                 classes = _with_boxes(localiser, image, classes)
-                if boxes_dir is not None:
-                    drawn = _output_path(os.fspath(boxes_dir), path, taken_boxes)
+                if boxes.drawn_dir is not None:
+                    drawn = _output_path(os.fspath(boxes.drawn_dir), path, taken_boxes)
                     heatmaps.write_png(draw_boxes(image, [c.box for c in classes]), drawn)
             heatmap = peak = None
             if heatmap_dir is not None:

@@ -19,7 +19,8 @@ trial as a recipe file, ``DIR/<project>/best_config.py``, that
 Example:
     >>> import runpy  # doctest: +SKIP
     >>> recipe = runpy.run_path("configs/digits.py")["get_config"]()  # doctest: +SKIP
-    >>> result = tune.search(recipe, "tuning", max_trials=3, trial_epochs=1)  # doctest: +SKIP
+    >>> settings = tune.SearchSettings(max_trials=3, trial_epochs=1)  # doctest: +SKIP
+    >>> result = tune.search(recipe, "tuning", settings=settings)  # doctest: +SKIP
     >>> print(result.table)  # doctest: +SKIP
 """
 
@@ -46,17 +47,11 @@ from vgg_tf import tables, workdir
 from vgg_tf.training import distribute
 from vgg_tf.training import loop as train
 from vgg_tf.training import recipe as config_lib
-from vgg_tf.training.search_space import (  # noqa: F401  (the search space, re-exported)
-    FIELDS,
+from vgg_tf.training.search_space import (
     RecipeHyperModel,
     SearchSpace,
     apply_values,
     default_space,
-    make_space,
-    parse_ints,
-    parse_names,
-    parse_range,
-    parse_scale_ranges,
     validate_space,
 )
 
@@ -67,6 +62,74 @@ BEST_CONFIG_FILE = "best_config.py"
 TRIALS_FILE = "trials.csv"
 
 TrainFn = Callable[..., dict]
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSettings:
+    """How a search runs: the algorithm, what it minimises, its trials and their epochs.
+
+    All but ``max_trials`` are recorded with the search (``search.json``): a rerun
+    with other values is refused, as the resumed oracle would ignore them; more
+    trials on a rerun extend the search.
+
+    Attributes:
+        tuner: ``"random"``, ``"bayesian"`` or ``"hyperband"`` (:data:`TUNERS`).
+        objective: ``"top1"`` or ``"top5"``: the validation error minimised.
+        max_trials: Number of trials (Hyperband: at most this many).
+        trial_epochs: Epochs each trial trains (Hyperband: the maximum); None:
+            the recipe's (:meth:`for_recipe`). The best recipe keeps the recipe's
+            epochs.
+        seed: Seed of the oracle (>= 1).
+        hyperband_factor: Hyperband's reduction factor (>= 2).
+
+    Raises:
+        ValueError: An unknown tuner or objective, or a count below its minimum.
+
+    Example:
+        >>> SearchSettings(tuner="bayesian", max_trials=20).objective
+        'top1'
+        >>> SearchSettings(tuner="grid")
+        Traceback (most recent call last):
+        ...
+        ValueError: Unknown tuner 'grid'; expected one of random, bayesian, hyperband.
+    """
+
+    tuner: str = "random"
+    objective: str = "top1"
+    max_trials: int = 10
+    trial_epochs: int | None = None
+    seed: int = 1
+    hyperband_factor: int = 3
+
+    def __post_init__(self):
+        if self.tuner not in TUNERS:
+            raise ValueError(f"Unknown tuner {self.tuner!r}; expected one of {', '.join(TUNERS)}.")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(
+                f"Unknown objective {self.objective!r}; expected one of {', '.join(OBJECTIVES)}."
+            )
+        for name, value, low in (
+            ("max_trials", self.max_trials, 1),
+            ("seed", self.seed, 1),
+            ("hyperband_factor", self.hyperband_factor, 2),
+            ("epochs", self.trial_epochs, 1),
+        ):
+            if value is not None and int(value) < low:
+                raise ValueError(f"{name}={value} is not accepted; expected >= {low}.")
+
+    def for_recipe(self, recipe: ml_collections.ConfigDict) -> SearchSettings:
+        """These settings with ``trial_epochs`` given: the recipe's epochs when it was None."""
+        epochs = recipe.epochs if self.trial_epochs is None else self.trial_epochs
+        return dataclasses.replace(self, trial_epochs=int(epochs))
+
+    @property
+    def goal(self) -> str:
+        """The metric minimised: ``val_top1_error`` or ``val_top5_error``."""
+        return OBJECTIVES[self.objective]
+
+
+#: keras-tuner's random search, 10 trials of the recipe's epochs, minimising top-1 error.
+DEFAULT_SEARCH = SearchSettings()
 
 
 # --- The tuner -------------------------------------------------------------
@@ -127,28 +190,21 @@ class RecipeTuner(base_tuner.BaseTuner):
         super().on_trial_end(trial)
 
 
-def make_oracle(
-    tuner: str,
-    objective: str,
-    *,
-    max_trials: int,
-    max_epochs: int,
-    seed: int,
-    hyperband_factor: int = 3,
-) -> keras_tuner.Oracle:
-    """The keras-tuner oracle called ``tuner``, minimising ``objective``.
+def make_oracle(settings: SearchSettings) -> keras_tuner.Oracle:
+    """The keras-tuner oracle of ``settings``, minimising its objective.
+
+    ``settings.trial_epochs`` is Hyperband's maximum (see :meth:`SearchSettings.for_recipe`).
 
     Example:
-        >>> oracle = make_oracle("random", "val_top1_error", max_trials=3, max_epochs=1, seed=1)
-        >>> oracle.objective.direction
-        'min'
+        >>> oracle = make_oracle(SearchSettings(max_trials=3, trial_epochs=1))
+        >>> oracle.objective.name, oracle.objective.direction
+        ('val_top1_error', 'min')
     """
-    if tuner not in TUNERS:
-        raise ValueError(f"Unknown tuner {tuner!r}; expected one of {', '.join(TUNERS)}.")
-    goal = keras_tuner.Objective(objective, direction="min")
-    if tuner == "random":
+    goal = keras_tuner.Objective(settings.goal, direction="min")
+    max_trials, seed = settings.max_trials, settings.seed
+    if settings.tuner == "random":
         return keras_tuner.oracles.RandomSearchOracle(goal, max_trials=max_trials, seed=seed)
-    if tuner == "bayesian":
+    if settings.tuner == "bayesian":
         # keras-tuner's default, 3 random trials per hyper-parameter (18 here), would
         # leave a search of 10 or 20 trials random; a third of the trials is enough
         # to fit the Gaussian process to.
@@ -158,8 +214,13 @@ def make_oracle(
             seed=seed,
             num_initial_points=max(2, max_trials // 3),
         )
+    if settings.trial_epochs is None:
+        raise ValueError(
+            "Hyperband needs trial_epochs, its maximum; SearchSettings.for_recipe gives the "
+            "recipe's."
+        )
     oracle = keras_tuner.oracles.HyperbandOracle(
-        goal, max_epochs=max_epochs, factor=hyperband_factor, seed=seed
+        goal, max_epochs=settings.trial_epochs, factor=settings.hyperband_factor, seed=seed
     )
     oracle.max_trials = max_trials  # Hyperband has no cap of its own; the oracle base honours it
     return oracle
@@ -270,17 +331,17 @@ class SearchResult:
 # --- The search ------------------------------------------------------------
 
 
-def _search_record(recipe, space, tuner, objective, trial_epochs, seed, hyperband_factor) -> dict:
+def _search_record(recipe, space: SearchSpace, settings: SearchSettings) -> dict:
     recipe_json = json.loads(recipe.to_json())
     for field in config_lib.EXECUTION_FIELDS:
         recipe_json.pop(field, None)
     return {
-        "tuner": tuner,
-        "objective": objective,
-        "trial_epochs": trial_epochs,
+        "tuner": settings.tuner,
+        "objective": settings.objective,
+        "trial_epochs": settings.trial_epochs,
         # A resumed oracle keeps its seed and factor: another value would be ignored.
-        "seed": int(seed),
-        "hyperband_factor": int(hyperband_factor),
+        "seed": int(settings.seed),
+        "hyperband_factor": int(settings.hyperband_factor),
         "space": space.to_json(),
         "recipe": recipe_json,
     }
@@ -314,38 +375,14 @@ def tuner_role() -> str:
     return "chief" if "chief" in os.environ.get("KERASTUNER_TUNER_ID", "") else "worker"
 
 
-def _check_search_arguments(
-    tuner, objective, max_trials, seed, hyperband_factor, trial_epochs
-) -> None:
-    if tuner not in TUNERS:
-        raise ValueError(f"Unknown tuner {tuner!r}; expected one of {', '.join(TUNERS)}.")
-    if objective not in OBJECTIVES:
-        raise ValueError(
-            f"Unknown objective {objective!r}; expected one of {', '.join(OBJECTIVES)}."
-        )
-    for name, value, low in (
-        ("max_trials", max_trials, 1),
-        ("seed", seed, 1),
-        ("hyperband_factor", hyperband_factor, 2),
-        ("epochs", trial_epochs, 1),
-    ):
-        if int(value) < low:
-            raise ValueError(f"{name}={value} is not accepted; expected >= {low}.")
-
-
 def search(
     recipe: ml_collections.ConfigDict,
     directory: str,
     *,
     space: SearchSpace | None = None,
-    tuner: str = "random",
-    objective: str = "top1",
-    max_trials: int = 10,
-    trial_epochs: int | None = None,
+    settings: SearchSettings = DEFAULT_SEARCH,
     project_name: str | None = None,
     overwrite: bool = False,
-    seed: int = 1,
-    hyperband_factor: int = 3,
     strategy: tf.distribute.Strategy | None = None,
     train_fn: TrainFn | None = None,
 ) -> SearchResult:
@@ -359,15 +396,10 @@ def search(
         recipe: The base recipe; the searched fields are overwritten per trial.
         directory: Where the search lives (``directory/<project_name>/``).
         space: The ranges (default: :func:`default_space` of the recipe).
-        tuner: "random", "bayesian" or "hyperband".
-        objective: "top1" or "top5": the validation error minimised.
-        max_trials: Number of trials (Hyperband: at most this many).
-        trial_epochs: Epochs each trial trains (Hyperband: the maximum);
-            default the recipe's. The best recipe keeps the recipe's epochs.
+        settings: The algorithm, objective, trials and epochs per trial
+            (:class:`SearchSettings`).
         project_name: Default ``<dataset>_<variant>``.
         overwrite: Start the search over (workers never delete).
-        seed: Seed of the oracle (>= 1).
-        hyperband_factor: Hyperband's reduction factor (>= 2).
         strategy: The strategy of every trial (default: ``recipe.strategy``).
         train_fn: The training function (default :func:`vgg_tf.training.loop.train_and_evaluate`).
 
@@ -376,12 +408,14 @@ def search(
         ``directory/<project_name>/best_config.py``.
 
     Raises:
-        ValueError: A bad range, tuner, objective, count or recipe field, or a
-            directory that holds a search with other settings.
+        ValueError: A bad range or recipe field, or a directory that holds a
+            search with other settings.
         RuntimeError: Trials kept failing (keras-tuner gives up after 3 in a row).
+
+    Example:
+        >>> search(recipe, "tuning", settings=SearchSettings("bayesian", max_trials=20))  # doctest: +SKIP
     """
-    trial_epochs = int(recipe.epochs if trial_epochs is None else trial_epochs)
-    _check_search_arguments(tuner, objective, max_trials, seed, hyperband_factor, trial_epochs)
+    settings = settings.for_recipe(recipe)
     config_lib.validate_config(recipe)
     space = space or default_space(recipe)
     validate_space(space, int(recipe.crop_size))
@@ -399,25 +433,11 @@ def search(
     # A worker checks the chief's record too: its trials must train the same search.
     # (With --overwrite the chief may be deleting it: the chief's check is enough.)
     if not (worker and overwrite):
-        _check_search_record(
-            project_dir,
-            _search_record(recipe, space, tuner, objective, trial_epochs, seed, hyperband_factor),
-            write=not worker,
-        )
+        _check_search_record(project_dir, _search_record(recipe, space, settings), write=not worker)
 
-    goal = OBJECTIVES[objective]
-    oracle = make_oracle(
-        tuner,
-        goal,
-        max_trials=max_trials,
-        max_epochs=trial_epochs,
-        seed=seed,
-        hyperband_factor=hyperband_factor,
-    )
-    hypermodel = RecipeHyperModel(recipe, space, trial_epochs)
     recipe_tuner = RecipeTuner(
-        oracle,
-        hypermodel,
+        make_oracle(settings),
+        RecipeHyperModel(recipe, space, settings.trial_epochs),
         strategy=strategy,
         train_fn=train_fn,
         directory=directory,
@@ -427,7 +447,11 @@ def search(
     recipe_tuner.search()
     if worker:
         return SearchResult("", [], None, None, None, project_dir, worker=True)
+    return _report(recipe_tuner, recipe, settings, project_dir)
 
+
+def _report(recipe_tuner, recipe, settings: SearchSettings, project_dir: str) -> SearchResult:
+    """The trials' table and file, and the best trial's recipe file."""
     rows = trial_rows(recipe_tuner.oracle)
     completed = [t for t in recipe_tuner.oracle.trials.values() if t.status == "COMPLETED"]
     best = recipe_tuner.oracle.get_best_trials(1)[0] if completed else None
@@ -437,7 +461,8 @@ def search(
         best_path = os.path.join(project_dir, BEST_CONFIG_FILE)
         header = (
             f"Best trial {best.trial_id} of the search in {project_dir} "
-            f"({tuner}, {goal} = {best.score:.4g} after {trial_epochs} epoch(s)).\n\n"
+            f"({settings.tuner}, {settings.goal} = {best.score:.4g} after "
+            f"{settings.trial_epochs} epoch(s)).\n\n"
             f"    bin/train --config={best_path}\n"
         )
         with workdir.atomic_path(best_path) as tmp, open(tmp, "w") as f:

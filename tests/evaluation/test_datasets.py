@@ -1,0 +1,38 @@
+"""Which images an evaluation reads (vgg_tf.evaluation.datasets.DatasetSplit)."""
+
+import pytest
+import tensorflow as tf
+
+from vgg_tf.data.images import ImageLimits
+from vgg_tf.evaluation.datasets import DatasetSplit
+
+
+def test_the_test_split_by_default_and_its_first_n_images(digits, tfds_dir):
+    data = DatasetSplit("digits", data_dir=str(tfds_dir), max_examples=5)
+    assert data.split_of(digits) == "test" and data.count(digits, "test") == 5
+    assert DatasetSplit("digits", split="train[:10]").split_of(digits) == "train[:10]"
+    assert DatasetSplit("digits").count(digits, "test") == digits.num_examples("test")
+    names = [name for _, _, name in data.decoded(digits, "test").as_numpy_iterator()]
+    assert len(names) == 5
+
+
+def test_the_limits_reach_the_decoder(digits):
+    # The digits are 8 x 8: a limit of 60 pixels refuses every one of them, and a split
+    # without one good image is an error.
+    data = DatasetSplit("digits", max_examples=3, limits=ImageLimits(max_pixels=60))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="over the size limits"):
+        list(data.decoded(digits, "test").as_numpy_iterator())
+    assert len(list(DatasetSplit("digits", max_examples=3).decoded(digits, "test"))) == 3
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        (dict(max_examples=0), "max_examples=0 is not accepted; expected a positive integer"),
+        (dict(max_examples=2.5), "max_examples=2.5 is not accepted"),
+        (dict(dataset=""), "dataset='' is not accepted; expected a TFDS name"),
+    ],
+)
+def test_bad_choices_are_refused_naming_the_value(changes, message):
+    with pytest.raises(ValueError, match=message):
+        DatasetSplit(**{"dataset": "digits", **changes})
