@@ -8,11 +8,10 @@ machine's own matmul bound, as a table and JSON.
 
 import sys
 
-from vgg_tf.cli import quiet
-from vgg_tf.cli.entry import run_app
+from vgg_tf.cli.entry import prepare_tensorflow, run_app
 
 if __name__ == "__main__":
-    quiet.quiet_tensorflow(sys.argv)  # before TensorFlow is imported, as the commands do
+    prepare_tensorflow(sys.argv)  # the CPU path, a quiet import: as the commands do
     from benchmarks import suite
 
     run_app(suite.main, __doc__)

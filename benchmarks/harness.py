@@ -46,6 +46,9 @@ class Settings:
     memory_batch: int
     memory_image_size: int
     memory_steps: int
+    # onednn.py: the CPU paths side by side (inference and evaluation sized as above)
+    onednn_train_steps: int  # steps of bin/train --variant A's step per timed call
+    onednn_repeats: int
     # run-wide
     mixed_precision: str = ""  # "", "float16" or "bfloat16"
     jit_compile: bool = False
@@ -78,6 +81,8 @@ def full(**overrides) -> Settings:
         memory_batch=16,
         memory_image_size=224,
         memory_steps=2,
+        onednn_train_steps=8,
+        onednn_repeats=3,
         **overrides,
     )
 
@@ -103,6 +108,8 @@ def quick(**overrides) -> Settings:
         memory_batch=4,
         memory_image_size=96,
         memory_steps=2,
+        onednn_train_steps=2,
+        onednn_repeats=2,
         **overrides,
     )
 

@@ -7,13 +7,21 @@ the best of the repeats is the peak, the median what a busy machine gives.
 The model comparisons also time this matmul between their own repeats
 (:data:`BOUND_N`), so that the bound they are read against was measured under
 the same load as they were.
+
+The section also records the CPU's vector features (AVX2, AVX-512 and its VNNI
+and BF16 extensions, AVX-VNNI, AMX: what TensorFlow's and vgg_tf's choice of the
+oneDNN path rest on, :mod:`vgg_tf.cli.cpu_path`), whether this run's convolutions
+go through oneDNN, and what a command started with nothing set would choose.
 """
 
 from __future__ import annotations
 
+import os
+
 import tensorflow as tf
 
 from benchmarks import harness
+from vgg_tf.cli import cpu_path
 
 #: Side of the matmul timed between the model repeats (137 GFLOP: about 0.5 s at 250 GFLOP/s).
 BOUND_N = 4096
@@ -41,8 +49,38 @@ def matmul_gflops(n: int, repeats: int, dtype=tf.float32, progress=None) -> dict
     )
 
 
+def onednn_observed() -> bool:
+    """Whether this process's CPU convolutions run through oneDNN.
+
+    TensorFlow's own CPU Conv2D refuses NCHW (channels-first) input and oneDNN's runs
+    it, so one small channels-first convolution tells which path TensorFlow took.
+    """
+    with tf.device("/CPU:0"):
+        try:
+            image, kernel = tf.zeros([1, 3, 8, 8]), tf.zeros([3, 3, 3, 4])
+            tf.nn.conv2d(image, kernel, strides=1, padding="SAME", data_format="NCHW").numpy()
+        except tf.errors.UnimplementedError:  # "only supports the NHWC tensor format on the CPU"
+            return False
+    return True
+
+
+def cpu_facts() -> dict:
+    """The CPU's vector features, this run's oneDNN path (observed) and its variable, and the
+    path a command started with nothing set chooses (its start-up line)."""
+    unset = {k: v for k, v in os.environ.items() if k != cpu_path.VARIABLE}
+    choice = cpu_path.choose_here(unset)
+    return dict(
+        features=cpu_path.vector_features(cpu_path.read_cpu_flags()),
+        onednn=onednn_observed(),
+        variable=os.environ.get(cpu_path.VARIABLE),
+        default_onednn=choice.onednn,
+        default_line=cpu_path.startup_line(choice),
+    )
+
+
 def run(settings: harness.Settings, verbose: bool = True) -> dict:
-    """fp32 matmul peak; also the mixed-precision compute dtype's when one is set."""
+    """fp32 matmul peak; also the mixed-precision compute dtype's when one is set; the CPU's
+    vector features and oneDNN path (:func:`cpu_facts`)."""
     n, repeats = (2048, 3) if settings.quick else (4096, 5)
     dtypes = [tf.float32] + (
         [tf.as_dtype(settings.mixed_precision)] if settings.mixed_precision else []
@@ -52,4 +90,5 @@ def run(settings: harness.Settings, verbose: bool = True) -> dict:
     if settings.mixed_precision:
         result["mixed"] = matmul_gflops(n, repeats, dtypes[1], progress)
     progress.finish()
+    result["cpu"] = cpu_facts()
     return result

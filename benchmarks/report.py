@@ -1,5 +1,5 @@
 """The run's figures as Markdown tables (readable in a terminal, pasted as is into BUILD.md),
-and the targets of issue 13, met or not."""
+and the targets (issues 13 and 24), met or not."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ TARGETS = (
     ("inference >= 85% of the matmul bound", 0.85, "min"),
     ("pipeline >= 2x naive at jittered S", 2.0, "min"),
     ("serving latency <= 1.2x the bare forward pass", 1.2, "max"),
+    ("default CPU path >= 0.9x the faster oneDNN setting (training)", 0.9, "min"),
 )
 
 
@@ -31,6 +32,8 @@ def target_values(results: dict) -> dict[str, float | None]:
         values[TARGETS[3][0]] = _jittered(results["pipeline"])["ratio"]
     if "serving" in results:
         values[TARGETS[4][0]] = results["serving"]["ratio"]
+    if "onednn" in results:
+        values[TARGETS[5][0]] = results["onednn"]["training"]["default_over_faster"]
     return values
 
 
@@ -60,6 +63,63 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%"
 
 
+def _yes(value) -> str:
+    return {True: "yes", False: "no", None: "unknown"}[value]
+
+
+def _on(value) -> str:
+    return {True: "on", False: "off", None: "TensorFlow's default"}[value]
+
+
+def cpu_lines(cpu: dict) -> list[str]:
+    """The machine section's CPU line: vector features and oneDNN paths."""
+    f = cpu["features"]
+    extensions = [
+        name for name, key in (("VNNI", "avx512_vnni"), ("BF16", "avx512_bf16")) if f[key]
+    ]
+    avx512 = _yes(f["avx512"]) + (f" ({', '.join(extensions)})" if extensions else "")
+    variable = cpu["variable"]
+    return [
+        f"CPU vector features: AVX2 {_yes(f['avx2'])}, AVX-512 {avx512}, AVX-VNNI "
+        f"{_yes(f['avx_vnni'])}, AMX {_yes(f['amx'])}; oneDNN {_on(cpu['onednn'])} in this run "
+        f"(TF_ENABLE_ONEDNN_OPTS={variable if variable is not None else 'unset'}); a command "
+        f'started with nothing set prints "{cpu["default_line"]}"',
+        "",
+    ]
+
+
+def onednn_table(o: dict) -> list[str]:
+    """The oneDNN section: each workload's img/s on the three paths, side by side."""
+    sides = o["sides"]
+    lines = _table(
+        [
+            "CPU paths (child processes, interleaved)",
+            f"default ({_on(sides['default']['onednn'])}) img/s",
+            "oneDNN off img/s",
+            "oneDNN on img/s",
+            "on / off",
+            "default / faster",
+        ],
+        [
+            [
+                f"{workload}: {o[workload]['description']}",
+                o[workload]["default_img_s"],
+                o[workload]["off_img_s"],
+                o[workload]["on_img_s"],
+                f"{o[workload]['on_over_off']:.2f}x",
+                f"{o[workload]['default_over_faster']:.2f}x",
+            ]
+            for workload in ("training", "inference", "evaluation")
+            if workload in o
+        ],
+    )
+    observed = ", ".join(
+        f"{side} ({'unset' if s['variable'] is None else s['variable']}): {_on(s['onednn'])}"
+        for side, s in sides.items()
+    )
+    return lines + [f"paths observed in the children: {observed}", ""]
+
+
 def format_results(results: dict) -> str:
     """Every figure of ``results`` as Markdown tables, then the targets and the run's time."""
     env = results["environment"]
@@ -87,6 +147,10 @@ def format_results(results: dict) -> str:
                 f"{m['mixed']['peak_gflops']:.0f} GFLOP/s, the bound of the mixed-"
                 "precision model rows"
             ]
+        if "cpu" in m:
+            lines += cpu_lines(m["cpu"])
+    if "onednn" in results:
+        lines += onednn_table(results["onednn"])
     if "inference" in results:
         inf = results["inference"]
         lines += _table(

@@ -1,7 +1,8 @@
 """Runs every measurement in one process, prints the table, writes the JSON.
 
-Order: the matmul peak first, the memory run in its child process while this
-one is still small, then the model, pipeline, evaluation and serving comparisons.
+Order: the matmul peak first, the memory run and the oneDNN paths in their child
+processes while this one is still small, then the model, pipeline, evaluation and
+serving comparisons.
 """
 
 from __future__ import annotations
@@ -14,10 +15,29 @@ import time
 import tensorflow as tf
 from absl import app, flags
 
-from benchmarks import evaluation, harness, machine, memory, models, pipeline, report, serving
+from benchmarks import (
+    evaluation,
+    harness,
+    machine,
+    memory,
+    models,
+    onednn,
+    pipeline,
+    report,
+    serving,
+)
 from vgg_tf.cli import quiet
 
-SECTIONS = ("machine", "memory", "inference", "training", "pipeline", "evaluation", "serving")
+SECTIONS = (
+    "machine",
+    "memory",
+    "onednn",
+    "inference",
+    "training",
+    "pipeline",
+    "evaluation",
+    "serving",
+)
 
 _QUICK = flags.DEFINE_bool(
     "quick",
@@ -70,6 +90,8 @@ def run_all(settings: harness.Settings, sections=SECTIONS, verbose: bool = True)
         results["machine"] = machine.run(settings, verbose)
     if "memory" in sections:
         results["memory"] = memory.run(settings, verbose)
+    if "onednn" in sections:
+        results["onednn"] = onednn.run(settings, verbose)
     if "inference" in sections:
         results["inference"] = models.inference(settings, verbose)
     if "training" in sections:

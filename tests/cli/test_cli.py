@@ -12,12 +12,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vgg_tf.cli import quiet  # importing it (or vgg_tf.cli) changes nothing in the process
+from vgg_tf.cli import cpu_path, quiet  # importing them (or vgg_tf.cli) changes nothing
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ["--config.width_multiplier=0.0625"]
 # TensorFlow's start-up lines and the third-party deprecation notices a first run used to open with.
-NOISE = ("oneDNN", "absl::InitializeLog", "cpu_feature_guard", "CounterV2", "deprecat")
+NOISE = (
+    "oneDNN custom operations",
+    "absl::InitializeLog",
+    "cpu_feature_guard",
+    "CounterV2",
+    "deprecat",
+)
 
 
 def _env(**extra: str) -> dict:
@@ -59,6 +65,9 @@ def test_first_run_shows_progress_and_results_without_tensorflow_noise(tmp_path)
     screen = result.stdout + result.stderr
     for noise in NOISE:
         assert noise not in screen, f"{noise!r} on the first screen:\n{screen[:3000]}"
+    # Its first line names the CPU path (and only that line does).
+    line = cpu_path.startup_line(cpu_path.choose_here(_env()))
+    assert result.stderr.splitlines()[0] == line and screen.count("CPU: ") == 1, screen[:3000]
     assert "Epoch 1/1" in screen and "top1_err" in screen  # the progress bar
     assert "epoch 1: val top-1 error" in screen
     assert f"workdir: {tmp_path / 'wd'}" in result.stdout
@@ -93,13 +102,21 @@ def test_skipped_record_lines_still_reach_the_terminal(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args, env",
-    [(["--verbosity=0"], {}), ([], {"TF_CPP_MIN_LOG_LEVEL": "0"})],
-    ids=["verbosity_flag", "users_own_level"],
+    [(["--verbosity=0"], {}), ([], {"TF_CPP_MIN_LOG_LEVEL": "0", "TF_ENABLE_ONEDNN_OPTS": "0"})],
+    ids=["verbosity_flag", "users_own_level_and_onednn_off"],
 )
 def test_tensorflow_logs_shown_when_asked_for(tmp_path, args, env):
     result = _run([str(ROOT / "bin" / "train"), *args, "--helpshort"], cwd=tmp_path, **env)
     assert "bin/train: trains a VGG network" in result.stdout, result.stderr[-3000:]
-    assert "oneDNN" in result.stderr or "cpu_feature_guard" in result.stderr
+    assert "oneDNN custom operations" in result.stderr or "cpu_feature_guard" in result.stderr
+    # The start-up line names the path, and TensorFlow's own log (it says when oneDNN is on)
+    # agrees: the user's TF_ENABLE_ONEDNN_OPTS=0 turns it off, nothing set gets the choice.
+    path = cpu_path.choose_here(_env(**env))
+    assert result.stderr.splitlines()[0] == cpu_path.startup_line(path), result.stderr[:2000]
+    if "TF_ENABLE_ONEDNN_OPTS" in env:
+        assert result.stderr.startswith("CPU: oneDNN off (TF_ENABLE_ONEDNN_OPTS=0, as set)")
+    if path.onednn is not None:
+        assert ("oneDNN custom operations are on" in result.stderr) == path.onednn
 
 
 @pytest.mark.slow

@@ -1,9 +1,11 @@
 """The entry points: ``bin/<command>`` and the ``vgg-<command>`` console scripts.
 
 Each entry point prepares the process before TensorFlow is imported
-(:func:`vgg_tf.cli.quiet.quiet_tensorflow`: start-up INFO lines and third-party
-deprecation notices hidden unless asked for), then imports the command's module
-(:mod:`vgg_tf.cli.train`, ...) and runs it. Nothing here runs at import time.
+(:func:`prepare_tensorflow`: the CPU path chosen and named in one line,
+:mod:`vgg_tf.cli.cpu_path`; start-up INFO lines and third-party deprecation
+notices hidden unless asked for, :mod:`vgg_tf.cli.quiet`), then imports the
+command's module (:mod:`vgg_tf.cli.train`, ...) and runs it. Nothing here runs
+at import time.
 
 Example:
     >>> from vgg_tf.cli import entry
@@ -19,7 +21,7 @@ import sys
 
 from absl import app, flags
 
-from vgg_tf.cli import quiet
+from vgg_tf.cli import cpu_path, quiet
 
 #: The commands, each a module of vgg_tf.cli with a ``main(argv)`` and a docstring.
 COMMANDS = (
@@ -53,6 +55,23 @@ def run_app(main, doc: str | None) -> None:
     app.run(main)
 
 
+def prepare_tensorflow(argv: list[str]) -> cpu_path.CpuPath:
+    """Chooses the CPU path, says which on stderr, then imports TensorFlow quietly.
+
+    The line is shown at TensorFlow's default log level and below (``--verbosity`` of -1
+    or more, ``TF_CPP_MIN_LOG_LEVEL`` of 0 or 1) and hidden with errors only.
+
+    Example (in a fresh process, before anything imports TensorFlow)::
+
+        path = prepare_tensorflow(sys.argv)   # CPU: oneDNN on (...)
+    """
+    path = cpu_path.apply()
+    if quiet.cpp_min_log_level(quiet.requested_verbosity(argv)) <= 1:
+        print(cpu_path.startup_line(path), file=sys.stderr, flush=True)
+    quiet.quiet_tensorflow(argv)
+    return path
+
+
 def launch(command: str) -> None:
     """Prepares the process, then runs ``vgg_tf.cli.<command>``'s ``run()``."""
     if command not in COMMANDS:
@@ -63,7 +82,7 @@ def launch(command: str) -> None:
             f"error: bin/{command} needs {package}, which vgg_tf installs with its "
             f"{extra} extra: pip install 'vgg_tf[{extra}]'"
         )
-    quiet.quiet_tensorflow(sys.argv)
+    prepare_tensorflow(sys.argv)
     importlib.import_module(f"vgg_tf.cli.{command}").run()
 
 
