@@ -24,12 +24,13 @@ from skimage import data
 
 from benchmarks import harness
 from vgg_tf.data import images as images_lib
+from vgg_tf.data.constants import IMAGENET_MEAN_RGB
 from vgg_tf.inference import protocol as ev
 from vgg_tf.nets.fcn import to_fully_convolutional
 from vgg_tf.weights.applications import VGG
+from vgg_tf.weights.trained import TrainedModel
 
 CROP = 224
-MEAN_RGB = (123.68, 116.78, 103.94)
 
 
 def photo_jpeg(quality: int = 90) -> bytes:
@@ -39,7 +40,7 @@ def photo_jpeg(quality: int = 90) -> bytes:
     return out.getvalue()
 
 
-def trained_model(settings: harness.Settings) -> ev.TrainedModel:
+def trained_model(settings: harness.Settings) -> TrainedModel:
     """Net D (at the settings' width) with random weights, as a trained model of S in
     [min Q, max Q]."""
     scales = settings.eval_scales
@@ -49,10 +50,10 @@ def trained_model(settings: harness.Settings) -> ev.TrainedModel:
         crop_size=CROP,
         scale_min=min(scales),
         scale_max=max(scales),
-        mean_rgb=list(MEAN_RGB),
+        mean_rgb=list(IMAGENET_MEAN_RGB),
         class_names=None,
     )
-    return ev.TrainedModel(model, config, "benchmark", "D (random weights)")
+    return TrainedModel(model, config, "benchmark", "D (random weights)")
 
 
 def fcn_macs(fcn: keras.Model, height: int, width: int) -> int:
@@ -86,7 +87,7 @@ def mac_rows(fcn: keras.Model, height: int, width: int, scales) -> list[dict]:
     return rows
 
 
-def run(settings: harness.Settings, trained: ev.TrainedModel, verbose: bool = True) -> dict:
+def run(settings: harness.Settings, trained: TrainedModel, verbose: bool = True) -> dict:
     """GMACs and wall seconds per image of dense and multi-crop evaluation."""
     scales = settings.eval_scales
     evaluator = ev.ModelEvaluator(trained, scales=scales)

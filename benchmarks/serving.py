@@ -25,6 +25,7 @@ from vgg_tf.data import images as images_lib
 from vgg_tf.inference import protocol as ev
 from vgg_tf.nets.fcn import to_fully_convolutional
 from vgg_tf.serving.export import export_saved_model
+from vgg_tf.weights.trained import TrainedModel
 
 
 def _latency(times: list[float]) -> dict:
@@ -37,7 +38,7 @@ def _latency(times: list[float]) -> dict:
     )
 
 
-def bare_forward(trained: ev.TrainedModel, image: tf.Tensor, scales):
+def bare_forward(trained: TrainedModel, image: tf.Tensor, scales):
     """A function running the FCN on ``image`` and its flip, rescaled to each Q beforehand."""
     fcn = to_fully_convolutional(trained.model, head="logits")
     views = tf.cast(tf.stack([image, tf.reverse(image, axis=[1])]), tf.float32)
@@ -46,7 +47,7 @@ def bare_forward(trained: ev.TrainedModel, image: tf.Tensor, scales):
     return lambda: forward().numpy()
 
 
-def run(settings: harness.Settings, trained: ev.TrainedModel, verbose: bool = True) -> dict:
+def run(settings: harness.Settings, trained: TrainedModel, verbose: bool = True) -> dict:
     """Export time and size; serving_default and bare forward latency (median, p99) and ratio."""
     scales = settings.eval_scales
     jpeg = evaluation.photo_jpeg()

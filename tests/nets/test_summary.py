@@ -68,4 +68,6 @@ def test_command_prints_the_table_and_says_whose_columns_they_are(tmp_path):
     assert [line.split()[0] for line in lines[1:7]] == ["A", "A-LRN", "B", "C", "D", "E"]
     assert all(line.split()[3] == "-" for line in lines[1:7])  # not the paper's setting
     assert "the paper gives no MAC or FLOP counts" in result.stdout
-    assert "oneDNN" not in result.stderr and "absl::InitializeLog" not in result.stderr
+    # TensorFlow's start-up log lines are hidden (the command's own CPU line may stay).
+    assert "oneDNN custom operations" not in result.stderr
+    assert "absl::InitializeLog" not in result.stderr

@@ -192,7 +192,7 @@ class Localiser(tf.Module):
         self.top_k = min(int(top_k), self.num_classes)
         self.options = options
         spec = [tf.TensorSpec([None, None, 3], tf.float32)]
-        self.localise = tf.function(self._localise, input_signature=spec)
+        self.localise = tf.function(self.find, input_signature=spec)
         self.localise_classes = tf.function(
             self._localise_classes, input_signature=spec + [tf.TensorSpec([None], tf.int32)]
         )
@@ -201,7 +201,12 @@ class Localiser(tf.Module):
         """The classifier's score maps (logits) at each scale: Q -> [h, w, classes]."""
         return {q: self._classifier.value(image, q) for q in self.scales}
 
-    def _localise(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+    def find(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
+        """The top classes of one ``(H, W, 3)`` image, their posteriors and merged boxes.
+
+        Not traced: for use inside another graph (the localisation SavedModel's);
+        :attr:`localise` is the same as a ``tf.function``.
+        """
         maps = self._class_maps(image)
         # Image-level posteriors as the dense protocol computes them (§3.2): the
         # softmax of the location-averaged score map, averaged over the scales.

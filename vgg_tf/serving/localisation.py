@@ -48,7 +48,7 @@ class LocalisationServing(tf.Module):
         image = tf.cast(
             decode_rgb(image_bytes, limits.max_pixels, limits.max_aspect_ratio), tf.float32
         )
-        found = self._localiser.value._localise(image)
+        found = self._localiser.value.find(image)
         size = tf.cast(tf.shape(image)[:2], tf.float32)
         return found["boxes"] * tf.tile(size, [2]), found["classes"], found["scores"]
 
