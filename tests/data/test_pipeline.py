@@ -11,6 +11,7 @@ import tensorflow as tf
 
 from vgg_tf.data import constants, sources
 from vgg_tf.data import pipeline as ip
+from vgg_tf.data.images import ImageLimits
 
 CROP = 32  # small crops keep the streams fast; the 224 geometry is tested on ops
 
@@ -240,7 +241,6 @@ def test_eval_dataset_modes(digits):
         (dict(crop_size=0), "crop_size=0"),
         (dict(crop_size=-4, scale_min=8, scale_max=8), "crop_size=-4"),
         (dict(batch_size=0), "batch_size=0"),
-        (dict(max_pixels=-1), "max_pixels=-1"),
     ],
 )
 def test_invalid_parameters(kwargs, match):
@@ -289,8 +289,7 @@ def test_the_streams_read_every_field_of_the_recipe_they_use():
         seed=5,
         deterministic=True,
         cache=True,
-        max_pixels=None,
-        max_aspect_ratio=4.0,
+        limits=ImageLimits(max_pixels=None, max_aspect_ratio=4.0),
         with_boxes=True,
     )
     assert ip.EvalStream.from_recipe(config, 44, mean_rgb=mean) == ip.EvalStream(
@@ -298,13 +297,13 @@ def test_the_streams_read_every_field_of_the_recipe_they_use():
         image_size=44,
         crop_size=32,
         mean_rgb=mean,
-        max_pixels=None,
-        max_aspect_ratio=4.0,
+        limits=ImageLimits(max_pixels=None, max_aspect_ratio=4.0),
         with_boxes=True,
     )
     config.update(task="classification", max_pixels=1000, max_aspect_ratio=0)
     stream = ip.TrainStream.from_recipe(config, mean_rgb=mean)
-    assert (stream.with_boxes, stream.max_pixels, stream.max_aspect_ratio) == (False, 1000, None)
+    assert stream.limits == ImageLimits(max_pixels=1000, max_aspect_ratio=None)
+    assert not stream.with_boxes
 
 
 def test_a_negative_skip_is_refused(digits):

@@ -42,6 +42,7 @@ from vgg_tf import workdir as workdir_lib
 from vgg_tf.data import pipeline as input_pipeline
 from vgg_tf.data import pixel_statistics, sources
 from vgg_tf.data.constants import IMAGENET_MEAN_RGB
+from vgg_tf.data.images import ImageLimits
 from vgg_tf.nets import builder
 from vgg_tf.training import distribute, tasks
 from vgg_tf.training import recipe as config_lib
@@ -292,14 +293,9 @@ def _mean_rgb(config, source: sources.Source, recorded: dict | None) -> tuple[fl
         return tuple(float(v) for v in start["mean_rgb"])
     if source.name.startswith("imagenet"):
         return IMAGENET_MEAN_RGB
-    limits = _image_limits(config)
-    return tuple(float(v) for v in pixel_statistics.compute_mean_rgb(source, **limits))
-
-
-def _image_limits(config) -> dict:
-    return dict(
-        max_pixels=config.max_pixels or None, max_aspect_ratio=config.max_aspect_ratio or None
-    )
+    limits = ImageLimits.from_settings(config.max_pixels, config.max_aspect_ratio)
+    mean = pixel_statistics.compute_mean_rgb(source, **dataclasses.asdict(limits))
+    return tuple(float(v) for v in mean)
 
 
 @contextlib.contextmanager
