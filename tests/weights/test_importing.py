@@ -764,7 +764,8 @@ def test_imagenet_trained_model_from_the_cache(tmp_path, monkeypatch):
         ("predictions", [state["classifier.6.weight"].T, state["classifier.6.bias"]]),
     ]
     source = write_keras2_h5(tmp_path / "d.h5", keras_layers_d)
-    cached = _cache_with(tmp_path, monkeypatch, ("D", False, True), source)
+    key = ("D", True)
+    cached = _cache_with(tmp_path, monkeypatch, published.KERAS_APPLICATIONS_FILES, key, source)
     trained = weights.imagenet_trained_model("D")
     assert trained.path == str(cached) and trained.name == "D (imagenet)"
     assert trained.mean_rgb == IMAGENET_MEAN_RGB

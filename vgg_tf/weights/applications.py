@@ -207,8 +207,8 @@ def VGG(
             imported weights and another ``classes``, every layer but fc8 is
             loaded and fc8 starts afresh (``kernel_initializer``), for fine-tuning.
             Imported weights take RGB minus their source's mean RGB
-            (``vgg_tf.weights.imagenet_mean_rgb(variant)`` for "imagenet",
-            ``vgg_tf.weights.read_weights(path).mean_rgb`` for a file), which
+            (``vgg_tf.weights.published.imagenet_mean_rgb(variant)`` for "imagenet",
+            ``vgg_tf.read_weights(path).mean_rgb`` for a file), which
             ``include_preprocessing=True`` puts inside the model.
         input_tensor: Optional Keras tensor to use as the model's input (its
             shape stands for a None ``input_shape``).
@@ -336,8 +336,8 @@ def preprocess_input(
             nested lists) or a tensor, ``(..., H, W, 3)`` or ``(..., 3, H, W)``.
         mean_rgb: The weights' mean RGB. The default is ImageNet's, as the
             authors' Caffe weights take it (``weights="imagenet"`` for D and E);
-            ``vgg_tf.weights.imagenet_mean_rgb(variant, batch_norm)`` gives any
-            published net's, ``vgg_tf.weights.read_weights(path).mean_rgb`` a
+            ``vgg_tf.weights.published.imagenet_mean_rgb(variant, batch_norm)`` gives any
+            published net's, ``vgg_tf.read_weights(path).mean_rgb`` a
             file's, and a workdir's ``config.json`` records its run's.
         data_format: Where the channels are: "channels_last", "channels_first",
             or None for Keras' ``image_data_format()``.
