@@ -11,7 +11,6 @@ import tensorflow as tf
 
 from vgg_tf.data import constants, sources
 from vgg_tf.data import pipeline as ip
-from vgg_tf.data.images import ImageLimits
 
 CROP = 32  # small crops keep the streams fast; the 224 geometry is tested on ops
 
@@ -241,6 +240,7 @@ def test_eval_dataset_modes(digits):
         (dict(crop_size=0), "crop_size=0"),
         (dict(crop_size=-4, scale_min=8, scale_max=8), "crop_size=-4"),
         (dict(batch_size=0), "batch_size=0"),
+        (dict(max_pixels=-1), "max_pixels=-1"),
     ],
 )
 def test_invalid_parameters(kwargs, match):
@@ -289,7 +289,8 @@ def test_the_streams_read_every_field_of_the_recipe_they_use():
         seed=5,
         deterministic=True,
         cache=True,
-        limits=ImageLimits(max_pixels=None, max_aspect_ratio=4.0),
+        max_pixels=None,
+        max_aspect_ratio=4.0,
         with_boxes=True,
     )
     assert ip.EvalStream.from_recipe(config, 44, mean_rgb=mean) == ip.EvalStream(
@@ -297,13 +298,13 @@ def test_the_streams_read_every_field_of_the_recipe_they_use():
         image_size=44,
         crop_size=32,
         mean_rgb=mean,
-        limits=ImageLimits(max_pixels=None, max_aspect_ratio=4.0),
+        max_pixels=None,
+        max_aspect_ratio=4.0,
         with_boxes=True,
     )
     config.update(task="classification", max_pixels=1000, max_aspect_ratio=0)
     stream = ip.TrainStream.from_recipe(config, mean_rgb=mean)
-    assert stream.limits == ImageLimits(max_pixels=1000, max_aspect_ratio=None)
-    assert not stream.with_boxes
+    assert (stream.with_boxes, stream.max_pixels, stream.max_aspect_ratio) == (False, 1000, None)
 
 
 def test_a_negative_skip_is_refused(digits):

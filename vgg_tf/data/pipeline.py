@@ -108,6 +108,12 @@ def _validate_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size={batch_size!r} is invalid; expected a positive integer.")
 
 
+def _recipe_limits(recipe: Any) -> dict:
+    """A recipe's image limits as the streams' fields (its 0 is no limit)."""
+    limits = image_ops.ImageLimits.from_settings(recipe["max_pixels"], recipe["max_aspect_ratio"])
+    return dataclasses.asdict(limits)
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainStream:
     """What the training stream of §3.1 draws: scales, crops, flips, colour, mean, batches.
@@ -132,8 +138,9 @@ class TrainStream:
         cache: Cache the encoded records in memory (small datasets).
         fused_decode: Decode (JPEG) and resample only the crop window.
         shuffle_buffer: Example shuffle buffer; default min(split size, 8192).
-        limits: Records whose header declares more pixels, or a longer side more
-            times the shorter, than these are skipped.
+        max_pixels: Records whose header declares more pixels are skipped (None: no limit).
+        max_aspect_ratio: Records whose longer side is more than this times the
+            shorter are skipped (None: no limit).
         with_boxes: Localisation (Appendix A): the labels become ``(labels, boxes)``,
             the ground-truth boxes of each record in its crop's frame (corners at 0
             and 1, mirrored with the crop; :func:`boxes_in_window`), zero-area rows
@@ -165,7 +172,8 @@ class TrainStream:
     cache: bool = False
     fused_decode: bool = True
     shuffle_buffer: int | None = None
-    limits: image_ops.ImageLimits = image_ops.ImageLimits()
+    max_pixels: int | None = image_ops.DEFAULT_MAX_PIXELS
+    max_aspect_ratio: float | None = image_ops.DEFAULT_MAX_ASPECT_RATIO
     with_boxes: bool = False
 
     def __post_init__(self):
@@ -176,6 +184,7 @@ class TrainStream:
                 "scale_min <= scale_max."
             )
         _validate_batch_size(self.batch_size)
+        image_ops.check_image_limits(self.max_pixels, self.max_aspect_ratio)
 
     @classmethod
     def from_recipe(cls, recipe: Any, mean_rgb: Sequence[float]) -> TrainStream:
@@ -195,7 +204,7 @@ class TrainStream:
             ...               color_shift_std=0.1, flip=True, seed=0, deterministic=False,
             ...               cache=False, max_pixels=0, max_aspect_ratio=16.0)
             >>> stream = TrainStream.from_recipe(recipe, mean_rgb=(120.0, 115.0, 100.0))
-            >>> stream.scale_max, stream.limits.max_pixels, stream.with_boxes
+            >>> stream.scale_max, stream.max_pixels, stream.with_boxes
             (48, None, False)
         """
         return cls(
@@ -209,7 +218,7 @@ class TrainStream:
             seed=recipe["seed"],
             deterministic=bool(recipe["deterministic"]),
             cache=bool(recipe["cache"]),
-            limits=_recipe_limits(recipe),
+            **_recipe_limits(recipe),
             with_boxes=recipe.get("task") == "localisation",
         )
 
@@ -226,8 +235,9 @@ class EvalStream:
         mode: "center" (one centre crop) or "full" (the whole rescaled image; batch
             size must be 1 unless all images share a shape).
         mean_rgb: Training-set mean RGB to subtract.
-        limits: Records whose header declares more pixels, or a longer side more
-            times the shorter, than these are skipped.
+        max_pixels: Records whose header declares more pixels are skipped (None: no limit).
+        max_aspect_ratio: Records whose longer side is more than this times the
+            shorter are skipped (None: no limit).
         with_boxes: Localisation: labels ``(labels, boxes)``, the ground-truth boxes
             in the centre crop's frame (mode "center") or normalised to the image
             (mode "full"), as :func:`train_dataset` gives them.
@@ -249,13 +259,15 @@ class EvalStream:
     crop_size: int = 224
     mode: str = "center"
     mean_rgb: Sequence[float] = IMAGENET_MEAN_RGB
-    limits: image_ops.ImageLimits = image_ops.ImageLimits()
+    max_pixels: int | None = image_ops.DEFAULT_MAX_PIXELS
+    max_aspect_ratio: float | None = image_ops.DEFAULT_MAX_ASPECT_RATIO
     with_boxes: bool = False
 
     def __post_init__(self):
         if self.mode not in ("center", "full"):
             raise ValueError(f"mode={self.mode!r} is invalid; expected 'center' or 'full'.")
         _validate(self.crop_size, {"image_size": self.image_size} if self.mode == "center" else {})
+        image_ops.check_image_limits(self.max_pixels, self.max_aspect_ratio)
         _validate_batch_size(self.batch_size)
 
     @classmethod
@@ -276,13 +288,9 @@ class EvalStream:
             image_size=int(image_size),
             crop_size=int(recipe["crop_size"]),
             mean_rgb=tuple(float(v) for v in mean_rgb),
-            limits=_recipe_limits(recipe),
+            **_recipe_limits(recipe),
             with_boxes=recipe.get("task") == "localisation",
         )
-
-
-def _recipe_limits(recipe: Any) -> image_ops.ImageLimits:
-    return image_ops.ImageLimits.from_settings(recipe["max_pixels"], recipe["max_aspect_ratio"])
 
 
 def _pipeline_batch_size(batch_size: int, input_context) -> int:
@@ -429,8 +437,8 @@ def train_dataset(
             u[1:3],
             flip=mirror,
             fused=stream.fused_decode,
-            max_pixels=stream.limits.max_pixels,
-            max_aspect_ratio=stream.limits.max_aspect_ratio,
+            max_pixels=stream.max_pixels,
+            max_aspect_ratio=stream.max_aspect_ratio,
         )
         offset = -mean
         if stream.color_shift_std:
@@ -496,7 +504,7 @@ def eval_dataset(
     """
     batch_size = _pipeline_batch_size(stream.batch_size, input_context)
     mode, image_size, crop_size = stream.mode, stream.image_size, stream.crop_size
-    limits = dataclasses.asdict(stream.limits)
+    limits = dict(max_pixels=stream.max_pixels, max_aspect_ratio=stream.max_aspect_ratio)
     split = split or source.eval_split
     num_records = source.num_examples(split)
     if num_records == 0:
