@@ -507,6 +507,10 @@ def test_include_preprocessing_subtracts_the_weights_own_mean(tmp_path, tiny_fil
             include_preprocessing=True,
             mean_rgb=IMAGENET_MEAN_RGB,
         )
+    with pytest.raises(ValueError, match=r"mean_rgb=\(1, 2\) conflicts with weights="):
+        vgg_tf.VGG11(
+            weights=path, width_multiplier=TINY, include_preprocessing=True, mean_rgb=(1, 2)
+        )
     # A .keras file of such a model gives its mean to a model built from it, and to loaders.
     built.save(tmp_path / "raw.keras")
     again = vgg_tf.VGG11(

@@ -159,9 +159,10 @@ def _preprocessing_mean(
         if known is not None:
             return known
         return IMAGENET_MEAN_RGB if channels == 3 else None
-    if known is not None and not np.allclose(mean_rgb, known, rtol=0, atol=1e-6):
+    same_shape = np.shape(mean_rgb) == np.shape(known)
+    if known is not None and not (same_shape and np.allclose(mean_rgb, known, rtol=0, atol=1e-6)):
         raise ValueError(
-            f"mean_rgb={tuple(mean_rgb)!r} conflicts with weights={source.path!r}, which "
+            f"mean_rgb={mean_rgb!r} conflicts with weights={source.path!r}, which "
             f"take RGB minus {tuple(known)!r}; leave mean_rgb out to subtract the weights' own."
         )
     return mean_rgb
