@@ -22,9 +22,10 @@ Layer names (stable; other modules and saved weights rely on them):
   first layer after the input (and the transpose), subtracting the mean RGB.
 
 Input: the paper's only preprocessing is subtracting the training set's mean
-RGB (§2.1). By default, as keras.applications' VGG16 and VGG19, the model takes
-images from which it has already been subtracted (the input pipeline and the
-exported serving graph do it, or :func:`vgg_tf.preprocess_input`). With
+RGB (§2.1). By default the model does no preprocessing of its own (as
+keras.applications' VGG16 and VGG19): it takes images from which the mean has
+already been subtracted (the input pipeline and the exported serving graph do
+it, or :func:`vgg_tf.preprocess_input`). With
 ``include_preprocessing=True`` (keras.applications' name for the same option
 in its newer nets) the model takes RGB pixels in [0, 255], uint8 or float, and
 subtracts ``mean_rgb`` itself in its first layer, so the mean travels with the
