@@ -250,11 +250,11 @@ class Run:
     strategy: tf.distribute.Strategy
     chief: bool
     source: sources.Source
-    mean_rgb: tuple[float, float, float]
     run_config: dict
     steps_per_epoch: int
     test_scale: int
     task: tasks.Classification | tasks.Localisation
+    #: The streams the run trains and validates on (both subtract the run's mean RGB).
     train_stream: input_pipeline.TrainStream
     eval_stream: input_pipeline.EvalStream
 
@@ -372,7 +372,6 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
         strategy=strategy,
         chief=chief,
         source=source,
-        mean_rgb=mean_rgb,
         run_config=run_config,
         steps_per_epoch=num_train // config.batch_size,
         test_scale=test_scale,
