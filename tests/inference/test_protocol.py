@@ -157,7 +157,8 @@ def test_multicrop_and_combined(trained):
 
 def test_evaluate_images_rows_fusion_predictions_and_heatmaps(tmp_path, trained):
     evaluators = [ev.ModelEvaluator(trained(seed=s)) for s in (0, 1)]
-    images = [_image(40 + 8 * i, 48, seed=i) for i in range(3)]
+    # Wide enough for a score map of two locations at Q = 40 (the heatmaps' scale).
+    images = [_image(40 + 8 * i, 80, seed=i) for i in range(3)]
     dense = [[e.probabilities("dense", im) for im in images] for e in evaluators]
     # Labels chosen so the first model is right on image 0 only at top-1.
     labels = [
@@ -202,15 +203,17 @@ def test_evaluate_images_rows_fusion_predictions_and_heatmaps(tmp_path, trained)
         "model1_0001.png",
     ]
     # bin/predict's heatmap: the image at its own size, the top class's map overlaid.
-    heatmaps.write_heatmap(
-        evaluators[1], images[1], int(np.argmax(dense[1][1])), tmp_path / "expected.png"
-    )
-    assert (tmp_path / "maps" / "model1_0001.png").read_bytes() == (
-        tmp_path / "expected.png"
-    ).read_bytes()
+    top = int(np.argmax(dense[1][1]))
+    for c in (top, (top + 1) % 10):
+        heatmaps.write_heatmap(evaluators[1], images[1], c, tmp_path / f"class{c}.png")
+    written = (tmp_path / "maps" / "model1_0001.png").read_bytes()
+    assert written == (tmp_path / f"class{top}.png").read_bytes()
+    assert written != (tmp_path / f"class{(top + 1) % 10}.png").read_bytes()
     table = classification.format_table(rows)
     assert "top-1 err (%)" in table and "32,40,48" in table and "fusion" in table
     assert f"{200 / 3:.2f}" in table
+    with pytest.raises(ValueError, match="heatmap_count=-1 is not accepted; expected an integer"):
+        classification.ImageOutputs(heatmap_dir="maps", heatmap_count=-1)
 
 
 def test_protocol_names_are_stripped_kept_once_and_never_split():

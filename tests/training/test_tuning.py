@@ -156,7 +156,7 @@ def test_bad_ranges_name_the_value_and_what_is_accepted(flag, text, message):
         search_space.make_space(_recipe(), **{flag: text})
 
 
-def test_bad_search_settings_are_refused_before_anything_is_written(tmp_path):
+def test_bad_search_settings_are_refused_naming_the_value():
     with pytest.raises(ValueError, match="Unknown tuner 'grid'; expected one of random, bayesian"):
         tune.SearchSettings(tuner="grid")
     with pytest.raises(ValueError, match="Unknown objective 'top3'; expected one of top1, top5"):
@@ -165,8 +165,10 @@ def test_bad_search_settings_are_refused_before_anything_is_written(tmp_path):
         with pytest.raises(ValueError, match=f"{name}={value} is not accepted; expected >= "):
             tune.SearchSettings(**{name: value})
     with pytest.raises(ValueError, match="epochs=0 is not accepted; expected >= 1"):
-        tune.search(_recipe(epochs=0), str(tmp_path), train_fn=FakeTrain())
-    assert not os.listdir(tmp_path)
+        tune.SearchSettings(trial_epochs=0)
+    # Epochs per trial: the recipe's unless given.
+    assert tune.SearchSettings().for_recipe(_recipe()).trial_epochs == 8
+    assert tune.SearchSettings(trial_epochs=3).for_recipe(_recipe()).trial_epochs == 3
 
 
 def test_bayesian_search_fits_its_model_after_a_third_of_the_trials():
