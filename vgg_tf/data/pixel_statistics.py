@@ -65,7 +65,7 @@ def compute_pca_lighting(
 
     Returns the eigenvalues of the RGB covariance of pixels scaled to [0, 1],
     multiplied by 255 (as :data:`vgg_tf.data.constants.IMAGENET_PCA_EIGVAL`), and the eigenvectors as
-    columns; they feed ``train_dataset(pca_eigval=..., pca_eigvec=...)``.
+    columns; they feed ``TrainStream(pca_eigval=..., pca_eigvec=...)``.
 
     Example:
         >>> digits = sources.get_source("digits")  # doctest: +SKIP
