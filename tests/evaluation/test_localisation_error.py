@@ -83,6 +83,36 @@ def test_protocols_nets_and_classifier_are_checked():
 
 
 @pytest.mark.slow
+def test_dense_rows_per_net_then_fused_each_scale_then_all(
+    tmp_path, tiny_run_config, tiny_model, make_workdir, canvas_dir
+):
+    scr = _box_net(tiny_run_config, (0.5, 0.5, 1.0, 1.0), scale=64)
+    pcr = _box_net(tiny_run_config, (0.5, 0.5, 1.0, 1.0), head="pcr", scale=64)
+    runs = [
+        make_workdir(tmp_path / h, model=n.model, config=n.config)
+        for h, n in [("scr", scr), ("pcr", pcr)]
+    ]
+    classifier = make_workdir(tmp_path / "c", model=tiny_model(seed=5))
+    data = DatasetSplit("digits_on_canvas", data_dir=str(canvas_dir), max_examples=1)
+    options = localise.LocaliserOptions(windows="crops")
+    rows = localisation_eval.evaluate_localisation(
+        runs,
+        data,
+        ["dense"],
+        classifier=str(classifier),
+        scales=[64, 80],
+        options=options,
+        verbose=0,
+    )
+    assert [(r["model"], r["scales"]) for r in rows] == [
+        (name, scales)
+        for name in ("A (scr)", "A (pcr)", "fusion of 2")
+        for scales in ([64], [80], [64, 80])
+    ]
+    assert all(r["counted"] == 1 and r["windows"] == "crops" and r["offsets"] == 1 for r in rows)
+
+
+@pytest.mark.slow
 def test_train_evaluate_export_and_predict_a_localisation_net(
     tmp_path, canvas_dir, make_workdir, run_bin, encode
 ):

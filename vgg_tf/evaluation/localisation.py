@@ -201,9 +201,8 @@ def evaluate_localisation(
     if "center_gt" in protocols:
         rows += _center_rows(nets, data, source, split)
     if dense:
-        rows += _dense_rows(
-            nets, load_model(classifier), dense, data, source, split, scales, options, verbose
-        )
+        localisers = _localisers(nets, load_model(classifier), scales, options)
+        rows += _dense_rows(localisers, dense, data, source, split, verbose)
     if verbose:
         shifts = (
             f", {options.offsets}x{options.offsets} input offsets" if options.offsets > 1 else ""
@@ -248,35 +247,38 @@ def _center_rows(nets, data: DatasetSplit, source, split: str) -> list[dict]:
     return rows
 
 
-def _dense_rows(
-    nets, classifier, dense, data: DatasetSplit, source, split, scales, options, verbose
-) -> list[dict]:
-    """The dense protocols' rows: per net and fused, per scale and all scales together."""
+def _localisers(nets, classifier, scales, options: LocaliserOptions):
+    """``(name, Localiser)`` of each net alone, then of all fused (several), each at each
+    scale alone, then at all of them together (as Table 9 of the paper); made one by one."""
     groups = [[net] for net in nets] + ([nets] if len(nets) > 1 else [])
-    # Each scale alone, then all of them together (as Table 9 of the paper).
     scale_sets = (
         [None]
         if not scales
         else ([(q,) for q in scales] + ([tuple(scales)] if len(scales) > 1 else []))
     )
+    for group in groups:
+        name = group[0].name if len(group) == 1 else f"fusion of {len(group)}"
+        for qs in scale_sets:
+            yield name, Localiser(group, classifier, qs, options=options)
+
+
+def _dense_rows(localisers, dense, data: DatasetSplit, source, split: str, verbose) -> list[dict]:
+    """The dense protocols' rows, one per protocol and localiser."""
     total = data.count(source, split)
     rows = []
-    for group in groups:
-        for qs in scale_sets:
-            localiser = Localiser(group, classifier, qs, options=options)
-            examples = data.decoded(source, split, with_boxes=True).as_numpy_iterator()
-            errors, counted = dense_errors(localiser, examples, dense, total, verbose)
-            name = group[0].name if len(group) == 1 else f"fusion of {len(group)}"
-            rows += [
-                dict(
-                    protocol=p,
-                    model=name,
-                    scales=list(localiser.scales),
-                    error=errors[p],
-                    counted=counted,
-                    offsets=options.offsets,
-                    windows=options.windows,
-                )
-                for p in dense
-            ]
+    for name, localiser in localisers:
+        examples = data.decoded(source, split, with_boxes=True).as_numpy_iterator()
+        errors, counted = dense_errors(localiser, examples, dense, total, verbose)
+        rows += [
+            dict(
+                protocol=p,
+                model=name,
+                scales=list(localiser.scales),
+                error=errors[p],
+                counted=counted,
+                offsets=localiser.options.offsets,
+                windows=localiser.options.windows,
+            )
+            for p in dense
+        ]
     return rows
