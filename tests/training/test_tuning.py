@@ -406,6 +406,7 @@ def test_a_diverging_trial_fails_without_stopping_the_search(tmp_path):
 
 # C++ log lines TensorFlow writes at import, whatever TF_CPP_MIN_LOG_LEVEL says.
 _NATIVE_LOG = (
+    "CPU: ",  # the command's line naming its CPU path (vgg_tf.cli.cpu_path)
     "WARNING: All log messages before absl",
     "I0000",
     "W0000",
