@@ -270,7 +270,14 @@ def run(settings, verbose: bool = True) -> dict:
     unset = {k: v for k, v in os.environ.items() if k != cpu_path.VARIABLE}
     choice = cpu_path.choose_here(unset)  # what a command started with nothing set chooses
     return dict(
-        sides={side: dict(variable=SIDES[side], onednn=paths[side]["onednn"]) for side in SIDES},
+        sides={
+            side: dict(
+                variable=SIDES[side],  # as started (None: unset)
+                running_with=paths[side]["variable"],  # after the child's own choice
+                onednn=paths[side]["onednn"],
+            )
+            for side in SIDES
+        },
         default_choice=dict(onednn=choice.onednn, line=cpu_path.startup_line(choice)),
         **results,
     )
