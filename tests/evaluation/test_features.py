@@ -177,3 +177,22 @@ def test_bin_features_linear_eval_on_a_digits_model_prints_an_accuracy(
     with np.load(tmp_path / "test.npz") as saved:
         assert saved["features"].shape == (360, 256) and saved["labels"].shape == (360,)
         assert json.loads(str(saved["metadata"]))["scales"] == [37, 55, 73]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "flag, message",
+    [
+        ("--max_examples=0", "error: max_examples=0 is not accepted; expected a positive integer"),
+        ("--scales=abc", "error: --scales=abc is not accepted; expected integers."),
+        ("--max_pixels=-5", "error: max_pixels=-5 is not accepted; expected > 0 or None."),
+    ],
+)
+def test_bin_features_refuses_bad_flags_in_one_line(run_bin, tmp_path, flag, message):
+    result = run_bin(
+        "features", f"--model={tmp_path}", f"--output={tmp_path / 'f.npz'}", flag, check=False
+    )
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and errors[0].startswith(message), result.stderr[-2000:]
+    assert "Traceback" not in result.stderr

@@ -86,15 +86,15 @@ def main(argv):
             f"--output={_OUTPUT.value} is not accepted; expected a .npz or .npy file name."
         )
     quiet.absl_logging_to_warnings()
-    data = DatasetSplit(
-        _DATASET.value,
-        split=_SPLIT.value,
-        data_dir=_DATA_DIR.value,
-        max_examples=_MAX_EXAMPLES.value,
-        limits=image_flags.limits(),
-    )
-    options = dict(scales=image_flags.scales(_SCALES.value), flip=_FLIP.value)
     try:
+        data = DatasetSplit(
+            _DATASET.value,
+            split=_SPLIT.value,
+            data_dir=_DATA_DIR.value,
+            max_examples=_MAX_EXAMPLES.value,
+            limits=image_flags.limits(),
+        )
+        options = dict(scales=image_flags.scales(_SCALES.value), flip=_FLIP.value)
         if _LINEAR_EVAL.value:
             scores, train, test = features.linear_eval(
                 _MODEL.value,
