@@ -151,7 +151,9 @@ def test_multicrop_and_combined(trained):
     combined = evaluator.probabilities("combined", image, cache)
     np.testing.assert_allclose(combined, (cache["dense"] + multicrop) / 2, atol=1e-7)
     assert not np.allclose(cache["dense"], multicrop, atol=1e-4)  # different windows, padding
-    with pytest.raises(ValueError, match="Unknown protocol 'tencrop'.*single, dense"):
+    with pytest.raises(
+        ValueError, match=r"Unknown protocol \['tencrop'\]; expected .*single, dense"
+    ):
         evaluator.probabilities("tencrop", image)
 
 

@@ -250,20 +250,17 @@ class ModelEvaluator:
         cache = {} if cache is None else cache
         if protocol in cache:
             return cache[protocol]
+        (protocol,) = check_protocols([protocol])
         image = tf.cast(image, tf.float32)
         if protocol in ("single", "dense"):
             result = self._dense[self.scales_for(protocol)](image).numpy()
         elif protocol == "multicrop":
             result = self._multicrop(image).numpy()
-        elif protocol == "combined":
+        else:  # combined
             result = (
                 self.probabilities("dense", image, cache)
                 + self.probabilities("multicrop", image, cache)
             ) / 2.0
-        else:
-            raise ValueError(
-                f"Unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}."
-            )
         cache[protocol] = result
         return result
 
