@@ -71,10 +71,12 @@ def measure_here(
         jit_compile=jit_compile,
     )
     harness.set_precision(settings)
-    iterator = iter(tf.data.Dataset.from_tensors(models._batch(batch, image_size)).repeat())
+    iterator = iter(
+        tf.data.Dataset.from_tensors(models.synthetic_batch(batch, image_size)).repeat()
+    )
     next(iterator)
     before = resident_mib()["rss"]
-    trainer = models._vgg_tf_trainer(settings, batch)
+    trainer = models.vgg_tf_trainer(settings, batch)
     built = resident_mib()
     trainer.train_steps(iterator, steps)
     trainer.epoch_metrics()

@@ -33,7 +33,8 @@ from vgg_tf.training import steps
 TRAIN_COST_FACTOR = 3.0
 
 
-def _batch(batch: int, size: int, seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+def synthetic_batch(batch: int, size: int, seed: int = 0) -> tuple[tf.Tensor, tf.Tensor]:
+    """Random mean-subtracted-range images and labels of ImageNet's 1,000 classes, seeded."""
     rng = np.random.default_rng(seed)
     images = rng.uniform(-128.0, 128.0, (batch, size, size, 3)).astype(np.float32)
     labels = rng.integers(0, 1000, batch).astype(np.int32)
@@ -81,10 +82,10 @@ def inference(settings: harness.Settings, verbose: bool = True) -> dict:
     # graph then serves every batch size, as it would for a user's varying batches.
     for warm_up in (1, 2):
         for model in (ours, theirs):
-            model.predict_on_batch(_batch(warm_up, size)[0])
+            model.predict_on_batch(synthetic_batch(warm_up, size)[0])
     rows = []
     for batch in settings.inference_batches:
-        images, _ = _batch(batch, size)
+        images, _ = synthetic_batch(batch, size)
         times = harness.interleaved(
             {
                 "vgg_tf": lambda x=images: ours.predict_on_batch(x),
@@ -115,7 +116,7 @@ def inference(settings: harness.Settings, verbose: bool = True) -> dict:
     )
 
 
-def _vgg_tf_trainer(settings: harness.Settings, batch: int) -> steps.Trainer:
+def vgg_tf_trainer(settings: harness.Settings, batch: int) -> steps.Trainer:
     """The step bin/train runs: the paper's recipe for D (weight decay 5e-4, dropout 0.5)."""
     config = config_lib.paper_recipe()
     config.variant = "D"
@@ -147,8 +148,8 @@ def _keras_fit_model(settings: harness.Settings) -> keras.Model:
 def training(settings: harness.Settings, verbose: bool = True) -> dict:
     """img/s of vgg_tf's training step and of keras.applications under ``model.fit``."""
     batch, size, n = settings.train_batch, settings.image_size, settings.train_steps
-    data = tf.data.Dataset.from_tensors(_batch(batch, size, seed=1)).repeat()
-    trainer = _vgg_tf_trainer(settings, batch)
+    data = tf.data.Dataset.from_tensors(synthetic_batch(batch, size, seed=1)).repeat()
+    trainer = vgg_tf_trainer(settings, batch)
     theirs = _keras_fit_model(settings)
     gmacs = vgg_models.count_macs(trainer.model) / 1e9
     iterator = iter(data)

@@ -382,7 +382,7 @@ def rescale_shorter_side(image: tf.Tensor, size: int | tf.Tensor) -> tf.Tensor:
     return tf.image.resize(image, scaled_size(shape[-3], shape[-2], size), method="bilinear")
 
 
-def _crop_corner(scaled_hw: tf.Tensor, crop_size: int, offset: tf.Tensor) -> tf.Tensor:
+def crop_corner(scaled_hw: tf.Tensor, crop_size: int, offset: tf.Tensor) -> tf.Tensor:
     room = tf.cast(scaled_hw, tf.float32) - crop_size
     corner = tf.floor(offset * (room + 1.0))
     return tf.cast(tf.clip_by_value(corner, 0.0, room), tf.int32)
@@ -476,7 +476,7 @@ def scaled_crop(
 
     if not fused:
         image = rescale_shorter_side(decode_rgb(image_bytes, max_pixels, max_aspect_ratio), scale)
-        corner = _crop_corner(tf.shape(image)[:2], crop_size, offset)
+        corner = crop_corner(tf.shape(image)[:2], crop_size, offset)
         crop = tf.slice(image, tf.concat([corner, [0]], 0), [crop_size, crop_size, 3])
         return maybe_flip(crop)
 
@@ -484,7 +484,7 @@ def scaled_crop(
         """The crop's window in source pixels: (top-left corner, size)."""
         shape = tf.cast(shape[:2], tf.int32)
         scaled = scaled_size(shape[0], shape[1], scale)
-        corner = tf.cast(_crop_corner(scaled, crop_size, offset), tf.float32)
+        corner = tf.cast(crop_corner(scaled, crop_size, offset), tf.float32)
         ratio = tf.cast(scaled, tf.float32) / tf.cast(shape, tf.float32)
         size = tf.clip_by_value(tf.cast(tf.round(crop_size / ratio), tf.int32), 1, shape)
         first = tf.clip_by_value(tf.cast(tf.round(corner / ratio), tf.int32), 0, shape - size)

@@ -311,7 +311,7 @@ def crop_window(image_bytes: tf.Tensor, scale, crop_size: int, offset) -> tf.Ten
     """
     scaled = image_ops.scaled_size(*tf.unstack(image_ops.declared_size(image_bytes)), scale)
     corner = tf.cast(
-        image_ops._crop_corner(scaled, crop_size, tf.convert_to_tensor(offset)), tf.float32
+        image_ops.crop_corner(scaled, crop_size, tf.convert_to_tensor(offset)), tf.float32
     )
     scaled = tf.cast(scaled, tf.float32)
     return tf.concat([corner / scaled, (corner + crop_size) / scaled], 0)

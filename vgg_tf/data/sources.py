@@ -258,14 +258,11 @@ def _prepare_quietly(builder: tfds.core.DatasetBuilder) -> None:
     TFDS announces a download of "Unknown size" and draws progress bars; the
     built-in datasets download nothing.
     """
-    announced = io.StringIO()
-    was_shown = tfds.core.utils.tqdm_utils._active  # pylint: disable=protected-access
-    tfds.display_progress_bar(False)
-    try:
-        with contextlib.redirect_stdout(announced):
-            builder.download_and_prepare()
-    finally:
-        tfds.display_progress_bar(was_shown)
+    announced, bars = io.StringIO(), io.StringIO()
+    # tqdm draws on sys.stderr: the bars go to a buffer with the announcement, and
+    # TFDS' own progress-bar setting is left as the caller had it.
+    with contextlib.redirect_stdout(announced), contextlib.redirect_stderr(bars):
+        builder.download_and_prepare()
     if announced.getvalue():
         print(f"Prepared the built-in {builder.name} dataset in {builder.data_dir}", flush=True)
 
