@@ -42,6 +42,33 @@ def test_a_net_predicting_its_whole_crop_scores_the_baseline(canvas, tiny_run_co
     assert localisation_eval.center_crop_errors(tiny, canvas, "test", max_examples=64)[0] == 1.0
 
 
+def _best_iou(box, truth):
+    """By hand: the highest IoU of one corner box with the rows of ``truth`` (zero-area rows
+    overlap nothing)."""
+    height = np.clip(np.minimum(box[2], truth[:, 2]) - np.maximum(box[0], truth[:, 0]), 0, None)
+    width = np.clip(np.minimum(box[3], truth[:, 3]) - np.maximum(box[1], truth[:, 1]), 0, None)
+    inter = height * width
+    areas = (truth[:, 2] - truth[:, 0]) * (truth[:, 3] - truth[:, 1])
+    union = (box[2] - box[0]) * (box[3] - box[1]) + areas - inter
+    return float(np.max(np.where(union > 0, inter / np.where(union > 0, union, 1), 0)))
+
+
+def test_center_crop_counts_a_box_as_localised_only_above_iou_half(
+    canvas, canvas_dir, tiny_run_config
+):
+    # A net predicting a centred box 3/4 of its crop. The 64x64 canvas is rescaled to
+    # S = 48 and its central 32 crop is [1/6, 5/6] of it on both axes, so the box is the
+    # centred square 1/2 of the canvas wide; IoU does not change with the crop's frame.
+    net = _box_net(tiny_run_config, (0.5, 0.5, 0.75, 0.75))
+    data = DatasetSplit("digits_on_canvas", data_dir=str(canvas_dir), max_examples=64)
+    records = list(data.decoded(canvas, "test", with_boxes=True).as_numpy_iterator())
+    best = np.array([_best_iou([0.25, 0.25, 0.75, 0.75], boxes) for _, (_, boxes), _ in records])
+    assert len(best) == 64 and ((best > 0.4) & (best <= 0.5)).sum() >= 5  # the rule decides
+    error, _, counted = localisation_eval.center_crop_errors(net, canvas, "test", max_examples=64)
+    assert counted == 64
+    assert error == pytest.approx(np.mean(best <= 0.5), abs=1e-9)
+
+
 def test_dense_errors_follow_ilsvrc_top5_and_the_true_class(tiny_run_config, tiny_model):
     # Boxes three windows wide merge into the whole image (see test_localise), which is
     # each image's ground truth: dense_gt localises every image; dense only those whose

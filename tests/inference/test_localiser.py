@@ -77,6 +77,22 @@ def test_each_location_gives_a_box_in_its_window_and_the_classifier_picks_one(
     np.testing.assert_allclose(again, found["boxes"].numpy()[:2], atol=1e-6)
 
 
+def test_each_class_takes_the_window_where_the_classifier_believes_in_it_most(
+    tiny_run_config, classifier
+):
+    # The four quadrants do not merge, so each class's box is the one window whose
+    # posterior of that class is highest: the classifier's score map at Q = 64, by hand.
+    localiser = localise.Localiser([_box_net(tiny_run_config)], classifier)
+    image = tf.random.stateless_uniform([64, 64, 3], [11, 12], maxval=255.0)
+    fcn = to_fully_convolutional(classifier.model, head="logits")
+    logits = fcn((image - np.float32(classifier.mean_rgb))[None]).numpy()[0]  # Q = 64: as is
+    posteriors = tf.nn.softmax(logits).numpy().reshape(4, 10)  # row-major, as the quadrants
+    best_window = posteriors.argmax(axis=0)
+    assert len(set(best_window.tolist())) > 1  # equal weights would pick one window for all
+    boxes = localiser.localise_classes(image, tf.range(10)).numpy()
+    np.testing.assert_allclose(boxes, np.array(QUADRANTS)[best_window], atol=1e-6)
+
+
 def test_overlapping_boxes_merge_into_their_mean(tiny_run_config, classifier):
     # Boxes three windows wide: neighbours overlap by IoU 0.5, so all four merge,
     # into their mean: centred on the image, 1.5 times its side, clipped to it.
