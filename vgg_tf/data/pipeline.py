@@ -3,7 +3,11 @@
 Training preprocessing follows §3.1 of Simonyan & Zisserman (arXiv 1409.1556):
 isotropic rescale so the shorter side is S (fixed, or drawn per image from
 [Smin, Smax]), one random ``crop_size`` crop, random horizontal flip, Krizhevsky's
-PCA colour shift, and subtraction of the training-set mean RGB. All randomness is
+PCA colour shift, and subtraction of the training-set mean RGB. The mean is
+subtracted here only for a net that does not subtract it itself: a stream with
+``mean_rgb=None`` gives pixel values (colour-shifted, so not clipped to [0, 255])
+to a net built with ``include_preprocessing=True``, as the trainer builds every
+new run's (:func:`vgg_tf.nets.builder.build_vgg`). All randomness is
 stateless and keyed by (seed, pipeline, position in the stream), so a stream is
 reproducible, unaffected by parallelism, and resumable with ``skip_examples``.
 
@@ -108,6 +112,10 @@ def _validate_batch_size(batch_size: int) -> None:
         raise ValueError(f"batch_size={batch_size!r} is invalid; expected a positive integer.")
 
 
+def _mean_or_none(mean_rgb: Sequence[float] | None) -> tuple[float, ...] | None:
+    return None if mean_rgb is None else tuple(float(v) for v in mean_rgb)
+
+
 def _recipe_limits(recipe: Any) -> dict:
     """A recipe's image limits as the streams' fields (its 0 is no limit)."""
     limits = image_ops.ImageLimits.from_settings(recipe["max_pixels"], recipe["max_aspect_ratio"])
@@ -126,7 +134,8 @@ class TrainStream:
             from [scale_min, scale_max] (equal values: fixed S).
         scale_max: Smax.
         mean_rgb: Training-set mean RGB to subtract
-            (see :func:`vgg_tf.data.pixel_statistics.compute_mean_rgb`).
+            (see :func:`vgg_tf.data.pixel_statistics.compute_mean_rgb`), or None to
+            subtract nothing: for a net that subtracts its mean itself.
         color_shift_std: Std of the PCA colour-shift coefficients (0 disables).
         pca_eigval: RGB covariance eigenvalues (0..255 pixels); ImageNet's by default,
             or from :func:`vgg_tf.data.pixel_statistics.compute_pca_lighting`.
@@ -162,7 +171,7 @@ class TrainStream:
     crop_size: int = 224
     scale_min: int = 256
     scale_max: int = 256
-    mean_rgb: Sequence[float] = IMAGENET_MEAN_RGB
+    mean_rgb: Sequence[float] | None = IMAGENET_MEAN_RGB
     color_shift_std: float = 0.1
     pca_eigval: Sequence[float] = IMAGENET_PCA_EIGVAL
     pca_eigvec: Sequence[Sequence[float]] = IMAGENET_PCA_EIGVEC
@@ -187,7 +196,7 @@ class TrainStream:
         image_ops.check_image_limits(self.max_pixels, self.max_aspect_ratio)
 
     @classmethod
-    def from_recipe(cls, recipe: Any, mean_rgb: Sequence[float]) -> TrainStream:
+    def from_recipe(cls, recipe: Any, mean_rgb: Sequence[float] | None) -> TrainStream:
         """The stream a training recipe (:func:`vgg_tf.training.recipe.paper_recipe`) draws.
 
         Reads the recipe's fields by name, so a ``ConfigDict`` does, and so does a
@@ -196,8 +205,9 @@ class TrainStream:
 
         Args:
             recipe: The recipe.
-            mean_rgb: The mean RGB the net's input subtracts: the run's own, which the
-                recipe may leave to be computed (``mean_rgb`` None).
+            mean_rgb: The mean RGB the stream subtracts: the run's own, which the
+                recipe may leave to be computed (``mean_rgb`` None); None when the
+                net subtracts it itself.
 
         Example:
             >>> recipe = dict(batch_size=32, crop_size=32, scale_min=32, scale_max=48,
@@ -212,7 +222,7 @@ class TrainStream:
             crop_size=int(recipe["crop_size"]),
             scale_min=int(recipe["scale_min"]),
             scale_max=int(recipe["scale_max"]),
-            mean_rgb=tuple(float(v) for v in mean_rgb),
+            mean_rgb=_mean_or_none(mean_rgb),
             color_shift_std=float(recipe["color_shift_std"]),
             flip=bool(recipe["flip"]),
             seed=recipe["seed"],
@@ -234,7 +244,8 @@ class EvalStream:
         crop_size: Side of the centre crop (mode "center").
         mode: "center" (one centre crop) or "full" (the whole rescaled image; batch
             size must be 1 unless all images share a shape).
-        mean_rgb: Training-set mean RGB to subtract.
+        mean_rgb: Training-set mean RGB to subtract, or None to subtract nothing (the
+            images stay RGB in [0, 255]): for a net that subtracts its mean itself.
         max_pixels: Records whose header declares more pixels are skipped (None: no limit).
         max_aspect_ratio: Records whose longer side is more than this times the
             shorter are skipped (None: no limit).
@@ -258,7 +269,7 @@ class EvalStream:
     image_size: int
     crop_size: int = 224
     mode: str = "center"
-    mean_rgb: Sequence[float] = IMAGENET_MEAN_RGB
+    mean_rgb: Sequence[float] | None = IMAGENET_MEAN_RGB
     max_pixels: int | None = image_ops.DEFAULT_MAX_PIXELS
     max_aspect_ratio: float | None = image_ops.DEFAULT_MAX_ASPECT_RATIO
     with_boxes: bool = False
@@ -271,7 +282,9 @@ class EvalStream:
         _validate_batch_size(self.batch_size)
 
     @classmethod
-    def from_recipe(cls, recipe: Any, image_size: int, mean_rgb: Sequence[float]) -> EvalStream:
+    def from_recipe(
+        cls, recipe: Any, image_size: int, mean_rgb: Sequence[float] | None
+    ) -> EvalStream:
         """The centre crops at Q = ``image_size`` that a training recipe is validated on.
 
         Reads the recipe's fields by name, as :meth:`TrainStream.from_recipe` does.
@@ -287,7 +300,7 @@ class EvalStream:
             batch_size=int(recipe["batch_size"]),
             image_size=int(image_size),
             crop_size=int(recipe["crop_size"]),
-            mean_rgb=tuple(float(v) for v in mean_rgb),
+            mean_rgb=_mean_or_none(mean_rgb),
             **_recipe_limits(recipe),
             with_boxes=recipe.get("task") == "localisation",
         )
@@ -411,13 +424,13 @@ def train_dataset(
         scale_min,
         scale_max,
         crop_size,
-        tuple(stream.mean_rgb),
+        "in the net" if stream.mean_rgb is None else tuple(stream.mean_rgb),
         stream.color_shift_std,
     )
     key = tf.constant([seed, 0], tf.int64)
     eigval = tuple(stream.pca_eigval)
     eigvec = tuple(map(tuple, stream.pca_eigvec))
-    mean = tf.constant(stream.mean_rgb, tf.float32)
+    mean = None if stream.mean_rgb is None else tf.constant(stream.mean_rgb, tf.float32)
 
     def augment(index, image_bytes, *boxes):
         # Per-element randomness from (seed, pipeline, position): reproducible, and
@@ -440,11 +453,14 @@ def train_dataset(
             max_pixels=stream.max_pixels,
             max_aspect_ratio=stream.max_aspect_ratio,
         )
-        offset = -mean
+        offset = None if mean is None else -mean
         if stream.color_shift_std:
+            # On pixel values, before any mean: the shift of Krizhevsky et al. (2012).
             alpha = tf.random.stateless_normal([3], normal_key, stddev=stream.color_shift_std)
-            offset += _pca_shift(alpha, eigval, eigvec)
-        image = add_rgb(image, offset)  # colour shift and mean subtraction in one pass
+            shift = _pca_shift(alpha, eigval, eigvec)
+            offset = shift if offset is None else offset + shift
+        if offset is not None:
+            image = add_rgb(image, offset)  # colour shift and mean subtraction in one pass
         if not boxes:
             return image
         window = crop_window(image_bytes, scale, crop_size, u[1:3])
@@ -509,7 +525,7 @@ def eval_dataset(
     num_records = source.num_examples(split)
     if num_records == 0:
         raise ValueError(f"Source '{source.name}' split '{split}' has no records.")
-    mean = tf.constant(stream.mean_rgb, tf.float32)
+    mean = None if stream.mean_rgb is None else tf.constant(stream.mean_rgb, tf.float32)
 
     def transform(index, image_bytes, *boxes):
         if mode == "center":
@@ -518,12 +534,14 @@ def eval_dataset(
             image = image_ops.rescale_shorter_side(
                 image_ops.decode_rgb(image_bytes, **limits), image_size
             )
+        if mean is not None:
+            image = add_rgb(image, -mean)
         if not boxes:
-            return add_rgb(image, -mean)
+            return image
         if mode == "full":
-            return add_rgb(image, -mean), boxes[0]
+            return image, boxes[0]
         window = crop_window(image_bytes, image_size, crop_size, (0.5, 0.5))
-        return add_rgb(image, -mean), boxes_in_window(boxes[0], window)
+        return image, boxes_in_window(boxes[0], window)
 
     records = source.raw_records(split, input_context=input_context, with_boxes=stream.with_boxes)
     records = records.enumerate()

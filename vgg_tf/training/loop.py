@@ -30,7 +30,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import keras
@@ -49,7 +49,7 @@ from vgg_tf.training import recipe as config_lib
 from vgg_tf.training.checkpoints import RunCheckpoint
 from vgg_tf.training.reporting import RunLog
 from vgg_tf.training.steps import Trainer
-from vgg_tf.weights import transfer
+from vgg_tf.weights import loading, transfer
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -59,13 +59,19 @@ class NonFiniteLossError(FloatingPointError):
 # --- Model, optimizer, schedule --------------------------------------------
 
 
-def build_model(config: Any, num_classes: int) -> keras.Model:
+def build_model(
+    config: Any, num_classes: int, mean_rgb: Sequence[float] | None = None
+) -> keras.Model:
     """Builds the network of ``config`` with its top for ``num_classes`` classes.
 
     The top is the task's (:func:`vgg_tf.training.tasks.task_for`): class scores, or a
     localisation net's box (4 numbers, or 4 per class) with a linear output. A
     run started from another model (``init_from``) initialises the layers that
     model does not provide with ``new_layer_initializer`` when set.
+
+    With ``mean_rgb`` (the run's mean RGB, as every run passes it) the net
+    subtracts it in its first layer and takes RGB pixels in [0, 255], so the
+    saved ``model.keras`` stands alone; without, it takes mean-subtracted images.
     """
     initializer = config["kernel_initializer"]
     if config.get("init_from") and config.get("new_layer_initializer"):
@@ -85,6 +91,10 @@ def build_model(config: Any, num_classes: int) -> keras.Model:
         width_multiplier=float(config["width_multiplier"]),
         # The input pipeline gives (batch, height, width, RGB), whatever Keras' global format.
         data_format="channels_last",
+        # The paper's mean subtraction (§2.1), inside the net before the first convolution:
+        # the same numbers reach it (its zero padding still pads the mean pixel).
+        include_preprocessing=mean_rgb is not None,
+        mean_rgb=mean_rgb,
         # Statistics imported from torch (bin/import_weights) were computed with its epsilon.
         **epsilon,
     )
@@ -92,20 +102,17 @@ def build_model(config: Any, num_classes: int) -> keras.Model:
 
 def _start_config(config: Any) -> dict:
     """The recorded config of the model a run starts from (``init_from``), or {}."""
-    if not config.get("init_from"):
-        return {}
-    path = config["init_from"]
-    return (
-        workdir_lib.read_config(path if os.path.isdir(path) else os.path.dirname(path) or ".") or {}
-    )
+    return loading.recorded_config(config["init_from"]) if config.get("init_from") else {}
 
 
 def initialise_from(
     model: keras.Model, source: str, fresh_head: bool = False
 ) -> tuple[list[str], str]:
-    """Starts ``model`` from a trained model (a workdir or .keras file).
+    """Starts ``model`` from a trained model: a workdir, a .keras file or ``imagenet-D``.
 
-    The same network (e.g. the S=256 model for the S=384 recipe, or an
+    ``source`` is read by :func:`vgg_tf.weights.loading.load_model`, so the
+    published ImageNet weights (``imagenet-D``, ...) are a source too. The same
+    network (e.g. the S=256 model for the S=384 recipe, or an
     imported ImageNet model) gives all its layers; net A given to a deeper
     net gives the paper's seven (§3.1). A source with another class count, or
     ``fresh_head`` (a localisation net started from a classifier: "all layers
@@ -116,7 +123,8 @@ def initialise_from(
         The names of the layers copied, and a note on fc8 when it was not
         (empty otherwise).
     """
-    weights = transfer.read_layer_weights(source)
+    start = loading.load_model(source).model
+    weights = transfer.read_layer_weights(start)
     own = [layer.name for layer in model.layers if layer.weights]
     fc8 = model.get_layer("fc8")
     source_classes = weights["fc8"][0].shape[-1] if "fc8" in weights else None
@@ -134,7 +142,7 @@ def initialise_from(
     if all(name in weights for name in own):
         names = [name for name in own if name not in exclude]
         return transfer.load_layer_weights(model, weights, names), note
-    return transfer.init_from_net_a(model, source, exclude=exclude), note
+    return transfer.init_from_net_a(model, start, exclude=exclude), note
 
 
 def freeze_layers(model: keras.Model, freeze: str) -> list[str]:
@@ -254,7 +262,7 @@ class Run:
     steps_per_epoch: int
     test_scale: int
     task: tasks.Classification | tasks.Localisation
-    #: The streams the run trains and validates on (both subtract the run's mean RGB).
+    #: The streams the run trains and validates on (pixel values: the net subtracts the mean).
     train_stream: input_pipeline.TrainStream
     eval_stream: input_pipeline.EvalStream
 
@@ -356,6 +364,7 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
         "mean_rgb": list(mean_rgb),
         "num_classes": source.num_classes,
         "class_names": list(source.class_names) if source.class_names else None,
+        "started_from": loading.origin_of(config.init_from) if config.init_from else None,
     }
     if chief:
         workdir_lib.write_config(workdir, run_config)
@@ -376,8 +385,9 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
         steps_per_epoch=num_train // config.batch_size,
         test_scale=test_scale,
         task=tasks.task_for(config, source.num_classes),
-        train_stream=input_pipeline.TrainStream.from_recipe(config, mean_rgb),
-        eval_stream=input_pipeline.EvalStream.from_recipe(config, test_scale, mean_rgb),
+        # The net subtracts the run's mean RGB itself (build_model): the streams do not.
+        train_stream=input_pipeline.TrainStream.from_recipe(config, mean_rgb=None),
+        eval_stream=input_pipeline.EvalStream.from_recipe(config, test_scale, mean_rgb=None),
     )
 
 
@@ -387,7 +397,7 @@ def create_state(run: Run) -> State:
     # Seeded here, after the data source: preparing a TFDS dataset draws random numbers.
     keras.utils.set_random_seed(int(config.seed))
     with run.strategy.scope():
-        model = build_model(config, run.source.num_classes)
+        model = build_model(config, run.source.num_classes, run.run_config["mean_rgb"])
         if config.init_from:
             copied, note = initialise_from(model, config.init_from, fresh_head=run.task.uses_boxes)
             listed = ", ".join(copied) if len(copied) <= 8 else f"{copied[0]} ... {copied[-1]}"

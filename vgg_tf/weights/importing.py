@@ -38,11 +38,14 @@ presence of the top, the class count and the width (vgg_tf's
 ``variant=`` argument checks them. Anything else gets an error naming the file
 and what was expected.
 
-The imported model takes RGB minus the mean of its source: read it from
+:func:`import_weights` (as keras.applications' builders) gives a model that
+takes RGB minus the mean of its source: read it from
 :func:`vgg_tf.weights.files.read_weights` (``.mean_rgb``),
-:func:`vgg_tf.weights.published.imagenet_mean_rgb`, or the ``config.json``
-that :func:`import_to_workdir` writes; or build with
-``include_preprocessing=True`` and the model subtracts it itself.
+:func:`vgg_tf.weights.published.imagenet_mean_rgb`, or pass
+``include_preprocessing=True`` and the model subtracts it itself. The models
+saved for users, :func:`import_to_workdir`'s ``model.keras`` and
+:func:`imagenet_trained_model`'s, subtract it themselves: they take RGB pixels
+in [0, 255], so ``keras.models.load_model`` alone gives a script the right answers.
 
 Example:
     >>> model = import_weights("vgg16_weights_tf_dim_ordering_tf_kernels.h5")  # doctest: +SKIP
@@ -59,7 +62,8 @@ import keras
 
 from vgg_tf import workdir as workdir_lib
 from vgg_tf.nets import builder
-from vgg_tf.weights.files import ImportedWeights, parse_variant, read_weights
+from vgg_tf.weights.conventions import InputConvention
+from vgg_tf.weights.files import TORCH_BN_EPSILON, ImportedWeights, parse_variant, read_weights
 from vgg_tf.weights.published import imagenet_weights_file, imagenet_weights_path
 from vgg_tf.weights.trained import TrainedModel
 from vgg_tf.weights.transfer import load_layer_weights
@@ -141,26 +145,72 @@ def imported_config(imported: ImportedWeights, weights_url: str | None = None) -
         >>> config["mean_rgb"], config["scale_min"]  # doctest: +SKIP
         ([123.675, 116.28, 103.53], 256)
     """
-    classes, convention = imported.classes, imported.convention
-    names = convention.class_names if classes == convention.num_classes else None
-    return dict(
-        recipe=f"imported from {imported.source_format}",
-        task="classification",
-        dataset=convention.dataset,
+    return _convention_config(
+        imported.convention,
         variant=imported.variant,
         batch_norm=imported.batch_norm,
         width_multiplier=imported.width_multiplier,
+        classes=imported.classes,
+        weights_source=imported.source,
+        weights_url=weights_url,
+    )
+
+
+def published_config(variant: str, *, batch_norm: bool | None = None) -> dict:
+    """The :func:`imported_config` of the published ImageNet weights of ``variant``, unread.
+
+    What ``imagenet-<variant>`` records, from the published file's convention
+    alone: the file is neither read nor fetched (``weights_source`` is where
+    Keras' cache keeps it). ``variant`` is "D", "VGG16", "vgg16" or "vgg16_bn".
+
+    Example:
+        >>> config = published_config("vgg16_bn")
+        >>> config["mean_rgb"], config["batch_norm_epsilon"], config["weights_format"]
+        ([123.675, 116.28, 103.53], 1e-05, 'timm')
+    """
+    name, parsed_bn = parse_variant(variant)
+    bn = bool(parsed_bn if batch_norm is None else batch_norm)
+    file = imagenet_weights_file(name, True, bn)
+    return _convention_config(
+        file.convention,
+        variant=name,
+        batch_norm=bn,
+        width_multiplier=1.0,
+        classes=file.convention.num_classes,
+        weights_source=file.cache_path,
+        weights_url=file.url,
+    )
+
+
+def _convention_config(
+    convention: InputConvention,
+    *,
+    variant: str,
+    batch_norm: bool,
+    width_multiplier: float,
+    classes: int | None,
+    weights_source: str,
+    weights_url: str | None,
+) -> dict:
+    names = convention.class_names if classes == convention.num_classes else None
+    return dict(
+        recipe=f"imported from {convention.name}",
+        task="classification",
+        dataset=convention.dataset,
+        variant=variant,
+        batch_norm=batch_norm,
+        width_multiplier=width_multiplier,
         crop_size=convention.crop_size,
         scale_min=convention.resize_side,
         scale_max=convention.resize_side,
         flip=True,
-        mean_rgb=list(imported.mean_rgb),
+        mean_rgb=list(convention.mean_rgb),
         num_classes=classes,
         class_names=list(names) if names else None,
-        weights_source=os.path.abspath(imported.source),
-        weights_format=imported.source_format,
+        weights_source=os.path.abspath(weights_source),
+        weights_format=convention.name,
         weights_url=weights_url,
-        batch_norm_epsilon=imported.batch_norm_epsilon if imported.batch_norm else None,
+        batch_norm_epsilon=TORCH_BN_EPSILON if batch_norm else None,
     )
 
 
@@ -173,6 +223,8 @@ def import_to_workdir(
 ):
     """Writes a workdir (``model.keras``, ``config.json``) from a weight file, like a trained run.
 
+    The ``model.keras`` takes RGB pixels in [0, 255] and subtracts the source's
+    mean RGB itself (``include_preprocessing=True``), as a trained run's does.
     ``bin/evaluate``, ``bin/export``, ``bin/predict`` and ``--init_from`` take the
     result as they take a training run. ``source`` is a file as for
     :func:`read_weights`, or ``"imagenet"`` (with ``variant``; "vgg16_bn" for
@@ -208,7 +260,7 @@ def import_to_workdir(
             )
         workdir_lib.clear_run(workdir)
     os.makedirs(workdir, exist_ok=True)
-    model = build_imported(imported, data_format="channels_last")
+    model = build_imported(imported, data_format="channels_last", include_preprocessing=True)
     config = imported_config(imported, url)
     workdir_lib.save_model(model, os.path.join(workdir, workdir_lib.MODEL_FILE))
     workdir_lib.write_config(workdir, config)
@@ -226,8 +278,9 @@ def imagenet_trained_model(variant: str, *, batch_norm: bool | None = None):
 
     ``weights="imagenet"`` (Keras' cache, or a download) with the config of an
     imported workdir (:func:`imported_config`): mean RGB, crop 224, test scales
-    256 / {224, 256, 288}, the 1,000 class names. ``variant`` is "D", "VGG16",
-    "vgg16" or "vgg16_bn".
+    256 / {224, 256, 288}, the 1,000 class names. The model takes RGB pixels in
+    [0, 255] and subtracts the weights' mean RGB itself. ``variant`` is "D",
+    "VGG16", "vgg16" or "vgg16_bn".
 
     Example:
         >>> trained = imagenet_trained_model("D")  # doctest: +SKIP
@@ -239,5 +292,5 @@ def imagenet_trained_model(variant: str, *, batch_norm: bool | None = None):
     file = imagenet_weights_file(name, True, bn)
     path = imagenet_weights_path(name, True, bn)
     imported = read_weights(path, name, include_top=True, batch_norm=bn)
-    model = build_imported(imported, data_format="channels_last")
+    model = build_imported(imported, data_format="channels_last", include_preprocessing=True)
     return TrainedModel(model, imported_config(imported, file.url), path, f"{name} (imagenet)")

@@ -40,9 +40,76 @@ def load_model(model: str | os.PathLike | TrainedModel) -> TrainedModel:
     if isinstance(model, TrainedModel):
         return model
     model = os.fspath(model)
-    if model.startswith(IMAGENET_PREFIX) and not os.path.exists(model):
+    if is_published_name(model):
         return importing.imagenet_trained_model(model[len(IMAGENET_PREFIX) :])
     return load_trained_model(model)
+
+
+def is_published_name(model: str | os.PathLike) -> bool:
+    """Whether ``model`` names published weights (``imagenet-D``) rather than a path.
+
+    Example:
+        >>> is_published_name("imagenet-D"), is_published_name("workdirs/digits_A")
+        (True, False)
+    """
+    text = os.fspath(model)
+    return text.startswith(IMAGENET_PREFIX) and not os.path.exists(text)
+
+
+def recorded_config(model: str | os.PathLike) -> dict:
+    """What a model records of its training, read without loading it; {} when nothing is.
+
+    A workdir's ``config.json`` (a ``.keras`` file's: the one beside it), or
+    for ``imagenet-<variant>`` the published weights' convention
+    (:func:`vgg_tf.weights.importing.published_config`; the file is not read).
+
+    Example:
+        >>> recorded_config("imagenet-E")["mean_rgb"]
+        [123.68, 116.779, 103.939]
+    """
+    if is_published_name(model):
+        return importing.published_config(os.fspath(model)[len(IMAGENET_PREFIX) :])
+    path = os.fspath(model)
+    return (
+        workdir_lib.read_config(path if os.path.isdir(path) else os.path.dirname(path) or ".") or {}
+    )
+
+
+#: What :func:`origin_of` copies from a model's recorded config.
+_ORIGIN_FIELDS = (
+    "recipe",
+    "dataset",
+    "variant",
+    "batch_norm",
+    "width_multiplier",
+    "mean_rgb",
+    "weights_format",
+    "weights_source",
+    "weights_url",
+)
+
+
+def origin_of(model: str | os.PathLike) -> dict:
+    """What a run records of the model it starts from (``init_from``), read without loading it.
+
+    The name as given; the file the weights come from (a workdir's
+    ``model.keras``, or the published file in Keras' cache with its URL); and
+    from its recorded config, the recipe, dataset, network and mean RGB it was
+    trained with.
+
+    Example:
+        >>> origin = origin_of("imagenet-D")
+        >>> origin["model"], origin["weights_format"], origin["path"].endswith(".h5")
+        ('imagenet-D', 'keras_applications', True)
+    """
+    config = recorded_config(model)
+    path = os.fspath(model)
+    if is_published_name(model):
+        path = config["weights_source"]
+    elif os.path.isdir(path):
+        path = os.path.join(path, workdir_lib.MODEL_FILE)
+    recorded = {field: config[field] for field in _ORIGIN_FIELDS if field in config}
+    return {"model": os.fspath(model), "path": os.path.abspath(path), **recorded}
 
 
 def load_trained_model(path: str | os.PathLike) -> TrainedModel:

@@ -63,6 +63,11 @@ class WeightsFile:
         """How the file's first convolution wants its pixels."""
         return convention_for(self.source_format)
 
+    @property
+    def cache_path(self) -> str:
+        """Where Keras' cache keeps the file (``$KERAS_HOME/models/<fname>``), present or not."""
+        return os.path.join(os.path.expanduser(_keras_cache_dir()), "models", self.fname)
+
 
 def _keras_file(name: str, md5: str) -> WeightsFile:
     folder = name.split("_")[0]
@@ -196,8 +201,7 @@ def imagenet_weights_path(
             and where to put it).
     """
     file = imagenet_weights_file(variant, include_top, batch_norm, weight_set)
-    cache_dir = _keras_cache_dir()
-    target = os.path.join(os.path.expanduser(cache_dir), "models", file.fname)
+    cache_dir, target = _keras_cache_dir(), file.cache_path
     try:
         return keras.utils.get_file(
             file.fname,
