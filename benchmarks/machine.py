@@ -21,7 +21,7 @@ import os
 import tensorflow as tf
 
 from benchmarks import harness
-from vgg_tf.cli import cpu_path
+from vgg_tf.cli import cpu_path, quiet
 
 #: Side of the matmul timed between the model repeats (137 GFLOP: about 0.5 s at 250 GFLOP/s).
 BOUND_N = 4096
@@ -53,9 +53,10 @@ def onednn_observed() -> bool:
     """Whether this process's CPU convolutions run through oneDNN.
 
     TensorFlow's own CPU Conv2D refuses NCHW (channels-first) input and oneDNN's runs
-    it, so one small channels-first convolution tells which path TensorFlow took.
+    it, so one small channels-first convolution tells which path TensorFlow took (the
+    refusal's C++ warning is kept off the terminal).
     """
-    with tf.device("/CPU:0"):
+    with tf.device("/CPU:0"), quiet.stderr_fd_silenced():
         try:
             image, kernel = tf.zeros([1, 3, 8, 8]), tf.zeros([3, 3, 3, 4])
             tf.nn.conv2d(image, kernel, strides=1, padding="SAME", data_format="NCHW").numpy()

@@ -35,8 +35,16 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from vgg_tf.cli import cpu_path  # imports no TensorFlow: the children choose their path first
+
+if TYPE_CHECKING:  # harness imports TensorFlow, which a child may import only after its choice
+    from benchmarks.harness import Progress, Settings
+
+#: A workload in a child: its timed call, the images one call handles, and what it is.
+Workload = tuple[Callable[[], object], int, str]
 
 #: The sides: name -> TF_ENABLE_ONEDNN_OPTS (None: unset, the commands' own choice).
 SIDES = {"default": None, "off": "0", "on": "1"}
@@ -46,7 +54,7 @@ WORKLOADS = ("training", "inference", "evaluation")
 # --- in the child ------------------------------------------------------------------------
 
 
-def training_workload(settings):
+def training_workload(settings: Settings) -> Workload:
     """bin/train --variant A's compiled step: a call runs ``onednn_train_steps`` steps."""
     import keras
     import numpy as np
@@ -81,7 +89,7 @@ def training_workload(settings):
     return call, batch * n, f"net A, digits recipe, {size} px, batch {batch}, {n} steps a call"
 
 
-def inference_workload(settings):
+def inference_workload(settings: Settings) -> Workload:
     """VGG-16 (D) ``predict_on_batch`` of one batch."""
     import numpy as np
 
@@ -100,7 +108,7 @@ def inference_workload(settings):
     return call, batch, f"VGG-16 (D), {size} px, batch {batch}, predict_on_batch"
 
 
-def evaluation_workload(settings):
+def evaluation_workload(settings: Settings) -> Workload:
     """Dense evaluation (image + flip) of the 512 x 512 photograph at the smallest test scale."""
     from benchmarks import evaluation
     from vgg_tf.data import images as images_lib
@@ -118,7 +126,7 @@ def evaluation_workload(settings):
     return call, 1, f"D x{settings.eval_width:g}, dense, Q = {q}, one 512x512 photograph"
 
 
-def serve(settings, replies) -> None:
+def serve(settings: Settings, replies) -> None:
     """Answers the parent's requests, one JSON line each, until stdin closes."""
     import gc
 
@@ -163,7 +171,7 @@ def serve(settings, replies) -> None:
 class Child:
     """One side's process: requests in on stdin, one JSON reply a line on stdout."""
 
-    def __init__(self, side: str, settings):
+    def __init__(self, side: str, settings: Settings):
         root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = {k: v for k, v in os.environ.items() if k != cpu_path.VARIABLE}
         if SIDES[side] is not None:
@@ -210,7 +218,7 @@ class Child:
         self.log.close()
 
 
-def settings_from_json(text: str):
+def settings_from_json(text: str) -> Settings:
     """The run's :class:`benchmarks.harness.Settings` from ``dataclasses.asdict``'s JSON."""
     from benchmarks import harness
 
@@ -220,7 +228,7 @@ def settings_from_json(text: str):
     )
 
 
-def measure(children: dict[str, Child], workload: str, repeats: int, progress) -> dict:
+def measure(children: dict[str, Child], workload: str, repeats: int, progress: Progress) -> dict:
     """One workload on every side: set up (in parallel), ``repeats`` interleaved calls, dropped."""
     for child in children.values():
         child.send("setup", workload)
@@ -248,7 +256,7 @@ def measure(children: dict[str, Child], workload: str, repeats: int, progress) -
     )
 
 
-def run(settings, verbose: bool = True) -> dict:
+def run(settings: Settings, verbose: bool = True) -> dict:
     """Training, inference and evaluation on the default, off and on paths, interleaved."""
     from benchmarks import harness
 
