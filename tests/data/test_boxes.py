@@ -39,7 +39,11 @@ def test_bad_shapes_are_named():
     with pytest.raises(ValueError, match=r"a must have rank 2"):
         boxes.iou([0.0, 0.0, 1.0, 1.0], [[0.0, 0.0, 1.0, 1.0]])
     with pytest.raises(ValueError, match=r"threshold must be a number in \[0, 1\]; got 1.5"):
-        boxes.greedy_merge([[0.0, 0.0, 1.0, 1.0]], [1.0], threshold=1.5)
+        boxes.greedy_merge([[0.0, 0.0, 1.0, 1.0]], [1.0], threshold=1.5, criterion="iou")
+    with pytest.raises(ValueError, match=r"threshold must be a match score >= 0 .*; got -1"):
+        boxes.greedy_merge([[0.0, 0.0, 1.0, 1.0]], [1.0], threshold=-1)
+    with pytest.raises(ValueError, match=r"criterion='nms' is not accepted; expected one of"):
+        boxes.greedy_merge([[0.0, 0.0, 1.0, 1.0]], [1.0], criterion="nms")
     with pytest.raises(ValueError, match=r"stride must be an integer >= 1; got 0"):
         boxes.window_grid(2, 2, 224, stride=0)
 
@@ -62,6 +66,60 @@ def test_iou_by_hand():
     assert boxes.iou(np.zeros((0, 4)), b).shape == (0, 6)
 
 
+def test_match_score_by_hand():
+    square = [0.0, 0.0, 2.0, 2.0]  # diagonal 2 sqrt(2), area 4
+    others = [
+        square,  # identical: 0
+        [0.0, 1.0, 2.0, 3.0],  # sideways by half: 1 / (2 sqrt 2) + (1 - 2 / 4)
+        [1.0, 1.0, 3.0, 3.0],  # diagonally by half: sqrt 2 / (2 sqrt 2) + (1 - 1 / 4)
+        [0.5, 0.5, 1.5, 1.5],  # inside, centred: 0 + (1 - 1 / 1)
+        [0.0, 0.0, 1.0, 1.0],  # inside, in a corner: sqrt(0.5) / (1.5 sqrt 2) + 0
+        [0.0, 3.0, 2.0, 5.0],  # apart: 3 / (2 sqrt 2) + 1
+    ]
+    expected = [
+        0.0,
+        1 / (2 * 2**0.5) + 0.5,
+        0.5 + 0.75,
+        0.0,
+        0.5**0.5 / (1.5 * 2**0.5),
+        3 / 8**0.5 + 1,
+    ]
+    result = boxes.match_score([square], others).numpy()
+    assert result.shape == (1, 6)
+    np.testing.assert_allclose(result[0], expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(
+        boxes.match_score(others, [square]).numpy()[:, 0], expected, rtol=1e-6
+    )
+    points = [[1.0, 1.0, 1.0, 1.0], [1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0]]
+    np.testing.assert_array_equal(
+        boxes.match_score(points[:1], points).numpy(), [[1.0, 1.0, np.inf]]
+    )
+
+
+def test_greedy_merge_by_overfeats_match_score_or_by_iou():
+    # a and its centred inner box c match perfectly (score 0) though their IoU is 0.36;
+    # b is a shifted by 1 (score 0.17, IoU 0.82).
+    a, b, c = [0.0, 0.0, 10.0, 10.0], [0.0, 1.0, 10.0, 11.0], [2.0, 2.0, 8.0, 8.0]
+    # OverFeat: a + c first, then their mean [1, 1, 9, 9] and b (score 0.08): one box.
+    merged, scores, count = boxes.greedy_merge([a, b, c], [1.0, 2.0, 4.0])
+    assert int(count) == 1
+    np.testing.assert_allclose(merged[0], [2 / 3, 1.0, 28 / 3, 29 / 3], rtol=1e-6)
+    np.testing.assert_allclose(scores, [7.0, 0.0, 0.0])
+    # A threshold below a + c's mean against b (0.0786) stops after the first merge.
+    merged, scores, count = boxes.greedy_merge([a, b, c], [1.0, 2.0, 4.0], threshold=0.05)
+    assert int(count) == 2
+    np.testing.assert_allclose(merged[:2], [[1.0, 1.0, 9.0, 9.0], b])
+    np.testing.assert_allclose(scores, [5.0, 2.0, 0.0])
+    # IoU: a + b first (0.82), then their mean against c has IoU 0.36 < 0.5: two boxes.
+    merged, scores, count = boxes.greedy_merge([a, b, c], [1.0, 2.0, 4.0], criterion="iou")
+    assert int(count) == 2
+    np.testing.assert_allclose(merged[:2], [c, [0.0, 0.5, 10.0, 10.5]])
+    np.testing.assert_allclose(scores, [4.0, 3.0, 0.0])
+    # Boxes that do not overlap never merge at the default threshold.
+    _, _, count = boxes.greedy_merge([a, [0.0, 10.0, 10.0, 20.0]], [1.0, 1.0])
+    assert int(count) == 2
+
+
 def test_greedy_merge_merges_the_close_pair_and_keeps_the_far_one():
     near_a, near_b, far = [0.0, 0.0, 10.0, 10.0], [1.0, 0.0, 11.0, 10.0], [40.0, 40.0, 50.0, 50.0]
     merged, scores, count = boxes.greedy_merge([near_a, far, near_b], [0.25, 0.5, 0.5])
@@ -77,7 +135,7 @@ def test_greedy_merge_chains_with_the_mean_of_all_members():
     np.testing.assert_allclose(merged[0], [0.0, 1.0, 10.0, 11.0])  # not the mean of two means
     np.testing.assert_allclose(scores, [7.0, 0.0, 0.0])
     # Far apart: nothing merges; sorted by score.
-    _, scores, count = boxes.greedy_merge(chain, [1.0, 2.0, 4.0], threshold=0.9)
+    _, scores, count = boxes.greedy_merge(chain, [1.0, 2.0, 4.0], threshold=0.9, criterion="iou")
     assert int(count) == 3 and scores.numpy().tolist() == [4.0, 2.0, 1.0]
 
 

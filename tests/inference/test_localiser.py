@@ -94,14 +94,21 @@ def test_each_class_takes_the_window_where_the_classifier_believes_in_it_most(
 
 
 def test_overlapping_boxes_merge_into_their_mean(tiny_run_config, classifier):
-    # Boxes three windows wide: neighbours overlap by IoU 0.5, so all four merge,
-    # into their mean: centred on the image, 1.5 times its side, clipped to it.
+    # With 2x2 offsets at Q = 64 the windows are 16 pixels apart, 3x3 of them; each box is
+    # 1.5 windows (48 pixels) wide, centred on its window. Neighbours match by OverFeat's
+    # score 16 / (48 sqrt 2) + 1/3 = 0.57 < 1, so all nine merge, into their mean: the
+    # centred square [8, 56] of the image, which no single box is (the first one, centred
+    # at (16, 16), is [-8, 40], clipped [0, 0.625]).
+    options = localise.LocaliserOptions(offsets=2)
+    assert (options.merge, options.merge_threshold) == ("overfeat", 1.0)
     localiser = localise.Localiser(
-        [_box_net(tiny_run_config, box=(0.5, 0.5, 3.0, 3.0))], classifier
+        [_box_net(tiny_run_config, box=(0.5, 0.5, 1.5, 1.5))], classifier, options=options
     )
     image = tf.random.stateless_uniform([64, 64, 3], [1, 2], maxval=255.0)
     np.testing.assert_allclose(
-        localiser.localise(image)["boxes"].numpy(), np.tile([0.0, 0.0, 1.0, 1.0], (5, 1)), atol=1e-6
+        localiser.localise(image)["boxes"].numpy(),
+        np.tile([0.125, 0.125, 0.875, 0.875], (5, 1)),
+        atol=1e-6,
     )
 
 
@@ -244,10 +251,18 @@ def test_offsets_shift_the_input_and_their_windows(tiny_run_config, classifier):
     assert four._shifts(48, 32) == [
         (dy, dx) for dy in (0, 8, 16) for dx in (0, 8, 16)
     ]  # 24 would leave less than a crop
-    # Every window of the 16-pixel grid is a candidate; boxes stay on that grid.
-    grid = [[a, b, a + 0.5, b + 0.5] for a in (0, 0.25, 0.5) for b in (0, 0.25, 0.5)]
+    # Every window of the 16-pixel grid is a candidate; boxes half a window wide, centred
+    # on their windows, do not overlap and stay on that grid.
+    small = localise.Localiser(
+        [_box_net(tiny_run_config, box=(0.5, 0.5, 0.5, 0.5))],
+        classifier,
+        options=localise.LocaliserOptions(offsets=2),
+    )
+    grid = [
+        [a + 0.125, b + 0.125, a + 0.375, b + 0.375] for a in (0, 0.25, 0.5) for b in (0, 0.25, 0.5)
+    ]
     image = tf.random.stateless_uniform([64, 64, 3], [7, 8], maxval=255.0)
-    for box in shifted.localise(image)["boxes"].numpy():
+    for box in small.localise(image)["boxes"].numpy():
         assert min(np.abs(np.array(grid) - box).max(axis=1)) < 1e-6, box
     with pytest.raises(ValueError, match=r"offsets=0 is not accepted; expected an integer in"):
         localise.LocaliserOptions(offsets=0)
@@ -281,5 +296,12 @@ def test_cropped_windows_are_each_run_alone_as_in_training(tiny_run_config, clas
         assert np.isfinite(found.numpy()).all()
     with pytest.raises(ValueError, match=r"windows='tiles' is not accepted; expected one of"):
         localise.LocaliserOptions(windows="tiles")
-    with pytest.raises(ValueError, match=r"merge_threshold=1.5 is not accepted; expected an IoU"):
-        localise.LocaliserOptions(merge_threshold=1.5)
+    with pytest.raises(
+        ValueError, match=r"merge_threshold=1.5 is not accepted with merge='iou'; expected an IoU"
+    ):
+        localise.LocaliserOptions(merge="iou", merge_threshold=1.5)
+    with pytest.raises(ValueError, match=r"merge_threshold=-1 is not accepted with merge='over"):
+        localise.LocaliserOptions(merge_threshold=-1)
+    with pytest.raises(ValueError, match=r"merge='nms' is not accepted; expected one of"):
+        localise.LocaliserOptions(merge="nms")
+    assert localise.LocaliserOptions(merge="iou").merge_threshold == 0.5

@@ -31,7 +31,22 @@ import numbers
 
 import tensorflow as tf
 
-__all__ = ["decode", "encode", "greedy_merge", "iou", "localisation_hits", "window_grid"]
+__all__ = [
+    "MERGE_CRITERIA",
+    "check_merge_threshold",
+    "decode",
+    "default_merge_threshold",
+    "encode",
+    "greedy_merge",
+    "iou",
+    "localisation_hits",
+    "match_score",
+    "window_grid",
+]
+
+#: How :func:`greedy_merge` matches two boxes: OverFeat's match score (the default,
+#: :func:`match_score`) or their IoU (:func:`iou`).
+MERGE_CRITERIA = ("overfeat", "iou")
 
 
 def _as_boxes(values, name: str, rank: int | None = None) -> tf.Tensor:
@@ -137,18 +152,119 @@ def iou(a, b) -> tf.Tensor:
     return tf.math.divide_no_nan(intersection, area_a + area_b - intersection)
 
 
-def greedy_merge(boxes, scores, threshold: float = 0.5):
-    """Greedily merges one class's boxes, as OverFeat (Sermanet et al., 2014) does.
+def match_score(a, b) -> tf.Tensor:
+    """OverFeat's match score of every pair of two sets of corner boxes: small is close.
 
-    Repeatedly takes the two current boxes with the highest IoU; if it is at least
-    ``threshold`` they become one box, the mean of all the original boxes merged
-    into it, scored with the sum of their scores (OverFeat's confidence sum);
-    otherwise merging stops. At most ``N - 1`` merges.
+    OverFeat (Sermanet et al., 2014, §4.3) merges the pair of boxes of smallest
+    ``match_score``, computed "using the sum of the distance between centers of
+    the two bounding boxes and the intersection area of the boxes", and stops when
+    it exceeds a threshold t; it gives neither units nor t. Read literally, adding
+    the intersection area would make a larger overlap a worse match, so here both
+    terms are made unit-free and grow as the boxes part:
+
+    ``distance between the centres / the mean of the two diagonals
+    + (1 - intersection area / the smaller box's area)``
+
+    0 for two identical boxes (and for a box inside another, centred on it); at
+    least 1 for boxes that do not overlap, so the default threshold 1 never merges
+    them. Two boxes of one size shifted sideways by a fraction f of their side
+    score 1.71 f (0.57 at f = 1/3, where their IoU is 0.5); diagonally, 3 f - f^2.
+
+    Args:
+        a: ``[N, 4]`` corner boxes.
+        b: ``[M, 4]`` corner boxes in the same unit.
+
+    Returns:
+        ``[N, M]`` float32 scores, >= 0; +inf between two boxes without area whose
+        centres differ.
+
+    Example:
+        >>> match_score([[0.0, 0.0, 2.0, 2.0]], [[0.0, 0.0, 2.0, 2.0], [0.0, 1.0, 2.0, 3.0]]).numpy()
+        array([[0.       , 0.8535534]], dtype=float32)
+    """
+    a, b = _as_boxes(a, "a", rank=2), _as_boxes(b, "b", rank=2)
+    aymin, axmin, aymax, axmax = tf.unstack(a[:, None, :], axis=-1)  # [N, 1] each
+    bymin, bxmin, bymax, bxmax = tf.unstack(b[None, :, :], axis=-1)  # [1, M] each
+    distance = tf.sqrt(
+        ((aymin + aymax - bymin - bymax) / 2) ** 2 + ((axmin + axmax - bxmin - bxmax) / 2) ** 2
+    )
+    a_h, a_w = tf.maximum(aymax - aymin, 0.0), tf.maximum(axmax - axmin, 0.0)
+    b_h, b_w = tf.maximum(bymax - bymin, 0.0), tf.maximum(bxmax - bxmin, 0.0)
+    mean_diagonal = (tf.sqrt(a_h**2 + a_w**2) + tf.sqrt(b_h**2 + b_w**2)) / 2
+    inter_h = tf.maximum(tf.minimum(aymax, bymax) - tf.maximum(aymin, bymin), 0.0)
+    inter_w = tf.maximum(tf.minimum(axmax, bxmax) - tf.maximum(axmin, bxmin), 0.0)
+    shared = tf.math.divide_no_nan(inter_h * inter_w, tf.minimum(a_h * a_w, b_h * b_w))
+    apart = tf.where(
+        mean_diagonal > 0,
+        tf.math.divide_no_nan(distance, mean_diagonal),
+        tf.where(distance > 0, float("inf"), 0.0),
+    )
+    return apart + (1.0 - shared)
+
+
+def default_merge_threshold(criterion: str) -> float:
+    """The threshold :func:`greedy_merge` uses with ``criterion`` when given none.
+
+    OverFeat's match score: 1 (boxes that do not overlap never merge; overlapping
+    ones merge while their centres are closer, in mean diagonals, than the share
+    of the smaller box they have in common). IoU: 0.5.
+
+    Example:
+        >>> default_merge_threshold("overfeat"), default_merge_threshold("iou")
+        (1.0, 0.5)
+    """
+    _check_criterion(criterion)
+    return 1.0 if criterion == "overfeat" else 0.5
+
+
+def _check_criterion(criterion) -> str:
+    if criterion not in MERGE_CRITERIA:
+        raise ValueError(
+            f"criterion={criterion!r} is not accepted; expected one of {MERGE_CRITERIA}."
+        )
+    return criterion
+
+
+def check_merge_threshold(threshold, criterion: str) -> float:
+    """``threshold`` as a float if ``criterion`` accepts it: a match score >= 0 (OverFeat's)
+    or an IoU in [0, 1]; one line naming it otherwise.
+
+    Example:
+        >>> check_merge_threshold(2, "overfeat")
+        2.0
+    """
+    _check_criterion(criterion)
+    if criterion == "iou":
+        return _check_threshold(threshold, "threshold")
+    if (
+        not isinstance(threshold, numbers.Real)
+        or isinstance(threshold, bool)
+        or not 0.0 <= threshold < float("inf")
+    ):
+        raise ValueError(
+            f"threshold must be a match score >= 0 (OverFeat's criterion); got {threshold!r}."
+        )
+    return float(threshold)
+
+
+def greedy_merge(boxes, scores, threshold: float | None = None, criterion: str = "overfeat"):
+    """Greedily merges one class's boxes, as OverFeat (Sermanet et al., 2014, §4.3) does.
+
+    Repeatedly takes the two current boxes that match best: by default the pair
+    of smallest OverFeat match score (:func:`match_score`), merged while that score
+    is at most ``threshold``; with ``criterion="iou"`` the pair of highest IoU,
+    merged while it is at least ``threshold``. Merging stops at the first pair that
+    does not qualify; at most ``N - 1`` merges. A merged box is the mean of all the
+    original boxes merged into it (OverFeat averages the two boxes it merges, which
+    would weigh the last box merged as much as all the others together), scored
+    with the sum of their scores (OverFeat's cumulated class outputs).
 
     Args:
         boxes: ``[N, 4]`` corner boxes of one class (``N`` may be unknown until run time).
         scores: ``[N]`` their confidences.
-        threshold: The IoU, in [0, 1], at or above which two boxes merge.
+        threshold: The largest match score that merges (``"overfeat"``, default 1) or
+            the smallest IoU that merges (``"iou"``, in [0, 1], default 0.5).
+        criterion: ``"overfeat"`` or ``"iou"`` (:data:`MERGE_CRITERIA`).
 
     Returns:
         ``(merged_boxes [N, 4], merged_scores [N], count)``: the ``count`` (int32)
@@ -163,7 +279,10 @@ def greedy_merge(boxes, scores, threshold: float = 0.5):
         >>> merged.numpy().tolist()[0]
         [0.0, 0.5, 10.0, 10.5]
     """
-    threshold = _check_threshold(threshold, "threshold")
+    criterion = _check_criterion(criterion)
+    if threshold is None:
+        threshold = default_merge_threshold(criterion)
+    threshold = check_merge_threshold(threshold, criterion)
     boxes = _as_boxes(boxes, "boxes", rank=2)
     scores = tf.cast(scores, tf.float32)
     if scores.shape.rank is not None and scores.shape.rank != 1:
@@ -172,17 +291,21 @@ def greedy_merge(boxes, scores, threshold: float = 0.5):
     tf.debugging.assert_equal(
         tf.shape(scores)[0], n, message="greedy_merge: boxes and scores differ in length"
     )
+    # Both criteria as a cost, lowest first: a pair merges while its cost <= limit.
+    if criterion == "overfeat":
+        cost_of, limit = match_score, threshold
+    else:
+        cost_of, limit = (lambda a, b: -iou(a, b)), -threshold
 
     # Each current box is kept as the running sum of its members' coordinates and
     # their count, so that a merged box is the plain mean of the original boxes.
     def body(step, _, sums, counts, score_sums, alive):
         means = sums / counts[:, None]
-        overlaps = iou(means, means)
         pair_alive = alive[:, None] & alive[None, :] & ~tf.eye(n, dtype=tf.bool)
-        overlaps = tf.where(pair_alive, overlaps, -1.0)
-        best = tf.argmax(tf.reshape(overlaps, [-1]), output_type=tf.int32)
-        i, j = best // n, best % n  # i < j: the first maximum of a symmetric matrix
-        merge = tf.reshape(overlaps, [-1])[best] >= threshold
+        costs = tf.reshape(tf.where(pair_alive, cost_of(means, means), float("inf")), [-1])
+        best = tf.argmin(costs, output_type=tf.int32)
+        i, j = best // n, best % n  # i < j: the first minimum of a symmetric matrix
+        merge = costs[best] <= limit
         into_i = tf.one_hot(i, n) * tf.cast(merge, tf.float32)
         sums += into_i[:, None] * sums[j][None, :]
         counts += into_i * counts[j]

@@ -41,9 +41,6 @@ from vgg_tf.inference.untracked import Untracked
 from vgg_tf.nets.fcn import STRIDE, to_fully_convolutional
 from vgg_tf.weights.trained import TrainedModel
 
-#: IoU at or above which two boxes of a class merge (OverFeat merges overlapping boxes).
-MERGE_THRESHOLD = 0.5
-
 #: How each window's box is computed: ``"dense"`` runs the net fully-convolutionally
 #: over the whole image (Appendix A's protocol: a window's features also see the
 #: image around it), ``"crops"`` cuts every window out and runs it alone, its
@@ -72,15 +69,23 @@ class LocaliserOptions:
             padding at the crop's borders to tell where in the crop the object
             lies; densely applied, that padding is replaced by the image around
             the window and its boxes drift (BUILD.md, "Localisation").
-        merge_threshold: IoU at or above which two boxes of a class merge.
+        merge: How two boxes of a class are matched for merging
+            (:data:`vgg_tf.data.boxes.MERGE_CRITERIA`): ``"overfeat"``, OverFeat's
+            match score (the paper's "greedy merging procedure of Sermanet et al.";
+            :func:`vgg_tf.data.boxes.match_score`), or ``"iou"``.
+        merge_threshold: The largest match score that merges (``"overfeat"``) or the
+            smallest IoU (``"iou"``); None gives the criterion's default (1 and 0.5,
+            :func:`vgg_tf.data.boxes.default_merge_threshold`), which the object then holds.
 
     Raises:
-        ValueError: An offset count outside [1, 32], an unknown ``windows``, or a
-            threshold outside [0, 1].
+        ValueError: An offset count outside [1, 32], an unknown ``windows`` or
+            ``merge``, or a threshold the criterion does not accept.
 
     Example:
         >>> LocaliserOptions(windows="crops").offsets
         1
+        >>> LocaliserOptions().merge, LocaliserOptions().merge_threshold
+        ('overfeat', 1.0)
         >>> LocaliserOptions(offsets=0)
         Traceback (most recent call last):
         ...
@@ -89,7 +94,8 @@ class LocaliserOptions:
 
     offsets: int = 1
     windows: str = "dense"
-    merge_threshold: float = MERGE_THRESHOLD
+    merge: str = "overfeat"
+    merge_threshold: float | None = None
 
     def __post_init__(self):
         offsets = self.offsets
@@ -102,14 +108,25 @@ class LocaliserOptions:
             raise ValueError(
                 f"windows={self.windows!r} is not accepted; expected one of {WINDOWS}."
             )
-        if not 0.0 <= self.merge_threshold <= 1.0:
+        if self.merge not in boxes_lib.MERGE_CRITERIA:
             raise ValueError(
-                f"merge_threshold={self.merge_threshold!r} is not accepted; expected an IoU "
-                "in [0, 1]."
+                f"merge={self.merge!r} is not accepted; expected one of {boxes_lib.MERGE_CRITERIA}."
             )
+        threshold = self.merge_threshold
+        if threshold is None:
+            threshold = boxes_lib.default_merge_threshold(self.merge)
+        try:
+            threshold = boxes_lib.check_merge_threshold(threshold, self.merge)
+        except ValueError:
+            accepted = "an IoU in [0, 1]" if self.merge == "iou" else "a match score >= 0"
+            raise ValueError(
+                f"merge_threshold={self.merge_threshold!r} is not accepted with "
+                f"merge={self.merge!r}; expected {accepted}."
+            ) from None
+        object.__setattr__(self, "merge_threshold", threshold)
 
 
-#: Appendix A's protocol: windows 32 pixels apart, seen densely, merged at IoU 0.5.
+#: Appendix A's protocol: windows 32 pixels apart, seen densely, merged by OverFeat's match score.
 PAPER_OPTIONS = LocaliserOptions()
 
 
@@ -252,7 +269,9 @@ class Localiser(tf.Module):
         weights = tf.transpose(tf.concat(weights, 0))  # [K, N]
 
         def best(args):
-            merged, _, _ = boxes_lib.greedy_merge(*args, self.options.merge_threshold)
+            merged, _, _ = boxes_lib.greedy_merge(
+                *args, self.options.merge_threshold, self.options.merge
+            )
             return merged[0]  # the highest total score
 
         found = tf.map_fn(best, (candidates, weights), fn_output_signature=tf.float32)
