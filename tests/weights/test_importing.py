@@ -726,9 +726,11 @@ def test_imported_workdir_is_taken_like_a_trained_run(tmp_path, tiny_file):
     assert trained.single_scale() == (256,) and trained.multi_scales() == (224, 256, 288)
     assert trained.flip and trained.num_classes == 1000
     assert trained.class_names[281] == "tabby"
+    # The saved model takes RGB pixels and subtracts its source's mean itself.
+    assert trained.includes_preprocessing and trained.mean_to_subtract is None
     image = photo()
     assert_same_classifier(
-        run_vgg_tf(trained.model, image, trained.mean_rgb), torch_forward(state, "A", image)
+        trained.model.predict_on_batch(image[None]), torch_forward(state, "A", image)
     )
     # --init_from reads it by layer name; bin/export exports it.
     assert "fc8" in transfer.read_layer_weights(workdir)
@@ -781,7 +783,10 @@ def test_imagenet_trained_model_from_the_cache(tmp_path, monkeypatch):
     x = (image.astype(np.float32) - np.asarray(IMAGENET_MEAN_RGB, np.float32)) / 64
     # What keras.applications computes on this file: BGR minus the Caffe mean into the convs.
     reference = forward_normalised(state, "D", np.transpose(x[..., ::-1], (2, 0, 1)))
-    assert_same_classifier(trained.model.predict_on_batch(x[None]), reference)
+    # The model subtracts the mean itself: it is fed the pixels that give x.
+    assert trained.includes_preprocessing
+    pixels = x + np.asarray(IMAGENET_MEAN_RGB, np.float32)
+    assert_same_classifier(trained.model.predict_on_batch(pixels[None]), reference)
 
 
 # --- Bad files ---------------------------------------------------------------------------

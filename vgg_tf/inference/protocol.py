@@ -11,7 +11,10 @@ Several models give an extra ``fusion`` row per protocol: the average softmax
 of the models (Table 6), each model at its own scales.
 
 Dense evaluation, as §3.2 words it: the image is rescaled so that its shorter
-side is Q, the training-set mean RGB is subtracted, the fully-convolutional net
+side is Q, the training-set mean RGB is subtracted (here, or by the net's own
+first layer when it was built with ``include_preprocessing=True``, as every
+run's is: :attr:`vgg_tf.weights.trained.TrainedModel.mean_to_subtract` says
+which), the fully-convolutional net
 (:func:`vgg_tf.nets.fcn.to_fully_convolutional`) runs on the whole image, and its
 class score map (logits) is spatially averaged to "a fixed-size vector of class
 scores for the image". The soft-max posteriors of the image and of its
@@ -58,22 +61,23 @@ def check_scales(scales: Sequence[int], crop_size: int) -> tuple[int, ...]:
 # --- In-graph evaluation (shared with the exported SavedModel) ------------
 
 
-def preprocess(batch: tf.Tensor, q: int, mean_rgb: Sequence[float]) -> tf.Tensor:
+def preprocess(batch: tf.Tensor, q: int, mean_rgb: Sequence[float] | None) -> tf.Tensor:
     """Rescales images to shorter side Q and subtracts the mean: the test-time input (§3.2).
 
     The training pipeline's rescaling (bilinear), so test images look like training ones.
+    ``mean_rgb`` None subtracts nothing: for a net that subtracts its mean itself
+    (:attr:`vgg_tf.weights.trained.TrainedModel.mean_to_subtract`).
 
     Example:
         >>> preprocess(tf.zeros([1, 40, 60, 3]), 32, (1.0, 2.0, 3.0)).shape
         TensorShape([1, 32, 48, 3])
     """
-    return images_lib.rescale_shorter_side(tf.cast(batch, tf.float32), q) - tf.constant(
-        mean_rgb, tf.float32
-    )
+    rescaled = images_lib.rescale_shorter_side(tf.cast(batch, tf.float32), q)
+    return rescaled if mean_rgb is None else rescaled - tf.constant(mean_rgb, tf.float32)
 
 
 def dense_score_map(
-    fcn: keras.Model, images: tf.Tensor, q: int, mean_rgb: Sequence[float]
+    fcn: keras.Model, images: tf.Tensor, q: int, mean_rgb: Sequence[float] | None
 ) -> tf.Tensor:
     """Per-location class posteriors ``(N, h, w, classes)`` of images rescaled to Q.
 
@@ -81,7 +85,7 @@ def dense_score_map(
         fcn: A fully-convolutional net returning logits (``head="logits"``).
         images: ``(N, H, W, 3)`` RGB in [0, 255] (not mean-subtracted).
         q: Test scale, the shorter side after rescaling.
-        mean_rgb: The training-set mean RGB to subtract.
+        mean_rgb: The training-set mean RGB to subtract; None when ``fcn`` subtracts it.
     """
     return tf.nn.softmax(tf.cast(fcn(preprocess(images, q, mean_rgb)), tf.float32), axis=-1)
 
@@ -90,12 +94,13 @@ def dense_probabilities(
     fcn: keras.Model,
     images: tf.Tensor,
     scales: Sequence[int],
-    mean_rgb: Sequence[float],
+    mean_rgb: Sequence[float] | None,
     flip: bool = True,
 ) -> tf.Tensor:
     """Dense evaluation (§3.2) of a batch of same-size images: ``(N, classes)``.
 
-    For each Q: rescale, subtract the mean, run the FCN on the image and its
+    For each Q: rescale, subtract the mean (``mean_rgb``; None when the FCN
+    subtracts it itself), run the FCN on the image and its
     horizontal flip, average each class score map (logits) over its locations,
     take the softmax, average the two flips' posteriors; then average over the
     scales. ``flip=False`` (for a model trained without flips, such as the
@@ -159,7 +164,7 @@ def multicrop_probabilities(
     fcn: keras.Model,
     image: tf.Tensor,
     scales: Sequence[int],
-    mean_rgb: Sequence[float],
+    mean_rgb: Sequence[float] | None,
     crop_size: int,
     grid: int = GRID,
     flip: bool = True,
@@ -168,7 +173,7 @@ def multicrop_probabilities(
 
     At each Q, the softmax of the ``2 * grid**2`` crops (each seen with the
     classifier's zero padding, unlike dense evaluation) is averaged; then the
-    scales are averaged.
+    scales are averaged. ``mean_rgb`` as :func:`dense_probabilities`'.
     """
     per_scale = []
     for q in scales:
@@ -207,7 +212,7 @@ class ModelEvaluator:
         else:
             self.multi = trained.multi_scales()
             self.single = trained.single_scale()
-        mean, flip = trained.mean_rgb, trained.flip
+        mean, flip = trained.mean_to_subtract, trained.flip
         spec = [tf.TensorSpec([None, None, 3], tf.float32)]
         fcn = self.fcn
         self._dense = {

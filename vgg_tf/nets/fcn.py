@@ -61,8 +61,10 @@ def to_fully_convolutional(
             graph feed, whatever ``model``'s own format) or "channels_first".
 
     Returns:
-        A ``keras.Model`` taking ``(batch, H, W, C)`` mean-subtracted images
-        (C: ``model``'s input channels) with H, W >= the training crop and
+        A ``keras.Model`` taking what ``model`` takes, ``(batch, H, W, C)``
+        images (C: ``model``'s input channels): mean-subtracted, or pixels in
+        [0, 255] when ``model`` was built with ``include_preprocessing=True``
+        (its ``subtract_mean_rgb`` layer is kept), with H, W >= the training crop and
         returning the class score map ``(batch, (H - crop)//32 + 1,
         (W - crop)//32 + 1, classes)`` (for sides that are multiples of 32;
         fc7's width instead of ``classes`` for ``head="fc7"``), or both

@@ -7,7 +7,8 @@ and renamed into place only when complete, so a polling server never sees a
 half-written version; an existing version is never overwritten.
 
 The graph holds the whole test-time pipeline -- decoding, RGB conversion, the
-decompression-bomb guard, rescaling to each Q, mean subtraction, the
+decompression-bomb guard, rescaling to each Q, mean subtraction (by the net's
+own first layer when it has one, as every run's model has), the
 fully-convolutional net, score-map and flip averaging (paper §3.2) -- built
 from the same functions as ``bin/evaluate``'s dense protocol
 (:mod:`vgg_tf.inference.protocol`), so both give the same probabilities.
@@ -56,7 +57,8 @@ class ServingModule(tf.Module):
     Args:
         fcn: Fully-convolutional net returning logits (``head="logits"``).
         scales: Test scales Q averaged by the graph.
-        mean_rgb: Training-set mean RGB subtracted after rescaling.
+        mean_rgb: Training-set mean RGB subtracted after rescaling; None when ``fcn``
+            subtracts it itself (:attr:`TrainedModel.mean_to_subtract`).
         class_names: Optional names; adds the ``labels`` output.
         top_k: How many classes ``classes``/``scores`` list (capped at the
             number of classes).
@@ -71,7 +73,7 @@ class ServingModule(tf.Module):
         self,
         fcn: keras.Model,
         scales: Sequence[int],
-        mean_rgb: Sequence[float],
+        mean_rgb: Sequence[float] | None,
         class_names: Sequence[str] | None = None,
         top_k: int = 5,
         limits: ImageLimits = DEFAULT_LIMITS,
@@ -84,7 +86,7 @@ class ServingModule(tf.Module):
         # the tf.Variables the signatures capture instead (see `signatures`).
         self._fcn = Untracked(fcn)
         self._scales = tuple(int(q) for q in scales)
-        self._mean = tuple(float(m) for m in mean_rgb)
+        self._mean = None if mean_rgb is None else tuple(float(m) for m in mean_rgb)
         self._num_classes = int(fcn.output_shape[-1])
         self.top_k = min(int(top_k), self._num_classes)
         self._class_names = tuple(class_names) if class_names else None
@@ -213,7 +215,9 @@ def export_saved_model(
             longer side at most 16 times the shorter; rescaled to Q a thin strip
             would be huge); images over them are refused before decoding.
         keras_output: Also save the fully-convolutional Keras model (softmax
-            score map, expects mean-subtracted input) to this ``.keras`` path.
+            score map) to this ``.keras`` path. It takes what ``model`` takes: RGB
+            in [0, 255] when the model subtracts its mean itself (every run's
+            does), else mean-subtracted images.
         verbose: Print where the export went.
 
     Returns:
@@ -234,7 +238,7 @@ def export_saved_model(
     module = ServingModule(
         to_fully_convolutional(trained.model, head="logits"),
         scales,
-        trained.mean_rgb,
+        trained.mean_to_subtract,
         trained.class_names,
         top_k,
         limits,
@@ -245,6 +249,8 @@ def export_saved_model(
         variant=trained.config.get("variant"),
         scales=list(scales),
         mean_rgb=list(trained.mean_rgb),
+        # Whether the net's first layer subtracts mean_rgb (else the graph does, before it).
+        mean_in_model=trained.includes_preprocessing,
         crop_size=trained.crop_size,
         num_classes=trained.num_classes,
         class_names=list(trained.class_names) if trained.class_names else None,

@@ -78,6 +78,16 @@ class TrainedModel:
         """
         return self._own_mean_rgb() is not None
 
+    @property
+    def mean_to_subtract(self) -> tuple[float, float, float] | None:
+        """The mean RGB a caller subtracts from RGB in [0, 255] before feeding the model.
+
+        None when the model subtracts it itself (:attr:`includes_preprocessing`),
+        else :attr:`mean_rgb`. What evaluation, export and the localiser pass
+        on to :func:`vgg_tf.inference.protocol.preprocess`.
+        """
+        return None if self.includes_preprocessing else self.mean_rgb
+
     def _own_mean_rgb(self) -> tuple[float, ...] | None:
         return None if self.model is None else builder.included_mean_rgb(self.model)
 
