@@ -131,6 +131,56 @@ def test_training_pixels_are_the_colour_less_the_mean(flat_source):
             )
 
 
+@pytest.mark.parametrize("color_shift_std", [0.0, 0.1])
+def test_without_a_mean_the_streams_give_the_pixels_the_net_subtracts_it_from(
+    flat_source, color_shift_std
+):
+    """mean_rgb=None (a net that subtracts its mean itself, as every run's does): the same
+    crops, flips and colour shift, the mean not subtracted; to float rounding, the stream
+    with the mean plus the mean. Evaluation: the decoded pixels."""
+    mean = (123.68, 116.779, 103.939)
+    stream = ip.TrainStream(
+        batch_size=6,
+        crop_size=CROP,
+        scale_min=CROP,
+        scale_max=2 * CROP,
+        mean_rgb=mean,
+        color_shift_std=color_shift_std,
+        seed=1,
+    )
+    with_mean = take(ip.train_dataset(flat_source, stream), 2)
+    pixels = take(ip.train_dataset(flat_source, dataclasses.replace(stream, mean_rgb=None)), 2)
+    for (a, labels_a), (b, labels_b) in zip(with_mean, pixels):
+        np.testing.assert_array_equal(labels_a, labels_b)
+        np.testing.assert_allclose(b.numpy(), a.numpy() + np.float32(mean), atol=1e-4)
+        if not color_shift_std:  # flat colours: the pixels are the files' own
+            for image, label in zip(b.numpy(), labels_b.numpy()):
+                colour = FLAT_COLOURS[flat_source.class_names[label]]
+                np.testing.assert_allclose(image, np.broadcast_to(colour, image.shape), atol=1e-3)
+    for mode, size in (("center", CROP), ("full", 48)):
+        evaluation = ip.EvalStream(batch_size=1, image_size=size, crop_size=CROP, mode=mode)
+        a = take(ip.eval_dataset(flat_source, evaluation, split="train"), 1)[0][0].numpy()
+        no_mean = dataclasses.replace(evaluation, mean_rgb=None)
+        b = take(ip.eval_dataset(flat_source, no_mean, split="train"), 1)[0][0].numpy()
+        np.testing.assert_allclose(b, a + np.float32(constants.IMAGENET_MEAN_RGB), atol=1e-4)
+        assert b.min() >= 0 and b.max() <= 255
+    recipe = dict(
+        batch_size=4,
+        crop_size=CROP,
+        scale_min=CROP,
+        scale_max=CROP,
+        color_shift_std=0.1,
+        flip=True,
+        seed=0,
+        deterministic=False,
+        cache=False,
+        max_pixels=0,
+        max_aspect_ratio=0,
+    )
+    assert ip.TrainStream.from_recipe(recipe, mean_rgb=None).mean_rgb is None
+    assert ip.EvalStream.from_recipe(recipe, CROP, mean_rgb=None).mean_rgb is None
+
+
 def test_cache_reads_each_record_once(flat_source, monkeypatch):
     """cache=True reads each file once however many epochs are drawn; without it every
     epoch reads the files again."""

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import vgg_tf
 from vgg_tf.data import images
 from vgg_tf.evaluation import classification
 from vgg_tf.evaluation.datasets import DatasetSplit
@@ -133,6 +134,38 @@ def test_dense_averages_the_score_map_then_softmax_over_flips_and_scales(trained
     dense = evaluator.probabilities("dense", image)
     np.testing.assert_allclose(dense, np.mean(expected, axis=0), atol=1e-5)
     assert dense.shape == (10,) and abs(dense.sum() - 1) < 1e-5
+
+
+def test_a_model_that_subtracts_its_own_mean_gets_pixels_and_the_same_answers(trained):
+    """A model built with include_preprocessing (every run's) is fed RGB pixels; with the
+    same weights, the answers under every protocol are those of a model without it that is
+    fed pixels less the mean: the mean is subtracted once, by one or the other."""
+    plain = trained()
+    raw_model = vgg_tf.VGG(
+        "A",
+        classes=10,
+        crop_size=32,
+        width_multiplier=1 / 16,
+        include_preprocessing=True,
+        mean_rgb=MEAN,
+    )
+    raw_model.set_weights(plain.model.get_weights())
+    # The mean the model subtracts is the one used, whatever the config records.
+    raw = TrainedModel(raw_model, dict(CONFIG, mean_rgb=[0.0, 0.0, 0.0]), "mem", "A (raw)")
+    assert raw.includes_preprocessing and raw.mean_to_subtract is None
+    assert not plain.includes_preprocessing and plain.mean_to_subtract == MEAN
+    image = _image(32, 32, seed=3)
+    unflipped = dataclasses.replace(raw, config={**raw.config, "flip": False})
+    evaluator = ev.ModelEvaluator(unflipped, scales=[32])  # one location: a single crop
+    own = raw_model.predict_on_batch(image[None])[0]  # the saved model on the raw image
+    np.testing.assert_allclose(evaluator.probabilities("single", image), own, atol=1e-5)
+    big = _image(50, 75, seed=4)
+    for protocol in ("dense", "multicrop", "combined"):
+        np.testing.assert_allclose(
+            ev.ModelEvaluator(raw).probabilities(protocol, big),
+            ev.ModelEvaluator(plain).probabilities(protocol, big),
+            atol=1e-5,
+        )
 
 
 def test_multicrop_and_combined(trained):
