@@ -3,13 +3,19 @@
 A localisation net (:mod:`vgg_tf.training.tasks`) is applied densely, like the
 classifier (§3.2): made fully-convolutional, it gives at each location of its
 output map a box relative to the crop window that location sees
-(:func:`vgg_tf.data.boxes.window_grid`): one box (SCR) or one per class (PCR). For
-each class the classifier ranks among its top 5, the boxes of every location,
-every scale and every localisation net (their union: several nets fuse this
-way) are merged greedily as in OverFeat (:func:`vgg_tf.data.boxes.greedy_merge`),
-each box weighted by the classifier's posterior of that class at that location
-(its score map at the same scale, resampled to the box map's size); the merged
-box with the highest total is the class's box. With ``windows="crops"`` each
+(:func:`vgg_tf.data.boxes.window_grid`): one box (SCR) or one per class (PCR).
+
+The classes are ranked as ``bin/evaluate`` and ``bin/predict`` rank them: the
+classifier's dense protocol of §3.2 at its own multi-scale set, each image
+averaged with its horizontal flip when the classifier was trained with flips
+(:func:`vgg_tf.inference.protocol.dense_probabilities`, what
+:class:`vgg_tf.inference.protocol.ModelEvaluator`'s ``"dense"`` protocol runs).
+For each of the top 5, the boxes of every location, every scale and every
+localisation net (their union: several nets fuse this way) are merged greedily
+by OverFeat's match score (:func:`vgg_tf.data.boxes.greedy_merge`), each box
+weighted by the classifier's posterior of that class at that location (its
+score map at the box's scale, resampled to the box map's size); the merged box
+with the highest total is the class's box. With ``windows="crops"`` each
 window is cut out and run alone instead, zero-padded as in training (§3.2's
 multi-crop boundary conditions), which nets with a 32-pixel crop need.
 
@@ -36,7 +42,7 @@ import tensorflow as tf
 
 from vgg_tf.data import boxes as boxes_lib
 from vgg_tf.data.images import scaled_size
-from vgg_tf.inference.protocol import check_scales, preprocess
+from vgg_tf.inference.protocol import check_scales, dense_probabilities, preprocess
 from vgg_tf.inference.untracked import Untracked
 from vgg_tf.nets.fcn import STRIDE, to_fully_convolutional
 from vgg_tf.weights.trained import TrainedModel
@@ -146,7 +152,8 @@ class _Net:
     def __init__(self, trained: TrainedModel, head: str):
         trained.check_rgb()
         self.fcn = to_fully_convolutional(trained.model, head="logits")
-        self.mean = trained.mean_rgb
+        # A net built with include_preprocessing subtracts its mean itself.
+        self.mean = (0.0, 0.0, 0.0) if trained.includes_preprocessing else trained.mean_rgb
         self.crop = trained.crop_size
         self.head = head
         self.path = trained.path
@@ -168,10 +175,14 @@ class Localiser(tf.Module):
     Args:
         box_models: One or more localisation nets (their boxes are pooled).
         classifier: The classifier whose class scores rank and weight the boxes.
-        scales: Test scales Q; defaults to each localisation net's training scale.
+        scales: Test scales Q of the localisation nets; defaults to each one's
+            training scale.
         top_k: Classes localised per image (5 in ILSVRC).
-        options: The windows' offsets and cropping, and the merge threshold
+        options: The windows' offsets and cropping, and the merge criterion
             (default: the paper's protocol).
+        class_scales: The scales Q at which the classifier ranks the classes
+            (§3.2's dense protocol); default its own multi-scale set, as
+            ``bin/evaluate --protocol dense`` and ``bin/predict`` use.
     """
 
     def __init__(
@@ -181,6 +192,7 @@ class Localiser(tf.Module):
         scales: Sequence[int] | None = None,
         top_k: int = 5,
         options: LocaliserOptions = PAPER_OPTIONS,
+        class_scales: Sequence[int] | None = None,
     ):
         super().__init__(name="vgg_localiser")
         if not box_models:
@@ -201,6 +213,12 @@ class Localiser(tf.Module):
             nets.append(_Net(trained, head))
         self._nets = Untracked(nets)
         self._classifier = Untracked(_Net(classifier, "classes"))
+        self.class_scales = (
+            check_scales(class_scales, classifier.crop_size)
+            if class_scales
+            else classifier.multi_scales()
+        )
+        self.class_flip = classifier.flip
         if scales:
             crop = max(net.crop for net in nets)
             self.scales = check_scales(scales, crop)
@@ -221,20 +239,22 @@ class Localiser(tf.Module):
     def find(self, image: tf.Tensor) -> dict[str, tf.Tensor]:
         """The top classes of one ``(H, W, 3)`` image, their posteriors and merged boxes.
 
+        The classes and posteriors are the classifier's dense protocol (§3.2) at
+        :attr:`class_scales`, with the flip when it was trained with flips: those
+        ``ModelEvaluator(classifier, class_scales).probabilities("dense", image)`` gives.
+
         Not traced: for use inside another graph (the localisation SavedModel's);
         :attr:`localise` is the same as a ``tf.function``.
         """
-        maps = self._class_maps(image)
-        # Image-level posteriors as the dense protocol computes them (§3.2): the
-        # softmax of the location-averaged score map, averaged over the scales.
-        probabilities = tf.add_n(
-            [tf.nn.softmax(tf.reduce_mean(m, axis=[0, 1])) for m in maps.values()]
-        ) / len(maps)
+        classifier = self._classifier.value
+        probabilities = dense_probabilities(
+            classifier.fcn, image[None], self.class_scales, classifier.mean, self.class_flip
+        )[0]
         scores, classes = tf.math.top_k(probabilities, k=self.top_k)
         return {
             "classes": classes,
             "scores": scores,
-            "boxes": self._boxes_for(image, classes, maps),
+            "boxes": self._boxes_for(image, classes, self._class_maps(image)),
         }
 
     def _localise_classes(self, image: tf.Tensor, classes: tf.Tensor) -> tf.Tensor:

@@ -360,7 +360,10 @@ def predict(
     localiser = None
     if boxes is not None:
         nets = load_models(boxes.localisers, "localisation net")
-        localiser = Localiser(nets, trained, options=boxes.options)
+        # Ranked as the evaluator ranks them, so the boxes are those of the classes shown.
+        localiser = Localiser(
+            nets, trained, options=boxes.options, class_scales=evaluator.scales_for(PROTOCOL)
+        )
     names, ids = _class_labels(trained)
     paths = [os.fspath(p) for p in paths]
     progress = None
