@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import vgg_tf
+from vgg_tf import workdir as workdir_lib
 from vgg_tf.data import images
 from vgg_tf.inference import protocol as ev
 from vgg_tf.serving import export as ex
@@ -24,10 +26,24 @@ DIGIT_SIDE = 40  # digits upsampled 5x: the recipe jitters S in [32, 48] around 
 
 
 @pytest.fixture(scope="module")
-def workdir(trained_digits_run):
+def workdir(trained_digits_run, tmp_path_factory):
     """A small net A trained on the first 1500 digits (those above are held out), served
-    with flips."""
-    return trained_digits_run
+    with flips, saved as a run saves its model: subtracting its mean RGB itself."""
+    trained = loading.load_model(trained_digits_run)
+    model = vgg_tf.VGG(
+        "A",
+        classes=10,
+        crop_size=32,
+        width_multiplier=1 / 16,
+        include_preprocessing=True,
+        mean_rgb=trained.mean_rgb,
+    )
+    model.set_weights(trained.model.get_weights())
+    run = tmp_path_factory.mktemp("digits_A_run")
+    workdir_lib.save_model(model, run / workdir_lib.MODEL_FILE)
+    workdir_lib.write_config(run, trained.config)
+    assert loading.load_model(run).includes_preprocessing
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -313,7 +329,7 @@ def test_versions_are_new_and_written_atomically(workdir, tmp_path, monkeypatch)
 def test_keras_output_and_errors(exported, workdir, tmp_path):
     fcn = keras.models.load_model(exported[0].parent / "fcn.keras")
     model = keras.models.load_model(workdir / "model.keras")
-    x = np.random.RandomState(0).uniform(-50, 50, (2, 32, 32, 3)).astype("float32")
+    x = np.random.RandomState(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")  # pixels
     np.testing.assert_allclose(fcn(x).numpy()[:, 0, 0], model(x, training=False), atol=1e-5)
     assert fcn(np.zeros((1, 64, 96, 3), "float32")).shape == (1, 2, 3, 10)
 
@@ -404,11 +420,29 @@ def test_served_probabilities_match_bin_evaluate_dense(
 # --- The quick loop's check ------------------------------------------------------------
 
 
+@pytest.mark.parametrize("mean_in_model", [True, False], ids=["new_run", "old_workdir"])
 def test_an_untrained_model_is_served_as_evaluated_and_bombs_are_refused(
-    tmp_path, make_workdir, encode, zero_png, header_bombs, digit_images
+    tmp_path, make_workdir, tiny_model, encode, zero_png, header_bombs, digit_images, mean_in_model
 ):
-    workdir = make_workdir(tmp_path / "run")
+    # Every run's model subtracts its mean itself; older workdirs' take the mean subtracted.
+    mean = [47.6, 47.6, 47.6]
+    options = dict(include_preprocessing=True, mean_rgb=mean) if mean_in_model else {}
+    workdir = make_workdir(tmp_path / "run", tiny_model(**options))
     version_dir = ex.export_saved_model(workdir, tmp_path / "models", scales=[40], verbose=0)
+    metadata = json.loads((Path(version_dir) / ex.METADATA_FILE).read_text())
+    assert metadata["mean_in_model"] is mean_in_model and metadata["mean_rgb"] == mean
+    # At Q = the crop, a crop-size image is one location: the saved model.keras's own
+    # answer on the image (less the mean, for an old workdir's model). The mean is
+    # subtracted once, whichever does it.
+    crop = digit_images[0][11][4:36, 4:36]
+    at_crop = ex.export_saved_model(workdir, tmp_path / "models", scales=[32], verbose=0)
+    saved = keras.models.load_model(workdir / "model.keras")
+    fed = crop[None] if mean_in_model else crop[None] - np.float32(mean)
+    np.testing.assert_allclose(
+        _serve(tf.saved_model.load(at_crop), [encode(crop, "PNG")])["probabilities"],
+        saved.predict_on_batch(fed),
+        atol=1e-5,
+    )
     assert version_dir == str(tmp_path / "models" / "1")
     served = tf.saved_model.load(version_dir)
     digits, _ = digit_images
