@@ -91,6 +91,29 @@ def test_descriptor_equals_the_hand_computation_from_the_fc7_map(trained, photo)
         )
 
 
+def test_a_net_that_subtracts_its_own_mean_is_given_pixels(trained, photo):
+    # Every run's net subtracts its mean itself; with the same weights it describes an
+    # image as the net fed pixels less the mean does.
+    import vgg_tf
+
+    raw_model = vgg_tf.VGG(
+        "A",
+        classes=10,
+        crop_size=32,
+        width_multiplier=1 / 16,
+        include_preprocessing=True,
+        mean_rgb=MEAN,
+    )
+    raw_model.set_weights(trained.model.get_weights())
+    raw = TrainedModel(raw_model, trained.config, "mem", "A (raw)")
+    assert raw.includes_preprocessing
+    np.testing.assert_allclose(
+        features.FeatureExtractor(raw, [48])(photo),
+        features.FeatureExtractor(trained, [48])(photo),
+        atol=1e-5,
+    )
+
+
 def test_a_batch_gives_each_images_own_descriptor(trained):
     extractor = features.FeatureExtractor(trained, scales=[32, 40])
     batch = np.random.RandomState(0).randint(0, 256, (3, 40, 50, 3)).astype("uint8")

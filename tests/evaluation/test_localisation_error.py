@@ -69,6 +69,24 @@ def test_center_crop_counts_a_box_as_localised_only_above_iou_half(
     assert error == pytest.approx(np.mean(best <= 0.5), abs=1e-9)
 
 
+def test_center_crop_gives_pixels_to_a_net_that_subtracts_its_own_mean(canvas, tiny_run_config):
+    # Every run's net subtracts its mean itself; with the same weights its error is that of
+    # the net fed pixels less the mean (subtracted twice, its boxes would move).
+    plain = _box_net(tiny_run_config, (0.5, 0.5, 0.75, 0.75))
+    fc8 = plain.model.get_layer("fc8")
+    kernel = np.random.default_rng(3).normal(0, 0.02, fc8.get_weights()[0].shape)
+    fc8.set_weights([kernel.astype(np.float32), fc8.get_weights()[1]])
+    raw_model = train.build_model(plain.config, 10, mean_rgb=plain.config["mean_rgb"])
+    raw_model.set_weights(plain.model.get_weights())
+    raw = TrainedModel(raw_model, plain.config, "/runs/raw", "A (raw)")
+    assert raw.includes_preprocessing
+    errors = [
+        localisation_eval.center_crop_errors(net, canvas, "test", max_examples=64)[0]
+        for net in (plain, raw)
+    ]
+    assert errors[0] == errors[1]
+
+
 def test_dense_errors_follow_ilsvrc_top5_and_the_true_class(tiny_run_config, tiny_model):
     # Boxes three windows wide merge into the whole image (see test_localise), which is
     # each image's ground truth: dense_gt localises every image; dense only those whose

@@ -128,6 +128,38 @@ def test_pcr_boxes_are_read_per_class_and_nets_fuse(tiny_run_config, classifier)
     assert fused.localise(image)["boxes"].shape == (5, 4)
 
 
+def test_nets_that_subtract_their_own_mean_are_given_pixels(tiny_run_config, classifier):
+    # Every run's nets subtract their mean themselves (include_preprocessing); with the same
+    # weights they localise as the nets fed pixels less the mean.
+    import vgg_tf
+
+    plain = _box_net(tiny_run_config, head="pcr")
+    fc8 = plain.model.get_layer("fc8")
+    rng = np.random.default_rng(2)
+    fc8.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32) for w in fc8.get_weights()])
+    mean = plain.config["mean_rgb"]
+    raw_box_model = train.build_model(plain.config, 10, mean_rgb=mean)
+    raw_box_model.set_weights(plain.model.get_weights())
+    raw_classifier_model = vgg_tf.VGG(
+        "A",
+        classes=10,
+        crop_size=32,
+        width_multiplier=1 / 16,
+        include_preprocessing=True,
+        mean_rgb=mean,
+    )
+    raw_classifier_model.set_weights(classifier.model.get_weights())
+    raw_box = TrainedModel(raw_box_model, plain.config, "/runs/raw_pcr", "A (raw pcr)")
+    raw_classifier = TrainedModel(raw_classifier_model, classifier.config, "/runs/raw", "A (raw)")
+    assert raw_box.includes_preprocessing and raw_classifier.includes_preprocessing
+    image = tf.random.stateless_uniform([64, 80, 3], [9, 10], maxval=255.0)
+    theirs = localise.Localiser([plain], classifier).localise(image)
+    ours = localise.Localiser([raw_box], raw_classifier).localise(image)
+    assert ours["classes"].numpy().tolist() == theirs["classes"].numpy().tolist()
+    for key in ("scores", "boxes"):
+        np.testing.assert_allclose(ours[key].numpy(), theirs[key].numpy(), atol=1e-5)
+
+
 def test_refuses_classifiers_as_box_nets_and_mismatched_heads(tiny_run_config, classifier):
     with pytest.raises(ValueError, match="is not a localisation net"):
         localise.Localiser([classifier], classifier)

@@ -64,7 +64,7 @@ def descriptors(
     fc7_net: keras.Model,
     images: tf.Tensor,
     scales: Sequence[int],
-    mean_rgb: Sequence[float],
+    mean_rgb: Sequence[float] | None,
     flip: bool = True,
 ) -> tf.Tensor:
     """Appendix B's descriptors ``(N, fc7 width)`` of a batch of same-size RGB images.
@@ -73,7 +73,7 @@ def descriptors(
         fc7_net: The fully-convolutional net up to fc7 (``head="fc7"``).
         images: ``(N, H, W, 3)`` RGB in [0, 255] (not mean-subtracted).
         scales: Test scales Q, each rescaling the shorter side.
-        mean_rgb: The training-set mean RGB to subtract.
+        mean_rgb: The training-set mean RGB to subtract; None when ``fc7_net`` subtracts it.
         flip: Average each image's horizontal flip in (the paper does).
     """
     n = tf.shape(images)[0]
@@ -107,7 +107,7 @@ class FeatureExtractor:
         self.flip = bool(flip)
         self.fc7_net = to_fully_convolutional(trained.model, head="fc7")
         self.dim = int(self.fc7_net.output_shape[-1])
-        net, scales, mean = self.fc7_net, self.scales, trained.mean_rgb
+        net, scales, mean = self.fc7_net, self.scales, trained.mean_to_subtract
         self._batch = tf.function(
             lambda batch: descriptors(net, batch, scales, mean, self.flip),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],

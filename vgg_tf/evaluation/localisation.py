@@ -73,7 +73,7 @@ def center_crop_errors(
         batch_size=_BATCH,
         image_size=scale,
         crop_size=trained.crop_size,
-        mean_rgb=trained.mean_rgb,
+        mean_rgb=trained.mean_to_subtract,
         max_pixels=limits.max_pixels,
         max_aspect_ratio=limits.max_aspect_ratio,
         with_boxes=True,

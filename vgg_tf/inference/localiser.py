@@ -152,8 +152,7 @@ class _Net:
     def __init__(self, trained: TrainedModel, head: str):
         trained.check_rgb()
         self.fcn = to_fully_convolutional(trained.model, head="logits")
-        # A net built with include_preprocessing subtracts its mean itself.
-        self.mean = (0.0, 0.0, 0.0) if trained.includes_preprocessing else trained.mean_rgb
+        self.mean = trained.mean_to_subtract  # None: the net subtracts its mean itself
         self.crop = trained.crop_size
         self.head = head
         self.path = trained.path
@@ -162,7 +161,8 @@ class _Net:
         return self.run(self.scaled(image, q))
 
     def scaled(self, image: tf.Tensor, q: int) -> tf.Tensor:
-        """The net's input: the image rescaled to Q, less its mean, [1, h, w, 3]."""
+        """The net's input: the image rescaled to Q, less the mean it does not subtract
+        itself, [1, h, w, 3]."""
         return preprocess(image[None], q, self.mean)
 
     def run(self, scaled: tf.Tensor) -> tf.Tensor:
