@@ -10,6 +10,12 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# The tests run on the CPU path the commands choose (vgg_tf.cli.cpu_path), as users' runs
+# do: decided before TensorFlow is imported, and inherited by the processes tests start.
+from vgg_tf.cli import cpu_path  # noqa: E402
+
+cpu_path.apply()
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
