@@ -321,3 +321,27 @@ def test_temporary_names_are_unique_to_the_process(tmp_path):
         Path(tmp).write_text("x")
     assert (tmp_path / "model.keras").read_text() == "x"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.keras"]
+
+
+def test_a_snapshot_puts_back_only_what_was_added(tmp_path):
+    """A refused run removes what it added: the new workdir and the empty folders above it,
+    or in a workdir that existed the names it added; never what was there, nor a
+    neighbour another run made meanwhile."""
+    new = tmp_path / "runs" / "a" / "run"
+    before = workdir.Snapshot.take(new)
+    with workdir.exclusive(new):
+        (new / "config.json").write_text("{}")
+        (tmp_path / "runs" / "other").mkdir()  # another run, started beside it
+        before.put_back()
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["other"]
+
+    kept = tmp_path / "kept"
+    (kept / "checkpoints").mkdir(parents=True)
+    (kept / "notes.txt").write_text("the user's")
+    before = workdir.Snapshot.take(kept)
+    with workdir.exclusive(kept):
+        (kept / "logs").mkdir()
+        (kept / "checkpoints" / "inside").write_text("left: inside what was there")
+        before.put_back()
+    assert sorted(p.name for p in kept.iterdir()) == ["checkpoints", "notes.txt"]
+    assert workdir.Snapshot.take("gs://bucket/run").created is None

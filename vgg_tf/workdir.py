@@ -22,6 +22,7 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import shutil
@@ -281,6 +282,9 @@ def exclusive(workdir: str | os.PathLike, what: str = "a run") -> Iterator[None]
     import fcntl
 
     workdir = os.fspath(workdir)
+    if is_remote(workdir):  # no lock on an object store: the scheduler's rule
+        yield
+        return
     os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, LOCK_FILE)
     handle = open(path, "a+")  # noqa: SIM115 (held open for the whole block)
@@ -302,3 +306,77 @@ def exclusive(workdir: str | os.PathLike, what: str = "a run") -> Iterator[None]
         yield
     finally:
         handle.close()  # releases the lock
+
+
+def is_remote(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a ``tf.io.gfile`` filesystem (``gs://``, ``s3://``, ``ram://``).
+
+    Example:
+        >>> is_remote("gs://bucket/run"), is_remote("/data/run")
+        (True, False)
+    """
+    return "://" in os.fspath(path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Snapshot:
+    """What a workdir held before a run claimed it, to put back if the run is refused.
+
+    A refused run (a bad recipe, another run's workdir, a dataset that does not
+    load, a checkpoint that does not read) leaves the filesystem as it found it:
+    :meth:`put_back` removes what was added since :meth:`take` (the lock file,
+    config.json, logs/), and the workdir itself and the empty folders above it
+    when they did not exist. Take it before :func:`exclusive`, put it back while
+    still holding the workdir.
+
+    Attributes:
+        workdir: The run directory.
+        created: The first folder on the way to ``workdir`` that did not exist
+            (``workdir`` itself or one above it); None when ``workdir`` existed.
+        entries: The names ``workdir`` held.
+
+    Example:
+        >>> import tempfile
+        >>> new = os.path.join(tempfile.mkdtemp(), "runs", "run")
+        >>> before = Snapshot.take(new)
+        >>> os.makedirs(new)
+        >>> before.put_back()
+        >>> os.path.exists(os.path.dirname(new))
+        False
+    """
+
+    workdir: str
+    created: str | None
+    entries: frozenset[str]
+
+    @classmethod
+    def take(cls, workdir: str | os.PathLike) -> Snapshot:
+        """Records what ``workdir`` holds now."""
+        workdir = os.fspath(workdir)
+        if is_remote(workdir):
+            return cls(workdir, None, frozenset())
+        path, created = os.path.abspath(workdir), None
+        while not os.path.exists(path) and os.path.dirname(path) != path:
+            path, created = os.path.dirname(path), path
+        entries = frozenset(os.listdir(workdir)) if created is None else frozenset()
+        return cls(workdir, created, entries)
+
+    def put_back(self) -> None:
+        """Removes what was added since :meth:`take` (best effort: never raises)."""
+        if is_remote(self.workdir):
+            return
+        with contextlib.suppress(OSError):
+            if self.created is None:
+                for name in set(os.listdir(self.workdir)) - self.entries:
+                    path = os.path.join(self.workdir, name)
+                    if os.path.isdir(path) and not os.path.islink(path):
+                        shutil.rmtree(path)
+                    else:
+                        os.remove(path)
+                return
+            shutil.rmtree(self.workdir)
+            # Folders above it only when empty: another run may have started beside it.
+            parent = os.path.dirname(os.path.abspath(self.workdir))
+            while parent != os.path.dirname(self.created) and not os.listdir(parent):
+                os.rmdir(parent)
+                parent = os.path.dirname(parent)

@@ -194,6 +194,34 @@ def test_folder_splits_from_split_folders_or_held_out(tmp_path, encode):
         sources.get_source(str(tmp_path / "empty"))
 
 
+def test_class_folders_without_a_training_image_are_refused_naming_them(tmp_path, encode):
+    """Issue 20: a class folder with no images (or only non-images), or a link back to the
+    dataset root, became a class with no examples."""
+    pixels = encode(np.zeros((8, 8, 3), np.uint8), "PNG")
+    root = tmp_path / "photos"
+    for label in ("cat", "dog"):
+        (root / label).mkdir(parents=True)
+        (root / label / "0.png").write_bytes(pixels)
+    assert sources.get_source(str(root)).class_names == ("cat", "dog")
+    (root / "empty").mkdir()
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("no image here")
+    os.symlink(root, root / "loop")
+    with pytest.raises(
+        ValueError,
+        match=r"without a training image: 'empty', 'loop' \(a link back to the dataset\), "
+        r"'notes'; expected images \(.jpg",
+    ):
+        sources.get_source(str(root))
+    # A class with validation images only is never trained on either.
+    for split, labels in {"train": ("cat", "dog"), "validation": ("cat", "dog", "bird")}.items():
+        for label in labels:
+            (tmp_path / "split" / split / label).mkdir(parents=True)
+            (tmp_path / "split" / split / label / "0.png").write_bytes(pixels)
+    with pytest.raises(ValueError, match=r"without a training image: 'bird'"):
+        sources.get_source(str(tmp_path / "split"))
+
+
 def test_decoded_images_give_good_records_with_their_names(tmp_path, encode, capfd):
     os.makedirs(tmp_path / "c")
     for i in range(4):

@@ -202,6 +202,59 @@ def test_a_run_that_fails_puts_keras_dtype_policy_back(tmp_path, bad_image_folde
     assert keras.mixed_precision.global_policy().name == "float32"
 
 
+def _folder_recipe(folder, **changes):
+    config = config_lib.paper_recipe()
+    config.update(dict(dataset=str(folder), crop_size=32, scale_min=32, scale_max=48, **changes))
+    return config
+
+
+def test_a_refused_run_leaves_the_filesystem_as_it_found_it(tmp_path, bad_image_folder, encode):
+    """Issue 20: refused runs left empty workdirs (and a lock file) behind."""
+    too_big = _folder_recipe(bad_image_folder.root, batch_size=64)  # 12 training images
+    with pytest.raises(ValueError, match="batch_size=64 is larger"):
+        train.train_and_evaluate(too_big, str(tmp_path / "runs" / "new"))
+    assert not (tmp_path / "runs").exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("the user's")
+    with pytest.raises(ValueError, match="batch_size=64 is larger"):
+        train.train_and_evaluate(too_big, str(kept))
+    assert os.listdir(kept) == ["notes.txt"]
+    # One class is refused too: every answer would be right ("0.00% error").
+    (tmp_path / "one" / "cat").mkdir(parents=True)
+    for i in range(4):
+        (tmp_path / "one" / "cat" / f"{i}.png").write_bytes(encode(np.zeros((8, 8, 3), "uint8")))
+    with pytest.raises(ValueError, match=r"has 1 class \(cat\); expected at least 2"):
+        train.train_and_evaluate(_folder_recipe(tmp_path / "one"), str(kept))
+    assert os.listdir(kept) == ["notes.txt"]
+
+
+def test_a_second_run_on_a_workdir_in_use_is_refused_at_once(tmp_path, bad_image_folder):
+    """Issue 20: two runs on one workdir both succeeded, leaving one run's files."""
+    workdir = tmp_path / "run"
+    with workdir_lib.exclusive(workdir, "a training run"):
+        (workdir / "config.json").write_text("{}")
+        before = sorted(os.listdir(workdir))
+        config = _folder_recipe(bad_image_folder.root, batch_size=4)
+        with pytest.raises(workdir_lib.WorkdirBusyError, match=r"in use by a training run \(host"):
+            train.train_and_evaluate(config, str(workdir))
+        assert (
+            sorted(os.listdir(workdir)) == before and (workdir / "config.json").read_text() == "{}"
+        )
+
+
+def test_final_lines_leave_out_top5_error_for_five_classes_or_fewer():
+    rates = {"test_top1_error": 0.5, "val_top1_error": 0.25}
+    assert train.final_lines({"task": "classification", **rates}) == (
+        "final test top-1 error 50.00%\nfinal validation top-1 error 25.00%"
+    )
+    five = {"test_top5_error": 0.125, "val_top5_error": 0.0}
+    assert train.final_lines({"task": "classification", **rates, **five}).splitlines() == [
+        "final test top-1 error 50.00%, top-5 error 12.50%",
+        "final validation top-1 error 25.00%, top-5 error 0.00%",
+    ]
+
+
 # --- Runs ------------------------------------------------------------------
 
 # Two epochs of the paper's net A, deterministic: the uninterrupted run that a killed and
@@ -579,6 +632,61 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(
         assert statistics == []
     rows = (workdir / "metrics.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == [str(e + 1) for e in range(epochs)]
+
+
+def _start_and_signal(command, env, workdir, sig, after="ckpt-5.index"):
+    """Starts ``command``, sends ``sig`` once ``workdir/checkpoints/<after>`` exists (training
+    is under way), and returns the finished process's (returncode, stdout, stderr)."""
+    proc = subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if (workdir / "checkpoints" / after).exists():
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before the signal"
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=300)
+    return proc.returncode, out, err
+
+
+@pytest.mark.slow
+def test_sigterm_saves_at_the_current_step_and_the_rerun_ends_with_the_same_weights(
+    tmp_path, tfds_dir, digits, train_run, bin_command, subprocess_env, paper_run
+):
+    """Issue 20: SIGTERM, which schedulers send before preempting, saved nothing (up to a
+    checkpoint interval lost). Now it saves at the step reached, says so in one line and
+    exits 143; the rerun resumes at exactly that step and ends bit-identical to a run that
+    was never stopped."""
+    workdir = tmp_path / "preempted"
+    command = bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}", *PAPER_RUN)
+    code, out, err = _start_and_signal(command, subprocess_env(), workdir, signal.SIGTERM)
+    stopped = re.search(r"stopped by SIGTERM at step (\d+)", err)
+    assert code == 143 and stopped, (code, err[-3000:])
+    assert "Traceback" not in err and not (workdir / "model.keras").exists()
+    step = int(stopped.group(1))
+    assert (workdir / "checkpoints" / f"ckpt-{step}.index").is_file()
+    assert 5 <= step < digits.num_examples(digits.train_split) // 32  # mid-epoch 1
+
+    resumed = train_run(workdir, *PAPER_RUN)
+    assert f"checkpoints/ckpt-{step} at step {step}" in resumed.stdout, resumed.stdout[:2000]
+    whole, preempted = (
+        _named_weights(paper_run[0] / "model.keras"),
+        _named_weights(workdir / "model.keras"),
+    )
+    assert sorted(whole) == sorted(preempted)
+    for name in whole:
+        np.testing.assert_array_equal(whole[name], preempted[name], err_msg=name)
+
+
+@pytest.mark.slow
+def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, tfds_dir, bin_command, subprocess_env):
+    workdir = tmp_path / "interrupted"
+    command = bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}", *PAPER_RUN)
+    code, out, err = _start_and_signal(command, subprocess_env(), workdir, signal.SIGINT)
+    assert code == 130 and "Traceback" not in err, err[-3000:]
+    assert "error: interrupted; run the same command again to resume" in err
 
 
 # --- Issue 10's acceptance folder ------------------------------------------------------

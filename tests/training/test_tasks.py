@@ -85,3 +85,12 @@ def test_task_for_reads_the_recipe_and_refuses_unknown_names():
         tasks.task_for({"task": "detection"}, 10)
     with pytest.raises(ValueError, match="Unknown head 'xyz'; expected one of scr, pcr"):
         tasks.Localisation("xyz", 10)
+
+
+def test_top5_error_is_reported_only_for_more_than_five_classes():
+    """Issue 20: top-5 error was printed for 5 or fewer classes, where it is always 0."""
+    rates = {"loss": 0.5, "top1_error": 0.25, "top5_error": 0.0}
+    few, many = tasks.Classification(5), tasks.Classification(6)
+    assert list(few.metrics) == ["top1_error"] and few.describe(rates) == "top-1 error 25.00%"
+    assert list(many.metrics) == ["top1_error", "top5_error"]
+    assert many.describe(rates) == "top-1 error 25.00%, top-5 error 0.00%"

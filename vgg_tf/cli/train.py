@@ -20,12 +20,14 @@ import functools
 import os
 import sys
 
+import tensorflow as tf
 from absl import app, flags
 
 from vgg_tf import workdir as workdir_lib
 from vgg_tf.cli import recipe_flags
 from vgg_tf.cli.entry import run_app
 from vgg_tf.training import loop as train
+from vgg_tf.training.checkpoints import PREEMPTED_EXIT_CODE, Preempted, error_line
 
 
 def _asks_for_localisation(argv: list[str]) -> bool:
@@ -71,8 +73,22 @@ def main(argv, shorthands: dict):
     workdir = _WORKDIR.value or os.path.join("workdirs", workdir_lib.default_run_name(config))
     try:
         result = train.train_and_evaluate(config, workdir, overwrite=_OVERWRITE.value)
+    except Preempted as stop:
+        print(f"vgg_tf: {stop}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)
     except (ValueError, train.NonFiniteLossError) as error:
         print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(
+            f"error: interrupted; run the same command again to resume {workdir} from its last "
+            "checkpoint.",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    except (OSError, tf.errors.OpError) as error:
+        # A read-only or full disk, a worker whose peer died: the reason, not a traceback.
+        print(f"error: {error_line(error)} (workdir {workdir})", file=sys.stderr)
         sys.exit(1)
     print(f"workdir: {workdir}")
     print(train.final_lines(result))

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import sys
 
+import tensorflow as tf
 from absl import app, flags
 
 from vgg_tf.cli import recipe_flags
 from vgg_tf.cli.entry import run_app
 from vgg_tf.training import search_space
 from vgg_tf.training import tuning as tune
+from vgg_tf.training.checkpoints import PREEMPTED_EXIT_CODE, Preempted, error_line
 
 _SHORTHANDS = recipe_flags.define(
     [
@@ -110,11 +112,24 @@ def main(argv):
             project_name=_PROJECT.value,
             overwrite=_OVERWRITE.value,
         )
+    except Preempted as stop:
+        print(f"vgg_tf: {stop}", file=sys.stderr)
+        sys.exit(PREEMPTED_EXIT_CODE)
     except (ValueError, RuntimeError) as error:
         # keras-tuner's RuntimeError carries a trial's traceback after its first line.
         lines = str(error).strip().splitlines() or [repr(error)]
         cause = f" (last: {lines[-1].strip()})" if len(lines) > 1 else ""
         print(f"error: {lines[0]}{cause}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print(
+            f"error: interrupted; run the same command again to continue the search in "
+            f"{_DIRECTORY.value}.",
+            file=sys.stderr,
+        )
+        sys.exit(130)
+    except (OSError, tf.errors.OpError) as error:
+        print(f"error: {error_line(error)}", file=sys.stderr)
         sys.exit(1)
     if result.worker:
         print(f"worker done; the chief reports the trials of {result.project_dir}")

@@ -332,13 +332,41 @@ def _images_in(folder: str) -> list[str]:
     ]
 
 
+def _check_classes(
+    path: str, train_dir: str, train_listing: dict[str, list[str]], class_names: list[str]
+) -> None:
+    """Refuses class folders without a training image.
+
+    A class the net must score but never sees (an empty folder, one of other
+    files, a link back to the dataset) would be trained as a class no image has.
+    """
+    empty = []
+    for label in class_names:
+        if train_listing.get(label):
+            continue
+        folder = os.path.realpath(os.path.join(train_dir, label))
+        loops = os.path.realpath(path).startswith(folder + os.sep) or folder in (
+            os.path.realpath(path),
+            os.path.realpath(train_dir),
+        )
+        empty.append(f"{label!r}" + (" (a link back to the dataset)" if loops else ""))
+    if empty:
+        raise ValueError(
+            f"Folder {path!r} has class folders without a training image: {', '.join(empty)}; "
+            f"expected images ({', '.join(IMAGE_EXTENSIONS)}) in every class folder of "
+            f"{train_dir}: add images, or move those folders out."
+        )
+
+
 def folder_source(path: str) -> Source:
     """A :class:`Source` over ``path/<class>/*`` or ``path/<split>/<class>/*`` image files.
 
     Class names are the sorted class folder names (over all splits); each
     split's files are listed in sorted order and then shuffled with a fixed
     seed per split name, as TFDS' ``ImageFolder`` does, so that a held-out
-    slice (``train[90%:]``) mixes the classes.
+    slice (``train[90%:]``) mixes the classes. A class folder without a
+    training image (empty, holding other files only, or a link back to the
+    dataset) is refused, naming it (training also refuses fewer than two classes).
 
     Example:
         >>> source = folder_source("/data/photos")  # doctest: +SKIP
@@ -369,6 +397,7 @@ def folder_source(path: str) -> Source:
             f"Folder {path!r} has no images ({', '.join(IMAGE_EXTENSIONS)}) in class "
             f"subfolders; expected {path}/<class>/*.jpg or {path}/train/<class>/*.jpg."
         )
+    _check_classes(path, split_dirs["train"], listing["train"], class_names)
     train, val, test = _splits(path, list(files))
     return Source(path, len(class_names), tuple(class_names), train, val, test, files=files)
 

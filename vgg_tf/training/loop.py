@@ -46,7 +46,7 @@ from vgg_tf.data.images import ImageLimits
 from vgg_tf.nets import builder
 from vgg_tf.training import distribute, tasks
 from vgg_tf.training import recipe as config_lib
-from vgg_tf.training.checkpoints import RunCheckpoint
+from vgg_tf.training.checkpoints import Preemption, RunCheckpoint
 from vgg_tf.training.reporting import RunLog
 from vgg_tf.training.steps import Trainer
 from vgg_tf.weights import loading, transfer
@@ -342,22 +342,32 @@ def global_settings(config: ml_collections.ConfigDict) -> Iterator[None]:
 
 
 def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
-    """Makes the strategy, claims the workdir and resolves the data of a validated recipe."""
+    """Checks the workdir against the recipe and resolves the recipe's data.
+
+    Nothing is written: the chief records the run (:func:`record_run`) once its
+    state is made, and ``overwrite`` removes the previous run's files only
+    after every check has passed.
+    """
     workdir_lib.check_outside(config.init_from, workdir)
     strategy = strategy or distribute.strategy_for(config)
     distribute.check_batch_sizes([config.batch_size], strategy)
     chief = distribute.is_chief(strategy)
-    os.makedirs(workdir, exist_ok=True)
     recorded = None
-    if chief:
-        recorded = workdir_lib.prepare(workdir, config, overwrite, config_lib.EXECUTION_FIELDS)
-    elif not overwrite:  # refuse another run's workdir too, rather than wait for the chief
-        workdir_lib.prepare(workdir, config, ignore=config_lib.EXECUTION_FIELDS)
+    if not overwrite:  # every worker refuses another run's workdir, rather than wait for the chief
+        recorded = workdir_lib.read_config(workdir)
+        free = config_lib.fields_free_on_resume(config, recorded)
+        workdir_lib.prepare(workdir, config, ignore=free)
     source = sources.get_source(
         config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir
     )
     if config.task == "localisation" and source.box_reader is None:
         source.raw_records(source.train_split, with_boxes=True)  # raises, naming the dataset
+    if config.task == "classification" and source.num_classes < 2:
+        names = ", ".join(source.class_names or ())
+        raise ValueError(
+            f"Dataset {config.dataset!r} has {source.num_classes} class ({names}); expected at "
+            "least 2 classes for a classifier (a folder dataset: one subfolder per class)."
+        )
     mean_rgb = _mean_rgb(config, source, recorded)
     run_config = {
         **json.loads(config.to_json()),
@@ -366,8 +376,6 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
         "class_names": list(source.class_names) if source.class_names else None,
         "started_from": loading.origin_of(config.init_from) if config.init_from else None,
     }
-    if chief:
-        workdir_lib.write_config(workdir, run_config)
     num_train = source.num_examples(source.train_split)
     if num_train < config.batch_size:
         raise ValueError(
@@ -375,6 +383,8 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
             f"{config.dataset!r}; expected at most {num_train}."
         )
     test_scale = workdir_lib.single_test_scale(run_config)
+    if overwrite and chief:
+        workdir_lib.clear_run(workdir)
     return Run(
         config=config,
         workdir=workdir,
@@ -441,7 +451,12 @@ def create_state(run: Run) -> State:
         step=step,
         **trainer.checkpointed,
     )
-    state = State(
+    restored = checkpoint.restore_latest()  # refuses when checkpoints exist but none reads
+    if restored:
+        for path, reason in restored.skipped:
+            run.say(f"Skipped {path}, which does not read: {reason}")
+        run.say(f"Resumed from {restored.path} at step {int(step.numpy())}")
+    return State(
         model,
         optimizer,
         trainer,
@@ -450,10 +465,12 @@ def create_state(run: Run) -> State:
         checkpoint,
         RunLog(run.workdir) if run.chief else None,
     )
-    restored = checkpoint.restore_latest()
-    if restored:
-        run.say(f"Resumed from {restored} at step {int(step.numpy())}")
-    return state
+
+
+def record_run(run: Run) -> None:
+    """Writes the run's config.json (the chief), once its state is made."""
+    if run.chief:
+        workdir_lib.write_config(run.workdir, run.run_config)
 
 
 def _retry_hint(state: State) -> str:
@@ -464,15 +481,22 @@ def _retry_hint(state: State) -> str:
     )
 
 
-def save_checkpoint(state: State) -> None:
-    """Checkpoints the run, refusing to save non-finite weights."""
+def save_checkpoint(state: State, once: bool = False) -> int:
+    """Checkpoints the run, refusing to save non-finite weights; returns the step saved.
+
+    ``once``: not again when the last checkpoint written or restored is of this step.
+    """
+    step = int(state.step.numpy())
+    if once and state.checkpoint.saved_step == step:
+        return step
     # The losses checked so far came before the last update: check the weights too.
     if not state.trainer.weights_are_finite():
         raise NonFiniteLossError(
             f"The weights became non-finite by step {int(state.step.numpy())}; the run stops "
             f"without saving them. {_retry_hint(state)}"
         )
-    state.checkpoint.save(int(state.step.numpy()))
+    state.checkpoint.save(step)
+    return step
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -492,11 +516,17 @@ def _train_input(run: Run, epoch: int, offset: int):
     )
 
 
-def train_epoch(run: Run, state: State) -> tuple[dict, float]:
+def train_epoch(run: Run, state: State, preemption: Preemption | None = None) -> tuple[dict, float]:
     """Trains from the current step to the end of its epoch.
+
+    ``preemption`` is checked before each call of the compiled steps: after a
+    SIGTERM the run saves a checkpoint at the step it has reached and stops.
 
     Returns:
         The epoch's train metrics and its throughput in images per second.
+
+    Raises:
+        vgg_tf.training.checkpoints.Preempted: SIGTERM arrived (the checkpoint is saved).
     """
     config = run.config
     epoch, offset = divmod(int(state.step.numpy()), run.steps_per_epoch)
@@ -511,6 +541,8 @@ def train_epoch(run: Run, state: State) -> tuple[dict, float]:
         )
     images, seconds = 0, 0.0
     while offset < run.steps_per_epoch:
+        if preemption is not None:
+            preemption.check()
         global_step = int(state.step.numpy())
         to_checkpoint = config.checkpoint_every_steps - global_step % config.checkpoint_every_steps
         chunk = min(config.steps_per_execution, run.steps_per_epoch - offset, to_checkpoint)
@@ -631,26 +663,51 @@ def train_and_evaluate(
     Returns:
         The final metrics: ``val_top1_error``, ``val_top5_error``, ``val_loss``,
         ``test_top1_error``, ``test_top5_error`` (the test split, or validation
-        where the dataset has none), ``task``, ``epochs``, ``replicas`` and
+        where the dataset has none; no top-5 error for 5 classes or fewer),
+        ``task``, ``epochs``, ``replicas`` and
         ``run_config``; a localisation run has ``val_error``, ``val_mean_iou``,
         ``test_error`` and ``test_mean_iou`` in place of the top-k errors.
 
     Raises:
-        ValueError: A bad config field, or a workdir of another run.
+        ValueError: A bad config field, a workdir of another run, or checkpoints
+            none of which reads. A refused run leaves the filesystem as it found it.
+        vgg_tf.workdir.WorkdirBusyError: Another process is running in ``workdir``
+            (it is held for the whole run).
         NonFiniteLossError: The loss diverged (the last good checkpoint stays).
+        vgg_tf.training.checkpoints.Preempted: SIGTERM arrived; the run saved a
+            checkpoint at the step it had reached (rerun to resume there).
     """
     config_lib.validate_config(config)
     with global_settings(config):
-        run = set_up(config, workdir, overwrite, strategy)
-        state = create_state(run)
-        if run.strategy.num_replicas_in_sync > 1:
-            run.say(f"Training on {run.strategy.num_replicas_in_sync} replicas in sync")
-        val = None
-        while int(state.step.numpy()) < run.total_steps:
-            train, images_per_second = train_epoch(run, state)
-            val = validate(run, state)
-            end_epoch(run, state, train, images_per_second, val)
-        return finish(run, state, val)
+        strategy = strategy or distribute.strategy_for(config)
+        chief = distribute.is_chief(strategy)
+        # The workers of a set share the chief's workdir: the chief holds it for them.
+        before = workdir_lib.Snapshot.take(workdir)
+        with (
+            workdir_lib.exclusive(workdir, "a training run") if chief else contextlib.nullcontext()
+        ):
+            try:
+                run = set_up(config, workdir, overwrite, strategy)
+                state = create_state(run)
+            except BaseException:
+                if chief:  # a refused run leaves the workdir as it found it
+                    before.put_back()
+                raise
+            record_run(run)
+            if run.strategy.num_replicas_in_sync > 1:
+                run.say(f"Training on {run.strategy.num_replicas_in_sync} replicas in sync")
+            val = None
+            preemption = Preemption(
+                run.strategy,
+                lambda: save_checkpoint(state, once=True),
+                os.path.join(workdir, f".worker{distribute.task_id(run.strategy)}_preemption"),
+            )
+            with preemption.watching():
+                while int(state.step.numpy()) < run.total_steps:
+                    train, images_per_second = train_epoch(run, state, preemption)
+                    val = validate(run, state)
+                    end_epoch(run, state, train, images_per_second, val)
+            return finish(run, state, val)
 
 
 def final_lines(result: dict) -> str:
@@ -664,9 +721,11 @@ def final_lines(result: dict) -> str:
             f"final test {tasks.Localisation.describe(rates['test'])}\n"
             f"final validation {tasks.Localisation.describe(rates['val'])}"
         )
-    return (
-        f"final test top-1 error {result['test_top1_error']:.2%}, "
-        f"top-5 error {result['test_top5_error']:.2%}\n"
-        f"final validation top-1 error {result['val_top1_error']:.2%}, "
-        f"top-5 error {result['val_top5_error']:.2%}"
-    )
+    lines = []
+    for split, name in (("test", "test"), ("val", "validation")):
+        top5 = result.get(f"{split}_top5_error")  # none for 5 classes or fewer
+        lines.append(
+            f"final {name} top-1 error {result[f'{split}_top1_error']:.2%}"
+            + (f", top-5 error {top5:.2%}" if top5 is not None else "")
+        )
+    return "\n".join(lines)

@@ -25,6 +25,9 @@ from vgg_tf.data.images import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS
 #: Fields that describe where or how fast a run executes, not what it learns:
 #: a workdir may be resumed with different values for these.
 EXECUTION_FIELDS = ("strategy", "devices", "steps_per_execution", "jit_compile")
+#: Fields a resumed run may raise (not lower): a finished run trained further continues
+#: from its last checkpoint, with the schedule's state.
+EXTENDABLE_FIELDS = ("epochs",)
 MIXED_PRECISION = ("", "bfloat16", "float16")
 #: What ``freeze`` may hold: train everything, only the FC layers, or only fc8.
 FREEZE = ("none", "convs", "all_but_head")
@@ -94,6 +97,28 @@ def paper_recipe() -> ml_collections.ConfigDict:
     c.checkpoint_every_steps = 1000
     c.keep_checkpoints = 3
     return c
+
+
+def fields_free_on_resume(config, recorded: dict | None) -> tuple[str, ...]:
+    """The fields ``config`` may change in a workdir that recorded ``recorded``.
+
+    :data:`EXECUTION_FIELDS` always; each of :data:`EXTENDABLE_FIELDS` when it
+    is raised or kept (lowered, the run would already be past it).
+
+    Example:
+        >>> config = paper_recipe()
+        >>> "epochs" in fields_free_on_resume(config, {"epochs": 10})
+        True
+        >>> "epochs" in fields_free_on_resume(config, {"epochs": 100})
+        False
+    """
+    recorded = recorded or {}
+    raised = tuple(
+        field
+        for field in EXTENDABLE_FIELDS
+        if field not in recorded or config[field] >= recorded[field]
+    )
+    return EXECUTION_FIELDS + raised
 
 
 def recipe_names() -> tuple[str, ...]:

@@ -58,12 +58,18 @@ class LocalisationTotals(NamedTuple):
 
 
 class Classification:
-    """Softmax cross-entropy over the classes; top-1 and top-5 error (§3.1, §4)."""
+    """Softmax cross-entropy over the classes; top-1 and top-5 error (§3.1, §4).
+
+    Top-5 error is reported only for more than 5 classes: with 5 or fewer every
+    label is among the top 5, and the rate is 0 whatever the net learned.
+
+    Example:
+        >>> list(Classification(3).metrics), list(Classification(10).metrics)
+        (['top1_error'], ['top1_error', 'top5_error'])
+    """
 
     name = "classification"
     uses_boxes = False
-    #: Rates beside the loss, and their short names in the progress bar.
-    metrics = {"top1_error": "top1_err", "top5_error": "top5_err"}
     #: The sums of an epoch, in the order of :meth:`counts`.
     Totals = ClassificationTotals
 
@@ -71,6 +77,10 @@ class Classification:
         self.num_classes = num_classes
         self.outputs = num_classes
         self.activation = "softmax"
+        #: Rates reported beside the loss, and their short names in the progress bar.
+        self.metrics = {"top1_error": "top1_err"}
+        if num_classes > 5:
+            self.metrics["top5_error"] = "top5_err"
 
     def loss(self, targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:
         """Per-example cross-entropy of the logits ``outputs``."""
@@ -105,9 +115,10 @@ class Classification:
         """What the plateau schedule watches."""
         return 1.0 - rates["top1_error"]
 
-    @staticmethod
-    def describe(rates: dict) -> str:
-        return f"top-1 error {rates['top1_error']:.2%}, top-5 error {rates['top5_error']:.2%}"
+    def describe(self, rates: dict) -> str:
+        """The reported error rates in words."""
+        top5 = f", top-5 error {rates['top5_error']:.2%}" if "top5_error" in self.metrics else ""
+        return f"top-1 error {rates['top1_error']:.2%}{top5}"
 
 
 class Localisation:

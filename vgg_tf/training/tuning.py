@@ -47,6 +47,7 @@ from vgg_tf import tables, workdir
 from vgg_tf.training import distribute
 from vgg_tf.training import loop as train
 from vgg_tf.training import recipe as config_lib
+from vgg_tf.training.checkpoints import Preempted
 from vgg_tf.training.search_space import (
     RecipeHyperModel,
     SearchSpace,
@@ -135,6 +136,10 @@ DEFAULT_SEARCH = SearchSettings()
 # --- The tuner -------------------------------------------------------------
 
 
+class TrialPreempted(keras_tuner.errors.FatalError, Preempted):
+    """SIGTERM stopped a trial (its checkpoint saved): keras-tuner stops the search too."""
+
+
 class RecipeTuner(base_tuner.BaseTuner):
     """Runs each trial as a training run in ``DIR/<project>/trial_<id>/``.
 
@@ -172,15 +177,21 @@ class RecipeTuner(base_tuner.BaseTuner):
         config = self.trial_config(trial)
         workdir = self.get_trial_dir(trial.trial_id)
         try:
+            # The trial's workdir is held for the trial (train_and_evaluate holds it).
             result = self.train_fn(config, workdir, strategy=self.strategy)
         except train.NonFiniteLossError as error:
             # The setting diverges: a result of the search, not a crash to retry.
             raise keras_tuner.errors.FailedTrialError(str(error)) from error
+        except Preempted as stop:
+            # The search stops with the trial; rerun, the trial resumes from its checkpoint.
+            raise TrialPreempted(str(stop)) from stop
         finally:
             keras.backend.clear_session()
             gc.collect()
-        return {
-            name: float(result[name]) for name in ("val_top1_error", "val_top5_error", "val_loss")
+        return {  # no top-5 error for 5 classes or fewer
+            name: float(result[name])
+            for name in ("val_top1_error", "val_top5_error", "val_loss")
+            if name in result
         }
 
     def on_trial_end(self, trial):
