@@ -11,13 +11,18 @@ import tensorflow as tf
 from skimage import data
 
 from vgg_tf.data import images, sources
-from vgg_tf.evaluation import features
+from vgg_tf.evaluation import features, linear_svm
 from vgg_tf.evaluation.datasets import DatasetSplit
 from vgg_tf.nets.fcn import to_fully_convolutional
 from vgg_tf.weights import loading
 from vgg_tf.weights.trained import TrainedModel
 
 MEAN = (120.0, 110.0, 100.0)
+
+
+def _at(scales, **changes):
+    """The default descriptor at explicit scales."""
+    return features.Descriptor(scales=tuple(scales), **changes)
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +43,9 @@ def test_default_scales_are_the_papers_ratios_of_the_crop(trained):
     assert features.default_scales(224) == (256, 384, 512)
     assert features.default_scales(32) == (37, 55, 73)
     assert features.FeatureExtractor(trained).scales == (37, 55, 73)
-    assert features.FeatureExtractor(trained, scales=[32, 48, 64]).scales == (32, 48, 64)
+    assert features.FeatureExtractor(trained, _at([32, 48, 64])).scales == (32, 48, 64)
     with pytest.raises(ValueError, match="smaller than the training crop 32"):
-        features.FeatureExtractor(trained, scales=[24, 48])
+        features.FeatureExtractor(trained, _at([24, 48]))
 
 
 @pytest.mark.parametrize("batch_norm", [False, True])
@@ -63,7 +68,7 @@ def test_descriptor_is_unit_length_and_the_same_for_the_mirror_image(trained, ph
     assert np.linalg.norm(descriptor) == pytest.approx(1.0, abs=1e-6)
     np.testing.assert_allclose(extractor(photo[:, ::-1]), descriptor, atol=1e-5, rtol=0)
     # Without the flip averaging the mirror image is described differently.
-    one_view = features.FeatureExtractor(trained, flip=False)
+    one_view = features.FeatureExtractor(trained, features.Descriptor(flip=False))
     assert np.abs(one_view(photo[:, ::-1]) - one_view(photo)).max() > 1e-3
 
 
@@ -87,7 +92,7 @@ def test_descriptor_equals_the_hand_computation_from_the_fc7_map(trained, photo)
         by_hand = np.mean([per_scale[q] for q in scales], axis=0)
         by_hand /= np.linalg.norm(by_hand)
         np.testing.assert_allclose(
-            features.FeatureExtractor(trained, scales)(photo), by_hand, atol=1e-5, rtol=0
+            features.FeatureExtractor(trained, _at(scales))(photo), by_hand, atol=1e-5, rtol=0
         )
 
 
@@ -108,20 +113,61 @@ def test_a_net_that_subtracts_its_own_mean_is_given_pixels(trained, photo):
     raw = TrainedModel(raw_model, trained.config, "mem", "A (raw)")
     assert raw.includes_preprocessing
     np.testing.assert_allclose(
-        features.FeatureExtractor(raw, [48])(photo),
-        features.FeatureExtractor(trained, [48])(photo),
+        features.FeatureExtractor(raw, _at([48]))(photo),
+        features.FeatureExtractor(trained, _at([48]))(photo),
         atol=1e-5,
     )
 
 
+def test_stacked_scales_are_each_normalised_then_stacked(trained, photo):
+    # Caltech's descriptor (Appendix B): each scale's descriptor L2-normalised, the two
+    # stacked end to end, the whole L2-normalised: twice fc7's width.
+    fc7_net = to_fully_convolutional(trained.model, head="fc7")
+    parts = []
+    for q in (48, 96):
+        part = (_fc7_mean(fc7_net, photo, q) + _fc7_mean(fc7_net, photo[:, ::-1], q)) / 2
+        parts.append(part / np.linalg.norm(part))
+    by_hand = np.concatenate(parts) / np.sqrt(2)
+    extractor = features.FeatureExtractor(trained, _at([48, 96], across_scales="stack"))
+    assert extractor.dim == 512
+    np.testing.assert_allclose(extractor(photo), by_hand, atol=1e-5, rtol=0)
+
+
+def test_nets_are_combined_by_stacking_their_descriptors(trained, tiny_model, photo):
+    # Appendix B's D and E: each net's descriptor (unit length) stacked, the whole
+    # L2-normalised; here two tiny nets A of different weights.
+    other = TrainedModel(tiny_model(seed=9), trained.config, "mem2", "A (other)")
+    one, two = (features.FeatureExtractor(m, _at([48])) for m in (trained, other))
+    fused = features.StackedNets([one, two])
+    assert fused.dim == 512 and fused.name == "A (tiny) + A (other)"
+    by_hand = np.concatenate([one(photo), two(photo)]) / np.sqrt(2)
+    np.testing.assert_allclose(fused(photo), by_hand, atol=1e-6, rtol=0)
+    assert np.abs(one(photo) - two(photo)).max() > 1e-3  # the two nets describe differently
+    assert isinstance(features.extractor_for([trained, other], _at([48])), features.StackedNets)
+    assert isinstance(features.extractor_for([trained], _at([48])), features.FeatureExtractor)
+
+
+def test_presets_are_the_papers_choices_per_dataset():
+    voc, voc12, caltech = (features.preset(n) for n in ("voc2007", "voc2012", "caltech"))
+    assert voc.descriptor.scales_for(224) == (256, 384, 512, 640, 768)
+    assert voc.descriptor.across_scales == "average" and voc.measure == "map_voc2007"
+    assert voc12.descriptor == voc.descriptor and voc12.measure == "map"
+    assert caltech.descriptor.scales_for(224) == (256, 384, 512)
+    assert caltech.descriptor.across_scales == "stack"
+    assert caltech.measure == "mean_class_recall"
+    assert voc.descriptor.scales_for(32) == (37, 55, 73, 91, 110)
+    with pytest.raises(ValueError, match=r"preset='imagenet' is not accepted; expected one of"):
+        features.preset("imagenet")
+
+
 def test_a_batch_gives_each_images_own_descriptor(trained):
-    extractor = features.FeatureExtractor(trained, scales=[32, 40])
+    extractor = features.FeatureExtractor(trained, _at([32, 40]))
     batch = np.random.RandomState(0).randint(0, 256, (3, 40, 50, 3)).astype("uint8")
     np.testing.assert_allclose(
         extractor.batch(batch), [extractor(image) for image in batch], atol=1e-6
     )
     assert extractor.batch_size(40, 50) == features.MAX_BATCH
-    assert 1 <= features.FeatureExtractor(trained, [512]).batch_size(3000, 4000) <= 4
+    assert 1 <= features.FeatureExtractor(trained, _at([512])).batch_size(3000, 4000) <= 4
 
 
 @pytest.fixture(scope="module")
@@ -131,14 +177,14 @@ def tiny_run(tmp_path_factory, make_workdir):
 
 def test_a_splits_descriptors_in_order_and_on_disk(tiny_run, digits, tfds_dir, tmp_path):
     data = DatasetSplit("digits", data_dir=str(tfds_dir), max_examples=40)
-    fs = features.extract_features(tiny_run, data, scales=[32, 48], verbose=0)
+    fs = features.extract_features(tiny_run, data, _at([32, 48]), verbose=0)
     assert fs.features.shape == (40, 256) and fs.features.dtype == np.float32
     np.testing.assert_allclose(np.linalg.norm(fs.features, axis=1), 1.0, atol=1e-5)
     records = list(sources.decoded_images(digits, "test", max_examples=40).as_numpy_iterator())
     assert fs.labels.tolist() == [int(label) for _, label, _ in records]
     assert list(fs.filenames) == [name.decode() for _, _, name in records]
     assert (fs.split, fs.scales, fs.class_names[:2]) == ("test", (32, 48), ("0", "1"))
-    extractor = features.FeatureExtractor(loading.load_model(tiny_run), [32, 48])
+    extractor = features.FeatureExtractor(loading.load_model(tiny_run), _at([32, 48]))
     np.testing.assert_allclose(fs.features[7], extractor(records[7][0]), atol=1e-6)
     for name in ("feats.npz", "feats.npy"):
         written = features.save_features(fs, tmp_path / name)
@@ -162,16 +208,16 @@ def dataclasses_replace(fs, back):
 
 def test_linear_svm_on_the_descriptors_scores_a_held_out_split(tiny_run, tfds_dir):
     data = DatasetSplit("digits", data_dir=str(tfds_dir), max_examples=300)
-    scores, train, test = features.linear_eval(tiny_run, data, scales=[32, 48], verbose=0)
+    scores, train, test = linear_svm.linear_eval(tiny_run, data, _at([32, 48]), verbose=0)
     assert (train.split, test.split) == ("train[:90%]", "test")
     assert scores["train_examples"] == 300 and scores["test_examples"] == 300
-    assert scores["c"] in features.C_GRID
+    assert scores["c"] in linear_svm.C_GRID
     # Even an untrained net's descriptors separate the digits well above chance (10%).
     assert 0.3 < scores["accuracy"] <= 1
-    fixed = features.fit_linear_svm(train, test, c=1.0)
+    fixed = linear_svm.fit_linear_svm(train, test, c=1.0)
     assert fixed["c"] == 1.0 and 0 <= fixed["accuracy"] <= 1
     with pytest.raises(ValueError, match="c=0"):
-        features.fit_linear_svm(train, test, c=0)
+        linear_svm.fit_linear_svm(train, test, c=0)
 
 
 # --- The command line -----------------------------------------------------------------

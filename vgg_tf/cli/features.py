@@ -1,39 +1,69 @@
-"""bin/features: the paper's image descriptor (Appendix B) of a dataset, and a linear SVM on top.
+"""bin/features: the paper's image descriptor (Appendix B) of a dataset, and linear SVMs on top.
 
     bin/features --model workdirs/digits_A --dataset digits --split test --output feats.npz
     bin/features --model workdirs/digits_A --dataset digits --linear_eval
-    bin/features --model imagenet-D --dataset /data/photos --scales 256,384,512 --output feats.npy
+    bin/features --model imagenet-D,imagenet-E --dataset voc/2007 --preset voc2007 --linear_eval
+    bin/features --model imagenet-D --dataset caltech101 --preset caltech --linear_eval
 
 Each image's descriptor: the fully-convolutional net up to fc7 (after its ReLU)
 applied to the image rescaled to each test scale Q, averaged over the
-locations, over the image and its horizontal flip and over the scales, then
-L2-normalised (4,096 numbers for the paper's nets, fc7's width in general).
---scales defaults to the paper's 256,384,512 for the 224 crop, and to the same
-ratios of any other crop (37,55,73 for a crop of 32).
+locations and over the image and its horizontal flip; the scales' descriptors
+averaged then L2-normalised (--across_scales average), or each L2-normalised
+and stacked (stack); 4,096 numbers per image (per scale when stacked) for the
+paper's nets. Several --model nets (the paper's D and E) have their
+descriptors stacked. --preset gives the paper's choices per dataset: voc2007
+and voc2012 average Q over 256,384,512,640,768 and report mean average
+precision (11-point for 2007, all points for 2012); caltech stacks Q over
+256,384,512 and reports mean class recall. Without a preset: Q = 256,384,512
+averaged, accuracy. Scales scale with the crop (37,55,73 for a crop of 32);
+--scales, --across_scales and --measure override.
 
 --output FILE.npz writes arrays features, labels, filenames, class_names and
 metadata (JSON); --output FILE.npy writes the features alone, with FILE.json
 beside it holding the file names, labels and metadata.
 
---linear_eval fits scikit-learn's LinearSVC on the descriptors of the dataset's
-train split and prints its accuracy on --split (default: the test split); its C
-is --svm_c, or chosen by cross-validation on the train split alone. With
---output the --split's descriptors are written too.
+--linear_eval fits scikit-learn's LinearSVC (one-vs-rest; one binary SVM per
+class on the classes each image holds for VOC's mean AP) on the descriptors of
+the dataset's train split and prints the --measure on --split (default: the
+test split); its C is --svm_c, or chosen by cross-validation on the train split
+alone. With --output the --split's descriptors are written too.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
 from absl import app, flags
 
 from vgg_tf.cli import image_flags, quiet
 from vgg_tf.cli.entry import run_app
-from vgg_tf.evaluation import features
+from vgg_tf.evaluation import features, linear_svm, measures
 from vgg_tf.evaluation.datasets import DatasetSplit
 
-_MODEL = flags.DEFINE_string(
-    "model", None, "Training workdir, .keras file, or imagenet-D / imagenet-E.", required=True
+_MODEL = flags.DEFINE_list(
+    "model",
+    None,
+    "Training workdir, .keras file, or imagenet-D / imagenet-E; several: descriptors stacked.",
+    required=True,
+)
+_PRESET = flags.DEFINE_enum(
+    "preset",
+    None,
+    list(features.PRESETS),
+    "The paper's descriptor and measure for the dataset (Appendix B).",
+)
+_ACROSS_SCALES = flags.DEFINE_enum(
+    "across_scales",
+    None,
+    list(features.ACROSS_SCALES),
+    "Combine the scales' descriptors (default: the preset's, else average).",
+)
+_MEASURE = flags.DEFINE_enum(
+    "measure",
+    None,
+    list(measures.MEASURES),
+    "--linear_eval: what to report (default: the preset's, else accuracy).",
 )
 _DATASET = flags.DEFINE_string(
     "dataset", "digits", "TFDS name, 'digits' (built in) or a folder of class subfolders."
@@ -49,7 +79,7 @@ _TRAIN_SPLIT = flags.DEFINE_string(
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data directory.")
 _OUTPUT = flags.DEFINE_string("output", None, "Write the descriptors to this .npz or .npy file.")
 _LINEAR_EVAL = flags.DEFINE_bool(
-    "linear_eval", False, "Fit a linear SVM on the train split and print the --split accuracy."
+    "linear_eval", False, "Fit linear SVMs on the train split and print the --split --measure."
 )
 _SVM_C = flags.DEFINE_float(
     "svm_c",
@@ -60,7 +90,8 @@ _SVM_C = flags.DEFINE_float(
 _SCALES = flags.DEFINE_list(
     "scales",
     None,
-    "Test scales Q (default: 256,384,512 for the 224 crop, the same ratios of another crop).",
+    "Test scales Q (default: the preset's, else 256,384,512 for the 224 crop; the same "
+    "ratios of another crop).",
 )
 _FLIP = flags.DEFINE_bool("flip", True, "Average each image's horizontal flip in (Appendix B).")
 _MAX_EXAMPLES = flags.DEFINE_integer("max_examples", None, "Only the first n images of a split.")
@@ -68,10 +99,26 @@ image_flags.define_limits("Skip")
 
 
 def _describe(fs: features.FeatureSet) -> str:
+    stacked = ", stacked" if fs.across_scales == "stack" else ""
     return (
         f"{len(fs.labels)} descriptors of {fs.features.shape[1]} numbers "
-        f"({fs.dataset} [{fs.split}], Q = {','.join(map(str, fs.scales))})"
+        f"({fs.dataset} [{fs.split}], Q = {','.join(map(str, fs.scales))}{stacked})"
     )
+
+
+def _descriptor_and_measure() -> tuple[features.Descriptor, str]:
+    """The preset's descriptor and measure, with what --scales, --across_scales, --flip and
+    --measure change."""
+    chosen = features.preset(_PRESET.value) if _PRESET.value else None
+    descriptor = chosen.descriptor if chosen else features.DEFAULT_DESCRIPTOR
+    scales = image_flags.scales(_SCALES.value)
+    descriptor = dataclasses.replace(
+        descriptor,
+        scales=tuple(scales) if scales else None,
+        across_scales=_ACROSS_SCALES.value or descriptor.across_scales,
+        flip=_FLIP.value,
+    )
+    return descriptor, _MEASURE.value or (chosen.measure if chosen else "accuracy")
 
 
 def main(argv):
@@ -94,17 +141,18 @@ def main(argv):
             max_examples=_MAX_EXAMPLES.value,
             limits=image_flags.limits(),
         )
-        options = dict(scales=image_flags.scales(_SCALES.value), flip=_FLIP.value)
+        descriptor, measure = _descriptor_and_measure()
         if _LINEAR_EVAL.value:
-            scores, train, test = features.linear_eval(
+            scores, train, test = linear_svm.linear_eval(
                 _MODEL.value,
                 data,
+                descriptor,
                 train_split=_TRAIN_SPLIT.value,
                 c=_SVM_C.value,
-                **options,
+                measure=measure,
             )
         else:
-            test = features.extract_features(_MODEL.value, data, **options)
+            test = features.extract_features(_MODEL.value, data, descriptor)
         if _OUTPUT.value:
             written = features.save_features(test, _OUTPUT.value)
             print(f"{_describe(test)} -> {', '.join(written)}")
@@ -112,11 +160,12 @@ def main(argv):
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
     if _LINEAR_EVAL.value:
+        name = measures.MEASURE_NAMES[scores["measure"]]
         print(f"linear SVM (C={scores['c']:g}) fitted on {_describe(train)}")
-        print(f"train accuracy: {100 * scores['train_accuracy']:.2f}%")
+        print(f"train {name}: {100 * scores['train_score']:.2f}%")
         print(
-            f"test accuracy on {test.dataset} [{test.split}] ({len(test.labels)} images): "
-            f"{100 * scores['accuracy']:.2f}%"
+            f"test {name} on {test.dataset} [{test.split}] ({len(test.labels)} images): "
+            f"{100 * scores['score']:.2f}%"
         )
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 
 import tensorflow as tf
+import tensorflow_datasets as tfds
 
 from vgg_tf.data import sources
 from vgg_tf.data.images import DEFAULT_LIMITS, ImageLimits
@@ -91,3 +92,54 @@ class DatasetSplit:
             max_aspect_ratio=self.limits.max_aspect_ratio,
             with_boxes=with_boxes,
         )
+
+    def label_sets(self, source: sources.Source, split: str) -> dict[str, tuple[int, ...]] | None:
+        """Every class each record of ``split`` holds, by file name, for a TFDS dataset
+        whose images hold several: its ``labels`` sequence (VOC's) or, without one, its
+        ``objects``' labels. None for a dataset of one class per image (a folder, the
+        digits, ImageNet, Caltech).
+
+        The file names are those :meth:`decoded` gives (the dataset's file-name
+        feature, else the TFDS record id), so the sets can be matched to its images.
+        """
+        builder = source.builder
+        if builder is None or builder.info.supervised_keys:
+            return None
+        features = builder.info.features
+        key = _classes_key(features)
+        if key is None:
+            return None
+        name_key = next((k for k in ("image/filename", "file_name") if k in features), None)
+        records = builder.as_dataset(
+            split=split,
+            decoders={"image": tfds.decode.SkipDecoding()} if "image" in features else None,
+            read_config=tfds.ReadConfig(add_tfds_id=name_key is None, try_autocache=False),
+        )
+        if self.max_examples is not None:
+            records = records.take(self.max_examples)
+        return {
+            example[name_key or "tfds_id"].decode("utf-8", "replace"): tuple(
+                sorted({int(c) for c in _read(example, key)})
+            )
+            for example in records.as_numpy_iterator()
+        }
+
+
+def _classes_key(features) -> tuple[str, ...] | None:
+    """Where a TFDS record lists the classes it holds: ``("labels",)`` (VOC) or
+    ``("objects", "label")``; None when it lists none."""
+    if "labels" in features and isinstance(features["labels"], tfds.features.Sequence):
+        return ("labels",)
+    if (
+        "objects" in features
+        and isinstance(features["objects"], tfds.features.Sequence)
+        and "label" in features["objects"].feature
+    ):
+        return ("objects", "label")
+    return None
+
+
+def _read(example: dict, key: tuple[str, ...]):
+    for part in key:
+        example = example[part]
+    return example

@@ -3,16 +3,29 @@
 Appendix B describes each image by the penultimate layer of a trained net: the
 fully-convolutional net (:func:`vgg_tf.nets.fcn.to_fully_convolutional` with
 ``head="fc7"``) runs densely on the image rescaled so its shorter side is Q,
-minus the training-set mean RGB; its fc7 map (after the ReLU) is averaged over
-the locations; the vectors of the image and of its horizontal flip are
-averaged, then those of the scales Q; the result is L2-normalised. 4,096
-numbers per image for the paper's nets (fc7's width in general). A linear SVM
-trained on such descriptors gave the paper's transfer results; fine-tuning was
-not used there.
+minus the training-set mean RGB (unless the net subtracts it itself); its fc7
+map (after the ReLU) is averaged over the locations, and the vectors of the
+image and of its horizontal flip are averaged. 4,096 numbers per image and
+scale for the paper's nets (fc7's width in general). A linear SVM trained on
+such descriptors gave the paper's transfer results; fine-tuning was not used.
 
-Scales: Q in {256, 384, 512} for the paper's 224 crop; for another crop the
-same ratios to it (:func:`default_scales`: 8/7, 12/7 and 16/7 of the crop,
-so (37, 55, 73) for the digits recipe's crop of 32), or explicit scales.
+Across the scales Q the descriptors are combined as Appendix B does, by
+:class:`Descriptor` (``across_scales``):
+
+* ``"average"``: averaged, then L2-normalised (fc7's width). The paper's choice
+  for VOC-2007/2012, over Q in {256, 384, 512, 640, 768} (stacking was no better
+  there, and averaging keeps the width).
+* ``"stack"``: each scale's descriptor L2-normalised, the scales' stacked end to
+  end, the whole L2-normalised (fc7's width times the scales). The paper's
+  choice for Caltech-101/256, over Q in {256, 384, 512}.
+
+Several nets (the paper's D and E) are combined by stacking their descriptors
+the same way (:class:`StackedNets`). :data:`PRESETS` holds the paper's
+choices per dataset, with the measure each reports
+(:mod:`vgg_tf.evaluation.measures`). Scales are given as ratios to the crop
+(Q = ratio x crop / 7: 256, 384, 512 ... at 224, 37, 55, 73 ... at 32), or
+explicitly. Without a preset the descriptor averages Q in {256, 384, 512}
+(:func:`default_scales`), a default of this package, not one of the paper's.
 
 The flip is averaged whatever the model was trained with (a descriptor of an
 image and of its mirror image are then the same).
@@ -21,6 +34,8 @@ Example:
     >>> extractor = FeatureExtractor(load_model("workdirs/digits_A"))  # doctest: +SKIP
     >>> extractor(image).shape  # doctest: +SKIP
     (256,)
+    >>> PRESETS["caltech"].descriptor.scales_for(224)
+    (256, 384, 512)
 """
 
 from __future__ import annotations
@@ -37,27 +52,119 @@ import tensorflow as tf
 from vgg_tf.data import images as images_lib
 from vgg_tf.data import sources
 from vgg_tf.evaluation.datasets import DatasetSplit
+from vgg_tf.inference.models import load_models
 from vgg_tf.inference.protocol import check_scales, preprocess
 from vgg_tf.nets.fcn import to_fully_convolutional
-from vgg_tf.weights.loading import load_model
 from vgg_tf.weights.trained import TrainedModel
 from vgg_tf.workdir import atomic_path
 
 #: Appendix B's scales are these multiples of the 224 crop / 7 (256, 384, 512).
 SCALE_RATIOS = (8, 12, 16)
+#: How descriptors of several scales become one: averaged (VOC) or stacked (Caltech).
+ACROSS_SCALES = ("average", "stack")
 #: Images per batch are bounded by their pixels at the largest Q (both flips).
 BATCH_PIXELS = 1 << 21
 MAX_BATCH = 64
 
 
-def default_scales(crop_size: int) -> tuple[int, ...]:
-    """Appendix B's Q in {256, 384, 512} at the 224 crop; the same ratios to any other crop.
+def default_scales(crop_size: int, ratios: Sequence[int] = SCALE_RATIOS) -> tuple[int, ...]:
+    """Q in {256, 384, 512} at the 224 crop (or other ``ratios`` x 32); the same ratios to any
+    other crop.
 
     Example:
-        >>> default_scales(224), default_scales(32)
-        ((256, 384, 512), (37, 55, 73))
+        >>> default_scales(224), default_scales(32), default_scales(224, (8, 12, 16, 20, 24))
+        ((256, 384, 512), (37, 55, 73), (256, 384, 512, 640, 768))
     """
-    return tuple(round(crop_size * r / 7) for r in SCALE_RATIOS)
+    return tuple(round(crop_size * r / 7) for r in ratios)
+
+
+@dataclasses.dataclass(frozen=True)
+class Descriptor:
+    """How an image's descriptor is made (Appendix B): the scales, how they combine, the flip.
+
+    Attributes:
+        scales: Explicit test scales Q (each at least the crop); None: ``scale_ratios``
+            of the model's crop.
+        scale_ratios: Q as multiples of the crop / 7 (8, 12, 16: 256, 384, 512 at 224).
+        across_scales: ``"average"`` or ``"stack"`` (:data:`ACROSS_SCALES`).
+        flip: Average each image's horizontal flip in (Appendix B: yes).
+
+    Raises:
+        ValueError: An unknown ``across_scales``.
+
+    Example:
+        >>> Descriptor(across_scales="stack").scales_for(32)
+        (37, 55, 73)
+        >>> Descriptor(across_scales="max")
+        Traceback (most recent call last):
+        ...
+        ValueError: across_scales='max' is not accepted; expected one of average, stack.
+    """
+
+    scales: tuple[int, ...] | None = None
+    scale_ratios: tuple[int, ...] = SCALE_RATIOS
+    across_scales: str = "average"
+    flip: bool = True
+
+    def __post_init__(self):
+        if self.across_scales not in ACROSS_SCALES:
+            raise ValueError(
+                f"across_scales={self.across_scales!r} is not accepted; expected one of "
+                f"{', '.join(ACROSS_SCALES)}."
+            )
+        if self.scales is not None:
+            object.__setattr__(self, "scales", tuple(int(q) for q in self.scales))
+
+    def scales_for(self, crop_size: int) -> tuple[int, ...]:
+        """The test scales Q for a model of this crop."""
+        if self.scales:
+            return check_scales(self.scales, crop_size)
+        return default_scales(crop_size, self.scale_ratios)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """The paper's descriptor for a kind of dataset and the measure it reports there."""
+
+    descriptor: Descriptor
+    measure: str
+
+
+#: Appendix B per dataset: VOC averages Q in {256, ..., 768} and reports mean AP (11-point
+#: for VOC-2007, all points for VOC-2012); Caltech stacks Q in {256, 384, 512} and reports
+#: mean class recall.
+PRESETS = {
+    "voc2007": Preset(Descriptor(scale_ratios=(8, 12, 16, 20, 24)), "map_voc2007"),
+    "voc2012": Preset(Descriptor(scale_ratios=(8, 12, 16, 20, 24)), "map"),
+    "caltech": Preset(Descriptor(across_scales="stack"), "mean_class_recall"),
+}
+
+
+#: No preset: Q in {256, 384, 512} (the same ratios of another crop), averaged, with the flip.
+DEFAULT_DESCRIPTOR = Descriptor()
+
+
+def preset(name: str) -> Preset:
+    """The :data:`PRESETS` entry ``name``; one line naming the accepted ones otherwise.
+
+    Example:
+        >>> preset("voc2007").measure
+        'map_voc2007'
+    """
+    if name not in PRESETS:
+        raise ValueError(f"preset={name!r} is not accepted; expected one of {', '.join(PRESETS)}.")
+    return PRESETS[name]
+
+
+def stack_normalised(parts: Sequence[tf.Tensor]) -> tf.Tensor:
+    """Each ``(N, d_i)`` part L2-normalised, stacked end to end, the whole L2-normalised.
+
+    Example:
+        >>> stack_normalised([tf.constant([[3.0, 4.0]]), tf.constant([[2.0]])]).numpy()
+        array([[0.42426407, 0.56568545, 0.70710677]], dtype=float32)
+    """
+    parts = [tf.math.l2_normalize(tf.cast(p, tf.float32), axis=-1) for p in parts]
+    return tf.math.l2_normalize(tf.concat(parts, axis=-1), axis=-1)
 
 
 def descriptors(
@@ -66,8 +173,9 @@ def descriptors(
     scales: Sequence[int],
     mean_rgb: Sequence[float] | None,
     flip: bool = True,
+    across_scales: str = "average",
 ) -> tf.Tensor:
-    """Appendix B's descriptors ``(N, fc7 width)`` of a batch of same-size RGB images.
+    """Appendix B's descriptors of a batch of same-size RGB images.
 
     Args:
         fc7_net: The fully-convolutional net up to fc7 (``head="fc7"``).
@@ -75,6 +183,8 @@ def descriptors(
         scales: Test scales Q, each rescaling the shorter side.
         mean_rgb: The training-set mean RGB to subtract; None when ``fc7_net`` subtracts it.
         flip: Average each image's horizontal flip in (the paper does).
+        across_scales: ``"average"`` (``(N, fc7 width)``) or ``"stack"``
+            (``(N, fc7 width x scales)``).
     """
     n = tf.shape(images)[0]
     views = tf.concat([images, tf.reverse(images, axis=[2])], axis=0) if flip else images
@@ -84,6 +194,8 @@ def descriptors(
             tf.cast(fc7_net(preprocess(views, q, mean_rgb)), tf.float32), axis=[1, 2]
         )
         per_scale.append((pooled[:n] + pooled[n:]) / 2.0 if flip else pooled)
+    if across_scales == "stack":
+        return stack_normalised(per_scale)
     return tf.math.l2_normalize(tf.add_n(per_scale) / float(len(per_scale)), axis=-1)
 
 
@@ -92,24 +204,25 @@ class FeatureExtractor:
 
     Args:
         trained: The model and its training config.
-        scales: Test scales Q (each at least the training crop); default
-            :func:`default_scales` of the model's crop.
-        flip: Average the horizontal flip in (Appendix B: yes).
+        descriptor: The scales, their combination and the flip (default: Q in
+            {256, 384, 512} or the same ratios of the model's crop, averaged, flip).
     """
 
-    def __init__(
-        self, trained: TrainedModel, scales: Sequence[int] | None = None, flip: bool = True
-    ):
+    def __init__(self, trained: TrainedModel, descriptor: Descriptor = DEFAULT_DESCRIPTOR):
         trained.check_rgb()
         self.trained = trained
-        crop = trained.crop_size
-        self.scales = check_scales(scales, crop) if scales else default_scales(crop)
-        self.flip = bool(flip)
+        self.name = trained.name
+        self.descriptor = descriptor
+        self.scales = descriptor.scales_for(trained.crop_size)
+        self.flip = bool(descriptor.flip)
         self.fc7_net = to_fully_convolutional(trained.model, head="fc7")
-        self.dim = int(self.fc7_net.output_shape[-1])
+        width = int(self.fc7_net.output_shape[-1])
+        self.dim = width * (len(self.scales) if descriptor.across_scales == "stack" else 1)
         net, scales, mean = self.fc7_net, self.scales, trained.mean_to_subtract
         self._batch = tf.function(
-            lambda batch: descriptors(net, batch, scales, mean, self.flip),
+            lambda batch: descriptors(
+                net, batch, scales, mean, self.flip, descriptor.across_scales
+            ),
             input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32)],
         )
 
@@ -128,13 +241,75 @@ class FeatureExtractor:
         return int(max(1, min(MAX_BATCH, BATCH_PIXELS // (views * int(np.prod(scaled))))))
 
 
+class StackedNets:
+    """Several nets' descriptors stacked (Appendix B combines nets D and E this way).
+
+    Each net's descriptor (unit length) is stacked end to end and the whole
+    L2-normalised: ``dim`` is the sum of the nets'.
+
+    Args:
+        extractors: One :class:`FeatureExtractor` per net.
+
+    Example:
+        >>> fused = StackedNets([FeatureExtractor(d), FeatureExtractor(e)])  # doctest: +SKIP
+        >>> fused(image).shape  # doctest: +SKIP
+        (8192,)
+    """
+
+    def __init__(self, extractors: Sequence[FeatureExtractor]):
+        if not extractors:
+            raise ValueError("No net given; expected one or more models.")
+        self.extractors = tuple(extractors)
+        self.name = " + ".join(e.name for e in self.extractors)
+        self.dim = sum(e.dim for e in self.extractors)
+        self.scales = tuple(sorted({q for e in self.extractors for q in e.scales}))
+        self.flip = self.extractors[0].flip
+        self.descriptor = self.extractors[0].descriptor
+
+    def batch(self, images) -> np.ndarray:
+        """Stacked descriptors ``(N, dim)`` of same-size RGB images ``(N, H, W, 3)``."""
+        return stack_normalised([e.batch(images) for e in self.extractors]).numpy()
+
+    def __call__(self, image) -> np.ndarray:
+        return self.batch(np.asarray(image)[None])[0]
+
+    def batch_size(self, height: int, width: int) -> int:
+        return min(e.batch_size(height, width) for e in self.extractors)
+
+
+def extractor_for(
+    models: Sequence[str | os.PathLike | TrainedModel], descriptor: Descriptor = DEFAULT_DESCRIPTOR
+) -> FeatureExtractor | StackedNets:
+    """One model's :class:`FeatureExtractor`, or several models' :class:`StackedNets`.
+
+    Example:
+        >>> extractor_for(["workdirs/D", "workdirs/E"]).dim  # doctest: +SKIP
+        8192
+    """
+    extractors = [FeatureExtractor(m, descriptor) for m in load_models(models)]
+    return extractors[0] if len(extractors) == 1 else StackedNets(extractors)
+
+
 # --- A dataset's descriptors ----------------------------------------------------------
 
 
 @dataclasses.dataclass(frozen=True)
 class FeatureSet:
-    """Descriptors of a split: ``features`` ``(N, dim)`` float32, ``labels`` ``(N,)``,
-    ``filenames``, the dataset's ``class_names``, and how they were made."""
+    """Descriptors of a split and how they were made.
+
+    Attributes:
+        features: ``(N, dim)`` float32 descriptors.
+        labels: ``(N,)`` int64: each image's class (VOC: its largest object's).
+        filenames: Each image's file name.
+        class_names: The dataset's classes.
+        dataset, split, model: Where the descriptors come from (``model``: the net's
+            name, or the stacked nets' joined by ``+``).
+        scales: The test scales Q.
+        flip: Whether each image's flip was averaged in.
+        across_scales: ``"average"`` or ``"stack"``.
+        targets: ``(N, classes)`` bool, every class each image holds, for a dataset
+            whose images hold several (VOC); None otherwise.
+    """
 
     features: np.ndarray
     labels: np.ndarray
@@ -145,6 +320,8 @@ class FeatureSet:
     model: str
     scales: tuple[int, ...]
     flip: bool
+    across_scales: str = "average"
+    targets: np.ndarray | None = dataclasses.field(default=None, compare=False)
 
     def metadata(self) -> dict:
         return dict(
@@ -153,11 +330,21 @@ class FeatureSet:
             model=self.model,
             scales=list(self.scales),
             flip=self.flip,
+            across_scales=self.across_scales,
             class_names=list(self.class_names),
         )
 
+    def class_targets(self) -> np.ndarray:
+        """``(N, classes)`` bool: :attr:`targets`, or each image's one class."""
+        if self.targets is not None:
+            return self.targets
+        return np.eye(len(self.class_names), dtype=bool)[self.labels]
 
-def _same_size_batches(examples: Iterable, extractor: FeatureExtractor) -> Iterator[tuple]:
+
+Extractor = FeatureExtractor | StackedNets
+
+
+def _same_size_batches(examples: Iterable, extractor: Extractor) -> Iterator[tuple]:
     """Groups consecutive ``(image, label, filename)`` of one size into batches."""
     batch: list = []
     for example in examples:
@@ -173,13 +360,14 @@ def _same_size_batches(examples: Iterable, extractor: FeatureExtractor) -> Itera
 
 
 def split_features(
-    extractor: FeatureExtractor, data: DatasetSplit, source: sources.Source, *, verbose: int = 1
+    extractor: Extractor, data: DatasetSplit, source: sources.Source, *, verbose: int = 1
 ) -> FeatureSet:
     """The descriptors of every image of ``data``'s split; bad records are skipped, counted
-    and named (:func:`vgg_tf.data.sources.decoded_images`).
+    and named (:func:`vgg_tf.data.sources.decoded_images`). For a dataset whose images hold
+    several classes (:meth:`DatasetSplit.label_sets`) the set gets their ``targets``.
 
     Args:
-        extractor: The model's descriptor.
+        extractor: The model's descriptor, or the stacked nets'.
         data: The images (the split: ``data.split``, else the source's test split).
         source: ``data.source()``, opened once by the caller.
         verbose: 1 draws a progress bar.
@@ -198,41 +386,49 @@ def split_features(
             progress.update(len(labels))
     if not labels:
         raise ValueError(f"Split {split!r} of {source.name!r} has no decodable image.")
+    label_sets = data.label_sets(source, split)
+    targets = None
+    if label_sets is not None:
+        targets = np.zeros([len(labels), source.num_classes], bool)
+        for row, (name, label) in enumerate(zip(names, labels)):
+            targets[row, [label, *label_sets.get(name, ())]] = True
     return FeatureSet(
-        np.concatenate(features).astype(np.float32),
-        np.asarray(labels, np.int64),
-        tuple(names),
-        tuple(source.class_names),
-        source.name,
-        split,
-        extractor.trained.name,
-        tuple(extractor.scales),
-        extractor.flip,
+        features=np.concatenate(features).astype(np.float32),
+        labels=np.asarray(labels, np.int64),
+        filenames=tuple(names),
+        class_names=tuple(source.class_names),
+        dataset=source.name,
+        split=split,
+        model=extractor.name,
+        scales=tuple(extractor.scales),
+        flip=extractor.flip,
+        across_scales=extractor.descriptor.across_scales,
+        targets=targets,
     )
 
 
 def extract_features(
-    model: str | os.PathLike | TrainedModel,
+    models: str | os.PathLike | TrainedModel | Sequence[str | os.PathLike | TrainedModel],
     data: DatasetSplit,
+    descriptor: Descriptor = DEFAULT_DESCRIPTOR,
     *,
-    scales: Sequence[int] | None = None,
-    flip: bool = True,
     verbose: int = 1,
 ) -> FeatureSet:
     """Appendix B's descriptors of a split of a dataset (``bin/features --output``).
 
     Args:
-        model: A training workdir, a ``.keras`` file, ``"imagenet-D"`` or a
-            :class:`TrainedModel` (see :func:`vgg_tf.weights.loading.load_model`).
+        models: A training workdir, a ``.keras`` file, ``"imagenet-D"`` or a
+            :class:`TrainedModel` (see :func:`vgg_tf.weights.loading.load_model`);
+            several (the paper's D and E) have their descriptors stacked.
         data: The images: a dataset's split (its test split by default), the
             first n, within the image limits.
-        scales, flip: See :class:`FeatureExtractor`.
+        descriptor: The scales, their combination and the flip (:class:`Descriptor`).
         verbose: 1 draws a progress bar.
 
     Example:
         >>> extract_features("workdirs/digits_A", DatasetSplit("digits", split="test"))  # doctest: +SKIP
     """
-    extractor = FeatureExtractor(load_model(model), scales, flip)
+    extractor = extractor_for(models, descriptor)
     return split_features(extractor, data, data.source(), verbose=verbose)
 
 
@@ -247,15 +443,18 @@ def save_features(feature_set: FeatureSet, path: str | os.PathLike) -> list[str]
     """Writes the features; returns the paths written (each whole or not at all).
 
     * ``.npz``: one file with arrays ``features`` (N, dim) float32, ``labels`` (N,)
-      int64, ``filenames`` (N,) str, ``class_names`` str and ``metadata`` (a
-      JSON string: dataset, split, model, scales, flip, class_names).
+      int64, ``filenames`` (N,) str, ``class_names`` str, ``targets`` (N, classes)
+      bool for a multi-label dataset, and ``metadata`` (a JSON string: dataset,
+      split, model, scales, flip, across_scales, class_names).
     * ``.npy``: ``features`` alone, and beside it ``<name>.json`` with
-      ``filenames``, ``labels`` and the metadata.
+      ``filenames``, ``labels``, ``targets`` (each image's classes, multi-label
+      datasets) and the metadata.
     """
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fs = feature_set
     if path.endswith(".npz"):
+        targets = {} if fs.targets is None else {"targets": fs.targets}
         with atomic_path(path) as tmp:
             np.savez(
                 tmp,
@@ -264,18 +463,18 @@ def save_features(feature_set: FeatureSet, path: str | os.PathLike) -> list[str]
                 filenames=np.asarray(fs.filenames, dtype=str),
                 class_names=np.asarray(fs.class_names, dtype=str),
                 metadata=np.asarray(json.dumps(fs.metadata())),
+                **targets,
             )
         return [path]
     if path.endswith(".npy"):
         with atomic_path(path) as tmp:
             np.save(tmp, fs.features)
         sidecar = _sidecar(path)
+        extra = {"filenames": list(fs.filenames), "labels": fs.labels.tolist()}
+        if fs.targets is not None:
+            extra["targets"] = [np.flatnonzero(row).tolist() for row in fs.targets]
         with atomic_path(sidecar) as tmp, open(tmp, "w") as f:
-            json.dump(
-                {**fs.metadata(), "filenames": list(fs.filenames), "labels": fs.labels.tolist()},
-                f,
-                indent=1,
-            )
+            json.dump({**fs.metadata(), **extra}, f, indent=1)
         return [path, sidecar]
     raise ValueError(f"Output {path!r} is not accepted; expected a .npz or .npy file name.")
 
@@ -288,123 +487,27 @@ def load_features(path: str | os.PathLike) -> FeatureSet:
             meta = json.loads(str(data["metadata"]))
             features, labels = data["features"], data["labels"]
             filenames = tuple(str(n) for n in data["filenames"])
+            targets = data.get("targets")
     else:
         features = np.load(path)
         with open(_sidecar(path)) as f:
             meta = json.load(f)
         labels, filenames = np.asarray(meta.pop("labels"), np.int64), tuple(meta.pop("filenames"))
+        targets = None
+        if "targets" in meta:
+            targets = np.zeros([len(labels), len(meta["class_names"])], bool)
+            for row, classes in enumerate(meta.pop("targets")):
+                targets[row, classes] = True
     return FeatureSet(
-        features,
-        labels,
-        filenames,
-        tuple(meta["class_names"]),
-        meta["dataset"],
-        meta["split"],
-        meta["model"],
-        tuple(meta["scales"]),
-        meta["flip"],
+        features=features,
+        labels=labels,
+        filenames=filenames,
+        class_names=tuple(meta["class_names"]),
+        dataset=meta["dataset"],
+        split=meta["split"],
+        model=meta["model"],
+        scales=tuple(meta["scales"]),
+        flip=meta["flip"],
+        across_scales=meta.get("across_scales", "average"),
+        targets=targets,
     )
-
-
-# --- A linear SVM on top -----------------------------------------------------------------
-
-
-def _svm(c: float, seed: int):
-    """scikit-learn's ``LinearSVC`` solving the primal problem: on these descriptors the
-    dual solver (its default) needed thousands of iterations at large C, and sometimes
-    did not converge, where the primal one takes a fraction of a second."""
-    from sklearn.svm import LinearSVC
-
-    return LinearSVC(C=c, dual=False, random_state=seed, max_iter=10_000)
-
-
-#: The SVM constants C cross-validation chooses from, and its folds.
-C_GRID = (0.1, 1.0, 10.0, 100.0, 1000.0)
-CV_FOLDS = 3
-
-
-def choose_c(train: FeatureSet, *, seed: int = 0) -> float:
-    """The C of :data:`C_GRID` with the best mean accuracy over :data:`CV_FOLDS` stratified
-    folds of ``train`` (the held-out split is not looked at); 1.0 when a class has fewer
-    than two examples.
-
-    L2-normalised descriptors are small: scikit-learn's default C = 1 underfits
-    them (on the digits, a tiny net's descriptors gave 72% test accuracy at C = 1
-    and 89% at C = 100), so C is chosen on the training split.
-    """
-    from sklearn.model_selection import GridSearchCV, StratifiedKFold
-
-    folds = min(CV_FOLDS, int(np.unique(train.labels, return_counts=True)[1].min()))
-    if folds < 2:
-        return 1.0
-    search = GridSearchCV(
-        _svm(1.0, seed),
-        {"C": list(C_GRID)},
-        cv=StratifiedKFold(folds, shuffle=True, random_state=seed),
-    )
-    search.fit(train.features, train.labels)
-    return float(search.best_params_["C"])
-
-
-def fit_linear_svm(
-    train: FeatureSet, test: FeatureSet, *, c: float | None = None, seed: int = 0
-) -> dict:
-    """Fits scikit-learn's ``LinearSVC`` on ``train``'s descriptors; scores ``test``.
-
-    Args:
-        train, test: Descriptors and labels.
-        c: The SVM's C; None chooses it by cross-validation on ``train``
-            (:func:`choose_c`).
-        seed: For the solver and the folds.
-
-    Returns:
-        ``accuracy`` (a fraction) on ``test``, ``train_accuracy``, the example counts
-        and the ``c`` used.
-    """
-    if c is not None and not c > 0:
-        raise ValueError(f"c={c!r} is not accepted; expected > 0 (or None: cross-validated).")
-    c = choose_c(train, seed=seed) if c is None else float(c)
-    svm = _svm(c, seed).fit(train.features, train.labels)
-    return dict(
-        accuracy=float(svm.score(test.features, test.labels)),
-        train_accuracy=float(svm.score(train.features, train.labels)),
-        train_examples=len(train.labels),
-        test_examples=len(test.labels),
-        c=c,
-    )
-
-
-def linear_eval(
-    model: str | os.PathLike | TrainedModel,
-    data: DatasetSplit,
-    *,
-    train_split: str | None = None,
-    c: float | None = None,
-    scales: Sequence[int] | None = None,
-    flip: bool = True,
-    verbose: int = 1,
-) -> tuple[dict, FeatureSet, FeatureSet]:
-    """Appendix B's protocol: a linear SVM on the train split's descriptors, scored on a
-    held-out split (``bin/features --linear_eval``).
-
-    Args:
-        model, scales, flip, verbose: As :func:`extract_features`.
-        data: The held-out images (its split: default the dataset's test split);
-            the train split is read the same way (its first n, within the limits).
-        train_split: Default: the dataset's train split (for a dataset without a
-            validation split, its first 90%, so that the held-out 10% stays unseen).
-        c: The SVM's regularisation constant C; None chooses it by cross-validation
-            on the train split (:func:`choose_c`).
-
-    Returns:
-        ``(scores, train features, test features)``; scores as :func:`fit_linear_svm`,
-        plus the split names.
-    """
-    extractor = FeatureExtractor(load_model(model), scales, flip)
-    source = data.source()
-    test_data = dataclasses.replace(data, split=data.split_of(source))
-    train_data = dataclasses.replace(data, split=train_split or source.train_split)
-    train = split_features(extractor, train_data, source, verbose=verbose)
-    test = split_features(extractor, test_data, source, verbose=verbose)
-    scores = fit_linear_svm(train, test, c=c)
-    return {**scores, "train_split": train_data.split, "test_split": test_data.split}, train, test
