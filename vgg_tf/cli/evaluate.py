@@ -4,6 +4,10 @@
     bin/evaluate --model workdirs/digits_D,workdirs/digits_E --dataset digits \
         --protocol single,dense,multicrop,combined --output results.json
     bin/evaluate --model model.keras --dataset /data/photos --protocol dense --scales 256,384,512
+    bin/evaluate --model imagenet-D,imagenet-E --dataset imagenet2012 --split validation
+
+--model takes training workdirs, .keras files and published ImageNet weights by
+name (imagenet-D, imagenet-E, imagenet-vgg16_bn, ...: Keras' cache, or a download).
 
 Protocols: single (dense at one Q, Table 3), dense (three Qs, Table 4), multicrop
 (5x5 grid x 2 flips per Q, Table 5), combined (dense + multicrop, Table 5).
@@ -34,7 +38,10 @@ from vgg_tf.inference import protocol
 from vgg_tf.training import tasks
 
 _MODEL = flags.DEFINE_list(
-    "model", None, "Training workdir(s) or .keras file(s), comma-separated.", required=True
+    "model",
+    None,
+    "Training workdir(s), .keras file(s) or published weights (imagenet-D, ...), comma-separated.",
+    required=True,
 )
 _DATASET = flags.DEFINE_string(
     "dataset",

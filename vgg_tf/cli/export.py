@@ -3,6 +3,7 @@
     bin/export --model workdirs/digits_A --export_dir /models/vgg           # -> /models/vgg/1
     bin/export --model workdirs/digits_A --export_dir /models/vgg --version 7 --scales 40
     bin/export --model model.keras --export_dir /models/vgg --keras_output vgg_fcn.keras
+    bin/export --model imagenet-D --export_dir /models/vgg16          # the published weights
     bin/export --task localisation --model workdirs/digits_on_canvas_A_scr \
         --classifier workdirs/digits_A --export_dir /models/vgg_boxes
 
@@ -23,7 +24,10 @@ from vgg_tf.serving import export, localisation
 from vgg_tf.training import tasks
 
 _MODEL = flags.DEFINE_list(
-    "model", None, "Training workdir or .keras file (localisation: workdirs).", required=True
+    "model",
+    None,
+    "Training workdir, .keras file or published weights (imagenet-D, ...); localisation: workdirs.",
+    required=True,
 )
 _TASK = flags.DEFINE_enum("task", "classification", list(tasks.TASKS), "What the export answers.")
 _CLASSIFIER = flags.DEFINE_string(

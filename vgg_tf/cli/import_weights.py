@@ -11,7 +11,12 @@ SOURCE is a keras.applications .h5 (Keras 2 layout, Caffe weights), a torchvisio
 count are read from the file; ``--variant`` checks them. The workdir gets
 ``model.keras`` and ``config.json`` (the source's mean RGB, crop 224, S = 256, so
 test scales 256 and 224/256/288, the 1,000 class names), so that bin/evaluate,
-bin/export, bin/predict and ``bin/train --init_from`` take it.
+bin/export, bin/predict and ``bin/train --init_from`` take it. Its ``model.keras``
+takes RGB pixels in [0, 255] and subtracts the source's mean itself, as a trained
+run's does: ``keras.models.load_model`` alone classifies photos with it.
+
+The published weights need no import step: ``--model imagenet-D`` and
+``--init_from imagenet-D`` take them by name.
 """
 
 from __future__ import annotations
