@@ -249,6 +249,32 @@ def test_bin_features_linear_eval_on_a_digits_model_prints_an_accuracy(
 
 
 @pytest.mark.slow
+def test_bin_features_caltech_preset_stacks_scales_and_nets_and_reports_mean_class_recall(
+    run_bin, tiny_run, tfds_dir, tmp_path, make_workdir, tiny_model
+):
+    other = make_workdir(tmp_path / "other_A", model=tiny_model(seed=5), mean_rgb=list(MEAN))
+    result = run_bin(
+        "features",
+        f"--model={tiny_run},{other}",
+        f"--data_dir={tfds_dir}",
+        "--preset=caltech",
+        "--max_examples=60",
+        "--linear_eval",
+        "--svm_c=10",
+    )
+    # Two nets x three scales x fc7's 256: stacked, not averaged.
+    assert (
+        "fitted on 60 descriptors of 1536 numbers (digits [train[:90%]], Q = 37,55,73, stacked)"
+        in result.stdout
+    ), result.stdout
+    assert re.search(
+        r"^test mean class recall on digits \[test\] \(60 images\): [\d.]+%$",
+        result.stdout,
+        re.MULTILINE,
+    ), result.stdout
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "flag, message",
     [
