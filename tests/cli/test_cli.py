@@ -218,6 +218,33 @@ def test_unknown_recipe_names_the_packaged_ones(tmp_path):
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "flags, line",
+    [
+        (
+            ["--config=broken.py"],
+            "recipe 'broken.py' does not load: SyntaxError: invalid syntax (broken.py, line 1)",
+        ),
+        (["--config.learning_rat=0.1"], "error: --config.learning_rat: recipe 'digits' has no "),
+        (
+            ["--config=imagenet_s256", "--config.epochs.max=3"],
+            "error: --config.epochs.max: epochs of recipe 'imagenet_s256' is a value,",
+        ),
+        (["--workdir=notes.txt/run"], "error: [Errno 20] Not a directory: 'notes.txt/run'"),
+    ],
+    ids=["recipe-syntax-error", "unknown-field", "field-of-a-value", "unwritable-workdir"],
+)
+def test_a_broken_recipe_or_unwritable_workdir_is_one_line(tmp_path, flags, line):
+    """Issue 20: a recipe with a syntax error, an unknown --config field and a workdir that
+    cannot be written gave tracebacks."""
+    (tmp_path / "broken.py").write_text("def get_config(:\n    pass\n")
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    result = _run([str(ROOT / "bin" / "train"), *flags, *TINY], cwd=tmp_path)
+    assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert line in result.stderr, result.stderr[-3000:]
+
+
 # --- what is missing: keras-tuner, TensorFlow ------------------------------------------
 
 

@@ -681,6 +681,35 @@ def test_sigterm_saves_at_the_current_step_and_the_rerun_ends_with_the_same_weig
 
 
 @pytest.mark.slow
+def test_a_finished_run_extended_by_raising_epochs_equals_the_longer_run(
+    tmp_path, train_run, paper_run
+):
+    """Issue 20: raising --epochs of a finished run demanded --overwrite, which deletes it.
+    Now the run continues from its last checkpoint with the schedule's state: one epoch,
+    then two, ends where the two-epoch run ends. Lowering --epochs is refused."""
+    workdir = tmp_path / "extended"
+    one_epoch = [f for f in PAPER_RUN if f != "--epochs=2"] + ["--epochs=1"]
+    train_run(workdir, *one_epoch)
+    extended = train_run(workdir, *PAPER_RUN)
+    assert re.search(r"Resumed from \S+ckpt-(\d+) at step \1\n", extended.stdout)
+    assert "Epoch 2/2" in extended.stdout and "Epoch 1/2" not in extended.stdout
+    whole, longer = (
+        _named_weights(paper_run[0] / "model.keras"),
+        _named_weights(workdir / "model.keras"),
+    )
+    for name in whole:
+        np.testing.assert_array_equal(whole[name], longer[name], err_msg=name)
+    rows = [
+        [row.split(",")[:-1] for row in (path / "metrics.csv").read_text().splitlines()]
+        for path in (workdir, paper_run[0])
+    ]
+    assert rows[0] == rows[1]  # every column but images_per_second
+    assert workdir_lib.read_config(workdir)["epochs"] == 2
+    lowered = train_run(workdir, *one_epoch, check=False)
+    assert lowered.returncode == 1 and "epochs: 2 -> 1" in lowered.stderr, lowered.stderr[-2000:]
+
+
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, tfds_dir, bin_command, subprocess_env):
     workdir = tmp_path / "interrupted"
     command = bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}", *PAPER_RUN)

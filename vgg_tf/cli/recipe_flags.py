@@ -9,6 +9,9 @@ path of a recipe file (``--config=path/to/my_recipe.py``, a module whose
 
 from __future__ import annotations
 
+import re
+import runpy
+import sys
 from collections.abc import Sequence
 
 import ml_collections
@@ -96,10 +99,73 @@ class _RecipeParser(flags.ArgumentParser):
 
     def parse(self, argument):
         path, colon, config_string = str(argument).partition(":")
-        return self._file_parser.parse(config_lib.recipe_path(path) + colon + config_string)
+        path = config_lib.recipe_path(path)
+        try:
+            config = self._file_parser.parse(path + colon + config_string)
+        except flags.Error:
+            raise
+        # A recipe is a Python file: whatever it raises (a SyntaxError, a NameError) is the
+        # recipe's fault, reported in one line rather than as a traceback.
+        except Exception as error:  # noqa: BLE001
+            raise ValueError(
+                f"recipe {path!r} does not load: {type(error).__name__}: {error}"
+            ) from None
+        check_overrides(config, sys.argv, str(argument))
+        return config
 
     def flag_type(self):
         return self._file_parser.flag_type()
+
+
+def check_overrides(config: ml_collections.ConfigDict, argv: Sequence[str], recipe: str) -> None:
+    """Refuses a ``--config.<field>`` in ``argv`` that names no field of ``config``.
+
+    Raises:
+        ValueError: Naming the flag and the recipe's fields.
+
+    Example:
+        >>> check_overrides(config_lib.paper_recipe(), ["bin/train", "--config.lr=1"], "digits")
+        Traceback (most recent call last):
+        ...
+        ValueError: --config.lr: recipe 'digits' has no field 'lr'; expected one of ...
+    """
+    for arg in argv:
+        match = re.match(r"^--?(?:no)?config\.([^=]+)", arg)
+        if not match:
+            continue
+        node, path = config, []
+        for part in match.group(1).split("."):
+            if not isinstance(node, ml_collections.ConfigDict):
+                raise ValueError(
+                    f"--config.{match.group(1)}: {'.'.join(path)} of recipe {recipe!r} is a "
+                    "value, not a group of fields."
+                )
+            path.append(part)
+            if part not in node:
+                raise ValueError(
+                    f"--config.{match.group(1)}: recipe {recipe!r} has no field {part!r}; "
+                    f"expected one of {', '.join(sorted(node.keys()))}."
+                )
+            node = node[part]
+
+
+def _check_requested_overrides(argv: Sequence[str], default_recipe: str) -> None:
+    """Exits with one line for a ``--config.<field>`` the requested recipe does not have
+    (ml_collections would raise a bare AttributeError as the flag is defined)."""
+    requested = default_recipe
+    for arg, following in zip(argv, [*argv[1:], ""]):
+        if re.match(r"^--?config=", arg):
+            requested = arg.split("=", 1)[1].partition(":")[0]
+        elif re.match(r"^--?config$", arg):
+            requested = following.partition(":")[0]
+    try:
+        config = runpy.run_path(config_lib.recipe_path(requested))["get_config"]()
+    except Exception:  # noqa: BLE001 (a recipe that does not load is reported as --config is parsed)
+        return
+    try:
+        check_overrides(config, argv, requested)
+    except ValueError as error:
+        raise SystemExit(f"error: {error}") from None
 
 
 def define(fields: Sequence[str], config_help: str, default_recipe: str | None = None) -> dict:
@@ -114,13 +180,20 @@ def define(fields: Sequence[str], config_help: str, default_recipe: str | None =
         ``{field: FlagHolder}`` for :func:`resolve`.
     """
     default_recipe = default_recipe or config_lib.DEFAULT_RECIPE
-    holder = config_flags.DEFINE_config_file(
-        "config",
-        config_lib.recipe_path(default_recipe),
-        f"{config_help} A packaged recipe ({', '.join(config_lib.recipe_names())}) or a recipe "
-        "file's path; override any field with --config.<field>=value.",
-        lock_config=True,
-    )
+    _check_requested_overrides(sys.argv, default_recipe)
+    try:
+        holder = config_flags.DEFINE_config_file(
+            "config",
+            config_lib.recipe_path(default_recipe),
+            f"{config_help} A packaged recipe ({', '.join(config_lib.recipe_names())}) or a "
+            "recipe file's path; override any field with --config.<field>=value.",
+            lock_config=True,
+        )
+    except AttributeError as error:  # ml_collections checks them against the default recipe
+        raise SystemExit(
+            f"error: a --config.<field> flag names {error} (checked against the default recipe "
+            f"{default_recipe!r}): add the field to paper_recipe() or to that recipe."
+        ) from None
     config_flag = flags.FLAGS[holder.name]
     config_flag.parser = _RecipeParser(config_flag.parser)
     config_flag.default_as_str = repr(default_recipe)
