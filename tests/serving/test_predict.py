@@ -50,6 +50,7 @@ def bad_files(tmp_path_factory, encode, zero_png):
         "bomb.png": "more than 40000000 pixels",
         "strip.png": "16 times",
         "missing.jpg": "No such file",
+        "cat.jpg": "a URL: image files are read from disk, URLs are not fetched",
     }
 
 
@@ -134,6 +135,7 @@ def test_bad_files_get_one_line_each_and_the_others_are_answered(run_dir, photos
         root / "bomb.png",
         root / "missing.jpg",
         root / "strip.png",
+        "https://example.com/cat.jpg",  # issue 20: was "No such file"
         photos / "coffee.png",
     ]
     result = predict_lib.predict(paths, run_dir, verbose=0)
@@ -226,16 +228,22 @@ def test_bin_predict_prints_five_named_classes_per_photo_and_names_the_bad_file(
         f"--model={run_dir}",
         f"--heatmap={tmp_path / 'maps'}",
         f"--output={tmp_path / 'results.json'}",
+        check=False,
     )
+    # Issue 20: the exit status was 0 although an input failed.
+    assert result.returncode == 1, result.stderr[-3000:]
     ranked = [line.split() for line in result.stdout.splitlines() if re.match(r" +\d+\. ", line)]
     assert len(ranked) == 10 and all(words[-1] in NAMES for words in ranked), result.stdout
     assert [words[0] for words in ranked] == ["1.", "2.", "3.", "4.", "5."] * 2
-    # One line on stderr, naming the bad file and why; nothing else there.
+    # One line on stderr naming the bad file and why, and the count; nothing else there.
     expected = (
         f"vgg_tf: skipped {root / 'truncated.jpg'}: cannot decode the image "
         "(jpeg::Uncompress failed. Invalid JPEG data or crop window)"
     )
-    assert result.stderr.strip().splitlines() == [expected]
+    assert result.stderr.strip().splitlines() == [
+        expected,
+        "error: 1 of the 3 image(s) could not be answered (named above; the others are answered).",
+    ]
     assert Image.open(tmp_path / "maps" / "coffee.png").size == (600, 400)
     assert len(json.loads((tmp_path / "results.json").read_text())["images"]) == 2
 

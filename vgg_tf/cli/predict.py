@@ -23,9 +23,10 @@ DIR/<file stem>.png with the boxes drawn. --output writes every answer as JSON. 
 (more than 4 files) and the lines about bad files go to stderr.
 
 A file that is missing, undecodable, truncated or over the image limits gets
-one line on stderr naming it and why; the other files are answered. The exit
-status is 0 when at least one image was answered, 1 when none was (or the model
-could not be loaded).
+one line on stderr naming it and why (a URL is not fetched: download it first);
+the other files are answered. The exit status is 0 when every image was
+answered, 1 when any was not (after answering the others) or the model could
+not be loaded.
 """
 
 from __future__ import annotations
@@ -99,6 +100,13 @@ def main(argv):
         print(f"answers: {_OUTPUT.value}")
     if not result.answered:
         print(f"error: none of the {len(paths)} image(s) could be answered.", file=sys.stderr)
+        sys.exit(1)
+    if result.failed:
+        print(
+            f"error: {len(result.failed)} of the {len(paths)} image(s) could not be answered "
+            "(named above; the others are answered).",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 

@@ -212,10 +212,19 @@ def read_image(
             command line passes one that keeps TensorFlow's native log lines
             about the bad file off the terminal; the reason is reported instead).
 
+    A URL is not fetched: it gets its own reason, not "No such file".
+
     Example:
         >>> read_image("/nonexistent.jpg")
         (None, 'No such file or directory')
+        >>> read_image("https://example.com/cat.jpg")[1]
+        'a URL: image files are read from disk, URLs are not fetched (download it first)'
     """
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", os.fspath(path)):
+        return (
+            None,
+            "a URL: image files are read from disk, URLs are not fetched (download it first)",
+        )
     try:
         with open(path, "rb") as f:
             data = f.read()
