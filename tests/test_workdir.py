@@ -4,6 +4,7 @@ mean RGB, atomic writes, one run per workdir, and loading a trained model."""
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -345,3 +346,27 @@ def test_a_snapshot_puts_back_only_what_was_added(tmp_path):
         before.put_back()
     assert sorted(p.name for p in kept.iterdir()) == ["checkpoints", "notes.txt"]
     assert workdir.Snapshot.take("gs://bucket/run").created is None
+
+
+def test_temporaries_of_dead_processes_are_removed_and_no_others(tmp_path):
+    """Issue 20: ``.tmp-*`` version folders stayed in an export base after SIGTERM (and a
+    killed run's temporary files in its workdir)."""
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead, host = int(child.stdout), socket.gethostname()
+    litter = [f"model.tmp-{host}-{dead}.keras", f".tmp-{host}-{dead}-3-k2j_x9a"]
+    kept = [
+        f"config.tmp-{host}-{os.getpid()}.json",  # a live process's (this one)
+        f".tmp-elsewhere-{dead}-4-abc",  # another host's: its process may be alive
+        ".tmp-5-abcdefgh",  # no tag: whose it is cannot be told
+        "model.keras",
+    ]
+    for name in litter + kept:
+        if name.startswith(".tmp"):
+            (tmp_path / name).mkdir()
+            (tmp_path / name / "saved_model.pb").write_bytes(b"half")
+        else:
+            (tmp_path / name).write_text("x")
+    assert workdir.remove_dead_temporaries(tmp_path) == sorted(litter)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import re
 import shutil
 import socket
 import sys
@@ -61,7 +62,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     """
     path = os.fspath(path)
     base, extension = os.path.splitext(path)
-    tmp = f"{base}.tmp-{socket.gethostname()}-{os.getpid()}{extension}"
+    tmp = f"{base}.{temporary_tag()}{extension}"
     try:
         yield tmp
         os.replace(tmp, path)
@@ -69,6 +70,52 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def temporary_tag() -> str:
+    """``tmp-<host>-<pid>``: in every temporary name this process gives, so that two
+    processes never share one and :func:`remove_dead_temporaries` tells whose it is."""
+    return f"tmp-{socket.gethostname()}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def remove_dead_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Removes the temporary files and folders that dead processes of this host left in
+    ``folder`` (a kill, SIGTERM or a full disk while writing); returns their names.
+
+    A temporary name holds its writer's :func:`temporary_tag`; one of another host,
+    or of a process still running, is left alone.
+
+    Example:
+        >>> remove_dead_temporaries("/no/such/folder")
+        []
+    """
+    folder = os.fspath(folder)
+    if is_remote(folder) or not os.path.isdir(folder):
+        return []
+    tag = re.compile(rf"tmp-{re.escape(socket.gethostname())}-(\d+)(?:[.-]|$)")
+    removed = []
+    for name in sorted(os.listdir(folder)):
+        match = tag.search(name)
+        if not match or _alive(int(match.group(1))):
+            continue
+        path = os.path.join(folder, name)
+        with contextlib.suppress(FileNotFoundError):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            removed.append(name)
+    return removed
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:

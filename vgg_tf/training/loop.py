@@ -694,6 +694,8 @@ def train_and_evaluate(
                     before.put_back()
                 raise
             record_run(run)
+            if chief:  # what a killed process of this host was writing (config.json, ...)
+                workdir_lib.remove_dead_temporaries(workdir)
             if run.strategy.num_replicas_in_sync > 1:
                 run.say(f"Training on {run.strategy.num_replicas_in_sync} replicas in sync")
             val = None
