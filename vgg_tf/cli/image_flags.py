@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from absl import flags
 
-from vgg_tf.data import images
+from vgg_tf.data import boxes, images
 from vgg_tf.inference import localiser
 
 
@@ -44,7 +44,8 @@ def scales(values: list[str] | None, name: str = "scales") -> list[int] | None:
 
 
 def define_windows() -> None:
-    """Defines ``--offsets`` and ``--windows`` of the localiser (:class:`vgg_tf.inference.localiser.Localiser`)."""
+    """Defines ``--offsets``, ``--windows``, ``--merge`` and ``--merge_threshold`` of the
+    localiser (:class:`vgg_tf.inference.localiser.LocaliserOptions`)."""
     flags.DEFINE_integer(
         "offsets",
         1,
@@ -59,8 +60,26 @@ def define_windows() -> None:
         "'crops' runs each window alone, zero-padded as in training (better for nets whose "
         "crop is 32 pixels, such as the digits').",
     )
+    flags.DEFINE_enum(
+        "merge",
+        "overfeat",
+        list(boxes.MERGE_CRITERIA),
+        "Localisation: how boxes of a class are matched for greedy merging: OverFeat's match "
+        "score (centre distance plus the unshared part of the smaller box; the default) or IoU.",
+    )
+    flags.DEFINE_float(
+        "merge_threshold",
+        None,
+        "Localisation: the largest match score that merges (overfeat, default 1) or the "
+        "smallest IoU (iou, default 0.5).",
+    )
 
 
 def localiser_options() -> localiser.LocaliserOptions:
-    """``--offsets`` and ``--windows`` as the localisation functions take them."""
-    return localiser.LocaliserOptions(offsets=flags.FLAGS.offsets, windows=flags.FLAGS.windows)
+    """The localiser's flags as the localisation functions take them."""
+    return localiser.LocaliserOptions(
+        offsets=flags.FLAGS.offsets,
+        windows=flags.FLAGS.windows,
+        merge=flags.FLAGS.merge,
+        merge_threshold=flags.FLAGS.merge_threshold,
+    )
