@@ -44,7 +44,7 @@ from vgg_tf.inference.untracked import Untracked
 from vgg_tf.nets.fcn import to_fully_convolutional
 from vgg_tf.weights.loading import load_model
 from vgg_tf.weights.trained import TrainedModel
-from vgg_tf.workdir import atomic_path
+from vgg_tf.workdir import atomic_path, remove_dead_temporaries, temporary_tag
 
 SERVING_SIGNATURE = "serving_default"
 IMAGES_SIGNATURE = "predict_images"
@@ -296,8 +296,10 @@ def check_export_arguments(export_dir: str, version, top_k, keras_output) -> str
 
 def write_version(module: tf.Module, metadata: dict, export_dir: str, final: str) -> None:
     """Writes the SavedModel under a hidden name, syncs it, then renames it to ``final``."""
-    # A dot-name is not a number: TF Serving ignores it until the rename.
-    tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(final)}-", dir=export_dir)
+    # A dot-name is not a number: TF Serving ignores it until the rename. The name holds
+    # this process's tag: an export killed here leaves it for the next one to remove.
+    remove_dead_temporaries(export_dir)
+    tmp = tempfile.mkdtemp(prefix=f".{temporary_tag()}-{os.path.basename(final)}-", dir=export_dir)
     try:
         tf.saved_model.save(module, tmp, signatures=module.signatures())
         os.makedirs(os.path.join(tmp, os.path.dirname(METADATA_FILE)), exist_ok=True)
