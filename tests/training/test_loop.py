@@ -532,6 +532,66 @@ def test_two_workers_on_localhost_equal_one_process(
     _assert_trained_and_equal(workdir, single_dir, 1e-5)
 
 
+def _workers(bin_command, subprocess_env, tfds_dir, workdir, ports, *flags):
+    """Starts ``bin/train`` as the two workers of a cluster on localhost."""
+    cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+    procs = []
+    for index in range(2):
+        env = subprocess_env(
+            **EXACT_CPU,
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+        )
+        command = bin_command(
+            "train",
+            f"--workdir={workdir}",
+            f"--data_dir={tfds_dir}",
+            "--strategy=multi_worker",
+            *flags,
+        )
+        procs.append(
+            subprocess.Popen(
+                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            )
+        )
+    return procs
+
+
+@pytest.mark.slow
+def test_sigterm_to_one_worker_saves_every_worker_at_one_step_and_they_resume(
+    tmp_path, tfds_dir, bin_command, subprocess_env, free_ports, one_replica_run
+):
+    """Issue 20, under MultiWorkerMirroredStrategy: SIGTERM reaches one worker; TensorFlow's
+    PreemptionCheckpointHandler makes both save at the same step and exit. Restarted, they
+    resume there and end with the one-process run's weights."""
+    workdir = tmp_path / "multi"
+    procs = _workers(
+        bin_command, subprocess_env, tfds_dir, workdir, free_ports(2), *EQUIVALENCE_FLAGS
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and not (workdir / "checkpoints" / "ckpt-1.index").exists():
+        assert all(p.poll() is None for p in procs), procs[0].communicate()[1][-3000:]
+        time.sleep(0.01)
+    procs[1].send_signal(signal.SIGTERM)  # the non-chief: the chief learns it from its peer
+    outputs = [p.communicate(timeout=300) for p in procs]
+    steps = set()
+    for p, (_, err) in zip(procs, outputs):
+        stopped = re.search(r"stopped by SIGTERM at step (\d+)", err)
+        assert p.returncode == 143 and stopped, (p.returncode, err[-3000:])
+        steps.add(int(stopped.group(1)))
+    (step,) = steps  # one step for both
+    assert (workdir / "checkpoints" / f"ckpt-{step}.index").is_file()
+    assert not (workdir / "model.keras").exists()
+
+    procs = _workers(
+        bin_command, subprocess_env, tfds_dir, workdir, free_ports(2), *EQUIVALENCE_FLAGS
+    )
+    outputs = [p.communicate(timeout=600) for p in procs]
+    for p, (out, err) in zip(procs, outputs):
+        assert p.returncode == 0, out[-2000:] + err[-3000:]
+    assert f"checkpoints/ckpt-{step} at step {step}" in outputs[0][0], outputs[0][0][-2000:]
+    _assert_trained_and_equal(workdir, one_replica_run[0], 1e-5)
+
+
 @pytest.mark.slow
 def test_every_worker_refuses_a_workdir_of_another_run(
     tmp_path, tfds_dir, bin_command, subprocess_env, free_ports
