@@ -593,6 +593,25 @@ def test_sigterm_to_one_worker_saves_every_worker_at_one_step_and_they_resume(
 
 
 @pytest.mark.slow
+def test_a_worker_whose_peer_died_stops_with_one_line(
+    tmp_path, tfds_dir, bin_command, subprocess_env, free_ports
+):
+    """Issue 20: the surviving worker of a dead peer printed a traceback."""
+    workdir = tmp_path / "multi"
+    flags = ["--variant=A", "--epochs=1", *TINY_FLAGS]
+    procs = _workers(bin_command, subprocess_env, tfds_dir, workdir, free_ports(2), *flags)
+    deadline = time.time() + 300
+    while time.time() < deadline and not (workdir / "checkpoints" / "ckpt-5.index").exists():
+        assert all(p.poll() is None for p in procs), procs[0].communicate()[1][-3000:]
+        time.sleep(0.01)
+    procs[1].kill()
+    _, err = procs[0].communicate(timeout=300)
+    procs[1].wait()
+    assert procs[0].returncode == 1 and "Traceback" not in err, err[-3000:]
+    assert re.search(r"^error: .*(aborted|unhealthy|unavailable)", err, re.M | re.I), err[-3000:]
+
+
+@pytest.mark.slow
 def test_every_worker_refuses_a_workdir_of_another_run(
     tmp_path, tfds_dir, bin_command, subprocess_env, free_ports
 ):

@@ -75,9 +75,20 @@ def error_line(error: BaseException) -> str:
         >>> error_line(OSError(28, "No space left on device"))
         '[Errno 28] No space left on device'
     """
-    lines = str(error).strip().splitlines() or [type(error).__name__]
+    text = error.message if isinstance(error, tf.errors.OpError) else str(error)
+    # A graph's error opens with "Graph execution error:" and where the op was defined
+    # (indented source lines): the reason is the first line after them.
+    lines = [
+        line
+        for line in text.strip().splitlines()
+        if line.strip()
+        and not line[0].isspace()
+        and not line.startswith(
+            ("Graph execution error", "Detected at node", "Detected unsupported")
+        )
+    ] or [type(error).__name__]
     line = re.sub(r"^\{\{function_node [^}]*\}\}\s*", "", lines[0])
-    return re.sub(r"\s*\[Op:.*$", "", line).strip()
+    return re.sub(r"\s*\[Op:.*$", "", line).strip().rstrip(":")
 
 
 class RunCheckpoint:
