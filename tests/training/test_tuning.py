@@ -15,6 +15,7 @@ from vgg_tf.training import loop as train
 from vgg_tf.training import recipe as config_lib
 from vgg_tf.training import search_space
 from vgg_tf.training import tuning as tune
+from vgg_tf.training.checkpoints import Preempted
 
 # A tiny net on the built-in digits, 1 epoch a trial: seconds per trial on one core.
 TINY_FLAGS = [
@@ -49,14 +50,15 @@ def _recipe(**changes):
 class FakeTrain:
     """Stands in for train.train_and_evaluate: records each call, scores by learning rate."""
 
-    def __init__(self, interrupt_at=None):
+    def __init__(self, interrupt_at=None, interruption=KeyboardInterrupt):
         self.calls = []
         self.interrupt_at = interrupt_at
+        self.interruption = interruption
 
     def __call__(self, config, workdir, strategy=None):
         self.calls.append((config, workdir))
         if self.interrupt_at is not None and len(self.calls) == self.interrupt_at:
-            raise KeyboardInterrupt  # like a kill: keras-tuner does not catch it
+            raise self.interruption  # like a kill: keras-tuner does not catch it
         error = abs(config.learning_rate - 0.02)
         return {
             "val_top1_error": error,
@@ -326,6 +328,22 @@ def test_an_interrupted_search_continues_with_the_same_trial(tmp_path):
         train_fn=third,
     )
     assert len(third.calls) == 1 and len(result.rows) == 4
+
+
+def test_a_preempted_trial_stops_the_search_and_the_rerun_resumes_it(tmp_path):
+    """Issue 20: SIGTERM during a trial (its checkpoint saved) stops the search, rather than
+    failing the trial and starting the next; the rerun continues that trial."""
+    recipe, settings = _recipe(), tune.SearchSettings(max_trials=3)
+    stop = Preempted("stopped by SIGTERM at step 7: its checkpoint is saved")
+    first = FakeTrain(interrupt_at=2, interruption=stop)
+    with pytest.raises(Preempted, match="SIGTERM at step 7"):
+        tune.search(recipe, str(tmp_path), settings=settings, project_name="p", train_fn=first)
+    second = FakeTrain()
+    result = tune.search(
+        recipe, str(tmp_path), settings=settings, project_name="p", train_fn=second
+    )
+    assert second.calls[0][1] == first.calls[1][1]  # the stopped trial, in its own workdir
+    assert [row["status"] for row in result.rows] == ["COMPLETED"] * 3
 
 
 def test_a_rerun_with_other_ranges_is_refused_unless_overwrite(tmp_path, monkeypatch):
