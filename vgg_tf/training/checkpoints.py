@@ -40,13 +40,14 @@ from collections.abc import Callable, Iterator
 import tensorflow as tf
 
 from vgg_tf.training import distribute
+from vgg_tf.workdir import temporary_tag
 
 #: TensorFlow's state file, naming the checkpoints a manager keeps.
 STATE_FILE = "checkpoint"
 #: The exit status of a command stopped by SIGTERM once its checkpoint is saved (128 + 15,
 #: as if killed by the signal): a scheduler requeues the job, and the rerun resumes there.
 PREEMPTED_EXIT_CODE = 143
-_NUMBERED = re.compile(r"^ckpt-(\d+)(?:\.index|\.data-\d{5}-of-\d{5}|_temp)$")
+_NUMBERED = re.compile(r"^ckpt-(\d+)(?:\.index|\.data-\d{5}-of-\d{5})$")
 
 
 class Preempted(Exception):
@@ -144,7 +145,7 @@ class RunCheckpoint:
         numbers = {}
         for name in self._listing():
             match = _NUMBERED.match(name)
-            if match and not name.endswith("_temp"):
+            if match:
                 numbers[int(match.group(1))] = os.path.join(self.directory, f"ckpt-{match[1]}")
         named = set()
         state = (
@@ -214,9 +215,10 @@ class RunCheckpoint:
         lines += [f"all_model_checkpoint_timestamps: {t!r}" for t in times]
         lines.append(f"last_preserved_timestamp: {min(times) - 1.0!r}")
         path = os.path.join(self.directory, STATE_FILE)
-        with tf.io.gfile.GFile(path + ".tmp", "w") as f:
+        tmp = f"{path}.{temporary_tag()}"
+        with tf.io.gfile.GFile(tmp, "w") as f:
             f.write("\n".join(lines) + "\n")
-        tf.io.gfile.rename(path + ".tmp", path, overwrite=True)
+        tf.io.gfile.rename(tmp, path, overwrite=True)
         self._manager = tf.train.CheckpointManager(
             self.checkpoint, self._write_dir, max_to_keep=self._keep
         )
