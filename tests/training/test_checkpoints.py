@@ -135,3 +135,28 @@ def test_sigterm_inside_watching_saves_once_and_raises_preempted(tmp_path):
             preemption.check()
     assert saved == [7]
     assert signal.getsignal(signal.SIGTERM) == before  # SIGTERM means what it did again
+
+
+def test_a_save_that_fails_on_a_full_disk_leaves_the_older_checkpoints_and_no_temp(
+    tmp_path, monkeypatch
+):
+    """Issue 20: a full disk left ``ckpt-N_temp/`` behind, keeping the disk full."""
+    directory = _saved(tmp_path, steps=(5, 10))
+    ckpt, step, _ = _run_checkpoint(tmp_path)
+    ckpt.restore_latest()
+
+    def full_disk(self, checkpoint_number=None, **options):  # TensorFlow's first steps, then
+        temp = directory / f"ckpt-{checkpoint_number}_temp"  # no space left
+        temp.mkdir()
+        (temp / "part-00000-of-00001.data-00000-of-00001").write_bytes(b"0")
+        raise tf.errors.ResourceExhaustedError(None, None, "No space left on device")
+
+    monkeypatch.setattr(tf.train.CheckpointManager, "save", full_disk)
+    step.assign(15)
+    with pytest.raises(tf.errors.ResourceExhaustedError):
+        ckpt.save(15)
+    assert sorted(os.listdir(directory)) == [
+        "checkpoint",
+        *(f"ckpt-{n}.{kind}" for n in (10, 5) for kind in ("data-00000-of-00001", "index")),
+    ]
+    assert tf.train.latest_checkpoint(str(directory)).endswith("ckpt-10")
