@@ -10,10 +10,13 @@ divided by the *global* batch size, and the optimizer sums the gradients over
 replicas: the update equals one device's update on the whole batch.
 
 :func:`train_and_evaluate` reads as the run does: :func:`global_settings` (the
-process-wide settings the recipe asks for, put back when the run ends),
-:func:`set_up` (strategy, workdir, data), :func:`create_state` (model, optimizer,
-schedule, checkpoint), then per epoch :func:`train_epoch`, :func:`validate` and
-:func:`end_epoch`, and :func:`finish`.
+process-wide settings the recipe asks for, put back when the run ends), the
+workdir held for the whole run (:func:`vgg_tf.workdir.exclusive`; a refused run
+leaves it as it was), :func:`set_up` (strategy, workdir, data),
+:func:`create_state` (model, optimizer, schedule, the newest checkpoint that
+reads), :func:`record_run`, then per epoch :func:`train_epoch`, :func:`validate`
+and :func:`end_epoch` while SIGTERM is answered with a checkpoint
+(:class:`vgg_tf.training.checkpoints.Preemption`), and :func:`finish`.
 
 Example:
     >>> from vgg_tf.training import loop, recipe  # doctest: +SKIP
