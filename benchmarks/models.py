@@ -25,9 +25,8 @@ import tensorflow as tf
 
 from benchmarks import harness, machine
 from vgg_tf.nets import builder as vgg_models
-from vgg_tf.training import loop as train_lib
+from vgg_tf.training import network, optimization, steps
 from vgg_tf.training import recipe as config_lib
-from vgg_tf.training import steps
 
 #: A training step is about 3 forward passes of work (forward, grad wrt input, grad wrt weights).
 TRAIN_COST_FACTOR = 3.0
@@ -124,9 +123,9 @@ def vgg_tf_trainer(settings: harness.Settings, batch: int) -> steps.Trainer:
     config.batch_size = batch
     config.mixed_precision = settings.mixed_precision
     config.jit_compile = settings.jit_compile
-    model = train_lib.build_model(config, 1000)
+    model = network.build_model(config, 1000)
     logits_model = keras.Model(model.input, model.get_layer("fc8").output)
-    optimizer = train_lib.make_optimizer(config)
+    optimizer = optimization.make_optimizer(config)
     optimizer.build(logits_model.trainable_variables)
     return steps.Trainer(
         tf.distribute.get_strategy(), logits_model, optimizer, batch, settings.jit_compile

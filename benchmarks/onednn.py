@@ -39,6 +39,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from vgg_tf.cli import cpu_path  # imports no TensorFlow: the children choose their path first
+from vgg_tf.training import network, optimization
 
 if TYPE_CHECKING:  # harness imports TensorFlow, which a child may import only after its choice
     from benchmarks.harness import Progress, Settings
@@ -61,7 +62,6 @@ def training_workload(settings: Settings) -> Workload:
     import tensorflow as tf
 
     from vgg_tf.configs import digits
-    from vgg_tf.training import loop as train_lib
     from vgg_tf.training import steps
 
     config = digits.get_config()
@@ -69,9 +69,9 @@ def training_workload(settings: Settings) -> Workload:
     config.mixed_precision = settings.mixed_precision
     config.jit_compile = settings.jit_compile
     batch, size, n = config.batch_size, config.crop_size, settings.onednn_train_steps
-    model = train_lib.build_model(config, 10)
+    model = network.build_model(config, 10)
     logits_model = keras.Model(model.input, model.get_layer("fc8").output)
-    optimizer = train_lib.make_optimizer(config)
+    optimizer = optimization.make_optimizer(config)
     optimizer.build(logits_model.trainable_variables)
     trainer = steps.Trainer(
         tf.distribute.get_strategy(), logits_model, optimizer, batch, settings.jit_compile

@@ -13,13 +13,13 @@ from vgg_tf.evaluation import localisation as localisation_eval
 from vgg_tf.evaluation.datasets import DatasetSplit
 from vgg_tf.inference import localiser as localise
 from vgg_tf.serving import export
-from vgg_tf.training import loop as train
+from vgg_tf.training import network
 from vgg_tf.weights.trained import TrainedModel
 
 
 def _box_net(tiny_run_config, box, head="scr", scale=48):
     config = tiny_run_config(task="localisation", head=head, scale_min=scale, scale_max=scale)
-    model = train.build_model(config, 10)
+    model = network.build_model(config, 10)
     fc8 = model.get_layer("fc8")
     kernel, bias = fc8.get_weights()
     fc8.set_weights([np.zeros_like(kernel), np.tile(np.float32(box), bias.size // 4)])
@@ -76,7 +76,7 @@ def test_center_crop_gives_pixels_to_a_net_that_subtracts_its_own_mean(canvas, t
     fc8 = plain.model.get_layer("fc8")
     kernel = np.random.default_rng(3).normal(0, 0.02, fc8.get_weights()[0].shape)
     fc8.set_weights([kernel.astype(np.float32), fc8.get_weights()[1]])
-    raw_model = train.build_model(plain.config, 10, mean_rgb=plain.config["mean_rgb"])
+    raw_model = network.build_model(plain.config, 10, mean_rgb=plain.config["mean_rgb"])
     raw_model.set_weights(plain.model.get_weights())
     raw = TrainedModel(raw_model, plain.config, "/runs/raw", "A (raw)")
     assert raw.includes_preprocessing

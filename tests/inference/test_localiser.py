@@ -13,7 +13,7 @@ import tensorflow as tf
 from vgg_tf.inference import localiser as localise
 from vgg_tf.nets.fcn import to_fully_convolutional
 from vgg_tf.serving import localisation as serving_localisation
-from vgg_tf.training import loop as train
+from vgg_tf.training import network
 from vgg_tf.weights.trained import TrainedModel
 
 QUADRANTS = [[0.0, 0.0, 0.5, 0.5], [0.0, 0.5, 0.5, 1.0], [0.5, 0.0, 1.0, 0.5], [0.5, 0.5, 1.0, 1.0]]
@@ -23,7 +23,7 @@ def _box_net(tiny_run_config, head="scr", box=(0.5, 0.5, 1.0, 1.0), classes=10, 
     """A tiny localisation net (S = Q = 64) whose every location predicts ``box`` relative
     to its window, for every class."""
     config = tiny_run_config(task="localisation", head=head, scale_min=64, scale_max=64)
-    keras_model = train.build_model({**config, "seed": seed}, classes)
+    keras_model = network.build_model({**config, "seed": seed}, classes)
     fc8 = keras_model.get_layer("fc8")
     kernel, bias = fc8.get_weights()
     fc8.set_weights([np.zeros_like(kernel), np.tile(np.float32(box), bias.size // 4)])
@@ -138,7 +138,7 @@ def test_nets_that_subtract_their_own_mean_are_given_pixels(tiny_run_config, cla
     rng = np.random.default_rng(2)
     fc8.set_weights([rng.normal(0, 0.1, w.shape).astype(np.float32) for w in fc8.get_weights()])
     mean = plain.config["mean_rgb"]
-    raw_box_model = train.build_model(plain.config, 10, mean_rgb=mean)
+    raw_box_model = network.build_model(plain.config, 10, mean_rgb=mean)
     raw_box_model.set_weights(plain.model.get_weights())
     raw_classifier_model = vgg_tf.VGG(
         "A",

@@ -13,7 +13,7 @@ from vgg_tf.inference.localiser import Localiser
 from vgg_tf.inference.protocol import ModelEvaluator
 from vgg_tf.serving import localisation as serving_localisation
 from vgg_tf.serving import predict as predict_lib
-from vgg_tf.training import loop as train
+from vgg_tf.training import network
 from vgg_tf.weights import loading
 from vgg_tf.weights.trained import TrainedModel
 
@@ -29,7 +29,7 @@ def runs(tmp_path_factory, tiny_model, tiny_run_config, make_workdir):
         config=tiny_run_config(scale_min=32, scale_max=64, flip=True),
     )
     config = tiny_run_config(task="localisation", head="scr", scale_min=64, scale_max=64)
-    box_model = train.build_model(config, 10)
+    box_model = network.build_model(config, 10)
     fc8 = box_model.get_layer("fc8")
     fc8.set_weights([np.zeros_like(fc8.get_weights()[0]), np.float32([0.5, 0.5, 0.5, 0.5])])
     boxes = make_workdir(root / "boxes", model=box_model, config=config)

@@ -19,6 +19,7 @@ import tensorflow as tf
 from vgg_tf import workdir as workdir_lib
 from vgg_tf.inference import protocol as evaluate
 from vgg_tf.training import loop as train
+from vgg_tf.training import network, optimization
 from vgg_tf.training import recipe as config_lib
 from vgg_tf.training.reporting import METRIC_COLUMNS
 from vgg_tf.weights import loading
@@ -61,7 +62,9 @@ def train_run(run_bin, tfds_dir):
 
 
 def test_plateau_schedule_divides_by_ten_at_most_max_drops_times():
-    schedule = train.PlateauSchedule(0.01, factor=0.1, patience=2, min_delta=1e-3, max_drops=3)
+    schedule = optimization.PlateauSchedule(
+        0.01, factor=0.1, patience=2, min_delta=1e-3, max_drops=3
+    )
     history = []
     for epoch, accuracy in enumerate([0.5, 0.6, 0.6, 0.6005, 0.7, 0.7, 0.7] + [0.7] * 10, 1):
         schedule.update(accuracy, epoch)
@@ -71,7 +74,7 @@ def test_plateau_schedule_divides_by_ten_at_most_max_drops_times():
     assert history[6] == pytest.approx(1e-4)
     assert min(history) == pytest.approx(1e-5)  # three drops in all
     assert int(schedule.drops.numpy()) == 3
-    late = train.PlateauSchedule(
+    late = optimization.PlateauSchedule(
         0.01, factor=0.1, patience=1, min_delta=0, max_drops=3, start_epoch=4
     )
     for epoch, accuracy in enumerate([0.3, 0.1, 0.1, 0.5, 0.5], 1):
@@ -89,7 +92,7 @@ def precision_policy():
 @pytest.mark.parametrize("mixed_precision", ["", "float16"], ids=["float32", "float16"])
 def test_trainer_steps_are_caffe_sgd_with_weight_decay(mixed_precision, precision_policy):
     """Two trainer steps on the recipe's model, with the trainer's own optimizer
-    (:func:`train.make_optimizer`), equal Caffe's update (§3.1): v = m v + lr (g + wd w)
+    (:func:`optimization.make_optimizer`), equal Caffe's update (§3.1): v = m v + lr (g + wd w)
     for kernels (biases are not decayed); w -= v. Under float16 the optimizer scales the
     loss (LossScaleOptimizer) and the update is the same."""
     config = config_lib.paper_recipe()
@@ -108,9 +111,9 @@ def test_trainer_steps_are_caffe_sgd_with_weight_decay(mixed_precision, precisio
     if mixed_precision:
         precision_policy(f"mixed_{mixed_precision}")
     keras.utils.set_random_seed(0)
-    model = train.build_model(config, 10)
+    model = network.build_model(config, 10)
     logits_model = keras.Model(model.input, model.get_layer("fc8").output)
-    optimizer = train.make_optimizer(config)  # what create_state gives the trainer
+    optimizer = optimization.make_optimizer(config)  # what create_state gives the trainer
     assert isinstance(optimizer, keras.optimizers.LossScaleOptimizer) == bool(mixed_precision)
     optimizer.build(logits_model.trainable_variables)
     trainer = train.Trainer(
@@ -434,9 +437,9 @@ def _step_zero_weights(workdir):
     config = workdir_lib.read_config(workdir)
     first = workdir / "checkpoints" / "ckpt-1"
     assert first.with_suffix(".index").is_file(), sorted(os.listdir(workdir / "checkpoints"))
-    model = train.build_model(config, config["num_classes"])
+    model = network.build_model(config, config["num_classes"])
     logits_model = keras.Model(model.input, model.get_layer("fc8").output)
-    optimizer = train.make_optimizer(config)
+    optimizer = optimization.make_optimizer(config)
     optimizer.build(logits_model.trainable_variables)
     checkpoint = tf.train.Checkpoint(
         model_variables=list(model.variables), optimizer_variables=list(optimizer.variables)
@@ -908,7 +911,7 @@ def test_init_from_another_class_count_copies_all_but_fc8(tmp_path, tiny_model, 
     )
     model = tiny_model(seed=2, classes=10)
     fresh_fc8 = [w.copy() for w in model.get_layer("fc8").get_weights()]
-    copied, note = train.initialise_from(model, str(start))
+    copied, note = network.initialise_from(model, str(start))
     weighted = [layer.name for layer in model.layers if layer.weights]
     assert copied == [name for name in weighted if name != "fc8"]
     assert note == "fc8 is initialised afresh for 10 classes (the source has 5)"
@@ -921,7 +924,7 @@ def test_init_from_another_class_count_copies_all_but_fc8(tmp_path, tiny_model, 
         np.testing.assert_array_equal(ours, fresh)
     # The same class count copies fc8 too.
     same = tiny_model(seed=3, classes=5)
-    copied, note = train.initialise_from(same, str(start))
+    copied, note = network.initialise_from(same, str(start))
     assert "fc8" in copied and note == ""
 
 
@@ -935,7 +938,7 @@ def test_init_from_another_class_count_copies_all_but_fc8(tmp_path, tiny_model, 
 )
 def test_freeze_leaves_the_named_layers_out_of_training(tiny_model, freeze, trained):
     model = tiny_model(batch_norm=True)
-    frozen = train.freeze_layers(model, freeze)
+    frozen = network.freeze_layers(model, freeze)
     weighted = {layer.name for layer in model.layers if layer.weights}
     if trained is None:
         assert frozen == [] and all(layer.trainable for layer in model.layers)
@@ -944,7 +947,7 @@ def test_freeze_leaves_the_named_layers_out_of_training(tiny_model, freeze, trai
     owners = {v.path.split("/")[0] for v in model.trainable_variables}
     assert owners == trained
     with pytest.raises(ValueError, match="freeze 'fc'.*none, convs, all_but_head"):
-        train.freeze_layers(tiny_model(), "fc")
+        network.freeze_layers(tiny_model(), "fc")
 
 
 @pytest.mark.slow

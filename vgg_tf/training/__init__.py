@@ -1,7 +1,9 @@
 """Training: the recipe, the loop, its steps, tasks, checkpoints, distribution and search.
 
 Owns the recipe schema (:mod:`~vgg_tf.training.recipe`), the loop of §3.1
-(:mod:`~vgg_tf.training.loop`) and its compiled steps, the tasks
+(:mod:`~vgg_tf.training.loop`) and its compiled steps, the net a run trains and where it
+starts (:mod:`~vgg_tf.training.network`), the optimiser and its plateau schedule
+(:mod:`~vgg_tf.training.optimization`), the tasks
 (classification, Appendix A's box regression) and their metrics, checkpoints
 that survive a kill, the tf.distribute strategies of §3.3, what a run reports,
 and the keras-tuner search (:mod:`~vgg_tf.training.tuning`, the ``tune`` extra).

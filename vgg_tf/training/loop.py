@@ -33,8 +33,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any
+from collections.abc import Iterator
 
 import keras
 import ml_collections
@@ -46,13 +45,12 @@ from vgg_tf.data import pipeline as input_pipeline
 from vgg_tf.data import pixel_statistics, sources
 from vgg_tf.data.constants import IMAGENET_MEAN_RGB
 from vgg_tf.data.images import ImageLimits
-from vgg_tf.nets import builder
-from vgg_tf.training import distribute, tasks
+from vgg_tf.training import distribute, network, optimization, tasks
 from vgg_tf.training import recipe as config_lib
 from vgg_tf.training.checkpoints import Preemption, RunCheckpoint
 from vgg_tf.training.reporting import RunLog
 from vgg_tf.training.steps import Trainer
-from vgg_tf.weights import loading, transfer
+from vgg_tf.weights import loading
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -60,193 +58,6 @@ class NonFiniteLossError(FloatingPointError):
 
 
 # --- Model, optimizer, schedule --------------------------------------------
-
-
-def build_model(
-    config: Any, num_classes: int, mean_rgb: Sequence[float] | None = None
-) -> keras.Model:
-    """Builds the network of ``config`` with its top for ``num_classes`` classes.
-
-    The top is the task's (:func:`vgg_tf.training.tasks.task_for`): class scores, or a
-    localisation net's box (4 numbers, or 4 per class) with a linear output. A
-    run started from another model (``init_from``) initialises the layers that
-    model does not provide with ``new_layer_initializer`` when set.
-
-    With ``mean_rgb`` (the run's mean RGB, as every run passes it) the net
-    subtracts it in its first layer and takes RGB pixels in [0, 255], so the
-    saved ``model.keras`` stands alone; without, it takes mean-subtracted images.
-    """
-    initializer = config["kernel_initializer"]
-    if config.get("init_from") and config.get("new_layer_initializer"):
-        initializer = config["new_layer_initializer"]
-    task = tasks.task_for(config, num_classes)
-    recorded_epsilon = _start_config(config).get("batch_norm_epsilon")
-    epsilon = {"batch_norm_epsilon": float(recorded_epsilon)} if recorded_epsilon else {}
-    return builder.build_vgg(
-        config["variant"],
-        classes=task.outputs,
-        classifier_activation=task.activation,
-        crop_size=int(config["crop_size"]),
-        dropout=float(config["dropout"]),
-        weight_decay=float(config["weight_decay"]),
-        kernel_initializer=initializer,
-        batch_norm=bool(config["batch_norm"]),
-        width_multiplier=float(config["width_multiplier"]),
-        # The input pipeline gives (batch, height, width, RGB), whatever Keras' global format.
-        data_format="channels_last",
-        # The paper's mean subtraction (§2.1), inside the net before the first convolution:
-        # the same numbers reach it (its zero padding still pads the mean pixel).
-        include_preprocessing=mean_rgb is not None,
-        mean_rgb=mean_rgb,
-        # Statistics imported from torch (bin/import_weights) were computed with its epsilon.
-        **epsilon,
-    )
-
-
-def _start_config(config: Any) -> dict:
-    """The recorded config of the model a run starts from (``init_from``), or {}."""
-    return loading.recorded_config(config["init_from"]) if config.get("init_from") else {}
-
-
-def initialise_from(
-    model: keras.Model, source: str, fresh_head: bool = False
-) -> tuple[list[str], str]:
-    """Starts ``model`` from a trained model: a workdir, a .keras file or ``imagenet-D``.
-
-    ``source`` is read by :func:`vgg_tf.weights.loading.load_model`, so the
-    published ImageNet weights (``imagenet-D``, ...) are a source too. The same
-    network (e.g. the S=256 model for the S=384 recipe, or an
-    imported ImageNet model) gives all its layers; net A given to a deeper
-    net gives the paper's seven (§3.1). A source with another class count, or
-    ``fresh_head`` (a localisation net started from a classifier: "all layers
-    but the last", Appendix A), gives everything but ``fc8``, which keeps its
-    fresh initialisation.
-
-    Returns:
-        The names of the layers copied, and a note on fc8 when it was not
-        (empty otherwise).
-    """
-    start = loading.load_model(source).model
-    weights = transfer.read_layer_weights(start)
-    own = [layer.name for layer in model.layers if layer.weights]
-    fc8 = model.get_layer("fc8")
-    source_classes = weights["fc8"][0].shape[-1] if "fc8" in weights else None
-    new_head = source_classes is not None and (fresh_head or source_classes != fc8.units)
-    exclude = ("fc8",) if new_head else ()
-    note = ""
-    if new_head:
-        note = (
-            f"fc8 is initialised afresh for the box ({fc8.units} outputs; the source "
-            f"classifies {source_classes} classes)"
-            if fresh_head
-            else f"fc8 is initialised afresh for {fc8.units} classes (the source has "
-            f"{source_classes})"
-        )
-    if all(name in weights for name in own):
-        names = [name for name in own if name not in exclude]
-        return transfer.load_layer_weights(model, weights, names), note
-    return transfer.init_from_net_a(model, start, exclude=exclude), note
-
-
-def freeze_layers(model: keras.Model, freeze: str) -> list[str]:
-    """Stops training the layers ``freeze`` names: "none", "convs" or "all_but_head".
-
-    "convs" trains only the fully-connected layers (as the authors did for one
-    of their ILSVRC submissions); "all_but_head" trains fc8 alone. Frozen
-    batch-norm layers run in inference mode (their moving statistics stay).
-
-    Returns:
-        The names of the frozen layers that hold weights.
-
-    Example:
-        >>> m = builder.build_vgg("A", classes=3, crop_size=32, width_multiplier=1 / 16)
-        >>> freeze_layers(m, "all_but_head")[-2:]
-        ['fc6', 'fc7']
-    """
-    if freeze not in config_lib.FREEZE:
-        raise ValueError(
-            f"Unknown freeze {freeze!r}; expected one of {', '.join(config_lib.FREEZE)}."
-        )
-    frozen = []
-    for layer in model.layers:
-        is_trunk = not layer.name.startswith("fc") and layer.name != "predictions"
-        if (freeze == "convs" and is_trunk) or (freeze == "all_but_head" and layer.name != "fc8"):
-            layer.trainable = False
-            if layer.weights:
-                frozen.append(layer.name)
-    return frozen
-
-
-def make_optimizer(config: Any) -> keras.optimizers.Optimizer:
-    """The paper's SGD with momentum (§3.1); weight decay is in the model's L2 terms.
-
-    Keras' own ``weight_decay=`` is decoupled from the gradient and is not the
-    paper's: it is never set here (see :func:`vgg_tf.nets.builder.VGG`). Under
-    float16 the optimizer scales the loss (``LossScaleOptimizer``).
-
-    Example:
-        >>> make_optimizer(config_lib.paper_recipe()).momentum
-        0.9
-    """
-    optimizer = keras.optimizers.SGD(
-        learning_rate=config["learning_rate"], momentum=config["momentum"]
-    )
-    if config["mixed_precision"] == "float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
-
-
-class PlateauSchedule(tf.Module):
-    """The learning rate: divided by 10 when validation accuracy stops improving (§3.1).
-
-    ``rate(step)`` also ramps the rate up linearly over ``warmup_steps`` (not in
-    the paper). State lives in variables so that it is checkpointed with the run.
-    """
-
-    def __init__(
-        self,
-        learning_rate: float,
-        factor: float,
-        patience: int,
-        min_delta: float,
-        max_drops: int,
-        start_epoch: int = 0,
-        warmup_steps: int = 0,
-    ):
-        super().__init__(name="plateau_schedule")
-        self.learning_rate = tf.Variable(learning_rate, trainable=False, dtype=tf.float64)
-        self.best = tf.Variable(-1.0, trainable=False, dtype=tf.float64)
-        self.wait = tf.Variable(0, trainable=False, dtype=tf.int64)
-        self.drops = tf.Variable(0, trainable=False, dtype=tf.int64)
-        self._factor, self._patience = factor, patience
-        self._min_delta, self._max_drops = min_delta, max_drops
-        self._start_epoch = start_epoch
-        self._warmup_steps = warmup_steps
-
-    def rate(self, step: int) -> float:
-        """The learning rate of global step ``step`` (0-based)."""
-        warm = min(1.0, (step + 1) / self._warmup_steps) if self._warmup_steps else 1.0
-        return float(self.learning_rate.numpy()) * warm
-
-    def update(self, val_accuracy: float, epoch: int) -> bool:
-        """Records the validation accuracy of ``epoch`` (1-based); returns whether the rate dropped.
-
-        Epochs before ``start_epoch`` are not watched: a deep net may sit near
-        chance for a few epochs before it starts to learn.
-        """
-        if epoch < self._start_epoch:
-            return False
-        if val_accuracy > float(self.best.numpy()) + self._min_delta:
-            self.best.assign(val_accuracy)
-            self.wait.assign(0)
-            return False
-        self.wait.assign_add(1)
-        if int(self.wait.numpy()) >= self._patience and int(self.drops.numpy()) < self._max_drops:
-            self.learning_rate.assign(self.learning_rate * self._factor)
-            self.drops.assign_add(1)
-            self.wait.assign(0)
-            return True
-        return False
 
 
 # --- The run ---------------------------------------------------------------
@@ -286,7 +97,7 @@ class State:
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
     trainer: Trainer
-    schedule: PlateauSchedule
+    schedule: optimization.PlateauSchedule
     step: tf.Variable
     checkpoint: RunCheckpoint
     run_log: RunLog | None
@@ -299,7 +110,7 @@ def _mean_rgb(config, source: sources.Source, recorded: dict | None) -> tuple[fl
         return tuple(float(v) for v in config.mean_rgb)
     if recorded and recorded.get("mean_rgb"):
         return tuple(recorded["mean_rgb"])
-    start = _start_config(config)
+    start = network.start_config(config)
     if start.get("mean_rgb"):
         return tuple(float(v) for v in start["mean_rgb"])
     if source.name.startswith("imagenet"):
@@ -410,19 +221,21 @@ def create_state(run: Run) -> State:
     # Seeded here, after the data source: preparing a TFDS dataset draws random numbers.
     keras.utils.set_random_seed(int(config.seed))
     with run.strategy.scope():
-        model = build_model(config, run.source.num_classes, run.run_config["mean_rgb"])
+        model = network.build_model(config, run.source.num_classes, run.run_config["mean_rgb"])
         if config.init_from:
-            copied, note = initialise_from(model, config.init_from, fresh_head=run.task.uses_boxes)
+            copied, note = network.initialise_from(
+                model, config.init_from, fresh_head=run.task.uses_boxes
+            )
             listed = ", ".join(copied) if len(copied) <= 8 else f"{copied[0]} ... {copied[-1]}"
             run.say(
                 f"Initialised {len(copied)} layers ({listed}) from {config.init_from}"
                 + (f"; {note}" if note else "")
             )
-        frozen = freeze_layers(model, config.freeze)
+        frozen = network.freeze_layers(model, config.freeze)
         if frozen:
             run.say(f"Frozen ({config.freeze}): {len(frozen)} layers, {frozen[0]} to {frozen[-1]}")
         logits_model = keras.Model(model.input, model.get_layer("fc8").output)
-        optimizer = make_optimizer(config)
+        optimizer = optimization.make_optimizer(config)
         optimizer.build(logits_model.trainable_variables)
         trainer = Trainer(
             run.strategy,
@@ -432,7 +245,7 @@ def create_state(run: Run) -> State:
             bool(config.jit_compile),
             run.task,
         )
-    schedule = PlateauSchedule(
+    schedule = optimization.PlateauSchedule(
         config.learning_rate,
         config.lr_drop_factor,
         config.lr_plateau_patience,
