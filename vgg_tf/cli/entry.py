@@ -82,8 +82,13 @@ def launch(command: str) -> None:
             f"error: bin/{command} needs {package}, which vgg_tf installs with its "
             f"{extra} extra: pip install 'vgg_tf[{extra}]'"
         )
-    prepare_tensorflow(sys.argv)
-    importlib.import_module(f"vgg_tf.cli.{command}").run()
+    try:
+        prepare_tensorflow(sys.argv)
+        importlib.import_module(f"vgg_tf.cli.{command}").run()
+    except KeyboardInterrupt:
+        # Ctrl-C while TensorFlow loads or outside a command's own handling: one line.
+        print(f"error: bin/{command} interrupted (Ctrl-C).", file=sys.stderr)
+        sys.exit(130)
 
 
 def train() -> None:
