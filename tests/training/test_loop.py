@@ -955,13 +955,15 @@ def test_fine_tuning_with_frozen_convs_trains_the_head_only(
     tmp_path, tfds_dir, tiny_model, make_workdir
 ):
     """A run from a 5-class start on all 10 digits: the conv kernels stay bit-identical,
-    fc8 is new, the FC layers move, and the start model's mean RGB is kept."""
+    fc8 is new, the FC layers move, and the start model's mean RGB and batch-norm epsilon
+    (torch's, as an import records it) are kept, through a second --init_from as well."""
     source = tiny_model(seed=1, classes=5, batch_norm=True)
     start = make_workdir(
         tmp_path / "five",
         model=source,
         num_classes=5,
         batch_norm=True,
+        batch_norm_epsilon=1e-5,
         mean_rgb=[10.0, 20.0, 30.0],
         class_names=[str(d) for d in range(5)],
     )
@@ -997,3 +999,11 @@ def test_fine_tuning_with_frozen_convs_trains_the_head_only(
         for a, b in zip(ours, layer.get_weights()):  # kernels, biases, BN statistics
             np.testing.assert_array_equal(a, b, err_msg=layer.name)
     assert tuned.get_layer("fc8").units == 10
+    assert result["run_config"]["batch_norm_epsilon"] == 1e-5
+    assert {layer.epsilon for layer in tuned.layers if "_bn" in layer.name} == {1e-5}
+    # A run started from that run builds its batch norm with the same epsilon.
+    config.update(init_from=str(tmp_path / "ten"), freeze="all_but_head")
+    again = train.train_and_evaluate(config, str(tmp_path / "again"))
+    assert again["run_config"]["batch_norm_epsilon"] == 1e-5
+    chained = keras.models.load_model(tmp_path / "again" / "model.keras")
+    assert {layer.epsilon for layer in chained.layers if "_bn" in layer.name} == {1e-5}

@@ -189,6 +189,11 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
         "num_classes": source.num_classes,
         "class_names": list(source.class_names) if source.class_names else None,
         "started_from": loading.origin_of(config.init_from) if config.init_from else None,
+        # The epsilon the batch-norm statistics of the model it starts from assume (torch's
+        # 1e-5 for an import): recorded, so every later --init_from of this run builds with it.
+        "batch_norm_epsilon": network.start_config(config).get("batch_norm_epsilon")
+        if config.batch_norm
+        else None,
     }
     num_train = source.num_examples(source.train_split)
     if num_train < config.batch_size:
