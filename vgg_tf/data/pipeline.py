@@ -373,6 +373,52 @@ def _finish(ds: tf.data.Dataset, ordered: bool) -> tf.data.Dataset:
     return ds.prefetch(_AUTOTUNE).with_options(options)
 
 
+def _augmenter(stream: TrainStream, seed: int):
+    """The per-record augmentation of ``stream`` (§3.1): ``(index, image_bytes[, boxes])`` ->
+    the jittered, cropped, flipped, colour-shifted crop (and its boxes)."""
+    crop_size, scale_min, scale_max = stream.crop_size, stream.scale_min, stream.scale_max
+    key = tf.constant([seed, 0], tf.int64)
+    eigval = tuple(stream.pca_eigval)
+    eigvec = tuple(map(tuple, stream.pca_eigvec))
+    mean = None if stream.mean_rgb is None else tf.constant(stream.mean_rgb, tf.float32)
+
+    def augment(index, image_bytes, *boxes):
+        # Per-element randomness from (seed, pipeline, position): reproducible, and
+        # independent of parallel map order and of where the stream was resumed.
+        uniform_key, normal_key = tf.unstack(
+            tf.random.experimental.stateless_split(
+                tf.random.experimental.stateless_fold_in(key, index), 2
+            )
+        )
+        u = tf.random.stateless_uniform([4], uniform_key)  # S, crop y, crop x, flip
+        scale = scale_min + tf.cast(tf.floor(u[0] * (scale_max - scale_min + 1)), tf.int32)
+        mirror = u[3] < 0.5 if stream.flip else False
+        image = image_ops.scaled_crop(
+            image_bytes,
+            scale,
+            crop_size,
+            u[1:3],
+            flip=mirror,
+            fused=stream.fused_decode,
+            max_pixels=stream.max_pixels,
+            max_aspect_ratio=stream.max_aspect_ratio,
+        )
+        offset = None if mean is None else -mean
+        if stream.color_shift_std:
+            # On pixel values, before any mean: the shift of Krizhevsky et al. (2012).
+            alpha = tf.random.stateless_normal([3], normal_key, stddev=stream.color_shift_std)
+            shift = _pca_shift(alpha, eigval, eigvec)
+            offset = shift if offset is None else offset + shift
+        if offset is not None:
+            image = add_rgb(image, offset)  # colour shift and mean subtraction in one pass
+        if not boxes:
+            return image
+        window = crop_window(image_bytes, scale, crop_size, u[1:3])
+        return image, boxes_in_window(boxes[0], window, mirror)
+
+    return augment
+
+
 def train_dataset(
     source: Source,
     stream: TrainStream,
@@ -427,44 +473,7 @@ def train_dataset(
         "in the net" if stream.mean_rgb is None else tuple(stream.mean_rgb),
         stream.color_shift_std,
     )
-    key = tf.constant([seed, 0], tf.int64)
-    eigval = tuple(stream.pca_eigval)
-    eigvec = tuple(map(tuple, stream.pca_eigvec))
-    mean = None if stream.mean_rgb is None else tf.constant(stream.mean_rgb, tf.float32)
-
-    def augment(index, image_bytes, *boxes):
-        # Per-element randomness from (seed, pipeline, position): reproducible, and
-        # independent of parallel map order and of where the stream was resumed.
-        uniform_key, normal_key = tf.unstack(
-            tf.random.experimental.stateless_split(
-                tf.random.experimental.stateless_fold_in(key, index), 2
-            )
-        )
-        u = tf.random.stateless_uniform([4], uniform_key)  # S, crop y, crop x, flip
-        scale = scale_min + tf.cast(tf.floor(u[0] * (scale_max - scale_min + 1)), tf.int32)
-        mirror = u[3] < 0.5 if stream.flip else False
-        image = image_ops.scaled_crop(
-            image_bytes,
-            scale,
-            crop_size,
-            u[1:3],
-            flip=mirror,
-            fused=stream.fused_decode,
-            max_pixels=stream.max_pixels,
-            max_aspect_ratio=stream.max_aspect_ratio,
-        )
-        offset = None if mean is None else -mean
-        if stream.color_shift_std:
-            # On pixel values, before any mean: the shift of Krizhevsky et al. (2012).
-            alpha = tf.random.stateless_normal([3], normal_key, stddev=stream.color_shift_std)
-            shift = _pca_shift(alpha, eigval, eigvec)
-            offset = shift if offset is None else offset + shift
-        if offset is not None:
-            image = add_rgb(image, offset)  # colour shift and mean subtraction in one pass
-        if not boxes:
-            return image
-        window = crop_window(image_bytes, scale, crop_size, u[1:3])
-        return image, boxes_in_window(boxes[0], window, mirror)
+    augment = _augmenter(stream, seed)
 
     records = source.raw_records(
         split, shuffle_files=True, seed=seed, deterministic=ordered, with_boxes=stream.with_boxes
