@@ -211,35 +211,13 @@ def VGG(
             (``vgg_tf.weights.published.imagenet_mean_rgb(variant)`` for "imagenet",
             ``vgg_tf.read_weights(path).mean_rgb`` for a file), which
             ``include_preprocessing=True`` puts inside the model.
-        input_tensor: Optional Keras tensor to use as the model's input (its
-            shape stands for a None ``input_shape``).
-        input_shape: ``(h, w, channels)`` (``(channels, h, w)`` channels first),
-            any channel count. With the top, h = w = the crop size (a multiple
-            of 32; keras.applications too builds fc6 for the given size);
-            without it h, w >= 32 or None. Default: 3 channels, 224 or None.
-        pooling: With ``include_top=False``: None (block5 feature map),
-            "avg" or "max" (global pooling to ``(batch, 512)``).
-        classes: Number of classes of the top layer.
-        classifier_activation: Activation of the top layer; None gives logits.
-        name: Model name; defaults to ``vgg_<variant>``.
-        dropout: Dropout rate after fc6 and fc7 (paper: 0.5).
-        weight_decay: Caffe-style weight decay on conv and FC kernels: the
-            gradient gains ``weight_decay * w`` (paper: 5e-4). Implemented as
-            ``keras.regularizers.L2(weight_decay / 2)`` because Keras' L2 adds
-            ``l * sum(w**2)`` to the loss. Biases are not decayed.
-        kernel_initializer: "paper" (N(0, 0.01^2) as the paper is usually
-            read, zero biases; §3.1), "glorot" (the paper's alternative to
-            pre-training) or "he" (He et al. 2015, an extension).
-        batch_norm: Insert BatchNormalization after every conv (an extension
-            the paper does not have, like torchvision's ``vgg*_bn``).
-        crop_size: With the top, the training crop the FC head is built for
-            (fc6 sees a ``crop_size/32`` square map). None: ``input_shape``'s
-            side, else 224 (the paper's). 32 for small images.
-        width_multiplier: Scales every conv and FC width (1.0 is the paper's);
-            small values give cheap models for tests.
-        data_format: "channels_last", "channels_first", or None for
-            ``keras.config.image_data_format()``. Channels-first transposes at
-            the input and output (module docstring: why); same weights.
+        input_tensor, input_shape, pooling, classes, classifier_activation, name,
+            dropout, weight_decay, kernel_initializer, batch_norm, crop_size,
+            width_multiplier, data_format: the network, as
+            :func:`vgg_tf.nets.builder.build_vgg` takes them (keras.applications'
+            arguments first: ``classes`` is the top layer's class count,
+            ``weight_decay`` Caffe's, ``kernel_initializer`` "paper", "glorot" or
+            "he").
         batch_norm_epsilon: Epsilon of the BatchNormalization layers. None:
             torch's 1e-5 when ``weights`` is a published set or a torchvision /
             timm file (their statistics assume it), else Keras' 1e-3.
