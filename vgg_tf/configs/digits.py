@@ -44,4 +44,5 @@ def get_config():
     # plateau there would divide the rate too early (seen here).
     config.lr_plateau_start_epoch = 6
     config.checkpoint_every_steps = 10
+    config.log_every_steps = 10
     return config

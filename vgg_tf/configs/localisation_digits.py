@@ -40,4 +40,5 @@ def get_config():
     config.batch_size = 32
     config.epochs = 12
     config.checkpoint_every_steps = 20
+    config.log_every_steps = 10
     return config

@@ -1,7 +1,8 @@
-"""Constants of the data the paper trained on: ImageNet's pixel statistics.
+"""Constants of the data: ImageNet's pixel statistics, and the image-size limits.
 
 One copy each, used by the input pipeline, the weight importers and the loaders
-alike.
+alike. Nothing here imports TensorFlow: the recipes and the commands' flags
+read these before it loads.
 
 Example:
     >>> IMAGENET_MEAN_RGB
@@ -22,3 +23,8 @@ IMAGENET_PCA_EIGVEC = (
     (-0.5808, -0.0045, -0.8140),
     (-0.5836, -0.6948, 0.4203),
 )
+
+#: Images whose header declares more pixels are refused before decoding.
+DEFAULT_MAX_PIXELS = 40_000_000
+#: ... and so are images whose longer side is more than this times the shorter.
+DEFAULT_MAX_ASPECT_RATIO = 16.0

@@ -35,10 +35,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-#: Images whose header declares more pixels are refused before decoding.
-DEFAULT_MAX_PIXELS = 40_000_000
-#: ... and so are images whose longer side is more than this times the shorter.
-DEFAULT_MAX_ASPECT_RATIO = 16.0
+from vgg_tf.data.constants import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS
 
 # Format codes of image_format() and the magic bytes at offset 0 that give them
 # (WebP: "RIFF" there and "WEBP" at offset 8).

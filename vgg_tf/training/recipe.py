@@ -19,12 +19,17 @@ import os
 
 import ml_collections
 
-from vgg_tf.data import images
-from vgg_tf.data.images import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS
+from vgg_tf.data.constants import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS
 
 #: Fields that describe where or how fast a run executes, not what it learns:
 #: a workdir may be resumed with different values for these.
-EXECUTION_FIELDS = ("strategy", "devices", "steps_per_execution", "jit_compile")
+EXECUTION_FIELDS = (
+    "strategy",
+    "devices",
+    "steps_per_execution",
+    "jit_compile",
+    "log_every_steps",
+)
 #: Fields a resumed run may raise (not lower): a finished run trained further continues
 #: from its last checkpoint, with the schedule's state.
 EXTENDABLE_FIELDS = ("epochs",)
@@ -96,6 +101,8 @@ def paper_recipe() -> ml_collections.ConfigDict:
     c.deterministic = False
     c.checkpoint_every_steps = 1000
     c.keep_checkpoints = 3
+    # The training loss goes to TensorBoard (and to a log's plain lines) every this many steps.
+    c.log_every_steps = 100
     return c
 
 
@@ -179,6 +186,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         ValueError: scale_min=128 is smaller than crop_size=224; expected S >= crop size.
     """
     # Imported here: a recipe file imports this module, and loading it stays light.
+    from vgg_tf.data import images
     from vgg_tf.nets import builder, specs
     from vgg_tf.training import distribute, tasks
 
@@ -201,6 +209,7 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         "steps_per_execution",
         "checkpoint_every_steps",
         "keep_checkpoints",
+        "log_every_steps",
         "crop_size",
     ):
         if int(config[field]) < 1:
