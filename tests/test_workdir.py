@@ -1,5 +1,6 @@
 """The run directory (vgg_tf.workdir): config.json, "another run lives here", test scales,
-mean RGB, atomic writes, one run per workdir, and loading a trained model."""
+mean RGB, atomic writes, one run per workdir, and loading a trained model; on local paths
+and on TensorFlow's in-memory filesystem (ram://), as on gs:// or s3://."""
 
 import json
 import os
@@ -7,11 +8,13 @@ import signal
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from vgg_tf import workdir
 from vgg_tf.data import constants
@@ -117,13 +120,35 @@ def test_overwrite_removes_the_run_files_and_nothing_else(tmp_path, make_workdir
     assert sorted(os.listdir(tmp_path)) == ["data", "notes.txt"]
 
 
-def test_a_run_never_starts_from_inside_its_own_workdir(tmp_path):
+def test_a_run_never_starts_from_inside_its_own_workdir(tmp_path, ram_dir):
     run = tmp_path / "run"
+    (run / "sub").mkdir(parents=True)
     for inside in (run, run / "model.keras", run / "sub" / "model.keras"):
+        inside.touch(exist_ok=True)
         with pytest.raises(ValueError, match="inside this run's workdir.*new directory"):
             workdir.check_outside(str(inside), str(run))
+    (tmp_path / "run2").mkdir()
+    (tmp_path / "run2" / "model.keras").touch()
     workdir.check_outside(str(tmp_path / "run2" / "model.keras"), str(run))  # a sibling
     workdir.check_outside("", str(run))  # no start point
+    # On a remote filesystem too.
+    remote = f"{ram_dir}/run"
+    workdir.save_model(_small_model(), f"{remote}/model.keras")
+    with pytest.raises(ValueError, match="inside this run's workdir"):
+        workdir.check_outside(f"{remote}/model.keras", remote)
+    workdir.check_outside(f"{remote}/model.keras", f"{ram_dir}/other")
+
+
+def test_a_published_name_is_not_a_path_inside_the_workdir(tmp_path, monkeypatch):
+    """``--init_from imagenet-D --workdir .`` trains from the published weights: the name is
+    not a file of the workdir; a file of that name there is (it is what a run would read)."""
+    monkeypatch.chdir(tmp_path)
+    for run in (".", str(tmp_path)):
+        workdir.check_outside("imagenet-D", run)
+        workdir.check_outside("no_such_model.keras", run)  # nothing there to lose
+    (tmp_path / "imagenet-D").mkdir()
+    with pytest.raises(ValueError, match="'imagenet-D' is inside this run's workdir '.'"):
+        workdir.check_outside("imagenet-D", ".")
 
 
 def test_default_run_name():
@@ -345,7 +370,6 @@ def test_a_snapshot_puts_back_only_what_was_added(tmp_path):
         (kept / "checkpoints" / "inside").write_text("left: inside what was there")
         before.put_back()
     assert sorted(p.name for p in kept.iterdir()) == ["checkpoints", "notes.txt"]
-    assert workdir.Snapshot.take("gs://bucket/run").created is None
 
 
 def test_temporaries_of_dead_processes_are_removed_and_no_others(tmp_path):
@@ -370,3 +394,129 @@ def test_temporaries_of_dead_processes_are_removed_and_no_others(tmp_path):
             (tmp_path / name).write_text("x")
     assert workdir.remove_dead_temporaries(tmp_path) == sorted(litter)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(kept)
+
+
+# --- Remote workdirs (TensorFlow's in-memory filesystem, as gs:// or s3://) ---------------
+
+
+@pytest.fixture
+def ram_dir():
+    """A folder of its own on TensorFlow's in-memory filesystem, removed after the test."""
+    root = f"ram://{uuid.uuid4().hex}"
+    yield root
+    if tf.io.gfile.exists(root):
+        tf.io.gfile.rmtree(root)
+
+
+def _small_model():
+    return keras.Sequential([keras.Input((2,)), keras.layers.Dense(1, name="dense")])
+
+
+def _read(path):
+    with tf.io.gfile.GFile(path) as f:
+        return f.read()
+
+
+def _write(path, text):
+    with tf.io.gfile.GFile(path, "w") as f:
+        f.write(text)
+
+
+def test_atomic_path_renames_into_place_on_a_remote_filesystem(ram_dir):
+    target = f"{ram_dir}/run/metrics.csv"
+    with workdir.atomic_path(target) as tmp:
+        assert tmp.startswith(f"{ram_dir}/run/metrics.tmp-") and tmp.endswith(".csv")
+        _write(tmp, "old")
+        assert not tf.io.gfile.exists(target)  # not before the block succeeds
+    assert _read(target) == "old" and tf.io.gfile.listdir(f"{ram_dir}/run") == ["metrics.csv"]
+    with pytest.raises(RuntimeError, match="disk full"), workdir.atomic_path(target) as tmp:
+        _write(tmp, "half of the new")
+        raise RuntimeError("disk full")
+    assert _read(target) == "old" and tf.io.gfile.listdir(f"{ram_dir}/run") == ["metrics.csv"]
+    with workdir.atomic_path(target) as tmp:
+        _write(tmp, "new")
+    assert _read(target) == "new" and tf.io.gfile.listdir(f"{ram_dir}/run") == ["metrics.csv"]
+
+
+def test_config_and_model_round_trip_on_a_remote_filesystem(ram_dir, tiny_run_config):
+    run = f"{ram_dir}/runs/run"
+    assert workdir.read_config(run) is None
+    recorded = tiny_run_config(mean_rgb=list(MEAN))
+    workdir.write_config(run, recorded)
+    assert workdir.read_config(run) == recorded
+    with pytest.raises(TypeError):
+        workdir.write_config(run, {"lr": 0.2, "bad": object()})
+    assert workdir.read_config(run) == recorded  # whole or not at all
+    model = _small_model()
+    workdir.save_model(model, f"{run}/{workdir.MODEL_FILE}")
+    assert sorted(tf.io.gfile.listdir(run)) == [workdir.CONFIG_FILE, workdir.MODEL_FILE]
+    loaded = keras.models.load_model(f"{run}/{workdir.MODEL_FILE}")
+    x = np.ones((1, 2), "float32")
+    np.testing.assert_allclose(loaded(x), model(x))
+
+
+def test_a_snapshot_puts_back_a_remote_workdir(ram_dir):
+    """A refused run on gs:// or s3:// leaves the bucket as it found it, as on a disk."""
+    new = f"{ram_dir}/runs/a/run"
+    tf.io.gfile.makedirs(f"{ram_dir}/kept")
+    before = workdir.Snapshot.take(new)
+    assert before.created == f"{ram_dir}/runs"
+    workdir.write_config(new, {"lr": 0.1})
+    tf.io.gfile.makedirs(f"{new}/logs")
+    _write(f"{new}/logs/events", "x")
+    tf.io.gfile.makedirs(f"{ram_dir}/runs/other")  # another run, started beside it
+    before.put_back()
+    assert not tf.io.gfile.exists(f"{ram_dir}/runs/a")
+    assert tf.io.gfile.listdir(f"{ram_dir}/runs") == ["other"]
+    assert sorted(tf.io.gfile.listdir(ram_dir)) == ["kept", "runs"]
+
+    kept = f"{ram_dir}/kept"
+    tf.io.gfile.makedirs(f"{kept}/checkpoints")
+    _write(f"{kept}/notes.txt", "the user's")
+    before = workdir.Snapshot.take(kept)
+    assert before.created is None and before.entries == {"checkpoints", "notes.txt"}
+    workdir.write_config(kept, {"lr": 0.1})
+    tf.io.gfile.makedirs(f"{kept}/logs")
+    _write(f"{kept}/checkpoints/inside", "left: inside what was there")
+    before.put_back()
+    assert sorted(tf.io.gfile.listdir(kept)) == ["checkpoints", "notes.txt"]
+    assert _read(f"{kept}/notes.txt") == "the user's"
+
+    # A workdir whose every folder is new goes with them (nothing of the test's is left).
+    fresh = f"ram://{uuid.uuid4().hex}/run"
+    before = workdir.Snapshot.take(fresh)
+    workdir.write_config(fresh, {"lr": 0.1})
+    before.put_back()
+    assert not tf.io.gfile.exists(fresh) and not tf.io.gfile.exists(before.created)
+
+
+def test_overwrite_removes_a_remote_runs_files_and_nothing_else(ram_dir):
+    run = f"{ram_dir}/run"
+    workdir.write_config(run, {"lr": 0.1})
+    for name in ("metrics.csv", "notes.txt"):
+        _write(f"{run}/{name}", "x")
+    for name in ("checkpoints", "logs", "data"):
+        tf.io.gfile.makedirs(f"{run}/{name}")
+        _write(f"{run}/{name}/f", "x")
+    workdir.clear_run(run)
+    assert sorted(tf.io.gfile.listdir(run)) == ["data", "notes.txt"]
+    assert _read(f"{run}/data/f") == "x"
+
+
+def test_temporaries_of_dead_processes_are_removed_from_a_remote_folder(ram_dir):
+    child = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead, host = int(child.stdout), socket.gethostname()
+    litter = [f"model.tmp-{host}-{dead}.keras", f".tmp-{host}-{dead}-3-k2j_x9a"]
+    kept = [f"config.tmp-{host}-{os.getpid()}.json", f".tmp-elsewhere-{dead}-4-abc", "1"]
+    for name in litter + kept:
+        if name.startswith(".tmp") or name == "1":
+            tf.io.gfile.makedirs(f"{ram_dir}/{name}")
+            _write(f"{ram_dir}/{name}/saved_model.pb", "half")
+        else:
+            _write(f"{ram_dir}/{name}", "x")
+    assert workdir.remove_dead_temporaries(ram_dir) == sorted(litter)
+    assert sorted(tf.io.gfile.listdir(ram_dir)) == sorted(kept)
+    assert not tf.io.gfile.exists(f"{ram_dir}/{litter[1]}/saved_model.pb")
+    assert workdir.remove_dead_temporaries(f"{ram_dir}/missing") == []

@@ -13,6 +13,12 @@ whole or not at all (:func:`atomic_path`). It knows neither the recipe schema
 nor the networks: loading a model with its config is
 :func:`vgg_tf.weights.loading.load_model`.
 
+A workdir may be local or on any filesystem TensorFlow serves (``gs://``,
+``s3://``, ``hdfs://``, the in-memory ``ram://``; :func:`is_remote`): local
+paths go through ``os`` (an atomic ``os.replace``, ``flock``), the others
+through ``tf.io.gfile``. Files written here are opened with
+``tf.io.gfile.GFile``, which reads and writes both.
+
 Example:
     >>> config = {"scale_min": 256, "scale_max": 512, "crop_size": 224}
     >>> single_test_scale(config), multi_test_scales(config)
@@ -33,6 +39,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.keras"
@@ -54,21 +61,31 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     (``model.tmp-<host>-<pid>.keras``), as Keras and matplotlib choose the format
     by it: two processes writing the same file never write into each other's
     temporary file. A reader sees the old file or the new one, never half of
-    one; on an error the temporary file is removed.
+    one; on an error the temporary file is removed. The folder of ``path`` is
+    made when missing.
+
+    Local paths are renamed with ``os.replace`` (atomic); a remote path
+    (:func:`is_remote`) with ``tf.io.gfile.rename``: open the temporary path
+    with ``tf.io.gfile.GFile`` (Python's ``open`` reads local paths only).
+    On an object store the rename is a copy, and the object appears whole.
 
     Example:
-        >>> with atomic_path("/tmp/example.json") as tmp:
-        ...     _ = open(tmp, "w").write("{}")
+        >>> with atomic_path("/tmp/example.json") as tmp, tf.io.gfile.GFile(tmp, "w") as f:
+        ...     _ = f.write("{}")
     """
     path = os.fspath(path)
     base, extension = os.path.splitext(path)
     tmp = f"{base}.{temporary_tag()}{extension}"
+    _makedirs(os.path.dirname(path))
     try:
         yield tmp
-        os.replace(tmp, path)
+        if is_remote(path):
+            tf.io.gfile.rename(tmp, path, overwrite=True)
+        else:
+            os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        if _exists(tmp):
+            _remove(tmp)
         raise
 
 
@@ -93,58 +110,128 @@ def remove_dead_temporaries(folder: str | os.PathLike) -> list[str]:
     ``folder`` (a kill, SIGTERM or a full disk while writing); returns their names.
 
     A temporary name holds its writer's :func:`temporary_tag`; one of another host,
-    or of a process still running, is left alone.
+    or of a process still running, is left alone. Local and remote folders alike.
 
     Example:
         >>> remove_dead_temporaries("/no/such/folder")
         []
     """
     folder = os.fspath(folder)
-    if is_remote(folder) or not os.path.isdir(folder):
+    if not _isdir(folder):
         return []
     tag = re.compile(rf"tmp-{re.escape(socket.gethostname())}-(\d+)(?:[.-]|$)")
     removed = []
-    for name in sorted(os.listdir(folder)):
+    for name in sorted(_listdir(folder)):
         match = tag.search(name)
         if not match or _alive(int(match.group(1))):
             continue
-        path = os.path.join(folder, name)
-        with contextlib.suppress(FileNotFoundError):
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
-                os.remove(path)
+        if _remove(os.path.join(folder, name)):
             removed.append(name)
     return removed
 
 
 def write_json(path: str | os.PathLike, payload: Any) -> None:
-    """Writes ``payload`` as indented JSON, whole or not at all."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(payload, f, indent=2, sort_keys=True)
+    """Writes ``payload`` as indented JSON, whole or not at all (local or remote ``path``).
+
+    Example:
+        >>> write_json("ram://example/run/config.json", {"lr": 0.01})
+        >>> read_config("ram://example/run")
+        {'lr': 0.01}
+    """
+    text = json.dumps(payload, indent=2, sort_keys=True)  # fails before anything is written
+    with atomic_path(path) as tmp, tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(text)
 
 
 def save_model(model: keras.Model, path: str | os.PathLike) -> None:
-    """Saves ``model`` (``.keras``), whole or not at all."""
+    """Saves ``model`` (``.keras``), whole or not at all (local or remote ``path``).
+
+    Example:
+        >>> model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+        >>> save_model(model, "ram://example/run/model.keras")
+    """
     with atomic_path(path) as tmp:
         model.save(tmp)
+
+
+# --- Files, local or remote ----------------------------------------------------------
+# Local paths keep os' behaviour (symbolic links are not followed into); the others go
+# through tf.io.gfile. Folders are made explicitly: TensorFlow's in-memory filesystem
+# (ram://) lists and removes only folders made so.
+
+
+def _exists(path: str) -> bool:
+    return tf.io.gfile.exists(path) if is_remote(path) else os.path.exists(path)
+
+
+def _isdir(path: str) -> bool:
+    return tf.io.gfile.isdir(path) if is_remote(path) else os.path.isdir(path)
+
+
+def _is_file(path: str) -> bool:
+    if is_remote(path):
+        return tf.io.gfile.exists(path) and not tf.io.gfile.isdir(path)
+    return os.path.isfile(path)
+
+
+def _listdir(folder: str) -> list[str]:
+    if is_remote(folder):
+        return [name.rstrip("/") for name in tf.io.gfile.listdir(folder)]
+    return os.listdir(folder)
+
+
+def _makedirs(folder: str) -> None:
+    if is_remote(folder):
+        tf.io.gfile.makedirs(folder)
+    else:
+        os.makedirs(folder or ".", exist_ok=True)
+
+
+def _remove(path: str) -> bool:
+    """Removes the file or folder tree at ``path``; False when it was gone already."""
+    if is_remote(path):
+        try:
+            if tf.io.gfile.isdir(path):
+                tf.io.gfile.rmtree(path)
+            else:
+                tf.io.gfile.remove(path)
+        except tf.errors.NotFoundError:
+            return False
+        return True
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        else:
+            os.remove(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 # --- config.json -----------------------------------------------------------
 
 
 def read_config(workdir: str | os.PathLike) -> dict | None:
-    """The run's recorded ``config.json``, or None where there is none."""
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.isfile(path):
+    """The run's recorded ``config.json``, or None where there is none (local or remote).
+
+    Example:
+        >>> read_config("/no/such/run") is None
+        True
+    """
+    path = os.path.join(os.fspath(workdir), CONFIG_FILE)
+    if not _is_file(path):
         return None
-    with open(path) as f:
+    with tf.io.gfile.GFile(path) as f:
         return json.load(f)
 
 
 def write_config(workdir: str | os.PathLike, run_config: Mapping[str, Any]) -> None:
-    """Records the run's config (recipe plus mean_rgb, num_classes, class_names)."""
-    write_json(os.path.join(workdir, CONFIG_FILE), dict(run_config))
+    """Records the run's config (recipe plus mean_rgb, num_classes, class_names).
+
+    Example:
+        >>> write_config("ram://example/run", {"variant": "A", "num_classes": 10})
+    """
+    write_json(os.path.join(os.fspath(workdir), CONFIG_FILE), dict(run_config))
 
 
 def config_differences(old: Mapping, new: Mapping, ignore: Iterable[str] = ()) -> list[str]:
@@ -220,23 +307,36 @@ def prepare(
 
 
 def clear_run(workdir: str) -> None:
-    """Removes the files of a run (:data:`RUN_FILES`, :data:`RUN_DIRS`) from ``workdir``."""
+    """Removes the files of a run (:data:`RUN_FILES`, :data:`RUN_DIRS`) from ``workdir``.
+
+    Example:
+        >>> clear_run("ram://example/run")
+    """
     for name in RUN_FILES:
-        if os.path.exists(os.path.join(workdir, name)):
-            os.remove(os.path.join(workdir, name))
+        if _is_file(os.path.join(workdir, name)):
+            _remove(os.path.join(workdir, name))
     for name in RUN_DIRS:
-        shutil.rmtree(os.path.join(workdir, name), ignore_errors=True)
+        if _isdir(os.path.join(workdir, name)):
+            _remove(os.path.join(workdir, name))
 
 
 def check_outside(init_from: str, workdir: str) -> None:
     """Refuses a run that would start from a model in its own workdir.
 
     The new run's files would replace the source (and --overwrite would delete it).
+    Only a path that exists is compared: a name such as ``imagenet-D`` (published
+    weights) is not a path, and a path that does not exist holds no model to lose.
+
+    Example:
+        >>> check_outside("imagenet-D", ".")  # not a file here: nothing to compare
     """
-    if not init_from:
+    if not init_from or not _exists(init_from) or is_remote(init_from) != is_remote(workdir):
         return
-    source, run = os.path.realpath(init_from), os.path.realpath(workdir)
-    if source == run or source.startswith(run + os.sep):
+    if is_remote(workdir):
+        source, run, sep = init_from.rstrip("/"), workdir.rstrip("/"), "/"
+    else:
+        source, run, sep = os.path.realpath(init_from), os.path.realpath(workdir), os.sep
+    if source == run or source.startswith(run.rstrip(sep) + sep):
         raise ValueError(
             f"--init_from {init_from!r} is inside this run's workdir {workdir!r}; expected "
             "the model of another run: pass --workdir with a new directory for this run."
@@ -365,6 +465,18 @@ def is_remote(path: str | os.PathLike) -> bool:
     return "://" in os.fspath(path)
 
 
+def _absolute(path: str) -> str:
+    return path.rstrip("/") if is_remote(path) else os.path.abspath(path)
+
+
+def _parent(path: str) -> str:
+    """The folder holding ``path``; a remote root (``gs://``) is its own parent."""
+    if not is_remote(path):
+        return os.path.dirname(path)
+    scheme, rest = path.split("://", 1)
+    return f"{scheme}://{rest.rstrip('/').rpartition('/')[0]}"
+
+
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
     """What a workdir held before a run claimed it, to put back if the run is refused.
@@ -374,7 +486,7 @@ class Snapshot:
     :meth:`put_back` removes what was added since :meth:`take` (the lock file,
     config.json, logs/), and the workdir itself and the empty folders above it
     when they did not exist. Take it before :func:`exclusive`, put it back while
-    still holding the workdir.
+    still holding the workdir. Local and remote workdirs alike.
 
     Attributes:
         workdir: The run directory.
@@ -400,30 +512,25 @@ class Snapshot:
     def take(cls, workdir: str | os.PathLike) -> Snapshot:
         """Records what ``workdir`` holds now."""
         workdir = os.fspath(workdir)
-        if is_remote(workdir):
-            return cls(workdir, None, frozenset())
-        path, created = os.path.abspath(workdir), None
-        while not os.path.exists(path) and os.path.dirname(path) != path:
-            path, created = os.path.dirname(path), path
-        entries = frozenset(os.listdir(workdir)) if created is None else frozenset()
+        path, created = _absolute(workdir), None
+        while not _exists(path) and _parent(path) != path:
+            path, created = _parent(path), path
+        entries = frozenset(_listdir(workdir)) if created is None else frozenset()
         return cls(workdir, created, entries)
 
     def put_back(self) -> None:
         """Removes what was added since :meth:`take` (best effort: never raises)."""
-        if is_remote(self.workdir):
-            return
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError, tf.errors.OpError):
             if self.created is None:
-                for name in set(os.listdir(self.workdir)) - self.entries:
-                    path = os.path.join(self.workdir, name)
-                    if os.path.isdir(path) and not os.path.islink(path):
-                        shutil.rmtree(path)
-                    else:
-                        os.remove(path)
+                for name in set(_listdir(self.workdir)) - self.entries:
+                    _remove(os.path.join(self.workdir, name))
                 return
-            shutil.rmtree(self.workdir)
+            _remove(self.workdir)
             # Folders above it only when empty: another run may have started beside it.
-            parent = os.path.dirname(os.path.abspath(self.workdir))
-            while parent != os.path.dirname(self.created) and not os.listdir(parent):
-                os.rmdir(parent)
-                parent = os.path.dirname(parent)
+            parent = _parent(_absolute(self.workdir))
+            while parent != _parent(self.created) and not _listdir(parent):
+                if is_remote(parent):  # removes the folder alone, never what is in it
+                    tf.io.gfile.remove(parent)
+                else:
+                    os.rmdir(parent)
+                parent = _parent(parent)
