@@ -12,6 +12,7 @@ def _row(epoch, error):
         train_loss=2.0 / epoch,
         train_top1_error=error,
         train_top5_error=error / 3,
+        val_loss=2.5 / epoch,
         val_top1_error=error + 0.05,
         val_top5_error=error / 2,
         images_per_second=123.4,
@@ -30,5 +31,6 @@ def test_one_row_per_epoch_and_a_repeated_epoch_replaces_its_row(tmp_path):
     assert float(rows[1]["train_top1_error"]) == pytest.approx(0.25)
     png = (tmp_path / "learning_curves.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 5000
-    assert list((tmp_path / "logs").glob("events.out.tfevents.*"))
+    for split in ("train", "validation"):
+        assert list((tmp_path / "logs" / split).glob("events.out.tfevents.*")), split
     assert log.rows()[0]["val_top1_error"] == pytest.approx(0.55)

@@ -14,9 +14,14 @@ process-wide settings the recipe asks for, put back when the run ends), the
 workdir held for the whole run (:func:`vgg_tf.workdir.exclusive`; a refused run
 leaves it as it was), :func:`set_up` (strategy, workdir, data),
 :func:`create_state` (model, optimizer, schedule, the newest checkpoint that
-reads), :func:`record_run`, then per epoch :func:`train_epoch`, :func:`validate`
-and :func:`end_epoch` while SIGTERM is answered with a checkpoint
+reads, the caller's Keras callbacks), then per epoch :func:`train_epoch`,
+:func:`validate` and :func:`end_epoch` while SIGTERM is answered with a checkpoint
 (:class:`vgg_tf.training.checkpoints.Preemption`), and :func:`finish`.
+:func:`record_run` writes config.json with the run's first checkpoint (at once for a
+resumed run): until a run has a checkpoint, a failure of any kind (an error in a
+step, a non-finite loss, Ctrl-C) puts the workdir back as it was found.
+
+What the run prints, and its TensorBoard layout: :mod:`vgg_tf.training.reporting`.
 
 Example:
     >>> from vgg_tf.training import loop, recipe  # doctest: +SKIP
@@ -33,7 +38,7 @@ import math
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import keras
 import ml_collections
@@ -45,10 +50,10 @@ from vgg_tf.data import pipeline as input_pipeline
 from vgg_tf.data import pixel_statistics, sources
 from vgg_tf.data.constants import IMAGENET_MEAN_RGB
 from vgg_tf.data.images import ImageLimits
-from vgg_tf.training import distribute, network, optimization, tasks
+from vgg_tf.training import distribute, network, optimization, reporting, tasks
 from vgg_tf.training import recipe as config_lib
 from vgg_tf.training.checkpoints import Preemption, RunCheckpoint
-from vgg_tf.training.reporting import RunLog
+from vgg_tf.training.reporting import EpochProgress, RunLog
 from vgg_tf.training.steps import Trainer
 from vgg_tf.weights import loading
 
@@ -79,6 +84,9 @@ class Run:
     #: The streams the run trains and validates on (pixel values: the net subtracts the mean).
     train_stream: input_pipeline.TrainStream
     eval_stream: input_pipeline.EvalStream
+    #: What the chief prints while an epoch trains: "bar", "lines" or "none"
+    #: (:func:`vgg_tf.training.reporting.progress_mode`).
+    progress: str = "lines"
 
     @property
     def total_steps(self) -> int:
@@ -92,7 +100,7 @@ class Run:
 
 @dataclasses.dataclass
 class State:
-    """What a run changes as it trains, all of it in the checkpoint."""
+    """What a run changes as it trains (all of it in the checkpoint), and whom it tells."""
 
     model: keras.Model
     optimizer: keras.optimizers.Optimizer
@@ -100,7 +108,10 @@ class State:
     schedule: optimization.PlateauSchedule
     step: tf.Variable
     checkpoint: RunCheckpoint
+    #: metrics.csv, the curves and TensorBoard (the chief; None on other workers).
     run_log: RunLog | None
+    #: The caller's Keras callbacks, given ``model`` (every worker calls its own).
+    callbacks: keras.callbacks.CallbackList
 
 
 def _mean_rgb(config, source: sources.Source, recorded: dict | None) -> tuple[float, ...]:
@@ -155,12 +166,12 @@ def global_settings(config: ml_collections.ConfigDict) -> Iterator[None]:
         np.random.set_state(numpy_random)
 
 
-def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
+def set_up(config, workdir: str, overwrite: bool, strategy=None, progress: str = "lines") -> Run:
     """Checks the workdir against the recipe and resolves the recipe's data.
 
-    Nothing is written: the chief records the run (:func:`record_run`) once its
-    state is made, and ``overwrite`` removes the previous run's files only
-    after every check has passed.
+    Nothing is written: the chief records the run (:func:`record_run`) with its
+    first checkpoint, and ``overwrite`` removes the previous run's files only
+    after every check has passed. ``progress``: "bar", "lines" or "none".
     """
     workdir_lib.check_outside(config.init_from, workdir)
     strategy = strategy or distribute.strategy_for(config)
@@ -217,11 +228,13 @@ def set_up(config, workdir: str, overwrite: bool, strategy=None) -> Run:
         # The net subtracts the run's mean RGB itself (build_model): the streams do not.
         train_stream=input_pipeline.TrainStream.from_recipe(config, mean_rgb=None),
         eval_stream=input_pipeline.EvalStream.from_recipe(config, test_scale, mean_rgb=None),
+        progress=progress,
     )
 
 
-def create_state(run: Run) -> State:
-    """Builds the model (from ``init_from`` if given), optimizer, schedule and checkpoint."""
+def create_state(run: Run, callbacks: Sequence[keras.callbacks.Callback] = ()) -> State:
+    """Builds the model (from ``init_from`` if given), optimizer, schedule and checkpoint,
+    restores the newest checkpoint that reads, and hands ``callbacks`` the model."""
     config = run.config
     # Seeded here, after the data source: preparing a TFDS dataset draws random numbers.
     keras.utils.set_random_seed(int(config.seed))
@@ -285,16 +298,34 @@ def create_state(run: Run) -> State:
         step,
         checkpoint,
         RunLog(run.workdir) if run.chief else None,
+        keras.callbacks.CallbackList(
+            list(callbacks),
+            model=model,
+            verbose=0,
+            epochs=int(config.epochs),
+            steps=run.steps_per_epoch,
+        ),
     )
 
 
+def has_checkpoint(state: State) -> bool:
+    """Whether the run has a checkpoint: one it resumed from, or one it wrote."""
+    return state.checkpoint.saved_step is not None
+
+
 def record_run(run: Run) -> None:
-    """Writes the run's config.json (the chief), once its state is made."""
+    """Writes the run's config.json (the chief): at the start of a resumed run, and just
+    before a new run's first checkpoint (:func:`save_checkpoint`)."""
     if run.chief:
         workdir_lib.write_config(run.workdir, run.run_config)
 
 
 def _retry_hint(state: State) -> str:
+    if not has_checkpoint(state):
+        return (
+            "No checkpoint was written, and the workdir is left as it was found: retry there "
+            "with a lower --learning_rate or a warm-up."
+        )
     return (
         f"The last good checkpoint stays in {state.checkpoint.directory}. To retry with a lower "
         "--learning_rate or a warm-up, start a new --workdir (or pass --overwrite, which "
@@ -302,9 +333,10 @@ def _retry_hint(state: State) -> str:
     )
 
 
-def save_checkpoint(state: State, once: bool = False) -> int:
+def save_checkpoint(run: Run, state: State, once: bool = False) -> int:
     """Checkpoints the run, refusing to save non-finite weights; returns the step saved.
 
+    The first checkpoint of a new run records the run (:func:`record_run`) first.
     ``once``: not again when the last checkpoint written or restored is of this step.
     """
     step = int(state.step.numpy())
@@ -316,6 +348,8 @@ def save_checkpoint(state: State, once: bool = False) -> int:
             f"The weights became non-finite by step {int(state.step.numpy())}; the run stops "
             f"without saving them. {_retry_hint(state)}"
         )
+    if not has_checkpoint(state):
+        record_run(run)
     state.checkpoint.save(step)
     return step
 
@@ -337,11 +371,19 @@ def _train_input(run: Run, epoch: int, offset: int):
     )
 
 
+def _rates(task: tasks.Classification | tasks.Localisation, rates: dict) -> dict:
+    """The loss and the task's metrics of ``rates``, as Keras names them in a callback's logs."""
+    return {"loss": rates["loss"], **{name: rates[name] for name in task.metrics}}
+
+
 def train_epoch(run: Run, state: State, preemption: Preemption | None = None) -> tuple[dict, float]:
     """Trains from the current step to the end of its epoch.
 
     ``preemption`` is checked before each call of the compiled steps: after a
     SIGTERM the run saves a checkpoint at the step it has reached and stops.
+    The chief shows the epoch's progress (``run.progress``) and writes the running
+    loss to TensorBoard every ``log_every_steps`` steps; the callbacks hear of every
+    call (``on_train_batch_end`` with the index, in the epoch, of its last step).
 
     Returns:
         The epoch's train metrics and its throughput in images per second.
@@ -352,14 +394,17 @@ def train_epoch(run: Run, state: State, preemption: Preemption | None = None) ->
     config = run.config
     epoch, offset = divmod(int(state.step.numpy()), run.steps_per_epoch)
     iterator = _train_input(run, epoch, offset)
-    progbar = None
+    progress = None
     if run.chief:
-        print(f"Epoch {epoch + 1}/{config.epochs}")
-        progbar = keras.utils.Progbar(
+        progress = EpochProgress(
+            run.progress,
+            epoch + 1,
+            int(config.epochs),
             run.steps_per_epoch,
-            unit_name="step",
-            stateful_metrics=["loss", *run.task.metrics.values(), "img/s", "lr"],
+            run.task.metrics,
+            int(config.log_every_steps),
         )
+    state.callbacks.on_epoch_begin(epoch)
     images, seconds = 0, 0.0
     while offset < run.steps_per_epoch:
         if preemption is not None:
@@ -369,6 +414,7 @@ def train_epoch(run: Run, state: State, preemption: Preemption | None = None) ->
         chunk = min(config.steps_per_execution, run.steps_per_epoch - offset, to_checkpoint)
         lr = state.schedule.rate(global_step)
         state.optimizer.learning_rate.assign(lr)
+        state.callbacks.on_train_batch_begin(offset)
         start = time.perf_counter()
         state.trainer.train_steps(iterator, chunk)
         so_far = state.trainer.epoch_metrics()
@@ -382,22 +428,20 @@ def train_epoch(run: Run, state: State, preemption: Preemption | None = None) ->
         offset += chunk
         if global_step > 0 or offset > chunk:  # the first call includes tracing
             images, seconds = images + chunk * config.batch_size, seconds + elapsed
-        if progbar:
-            progbar.update(
-                offset,
-                [
-                    ("loss", so_far["loss"]),
-                    *((short, so_far[name]) for name, short in run.task.metrics.items()),
-                    ("img/s", chunk * config.batch_size / max(elapsed, 1e-9)),
-                    ("lr", lr),
-                ],
-            )
+        if progress:
+            progress.update(global_step, chunk, so_far, lr, chunk * config.batch_size, elapsed)
+        logs = _rates(run.task, so_far)
+        if state.run_log and reporting.crosses(
+            global_step, global_step + chunk, config.log_every_steps
+        ):
+            state.run_log.write_steps(global_step + chunk, logs)
         # A checkpoint at an epoch's end is written after the epoch's bookkeeping.
         if (
             int(state.step.numpy()) % config.checkpoint_every_steps == 0
             and offset < run.steps_per_epoch
         ):
-            save_checkpoint(state)
+            save_checkpoint(run, state)
+        state.callbacks.on_train_batch_end(offset - 1, logs)
     return state.trainer.epoch_metrics(), images / seconds if seconds else 0.0
 
 
@@ -417,28 +461,39 @@ def validate(run: Run, state: State, split: str | None = None) -> dict:
     return state.trainer.evaluate(dataset)
 
 
-def end_epoch(run: Run, state: State, train: dict, images_per_second: float, val: dict) -> None:
-    """The plateau schedule's step, the epoch's log row and line, and the checkpoint."""
+def end_epoch(run: Run, state: State, train: dict, images_per_second: float, val: dict) -> dict:
+    """The plateau schedule's step, the epoch's log row and line, and the checkpoint.
+
+    Returns:
+        The epoch's logs as ``keras.Model.fit`` gives them to ``on_epoch_end``: ``loss``
+        and the task's metrics, ``val_loss`` and ``val_<metric>``, and ``learning_rate``.
+    """
     epoch = int(state.step.numpy()) // run.steps_per_epoch
+    lr = float(state.optimizer.learning_rate.numpy())
     dropped = state.schedule.update(run.task.accuracy(val), epoch)
     state.trainer.reset_epoch_totals()
+    train, val = _rates(run.task, train), _rates(run.task, val)
     if state.run_log:
-        names = list(run.task.metrics)
         state.run_log.write_epoch(
             {
                 "epoch": epoch,
-                "lr": float(state.optimizer.learning_rate.numpy()),
-                "train_loss": train["loss"],
-                **{f"train_{name}": train[name] for name in names},
-                **{f"val_{name}": val[name] for name in names},
+                "lr": lr,
+                **{f"train_{name}": value for name, value in train.items()},
+                **{f"val_{name}": value for name, value in val.items()},
                 "images_per_second": images_per_second,
             }
         )
     run.say(
-        f"epoch {epoch}: val {run.task.describe(val)}"
-        + (" (learning rate divided by 10)" if dropped else "")
+        f"epoch {epoch}: val {run.task.describe(val)}, loss {val['loss']:.4f}; "
+        f"train loss {train['loss']:.4f}, {images_per_second:.1f} img/s"
+        + ("; learning rate divided by 10" if dropped else "")
     )
-    save_checkpoint(state)
+    save_checkpoint(run, state)
+    return {
+        **train,
+        **{f"val_{name}": value for name, value in val.items()},
+        "learning_rate": lr,
+    }
 
 
 def finish(run: Run, state: State, val: dict | None) -> dict:
@@ -451,7 +506,7 @@ def finish(run: Run, state: State, val: dict | None) -> dict:
     if run.chief:
         workdir_lib.save_model(state.model, os.path.join(run.workdir, workdir_lib.MODEL_FILE))
     else:
-        os.makedirs(os.path.join(run.workdir, "workers"), exist_ok=True)
+        tf.io.gfile.makedirs(os.path.join(run.workdir, "workers"))
         name = f"worker{distribute.task_id(run.strategy)}.keras"
         workdir_lib.save_model(state.model, os.path.join(run.workdir, "workers", name))
     return {
@@ -465,21 +520,78 @@ def finish(run: Run, state: State, val: dict | None) -> dict:
     }
 
 
+def _check_callbacks(callbacks) -> list[keras.callbacks.Callback]:
+    callbacks = list(callbacks or ())
+    for index, callback in enumerate(callbacks):
+        if not isinstance(callback, keras.callbacks.Callback):
+            raise ValueError(
+                f"callbacks[{index}] is a {type(callback).__name__}; expected a "
+                "keras.callbacks.Callback."
+            )
+    return callbacks
+
+
+def _train(run: Run, state: State) -> dict | None:
+    """The epochs, from the current step to the last or to a callback's stop; returns the
+    last validation (None when no epoch was left to train)."""
+    val, logs = None, None
+    state.model.stop_training = False
+    state.callbacks.on_train_begin()
+    preemption = Preemption(
+        run.strategy,
+        lambda: save_checkpoint(run, state, once=True),
+        os.path.join(run.workdir, f".worker{distribute.task_id(run.strategy)}_preemption"),
+    )
+    with preemption.watching():
+        while int(state.step.numpy()) < run.total_steps:
+            train, images_per_second = train_epoch(run, state, preemption)
+            val = validate(run, state)
+            logs = end_epoch(run, state, train, images_per_second, val)
+            epoch = int(state.step.numpy()) // run.steps_per_epoch
+            state.callbacks.on_epoch_end(epoch - 1, logs)
+            if state.model.stop_training and epoch < int(run.config.epochs):
+                run.say(f"A callback stopped the run after epoch {epoch} of {run.config.epochs}.")
+                break
+    state.callbacks.on_train_end(logs)
+    return val
+
+
 def train_and_evaluate(
     config: ml_collections.ConfigDict,
     workdir: str,
     *,
     overwrite: bool = False,
     strategy: tf.distribute.Strategy | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] | None = None,
+    progress: str = "auto",
 ) -> dict:
     """Trains ``config`` in ``workdir``, resuming from its last checkpoint if any.
 
+    The chief starts with one line naming the strategy, the replicas and their devices
+    (:func:`vgg_tf.training.reporting.device_line`).
+
     Args:
         config: A recipe (see :func:`vgg_tf.training.recipe.paper_recipe`).
-        workdir: Directory of the run (config.json, checkpoints, logs,
-            metrics.csv, learning_curves.png, model.keras).
+        workdir: Directory of the run (config.json, checkpoints, logs/train and
+            logs/validation for TensorBoard, metrics.csv, learning_curves.png, model.keras).
         overwrite: Start over in a workdir that holds another run.
         strategy: A strategy to use instead of ``config.strategy``.
+        callbacks: Keras callbacks, called as ``keras.Model.fit`` calls them and on every
+            worker, as ``fit`` does (a callback that writes files should write on the chief
+            only): ``on_train_begin``/``end``, ``on_epoch_begin``/``end`` (epochs from 0;
+            ``on_epoch_end``'s logs hold ``loss``, the task's metrics, their ``val_``
+            versions and ``learning_rate``), ``on_train_batch_begin``/``end`` once per
+            call of the compiled steps (``config.steps_per_execution`` steps at most, the
+            index of its last step in the epoch; logs: the epoch's running ``loss`` and
+            metrics). Their model is the run's classifier (softmax output). A callback
+            that sets ``model.stop_training`` (``keras.callbacks.EarlyStopping``) ends the
+            run after that epoch: its checkpoint and model.keras are written, and running
+            again continues towards ``config.epochs``.
+        progress: What the chief prints while an epoch trains: ``"bar"`` (Keras'
+            progress bar), ``"lines"`` (a plain line every ``config.log_every_steps``
+            steps, no control character), ``"none"``, or ``"auto"``: ``"bar"`` on a
+            terminal, else ``"lines"``. Every mode prints the start line and each
+            epoch's line.
 
     Returns:
         The final metrics: ``val_top1_error``, ``val_top5_error``, ``val_loss``,
@@ -490,15 +602,22 @@ def train_and_evaluate(
         ``test_error`` and ``test_mean_iou`` in place of the top-k errors.
 
     Raises:
-        ValueError: A bad config field, a workdir of another run, or checkpoints
-            none of which reads. A refused run leaves the filesystem as it found it.
+        ValueError: A bad config field, ``progress`` or callback, a workdir of another
+            run, or checkpoints none of which reads. A refused run, and any run that
+            fails before it has a checkpoint, leaves the workdir as it found it.
         vgg_tf.workdir.WorkdirBusyError: Another process is running in ``workdir``
             (it is held for the whole run).
         NonFiniteLossError: The loss diverged (the last good checkpoint stays).
         vgg_tf.training.checkpoints.Preempted: SIGTERM arrived; the run saved a
             checkpoint at the step it had reached (rerun to resume there).
+
+    Example:
+        >>> stop = keras.callbacks.EarlyStopping("val_loss", patience=2)  # doctest: +SKIP
+        >>> train_and_evaluate(config, "workdirs/run", callbacks=[stop])  # doctest: +SKIP
     """
     config_lib.validate_config(config)
+    mode = reporting.progress_mode(progress)
+    callbacks = _check_callbacks(callbacks)
     with global_settings(config):
         strategy = strategy or distribute.strategy_for(config)
         chief = distribute.is_chief(strategy)
@@ -507,30 +626,27 @@ def train_and_evaluate(
         with (
             workdir_lib.exclusive(workdir, "a training run") if chief else contextlib.nullcontext()
         ):
+            state = None
             try:
-                run = set_up(config, workdir, overwrite, strategy)
-                state = create_state(run)
+                run = set_up(config, workdir, overwrite, strategy, progress=mode)
+                run.say(reporting.device_line(run.strategy))
+                state = create_state(run, callbacks)
+                if has_checkpoint(state):  # resumed: the record's free fields follow the recipe
+                    record_run(run)
+                if chief:  # what a killed process of this host was writing (config.json, ...)
+                    workdir_lib.remove_dead_temporaries(workdir)
+                val = _train(run, state)
+                return finish(run, state, val)
             except BaseException:
-                if chief:  # a refused run leaves the workdir as it found it
+                if state is not None and state.run_log:
+                    state.run_log.close()
+                # Until the run has a checkpoint, a failure leaves the workdir as it was found.
+                if chief and (state is None or not has_checkpoint(state)):
                     before.put_back()
                 raise
-            record_run(run)
-            if chief:  # what a killed process of this host was writing (config.json, ...)
-                workdir_lib.remove_dead_temporaries(workdir)
-            if run.strategy.num_replicas_in_sync > 1:
-                run.say(f"Training on {run.strategy.num_replicas_in_sync} replicas in sync")
-            val = None
-            preemption = Preemption(
-                run.strategy,
-                lambda: save_checkpoint(state, once=True),
-                os.path.join(workdir, f".worker{distribute.task_id(run.strategy)}_preemption"),
-            )
-            with preemption.watching():
-                while int(state.step.numpy()) < run.total_steps:
-                    train, images_per_second = train_epoch(run, state, preemption)
-                    val = validate(run, state)
-                    end_epoch(run, state, train, images_per_second, val)
-            return finish(run, state, val)
+            finally:
+                if state is not None and state.run_log:
+                    state.run_log.close()
 
 
 def final_lines(result: dict) -> str:
