@@ -211,6 +211,72 @@ def test_a_thin_strip_is_refused_by_the_crop_too(zero_png):
         images.scaled_crop(strip, 32, 32, max_pixels=0)
 
 
+# --- Refusals without raising: one image's reason, each row of a batch ------------------------
+
+
+def _raised(blob, **limits) -> str:
+    """The message decode_rgb raises with ("" when it decodes)."""
+    try:
+        images.decode_rgb(blob, **limits)
+    except tf.errors.InvalidArgumentError as error:
+        return error.message
+    return ""
+
+
+def test_refusal_names_what_decode_rgb_refuses_without_raising(
+    encode, header_bombs, png_header, zero_png
+):
+    good = [encode(_image(6, 9), fmt) for fmt in ("JPEG", "PNG", "GIF", "BMP", "WEBP")]
+    bad = {
+        images.UNSUPPORTED_FORMAT: [b"", b"not an image", b"RIFF\0\0\0\0WAVEfmt "],
+        images.UNSUPPORTED_WEBP: [b"RIFF\0\0\0\0WEBPVP9 " + b"\0" * 20],
+        LIMIT_MESSAGE: [blob for blob, _ in header_bombs.values()] + [png_header(7000, 6000)],
+        "a side more than 16 times the other": [zero_png(100_000, 10), encode(_image(4, 80))],
+    }
+    as_graph = tf.function(images.refusal, input_signature=[tf.TensorSpec([], tf.string)])
+    for refuse in (images.refusal, as_graph):
+        assert [refuse(blob).numpy() for blob in good] == [b""] * 5
+        for reason, blobs in bad.items():
+            for blob in blobs:
+                said = refuse(blob).numpy().decode()
+                assert reason in said, (blob[:16], said)
+                assert said in _raised(blob)  # the raising check's own words
+    # Other limits, and none.
+    strip = encode(_image(4, 80), "PNG")
+    assert images.refusal(strip, max_aspect_ratio=None).numpy() == b""
+    assert images.refusal(strip, max_pixels=100).numpy().decode() == (
+        "Image rejected: its header declares more than 100 pixels"
+    )
+
+
+def test_refusals_judge_each_row_of_a_batch_alone(encode, header_bombs, coffee):
+    jpeg, png = encode(coffee[:60, :80]), encode(_image(20, 30), "PNG")
+    bomb = header_bombs["jpeg"][0]
+    rows = {
+        "good jpeg": (jpeg, ""),
+        "text": (b"these bytes are no image", images.UNSUPPORTED_FORMAT),
+        "bomb": (bomb, images.too_many_pixels_message(40_000_000)),
+        "truncated jpeg": (jpeg[: len(jpeg) // 2], images.UNDECODABLE),  # its header reads
+        "good png": (png, ""),
+        "png, corrupt body": (png[:60] + bytes([png[60] ^ 255]) + png[61:], images.UNDECODABLE),
+        "jpeg, broken header": (b"\xff\xd8\xff\xe0 broken", images.UNDECODABLE),
+        "empty": (b"", images.UNSUPPORTED_FORMAT),
+    }
+    blobs = [blob for blob, _ in rows.values()]
+    expected = [reason.encode() for _, reason in rows.values()]
+    as_graph = tf.function(images.refusals, input_signature=[tf.TensorSpec([None], tf.string)])
+    for judge in (images.refusals, as_graph):
+        assert judge(blobs).numpy().tolist() == expected
+        assert judge(blobs[::-1]).numpy().tolist() == expected[::-1]
+        assert judge(tf.zeros([0], tf.string)).shape == (0,)
+    # Every refused row is one decode_rgb refuses, and the others decode.
+    for name, (blob, reason) in rows.items():
+        assert bool(_raised(blob)) == bool(reason), name
+    assert images.refusals([bomb], max_pixels=None).numpy().tolist() == [
+        images.UNDECODABLE.encode()
+    ]
+
+
 # --- GIF: the first frame only --------------------------------------------------------------
 
 

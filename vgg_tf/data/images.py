@@ -12,6 +12,9 @@ images through this module, so that they accept and refuse the same files:
   10 x 100000 strip would need tens of GB);
 * :func:`decode_rgb` decodes JPEG, PNG, GIF (first frame only), BMP and WebP
   to 8-bit RGB after those checks;
+* :func:`refusal` says, without raising, why :func:`decode_rgb` would refuse
+  an image from its header, and :func:`refusals` why each image of a batch
+  would fail to decode (a corrupt body included);
 * :func:`rescale_shorter_side` and :func:`scaled_crop` give the paper's
   isotropic rescaling (§3.1) and its training crop, the latter decoding only
   the crop's window of a JPEG (``decode_and_crop_jpeg``).
@@ -19,7 +22,8 @@ images through this module, so that they accept and refuse the same files:
 All are pure TensorFlow: usable eagerly, in ``Dataset.map`` and in a SavedModel.
 A refused image raises ``InvalidArgumentError``; the input pipeline skips, counts
 and names such records (:func:`vgg_tf.data.sources.decode_skipping_bad`), the
-serving graph fails the request.
+serving graph answers that image's row as failed, with the reason
+(:func:`refusals`), or fails the request (its strict signature).
 
 Example:
     >>> png = tf.io.encode_png(tf.zeros([30, 40, 1], tf.uint8))
@@ -42,6 +46,24 @@ from vgg_tf.data.constants import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS
 UNKNOWN, JPEG, PNG, GIF, BMP, WEBP = range(6)
 FORMAT_NAMES = ("unknown", "JPEG", "PNG", "GIF", "BMP", "WebP")
 _MAGIC = ((JPEG, b"\xff\xd8\xff"), (PNG, b"\x89PN"), (GIF, b"GIF"), (BMP, b"BM"), (WEBP, b"RIFF"))
+_WEBP_CHUNKS = (b"VP8 ", b"VP8L", b"VP8X")
+
+#: Why an image is refused: the messages of the raising checks and of :func:`refusal`.
+UNSUPPORTED_FORMAT = "Unsupported image format: expected JPEG, PNG, GIF, BMP or WebP bytes"
+UNSUPPORTED_WEBP = "Unsupported image format: a WebP without a VP8, VP8L or VP8X chunk"
+UNDECODABLE = "Undecodable image: its header or data is corrupt or truncated"
+
+
+def too_many_pixels_message(max_pixels: int) -> str:
+    """The refusal of an image whose header declares more than ``max_pixels`` pixels."""
+    return f"Image rejected: its header declares more than {int(max_pixels)} pixels"
+
+
+def too_thin_message(max_aspect_ratio: float) -> str:
+    """The refusal of an image whose longer side is over ``max_aspect_ratio`` times the other."""
+    return (
+        f"Image rejected: its header declares a side more than {max_aspect_ratio:g} times the other"
+    )
 
 
 def image_format(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -79,6 +101,11 @@ def _header_int(head: tf.Tensor, start: int, size: int, little_endian: bool) -> 
     return tf.reduce_sum(raw * (weights if little_endian else tf.reverse(weights, [0])))
 
 
+def _webp_chunk_known(head: tf.Tensor) -> tf.Tensor:
+    """Whether a WebP's first chunk is one whose header gives the size (VP8, VP8L, VP8X)."""
+    return tf.reduce_any(tf.equal(tf.strings.substr(head, 12, 4), _WEBP_CHUNKS))
+
+
 def _webp_size(head: tf.Tensor) -> tf.Tensor:
     chunk = tf.strings.substr(head, 12, 4)
     # VP8 (lossy): 14-bit width and height at bytes 26 and 28, after the start code.
@@ -88,35 +115,18 @@ def _webp_size(head: tf.Tensor) -> tf.Tensor:
     lossless = tf.stack([(bits // 16384) % 16384, bits % 16384]) + 1
     # VP8X (extended): canvas width - 1 and height - 1, 24 bits each, at bytes 24, 27.
     extended = tf.stack([_header_int(head, 27, 3, True), _header_int(head, 24, 3, True)]) + 1
-    chunk_known = tf.debugging.Assert(
-        tf.reduce_any(tf.equal(chunk, [b"VP8 ", b"VP8L", b"VP8X"])),
-        ["Unsupported image format: a WebP without a VP8, VP8L or VP8X chunk"],
+    return tf.where(
+        tf.equal(chunk, b"VP8 "), lossy, tf.where(tf.equal(chunk, b"VP8L"), lossless, extended)
     )
-    with tf.control_dependencies([chunk_known]):
-        return tf.where(
-            tf.equal(chunk, b"VP8 "), lossy, tf.where(tf.equal(chunk, b"VP8L"), lossless, extended)
-        )
 
 
-def declared_size(image_bytes: tf.Tensor, fmt: tf.Tensor | None = None) -> tf.Tensor:
-    """(height, width) an encoded image declares in its header, without decoding it.
+def _padded_head(image_bytes: tf.Tensor) -> tf.Tensor:
+    """The first 32 bytes, zero-padded: short inputs parse as zeros."""
+    return tf.strings.join([tf.strings.substr(image_bytes, 0, 32), tf.constant(b"\0" * 32)])
 
-    JPEG via ``tf.image.extract_jpeg_shape`` (reads the SOF marker), PNG from the
-    IHDR chunk, GIF from the logical screen descriptor, BMP from the
-    BITMAPINFOHEADER, WebP from its VP8, VP8L or VP8X chunk header. Other
-    formats raise InvalidArgument. ``fmt``: the bytes' :func:`image_format`, when
-    already known.
 
-    Example:
-        >>> declared_size(tf.io.encode_png(tf.zeros((30, 40, 3), tf.uint8))).numpy()
-        array([30, 40])
-    """
-    head = tf.strings.substr(image_bytes, 0, 32)
-    head = tf.strings.join([head, tf.constant(b"\0" * 32)])  # short inputs parse as zeros
-    fmt = image_format(image_bytes) if fmt is None else fmt
-    known = tf.debugging.assert_positive(
-        fmt, message="Unsupported image format: expected JPEG, PNG, GIF, BMP or WebP bytes"
-    )
+def _header_size(image_bytes: tf.Tensor, fmt: tf.Tensor, head: tf.Tensor) -> tf.Tensor:
+    """(height, width) from the header of bytes of the known format ``fmt``, unchecked."""
 
     def jpeg():
         return tf.cast(tf.image.extract_jpeg_shape(image_bytes), tf.int64)[:2]
@@ -135,8 +145,30 @@ def declared_size(image_bytes: tf.Tensor, fmt: tf.Tensor | None = None) -> tf.Te
             [signed(_header_int(head, 22, 4, True)), signed(_header_int(head, 18, 4, True))]
         )
 
-    with tf.control_dependencies([known]):
-        return tf.switch_case(fmt - 1, [jpeg, png, gif, bmp, lambda: _webp_size(head)])
+    return tf.switch_case(fmt - 1, [jpeg, png, gif, bmp, lambda: _webp_size(head)])
+
+
+def declared_size(image_bytes: tf.Tensor, fmt: tf.Tensor | None = None) -> tf.Tensor:
+    """(height, width) an encoded image declares in its header, without decoding it.
+
+    JPEG via ``tf.image.extract_jpeg_shape`` (reads the SOF marker), PNG from the
+    IHDR chunk, GIF from the logical screen descriptor, BMP from the
+    BITMAPINFOHEADER, WebP from its VP8, VP8L or VP8X chunk header. Other
+    formats raise InvalidArgument. ``fmt``: the bytes' :func:`image_format`, when
+    already known.
+
+    Example:
+        >>> declared_size(tf.io.encode_png(tf.zeros((30, 40, 3), tf.uint8))).numpy()
+        array([30, 40])
+    """
+    head = _padded_head(image_bytes)
+    fmt = image_format(image_bytes) if fmt is None else fmt
+    known = tf.debugging.assert_positive(fmt, message=UNSUPPORTED_FORMAT)
+    webp_readable = tf.debugging.Assert(
+        tf.logical_or(tf.not_equal(fmt, WEBP), _webp_chunk_known(head)), [UNSUPPORTED_WEBP]
+    )
+    with tf.control_dependencies([known, webp_readable]):
+        return _header_size(image_bytes, fmt, head)
 
 
 def declared_pixels(image_bytes: tf.Tensor) -> tf.Tensor:
@@ -219,22 +251,144 @@ def check_limits(
             tf.debugging.assert_less_equal(
                 tf.reduce_prod(size),
                 tf.constant(int(max_pixels), tf.int64),
-                message=f"Image rejected: its header declares more than {int(max_pixels)} pixels",
+                message=too_many_pixels_message(max_pixels),
             )
         )
     if max_aspect_ratio is not None:
-        longer, shorter = tf.reduce_max(size), tf.reduce_min(size)
         checks.append(
             tf.debugging.assert_less_equal(
-                tf.cast(longer, tf.float64),
-                float(max_aspect_ratio) * tf.cast(tf.maximum(shorter, 1), tf.float64),
-                message=(
-                    "Image rejected: its header declares a side more than "
-                    f"{max_aspect_ratio:g} times the other"
-                ),
+                tf.cast(tf.reduce_max(size), tf.float64),
+                _longest_allowed(size, max_aspect_ratio),
+                message=too_thin_message(max_aspect_ratio),
             )
         )
     return checks
+
+
+def _longest_allowed(size: tf.Tensor, max_aspect_ratio: float) -> tf.Tensor:
+    return float(max_aspect_ratio) * tf.cast(tf.maximum(tf.reduce_min(size), 1), tf.float64)
+
+
+def limits_refusal(
+    size: tf.Tensor, max_pixels: int | None, max_aspect_ratio: float | None
+) -> tf.Tensor:
+    """The message of the first check of :func:`check_limits` a declared ``(height, width)``
+    fails, or ``""``; never raises.
+
+    Example:
+        >>> limits_refusal(tf.constant([10, 200], tf.int64), None, 16.0).numpy()
+        b'Image rejected: its header declares a side more than 16 times the other'
+    """
+    check_image_limits(max_pixels, max_aspect_ratio)
+    reason = tf.constant("")
+    if max_aspect_ratio is not None:
+        thin = tf.cast(tf.reduce_max(size), tf.float64) > _longest_allowed(size, max_aspect_ratio)
+        reason = tf.where(thin, too_thin_message(max_aspect_ratio), reason)
+    if max_pixels is not None:
+        over = tf.reduce_prod(size) > tf.constant(int(max_pixels), tf.int64)
+        reason = tf.where(over, too_many_pixels_message(max_pixels), reason)
+    return reason
+
+
+def refusal(
+    image_bytes: tf.Tensor,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
+) -> tf.Tensor:
+    """Why :func:`decode_rgb` refuses these bytes before decoding, or ``""``; never raises.
+
+    The refusals are the raising checks' own messages: an unknown format
+    (:data:`UNSUPPORTED_FORMAT`), a WebP whose header gives no size
+    (:data:`UNSUPPORTED_WEBP`), a header over the limits (:func:`limits_refusal`).
+    Reading a JPEG's size parses its markers: a JPEG whose header cannot be read
+    raises, as decoding it would (:func:`refusals` turns that into a reason too).
+
+    Args:
+        image_bytes: Scalar string tensor.
+        max_pixels: Limit on declared pixels (None: no limit).
+        max_aspect_ratio: Limit on longer side / shorter side (None: no limit).
+
+    Returns:
+        A scalar string tensor: the first refusal, or empty.
+
+    Example:
+        >>> refusal(b"GIF89a" + b"\\xff" * 10, max_pixels=1000).numpy()
+        b'Image rejected: its header declares more than 1000 pixels'
+        >>> refusal(tf.io.encode_png(tf.zeros([30, 40, 3], tf.uint8))).numpy()
+        b''
+    """
+    check_image_limits(max_pixels, max_aspect_ratio)
+    fmt = image_format(image_bytes)
+    head = _padded_head(image_bytes)
+
+    def judged():
+        return limits_refusal(_header_size(image_bytes, fmt, head), max_pixels, max_aspect_ratio)
+
+    def known():
+        readable = tf.logical_or(tf.not_equal(fmt, WEBP), _webp_chunk_known(head))
+        return tf.cond(readable, judged, lambda: tf.constant(UNSUPPORTED_WEBP))
+
+    return tf.cond(tf.equal(fmt, UNKNOWN), lambda: tf.constant(UNSUPPORTED_FORMAT), known)
+
+
+def refusals(
+    image_bytes: tf.Tensor,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    max_aspect_ratio: float | None = DEFAULT_MAX_ASPECT_RATIO,
+) -> tf.Tensor:
+    """Why :func:`decode_rgb` fails on each image of a batch, ``""`` for those it decodes.
+
+    Never raises: each image is judged on its own. An image :func:`refusal`
+    refuses gets that reason; the others are decoded (one at a time, and
+    discarded), and one whose decoding fails -- a corrupt or truncated body,
+    an unreadable JPEG header -- gets :data:`UNDECODABLE`. Decoding errors are
+    caught as ``tf.data`` catches them (``ignore_errors``), so this works eagerly,
+    in a ``tf.function`` and in a SavedModel that TF1 loaders run.
+
+    Args:
+        image_bytes: String tensor ``[N]``.
+        max_pixels: Limit on declared pixels (None: no limit).
+        max_aspect_ratio: Limit on longer side / shorter side (None: no limit).
+
+    Returns:
+        String tensor ``[N]``.
+
+    Example:
+        >>> png = tf.io.encode_png(tf.zeros([30, 40, 3], tf.uint8))
+        >>> reasons = refusals(tf.stack([png, tf.strings.substr(png, 0, 50), b"text"]))
+        >>> [reason.decode().split(":")[0] for reason in reasons.numpy()]
+        ['', 'Undecodable image', 'Unsupported image format']
+    """
+    check_image_limits(max_pixels, max_aspect_ratio)
+    image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
+    count = tf.size(image_bytes)
+
+    def judge(index, data):
+        reason = refusal(data, max_pixels, max_aspect_ratio)
+
+        def decodes():
+            # The reason depends on the decoded pixels, so the decoding is never pruned.
+            size = tf.size(_decode_checked(data, image_format(data)))
+            return tf.where(size > 0, tf.constant(""), UNDECODABLE)
+
+        return index, tf.cond(tf.equal(reason, ""), decodes, lambda: reason)
+
+    options = tf.data.Options()
+    # One image at a time (memory is bounded by one image), in this thread's order.
+    options.experimental_optimization.apply_default_optimizations = False
+    options.autotune.enabled = False
+    judged = (
+        tf.data.Dataset.from_tensor_slices((tf.range(count), image_bytes))
+        .map(judge)
+        .ignore_errors()  # a row whose decoding raised is dropped: it keeps UNDECODABLE
+        .with_options(options)
+    )
+
+    def collect(found, judged_row):
+        return tuple(tf.concat([so_far, [value]], 0) for so_far, value in zip(found, judged_row))
+
+    indices, reasons = judged.reduce((tf.zeros([0], tf.int32), tf.zeros([0], tf.string)), collect)
+    return tf.tensor_scatter_nd_update(tf.fill([count], UNDECODABLE), indices[:, None], reasons)
 
 
 def _gif_first_frame(gif: tf.Tensor) -> tf.Tensor:
