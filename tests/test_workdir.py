@@ -2,6 +2,7 @@
 mean RGB, atomic writes, one run per workdir, and loading a trained model; on local paths
 and on TensorFlow's in-memory filesystem (ram://), as on gs:// or s3://."""
 
+import contextlib
 import json
 import os
 import signal
@@ -173,6 +174,9 @@ def test_atomic_path_leaves_the_old_file_on_an_error(tmp_path):
             f.write("new")
         assert target.read_text() == "old"  # not before the block succeeds
     assert target.read_text() == "new" and os.listdir(tmp_path) == ["model.keras"]
+    with workdir.atomic_path(tmp_path / "new" / "folder" / "a.json") as tmp:  # made when missing
+        Path(tmp).write_text("{}")
+    assert os.listdir(tmp_path / "new" / "folder") == ["a.json"]
 
 
 def test_write_json_and_save_model_are_whole_or_nothing(tmp_path, tiny_model, monkeypatch):
@@ -404,7 +408,7 @@ def ram_dir():
     """A folder of its own on TensorFlow's in-memory filesystem, removed after the test."""
     root = f"ram://{uuid.uuid4().hex}"
     yield root
-    if tf.io.gfile.exists(root):
+    with contextlib.suppress(tf.errors.NotFoundError):
         tf.io.gfile.rmtree(root)
 
 
@@ -429,6 +433,8 @@ def test_atomic_path_renames_into_place_on_a_remote_filesystem(ram_dir):
         _write(tmp, "old")
         assert not tf.io.gfile.exists(target)  # not before the block succeeds
     assert _read(target) == "old" and tf.io.gfile.listdir(f"{ram_dir}/run") == ["metrics.csv"]
+    # Its folder is made (as a folder: ram:// lists and removes only those).
+    assert tf.io.gfile.listdir(ram_dir) == ["run"]
     with pytest.raises(RuntimeError, match="disk full"), workdir.atomic_path(target) as tmp:
         _write(tmp, "half of the new")
         raise RuntimeError("disk full")
