@@ -279,6 +279,24 @@ def test_load_model(tmp_path, make_workdir, tiny_model):
         loading.load_model(tmp_path / "weights.h5")
 
 
+def test_load_model_from_a_remote_workdir(ram_dir, tiny_model):
+    model = tiny_model()
+    config = dict(variant="A", crop_size=32, scale_min=32, scale_max=48, mean_rgb=list(MEAN))
+    run = f"{ram_dir}/runs/digits_A"
+    workdir.save_model(model, f"{run}/{workdir.MODEL_FILE}")
+    workdir.write_config(run, config)
+    x = np.random.default_rng(0).normal(size=(1, 32, 32, 3)).astype("float32")
+    for path in (run, f"{run}/", f"{run}/model.keras"):
+        trained = loading.load_model(path)
+        assert trained.config == config and trained.path == f"{run}/model.keras"
+        assert trained.name == "A (digits_A)" and trained.multi_scales() == (32, 40, 48)
+        np.testing.assert_allclose(trained.model(x), model(x), atol=1e-6)
+    assert loading.recorded_config(run) == config
+    assert loading.origin_of(run)["path"] == f"{run}/model.keras"
+    with pytest.raises(ValueError, match="Cannot load a model from 'ram://.*/missing'"):
+        loading.load_model(f"{ram_dir}/missing")
+
+
 def test_a_keras_file_without_config_loads_with_what_the_model_says(tmp_path, tiny_model):
     model = tiny_model(classes=7, crop_size=64)
     workdir.save_model(model, tmp_path / "imported.keras")

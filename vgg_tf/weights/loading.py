@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 
 import keras
+import tensorflow as tf
 
 from vgg_tf import workdir as workdir_lib
 from vgg_tf.nets import layers  # noqa: F401  (registers the LRN layer for load_model)
@@ -32,7 +33,8 @@ def load_model(model: str | os.PathLike | TrainedModel) -> TrainedModel:
 
     ``"imagenet-D"`` (or ``-E``, ``-vgg16_bn``, ...) takes the published ImageNet
     weights of that variant (Keras' cache, or a download); a file or folder of
-    that name is read as a path instead.
+    that name is read as a path instead. A workdir or file may be on any
+    filesystem TensorFlow reads (``gs://``, ``s3://``, ``ram://``).
 
     Raises:
         ValueError: Nothing loadable at ``model``.
@@ -70,9 +72,8 @@ def recorded_config(model: str | os.PathLike) -> dict:
     if is_published_name(model):
         return importing.published_config(os.fspath(model)[len(IMAGENET_PREFIX) :])
     path = os.fspath(model)
-    return (
-        workdir_lib.read_config(path if os.path.isdir(path) else os.path.dirname(path) or ".") or {}
-    )
+    folder = path if tf.io.gfile.isdir(path) else os.path.dirname(path) or "."
+    return workdir_lib.read_config(folder) or {}
 
 
 #: What :func:`origin_of` copies from a model's recorded config.
@@ -106,10 +107,15 @@ def origin_of(model: str | os.PathLike) -> dict:
     path = os.fspath(model)
     if is_published_name(model):
         path = config["weights_source"]
-    elif os.path.isdir(path):
+    elif tf.io.gfile.isdir(path):
         path = os.path.join(path, workdir_lib.MODEL_FILE)
     recorded = {field: config[field] for field in _ORIGIN_FIELDS if field in config}
-    return {"model": os.fspath(model), "path": os.path.abspath(path), **recorded}
+    return {"model": os.fspath(model), "path": _absolute(path), **recorded}
+
+
+def _absolute(path: str) -> str:
+    """``path`` made absolute, unless it names a remote filesystem (``gs://...``)."""
+    return path if workdir_lib.is_remote(path) else os.path.abspath(path)
 
 
 def load_trained_model(path: str | os.PathLike) -> TrainedModel:
@@ -117,7 +123,8 @@ def load_trained_model(path: str | os.PathLike) -> TrainedModel:
 
     Args:
         path: A training workdir, or a ``.keras`` file (its ``config.json`` is
-            looked for in the same directory and may be absent).
+            looked for in the same directory and may be absent); local, or on a
+            filesystem TensorFlow reads (``gs://``, ``s3://``, ``ram://``).
 
     Example:
         >>> trained = load_trained_model("workdirs/digits_A")  # doctest: +SKIP
@@ -125,14 +132,17 @@ def load_trained_model(path: str | os.PathLike) -> TrainedModel:
         (32, (32, 40, 48))
     """
     path = os.fspath(path)
-    model_path = os.path.join(path, workdir_lib.MODEL_FILE) if os.path.isdir(path) else path
-    if not (model_path.endswith(".keras") and os.path.isfile(model_path)):
+    model_path = path
+    if tf.io.gfile.isdir(path):
+        model_path = os.path.join(path, workdir_lib.MODEL_FILE)
+    is_file = tf.io.gfile.exists(model_path) and not tf.io.gfile.isdir(model_path)
+    if not (model_path.endswith(".keras") and is_file):
         raise ValueError(
             f"Cannot load a model from {path!r}: expected a training workdir holding "
             f"{workdir_lib.MODEL_FILE}, or a .keras file."
         )
     model = keras.models.load_model(model_path, compile=False)
     config = workdir_lib.read_config(os.path.dirname(model_path) or ".") or {}
-    directory = os.path.basename(os.path.dirname(os.path.abspath(model_path)))
+    directory = os.path.basename(os.path.dirname(_absolute(model_path)))
     variant = config.get("variant") or model.name
     return TrainedModel(model, config, model_path, f"{variant} ({directory})")
