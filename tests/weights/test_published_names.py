@@ -121,6 +121,34 @@ def test_imagenet_d_loads_as_a_model_that_subtracts_its_own_mean(keras_cache):
 # --- Fine-tuning from a name ------------------------------------------------------------------
 
 
+def test_a_run_from_imagenet_d_may_have_the_current_directory_as_workdir(
+    tmp_path, monkeypatch, encode
+):
+    """``--init_from imagenet-D --workdir .`` was refused: the name was taken for the path
+    ``./imagenet-D``, inside the workdir. A file of that name there is still refused."""
+    for name in ("cat", "dog"):
+        (tmp_path / "photos" / name).mkdir(parents=True)
+        for i in range(4):
+            image = np.full((40, 40, 3), 60 * i, np.uint8)
+            (tmp_path / "photos" / name / f"{i}.png").write_bytes(encode(image, "PNG"))
+    monkeypatch.chdir(tmp_path)
+    config = finetune.get_config()
+    config.update(
+        dict(
+            dataset="photos",
+            variant="D",
+            init_from="imagenet-D",
+            width_multiplier=TINY,
+            batch_size=4,
+        )
+    )
+    run = loop.set_up(config, ".", overwrite=False)  # checks the workdir; writes nothing
+    assert run.run_config["started_from"]["model"] == "imagenet-D"
+    (tmp_path / "imagenet-D").mkdir()
+    with pytest.raises(ValueError, match="'imagenet-D' is inside this run's workdir"):
+        loop.set_up(config, ".", overwrite=False)
+
+
 @pytest.mark.slow
 def test_finetune_from_imagenet_d_on_a_folder_records_what_it_started_from(tmp_path, keras_cache):
     path, _ = keras_cache
