@@ -2,6 +2,9 @@
 validate_config refuses."""
 
 import runpy
+import subprocess
+import sys
+import textwrap
 
 import pytest
 
@@ -86,3 +89,45 @@ def test_validate_config_names_bad_fields():
     # 0 turns an image limit off.
     config.max_pixels, config.max_aspect_ratio = 0, 0
     config_lib.validate_config(config)
+
+
+def test_recipes_load_without_tensorflow():
+    """The recipe schema and the packaged recipes import no TensorFlow or Keras: the
+    commands' --help lists the fields and flag choices from them at once."""
+    script = textwrap.dedent(
+        """
+        import runpy, sys
+        from vgg_tf.training import recipe
+        for name in recipe.recipe_names():
+            runpy.run_path(recipe.recipe_path(name))["get_config"]()
+        recipe.field_notes()
+        heavy = sorted(m for m in ("tensorflow", "keras") if m in sys.modules)
+        assert not heavy, f"imported {heavy}"
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_choices_live_in_one_place():
+    """The flags' choices come from the TF-free schema; the modules that use them import them."""
+    from vgg_tf.nets import builder, specs
+    from vgg_tf.training import distribute, tasks
+
+    assert tasks.TASKS is config_lib.TASKS and tasks.HEADS is config_lib.HEADS
+    assert distribute.STRATEGIES is config_lib.STRATEGIES
+    assert builder.KERNEL_INITIALIZERS is specs.KERNEL_INITIALIZERS
+
+
+def test_field_notes_cover_paper_recipe_in_order():
+    notes = config_lib.field_notes()
+    assert [n.field for n in notes][:3] == ["recipe", "task", "head"]
+    assert {n.field for n in notes} == set(config_lib.paper_recipe().keys())
+    by_field = {n.field: n for n in notes}
+    assert by_field["batch_size"] == config_lib.FieldNote(
+        "batch_size", "Optimisation", "global, split over replicas"
+    )
+    # A comment above a field is its note when none is beside it; section lines are not notes.
+    assert by_field["manual_dir"].note == "where TFDS finds ImageNet's downloaded archives"
+    assert by_field["variant"].section == "Network" and "Network" not in by_field["variant"].note
+    assert [n.section for n in notes].count("") == 3  # recipe, task, head

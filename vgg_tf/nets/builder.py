@@ -55,10 +55,9 @@ import keras
 import numpy as np
 
 from vgg_tf.nets.layers import LocalResponseNormalization
-from vgg_tf.nets.specs import FC_UNITS, VariantSpec, get_spec
+from vgg_tf.nets.specs import FC_UNITS, KERNEL_INITIALIZERS, VariantSpec, get_spec
 
 MIN_INPUT_SIZE = 32  # five 2x2 poolings need at least 32 pixels
-KERNEL_INITIALIZERS = ("paper", "glorot", "he")
 POOLINGS = (None, "avg", "max")
 DATA_FORMATS = ("channels_last", "channels_first")
 DEFAULT_CROP_SIZE = 224

@@ -81,6 +81,10 @@ NET_A_TRANSFER_LAYERS: tuple[str, ...] = (
 
 FC_UNITS = 4096
 
+#: How a net's random layers may be initialised (:func:`vgg_tf.nets.builder.build_vgg`): the
+#: paper's N(0, 0.01), Glorot & Bengio's (§3.1) or He et al.'s.
+KERNEL_INITIALIZERS: tuple[str, ...] = ("paper", "glorot", "he")
+
 
 def get_spec(variant: str) -> VariantSpec:
     """Returns the spec of ``variant`` or raises a ValueError listing the valid names."""

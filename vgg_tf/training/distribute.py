@@ -13,7 +13,7 @@ import os
 
 import tensorflow as tf
 
-STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
+from vgg_tf.training.recipe import STRATEGIES
 
 
 def make_strategy(

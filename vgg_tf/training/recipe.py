@@ -14,12 +14,20 @@ Example:
 
 from __future__ import annotations
 
+import ast
+import dataclasses
 import importlib.resources
+import inspect
+import io
 import os
+import re
+import textwrap
+import tokenize
 
 import ml_collections
 
 from vgg_tf.data.constants import DEFAULT_MAX_ASPECT_RATIO, DEFAULT_MAX_PIXELS
+from vgg_tf.nets import specs
 
 #: Fields that describe where or how fast a run executes, not what it learns:
 #: a workdir may be resumed with different values for these.
@@ -33,6 +41,12 @@ EXECUTION_FIELDS = (
 #: Fields a resumed run may raise (not lower): a finished run trained further continues
 #: from its last checkpoint, with the schedule's state.
 EXTENDABLE_FIELDS = ("epochs",)
+#: What a run learns (:mod:`vgg_tf.training.tasks`): class scores, or a box (Appendix A).
+TASKS = ("classification", "localisation")
+#: A localisation net's boxes: one for all classes (scr) or one per class (pcr).
+HEADS = ("scr", "pcr")
+#: The ``tf.distribute`` strategies a run may use (:mod:`vgg_tf.training.distribute`).
+STRATEGIES = ("default", "mirrored", "multi_worker", "tpu")
 MIXED_PRECISION = ("", "bfloat16", "float16")
 #: What ``freeze`` may hold: train everything, only the FC layers, or only fc8.
 FREEZE = ("none", "convs", "all_but_head")
@@ -47,63 +61,126 @@ def paper_recipe() -> ml_collections.ConfigDict:
         >>> config.batch_size, config.learning_rate, config.weight_decay
         (256, 0.01, 0.0005)
     """
+    # Each field's comment is its note in the commands' --help (field_notes); a "-- X --" line
+    # starts a section there.
     c = ml_collections.ConfigDict()
     c.recipe = "imagenet_s256"  # the recipe's name, for messages
     c.task = "classification"  # or "localisation" (Appendix A: the last layer predicts a box)
-    c.head = "scr"  # localisation: "scr" one box for all classes, "pcr" one box per class
-    # Network (vgg_tf.VGG arguments).
-    c.variant = "A"
-    c.kernel_initializer = "paper"  # N(0, 0.01) weights, zero biases; or "glorot"
+    c.head = "scr"  # localisation: "scr" one box for all classes, "pcr" one per class
+    # -- Network (vgg_tf.VGG arguments) --
+    c.variant = "A"  # a column of Table 1: A, A-LRN, B, C, D, E
+    c.kernel_initializer = "paper"  # N(0, 0.01) weights, zero biases; or "glorot", "he"
     c.init_from = ""  # workdir or .keras of a trained model to start from (§3.1)
-    # The run a fine-tuning recipe starts from (""; none): without --init_from it is refused.
-    c.init_from_required = ""
-    # Init of the layers init_from does not provide ("": kernel_initializer, as in the paper).
-    c.new_layer_initializer = ""
+    c.init_from_required = ""  # the run a fine-tuning recipe starts from: --init_from needed
+    c.new_layer_initializer = ""  # of the layers init_from lacks ("": kernel_initializer)
     c.freeze = "none"  # "convs": train the FC layers only; "all_but_head": fc8 only
-    c.batch_norm = False
-    c.dropout = 0.5
-    c.width_multiplier = 1.0
-    # Data.
-    c.dataset = "imagenet2012"
-    c.data_dir = ml_collections.FieldReference(None, field_type=str)
+    c.batch_norm = False  # batch normalisation after each conv (torchvision's vgg*_bn)
+    c.dropout = 0.5  # after fc6 and fc7
+    c.width_multiplier = 1.0  # filters and FC units times this (1/16: a net for tests)
+    # -- Data --
+    c.dataset = "imagenet2012"  # TFDS name, "digits" (built in) or a folder of class subfolders
+    c.data_dir = ml_collections.FieldReference(None, field_type=str)  # TFDS data directory
+    # where TFDS finds ImageNet's downloaded archives
     c.manual_dir = ml_collections.FieldReference(None, field_type=str)
-    c.crop_size = 224
+    c.crop_size = 224  # the net's input: a random crop of the rescaled image
     c.scale_min = 256  # S; scale_min < scale_max jitters S per image
-    c.scale_max = 256
-    c.mean_rgb = ml_collections.FieldReference(
-        None, field_type=tuple
-    )  # None: ImageNet's, or computed
+    c.scale_max = 256  # S's upper bound (= scale_min: single-scale training)
+    # subtracted from every pixel (§2.1); None: init_from's, else ImageNet's or the data's own
+    c.mean_rgb = ml_collections.FieldReference(None, field_type=tuple)
     c.flip = True  # random horizontal flips
     c.color_shift_std = 0.1  # PCA lighting (Krizhevsky et al. 2012)
-    c.cache = False
+    c.cache = False  # keep the decoded training set in memory
     # Images over these limits (read from the header) are skipped, counted and named; 0: none.
-    c.max_pixels = DEFAULT_MAX_PIXELS
-    c.max_aspect_ratio = DEFAULT_MAX_ASPECT_RATIO
-    # Optimisation.
+    c.max_pixels = DEFAULT_MAX_PIXELS  # images with more pixels are skipped; 0: no limit
+    c.max_aspect_ratio = DEFAULT_MAX_ASPECT_RATIO  # longer side / shorter side; 0: no limit
+    # -- Optimisation --
     c.batch_size = 256  # global, split over replicas
     c.learning_rate = 0.01
     c.momentum = 0.9
     c.weight_decay = 5e-4  # Caffe meaning: the gradient gains 5e-4 * w
     c.epochs = 74
     c.warmup_epochs = 0.0  # linear warm-up (not in the paper; helps deep nets on small data)
-    c.lr_drop_factor = 0.1
+    c.lr_drop_factor = 0.1  # the rate is multiplied by this on a plateau
     c.lr_max_drops = 3
     c.lr_plateau_patience = 2  # epochs without validation improvement before a drop
     c.lr_plateau_min_delta = 1e-3  # improvement in validation top-1 accuracy that counts
     c.lr_plateau_start_epoch = 0  # first epoch the plateau scheduler watches
-    # Execution.
-    c.strategy = "default"
+    # -- Execution --
+    c.strategy = "default"  # or "mirrored", "multi_worker", "tpu" (§3.3)
     c.devices = ""  # comma-separated, for strategy "mirrored"
     c.mixed_precision = ""  # "", "bfloat16" or "float16"
-    c.jit_compile = False
-    c.steps_per_execution = 1
-    c.seed = 0
-    c.deterministic = False
+    c.jit_compile = False  # compile the train step with XLA
+    c.steps_per_execution = 1  # train steps per tf.function call
+    c.seed = 0  # of init, data order and augmentation
+    c.deterministic = False  # op determinism and a fixed data order: resumes are bit-identical
     c.checkpoint_every_steps = 1000
     c.keep_checkpoints = 3
-    # The training loss goes to TensorBoard (and to a log's plain lines) every this many steps.
+    # the training loss goes to TensorBoard (and to a log's plain lines) every this many steps
     c.log_every_steps = 100
     return c
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldNote:
+    """One field of :func:`paper_recipe` as its source describes it.
+
+    Attributes:
+        field: The field's name.
+        section: The section it is in (``"Data"``, ...; ``""`` before the first).
+        note: The comment beside the field, else the comment lines just above it; ``""`` if
+            none.
+    """
+
+    field: str
+    section: str
+    note: str
+
+
+def field_notes() -> tuple[FieldNote, ...]:
+    """The fields of :func:`paper_recipe` in its order, each with its section and comment.
+
+    Read from the function's source, so the notes the commands' ``--help`` shows are the
+    comments of the recipe itself; empty when the source is not installed.
+
+    Example:
+        >>> notes = {note.field: note for note in field_notes()}
+        >>> notes["scale_min"].section, notes["scale_min"].note
+        ('Data', 'S; scale_min < scale_max jitters S per image')
+    """
+    try:
+        source = textwrap.dedent(inspect.getsource(paper_recipe))
+    except (OSError, TypeError):
+        return ()
+    comments = {}  # line number -> (text, whether it is alone on its line)
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            alone = not token.line[: token.start[1]].strip()
+            comments[token.start[0]] = (token.string.lstrip("#").strip(), alone)
+    sections = {
+        line: match.group(1)
+        for line, (text, alone) in comments.items()
+        if alone and (match := re.fullmatch(r"-- (.+?)(?: \(.*\))? --", text))
+    }
+    notes = []
+    for statement in ast.parse(source).body[0].body:
+        if not (
+            isinstance(statement, ast.Assign)
+            and isinstance(target := statement.targets[0], ast.Attribute)
+            and isinstance(target.value, ast.Name)
+        ):
+            continue
+        above, line = [], statement.lineno - 1
+        while line in comments and comments[line][1] and line not in sections:
+            above.insert(0, comments[line][0])
+            line -= 1
+        beside = [
+            comments[line][0]
+            for line in range(statement.lineno, statement.end_lineno + 1)
+            if line in comments and not comments[line][1]
+        ]
+        section = max((line for line in sections if line < statement.lineno), default=None)
+        notes.append(FieldNote(target.attr, sections.get(section, ""), " ".join(beside or above)))
+    return tuple(notes)
 
 
 def fields_free_on_resume(config, recorded: dict | None) -> tuple[str, ...]:
@@ -185,22 +262,20 @@ def validate_config(config: ml_collections.ConfigDict) -> None:
         ...
         ValueError: scale_min=128 is smaller than crop_size=224; expected S >= crop size.
     """
-    # Imported here: a recipe file imports this module, and loading it stays light.
+    # Imported here: a recipe file imports this module, and loading it stays free of TensorFlow.
     from vgg_tf.data import images
-    from vgg_tf.nets import builder, specs
-    from vgg_tf.training import distribute, tasks
 
     specs.get_spec(config.variant)
-    _check_choice(config, "task", tasks.TASKS)
-    _check_choice(config, "head", tasks.HEADS)
+    _check_choice(config, "task", TASKS)
+    _check_choice(config, "head", HEADS)
     if not config.dataset:
         raise ValueError(
             f"Recipe {config.recipe!r} names no dataset; pass --dataset (a TFDS name, 'digits', "
             "or a folder of class subfolders)."
         )
-    _check_choice(config, "kernel_initializer", builder.KERNEL_INITIALIZERS)
-    _check_choice(config, "new_layer_initializer", builder.KERNEL_INITIALIZERS, allow_empty=True)
-    _check_choice(config, "strategy", distribute.STRATEGIES)
+    _check_choice(config, "kernel_initializer", specs.KERNEL_INITIALIZERS)
+    _check_choice(config, "new_layer_initializer", specs.KERNEL_INITIALIZERS, allow_empty=True)
+    _check_choice(config, "strategy", STRATEGIES)
     _check_choice(config, "mixed_precision", MIXED_PRECISION)
     _check_choice(config, "freeze", FREEZE)
     for field in (

@@ -33,9 +33,8 @@ import tensorflow as tf
 
 from vgg_tf.data import boxes as boxes_lib
 from vgg_tf.training import metrics
+from vgg_tf.training.recipe import HEADS, TASKS
 
-TASKS = ("classification", "localisation")
-HEADS = ("scr", "pcr")
 _UNIT = (0.0, 0.0, 1.0, 1.0)  # the crop's own frame (a tuple: no tensor at import time)
 
 
