@@ -1,7 +1,10 @@
-"""vgg_tf.training.checkpoints: a resume never starts over silently, and SIGTERM saves."""
+"""vgg_tf.training.checkpoints: a resume never starts over silently, and SIGTERM saves;
+on a local disk and on a filesystem TensorFlow serves (ram://, as gs:// or s3://)."""
 
+import contextlib
 import os
 import signal
+import uuid
 
 import numpy as np
 import pytest
@@ -160,3 +163,38 @@ def test_a_save_that_fails_on_a_full_disk_leaves_the_older_checkpoints_and_no_te
         *(f"ckpt-{n}.{kind}" for n in (10, 5) for kind in ("data-00000-of-00001", "index")),
     ]
     assert tf.train.latest_checkpoint(str(directory)).endswith("ckpt-10")
+
+
+@pytest.fixture
+def ram_dir():
+    """A folder of its own on TensorFlow's in-memory filesystem, removed after the test."""
+    root = f"ram://{uuid.uuid4().hex}"
+    yield root
+    with contextlib.suppress(tf.errors.NotFoundError):
+        tf.io.gfile.rmtree(root)
+
+
+def test_a_remote_workdir_resumes_from_the_newest_checkpoint_that_reads(ram_dir):
+    """The checkpoint folder is listed, cleaned and rewritten through tf.io.gfile: on an
+    object store a lost index resumes from the checkpoint before it, and a killed save's
+    ``ckpt-N_temp/`` is removed, as on a disk."""
+    workdir = f"{ram_dir}/run"
+    directory = f"{workdir}/checkpoints"
+    ckpt, step, weight = _run_checkpoint(workdir)
+    for number in (5, 10, 15):
+        step.assign(number)
+        weight.assign(tf.fill([256], float(number)))
+        ckpt.save(number)
+    tf.io.gfile.remove(f"{directory}/ckpt-15.index")
+    tf.io.gfile.makedirs(f"{directory}/ckpt-20_temp")
+    with tf.io.gfile.GFile(f"{directory}/ckpt-20_temp/part-00000-of-00001.index", "w") as f:
+        f.write("half")
+    ckpt, restored = _restored(workdir)
+    assert restored.step == 10
+    assert restored.skipped == ((f"{directory}/ckpt-15", "its .index file is missing"),)
+    assert not tf.io.gfile.exists(f"{directory}/ckpt-20_temp")
+    step.assign(20)
+    ckpt.save(20)
+    indexes = sorted(n for n in tf.io.gfile.listdir(directory) if n.endswith(".index"))
+    assert indexes == ["ckpt-10.index", "ckpt-20.index", "ckpt-5.index"]
+    assert tf.train.latest_checkpoint(directory) == f"{directory}/ckpt-20"
