@@ -21,6 +21,7 @@ from typing import Any
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from vgg_tf import tables
 from vgg_tf.evaluation.datasets import DatasetSplit
@@ -177,11 +178,13 @@ def evaluate_images(
     progress = keras.utils.Progbar(num_examples, unit_name="image") if verbose else None
     seen = 0
     outputs = image_outputs
-    if outputs.predictions:
-        os.makedirs(os.path.dirname(os.path.abspath(outputs.predictions)), exist_ok=True)
+    if outputs.predictions:  # local, or gs://, s3://, ... (tf.io.gfile)
+        tf.io.gfile.makedirs(os.path.dirname(outputs.predictions) or ".")
     with contextlib.ExitStack() as stack:
         predictions = (
-            stack.enter_context(open(outputs.predictions, "w")) if outputs.predictions else None
+            stack.enter_context(tf.io.gfile.GFile(outputs.predictions, "w"))
+            if outputs.predictions
+            else None
         )
         for index, example in enumerate(examples):
             image, label = example[0], int(example[1])
@@ -289,7 +292,6 @@ def evaluate(
     )
     if verbose:
         print(f"\n{data.dataset} ({split}, {rows[0]['num_examples']} images)\n{format_table(rows)}")
-    if output:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
+    if output:  # its folder is made; local, or gs://, s3://, ... (tf.io.gfile)
         write_json(output, {"dataset": data.dataset, "split": split, "rows": rows})
     return rows

@@ -41,6 +41,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -449,48 +450,54 @@ def save_features(feature_set: FeatureSet, path: str | os.PathLike) -> list[str]
     * ``.npy``: ``features`` alone, and beside it ``<name>.json`` with
       ``filenames``, ``labels``, ``targets`` (each image's classes, multi-label
       datasets) and the metadata.
+
+    ``path`` may be local or on a filesystem TensorFlow serves (``gs://``,
+    ``s3://``, ``ram://``); its folder is made when missing.
     """
     path = os.fspath(path)
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     fs = feature_set
     if path.endswith(".npz"):
         targets = {} if fs.targets is None else {"targets": fs.targets}
-        with atomic_path(path) as tmp:
-            np.savez(
-                tmp,
-                features=fs.features,
-                labels=fs.labels,
-                filenames=np.asarray(fs.filenames, dtype=str),
-                class_names=np.asarray(fs.class_names, dtype=str),
-                metadata=np.asarray(json.dumps(fs.metadata())),
-                **targets,
-            )
+        # A zip file is written with seeks, which a GFile being written does not take.
+        archive = io.BytesIO()
+        np.savez(
+            archive,
+            features=fs.features,
+            labels=fs.labels,
+            filenames=np.asarray(fs.filenames, dtype=str),
+            class_names=np.asarray(fs.class_names, dtype=str),
+            metadata=np.asarray(json.dumps(fs.metadata())),
+            **targets,
+        )
+        with atomic_path(path) as tmp, tf.io.gfile.GFile(tmp, "wb") as f:
+            f.write(archive.getvalue())
         return [path]
     if path.endswith(".npy"):
-        with atomic_path(path) as tmp:
-            np.save(tmp, fs.features)
+        with atomic_path(path) as tmp, tf.io.gfile.GFile(tmp, "wb") as f:
+            np.save(f, fs.features)
         sidecar = _sidecar(path)
         extra = {"filenames": list(fs.filenames), "labels": fs.labels.tolist()}
         if fs.targets is not None:
             extra["targets"] = [np.flatnonzero(row).tolist() for row in fs.targets]
-        with atomic_path(sidecar) as tmp, open(tmp, "w") as f:
-            json.dump({**fs.metadata(), **extra}, f, indent=1)
+        with atomic_path(sidecar) as tmp, tf.io.gfile.GFile(tmp, "w") as f:
+            f.write(json.dumps({**fs.metadata(), **extra}, indent=1))
         return [path, sidecar]
     raise ValueError(f"Output {path!r} is not accepted; expected a .npz or .npy file name.")
 
 
 def load_features(path: str | os.PathLike) -> FeatureSet:
-    """Reads what :func:`save_features` wrote."""
+    """Reads what :func:`save_features` wrote (local, or ``gs://``, ``s3://``, ...)."""
     path = os.fspath(path)
     if path.endswith(".npz"):
-        with np.load(path) as data:
+        with tf.io.gfile.GFile(path, "rb") as f, np.load(f) as data:
             meta = json.loads(str(data["metadata"]))
             features, labels = data["features"], data["labels"]
             filenames = tuple(str(n) for n in data["filenames"])
             targets = data.get("targets")
     else:
-        features = np.load(path)
-        with open(_sidecar(path)) as f:
+        with tf.io.gfile.GFile(path, "rb") as f:
+            features = np.load(f)
+        with tf.io.gfile.GFile(_sidecar(path)) as f:
             meta = json.load(f)
         labels, filenames = np.asarray(meta.pop("labels"), np.int64), tuple(meta.pop("filenames"))
         targets = None

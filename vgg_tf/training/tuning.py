@@ -31,7 +31,6 @@ import dataclasses
 import gc
 import json
 import os
-import shutil
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -285,8 +284,15 @@ def format_table(rows: list[dict[str, Any]], best_id: str | None = None) -> str:
 
 
 def write_rows(rows: list[dict[str, Any]], path: str) -> None:
+    """Writes ``rows`` as CSV (the union of their keys as columns), whole or not at all.
+
+    ``path`` may be local or on a filesystem TensorFlow serves (``gs://``, ``ram://``).
+
+    Example:
+        >>> write_rows([{"trial": "0", "dropout": 0.5}], "ram://example/trials.csv")
+    """
     columns = list(dict.fromkeys(key for row in rows for key in row))
-    with workdir.atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+    with workdir.atomic_path(path) as tmp, tf.io.gfile.GFile(tmp, "w") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -366,12 +372,11 @@ def _check_search_record(project_dir: str, record: dict, write: bool = True) -> 
     """
     path = os.path.join(project_dir, SEARCH_FILE)
     recorded = None
-    if os.path.exists(path):
-        with open(path) as f:
+    if tf.io.gfile.exists(path):
+        with tf.io.gfile.GFile(path) as f:
             recorded = json.load(f)
     workdir.check_same_run(project_dir, recorded, record, "a search", config_lib.EXECUTION_FIELDS)
     if write:
-        os.makedirs(project_dir, exist_ok=True)
         workdir.write_json(path, record)
 
 
@@ -439,8 +444,8 @@ def search(
         distribute.check_batch_sizes(space.batch_sizes, strategy)
     project_name = project_name or workdir.default_run_name(recipe)
     project_dir = os.path.join(directory, project_name)
-    if overwrite and not worker and os.path.exists(project_dir):
-        shutil.rmtree(project_dir)
+    if overwrite and not worker and tf.io.gfile.exists(project_dir):
+        tf.io.gfile.rmtree(project_dir)
     # A worker checks the chief's record too: its trials must train the same search.
     # (With --overwrite the chief may be deleting it: the chief's check is enough.)
     if not (worker and overwrite):
@@ -476,7 +481,7 @@ def _report(recipe_tuner, recipe, settings: SearchSettings, project_dir: str) ->
             f"{settings.trial_epochs} epoch(s)).\n\n"
             f"    bin/train --config={best_path}\n"
         )
-        with workdir.atomic_path(best_path) as tmp, open(tmp, "w") as f:
+        with workdir.atomic_path(best_path) as tmp, tf.io.gfile.GFile(tmp, "w") as f:
             f.write(config_source(best_config, header))
     write_rows(rows, os.path.join(project_dir, TRIALS_FILE))
     return SearchResult(
