@@ -4,12 +4,17 @@
     bin/export --model workdirs/digits_A --export_dir /models/vgg --version 7 --scales 40
     bin/export --model model.keras --export_dir /models/vgg --keras_output vgg_fcn.keras
     bin/export --model imagenet-D --export_dir /models/vgg16          # the published weights
+    bin/export --model workdirs/digits_A --export_dir gs://bucket/models/vgg   # any tf.io.gfile path
     bin/export --task localisation --model workdirs/digits_on_canvas_A_scr \
         --classifier workdirs/digits_A --export_dir /models/vgg_boxes
 
 With --task localisation, --model takes localisation workdir(s) (several are
 fused) and --classifier the classifier whose scores rank their boxes;
 serving_default returns boxes (pixels), classes and scores per image.
+
+Every version holds TensorFlow Serving's warm-up requests
+(assets.extra/tf_serving_warmup_requests), which the server replays when it loads
+the version; --nowarmup leaves them out.
 """
 
 from __future__ import annotations
@@ -48,6 +53,12 @@ image_flags.define_windows()
 _KERAS_OUTPUT = flags.DEFINE_string(
     "keras_output", None, "Also save the fully-convolutional Keras model to this .keras file."
 )
+_WARMUP = flags.DEFINE_bool(
+    "warmup",
+    True,
+    "Write TensorFlow Serving's warm-up requests (assets.extra/tf_serving_warmup_requests) "
+    "into the version; --nowarmup leaves them out.",
+)
 
 
 def main(argv):
@@ -70,6 +81,7 @@ def main(argv):
                 top_k=_TOP_K.value,
                 limits=image_flags.limits(),
                 options=image_flags.localiser_options(),
+                warmup=_WARMUP.value,
             )
             return
         if len(_MODEL.value) != 1:
@@ -82,6 +94,7 @@ def main(argv):
             top_k=_TOP_K.value,
             limits=image_flags.limits(),
             keras_output=_KERAS_OUTPUT.value,
+            warmup=_WARMUP.value,
         )
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

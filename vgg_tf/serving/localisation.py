@@ -4,7 +4,10 @@ The graph decodes, guards, rescales to each Q, runs the nets densely through
 :class:`vgg_tf.inference.localiser.Localiser`, merges the boxes of the
 classifier's top classes and returns them in pixels. It is written as the
 classifier's export is (:mod:`vgg_tf.serving.export`): a version appears only
-when complete.
+when complete, on a local disk or any path ``tf.io.gfile`` serves, with
+TensorFlow Serving's warm-up requests (:mod:`vgg_tf.serving.warmup`). A bad image
+fails the whole call (``INVALID_ARGUMENT``), as the classifier's
+``serving_strict`` does.
 
 Example:
     >>> export_localisation(["workdirs/loc_scr"], "workdirs/digits_A", "/models/loc")  # doctest: +SKIP
@@ -35,16 +38,19 @@ class LocalisationServing(tf.Module):
     classifier's posteriors) and, with class names, ``labels`` ``[N, k]``.
     """
 
+    #: The signatures that take ``image_bytes``, which the warm-up requests call.
+    warmup_signatures = (export_lib.SERVING_SIGNATURE,)
+
     def __init__(self, localiser: Localiser, limits: ImageLimits = DEFAULT_LIMITS):
         super().__init__(name="vgg_localisation_serving")
         self._localiser = Untracked(localiser)
-        self._limits = limits
+        self.limits = limits
         self._k = localiser.top_k
         names = localiser.class_names
         self._class_names = tuple(names) if names else None
 
     def _one_image(self, image_bytes: tf.Tensor):
-        limits = self._limits
+        limits = self.limits
         image = tf.cast(
             decode_rgb(image_bytes, limits.max_pixels, limits.max_aspect_ratio), tf.float32
         )
@@ -87,6 +93,7 @@ def export_localisation(
     top_k: int = 5,
     limits: ImageLimits = DEFAULT_LIMITS,
     options: LocaliserOptions = PAPER_OPTIONS,
+    warmup: bool = True,
     verbose: int = 1,
 ) -> str:
     """Exports localisation net(s) and their classifier as ``export_dir/<version>/``.
@@ -100,13 +107,15 @@ def export_localisation(
     Args:
         models: Localisation workdirs (several are fused).
         classifier: The classifier workdir whose scores rank the boxes.
-        export_dir: The model base path TensorFlow Serving polls.
+        export_dir: The model base path TensorFlow Serving polls: a local path or
+            one ``tf.io.gfile`` serves (``gs://``, ``s3://``, ``ram://``, ...).
         version: Version number (default: one more than the highest present).
         scales: Test scales Q (default: each localisation net's training S).
         top_k: Classes (each with its box) returned per image.
         limits: Images over them are refused before decoding.
         options: The windows' offsets and cropping, and the merge threshold
             (default: the paper's protocol; :class:`LocaliserOptions`).
+        warmup: Write TensorFlow Serving's warm-up requests into the version.
         verbose: Print where the export went.
 
     Returns:
@@ -138,8 +147,8 @@ def export_localisation(
         max_aspect_ratio=limits.max_aspect_ratio,
         boxes="pixel corners (ymin, xmin, ymax, xmax) of the image as sent",
     )
-    os.makedirs(export_dir, exist_ok=True)
-    export_lib.write_version(module, metadata, export_dir, final)
+    tf.io.gfile.makedirs(export_dir)
+    export_lib.write_version(module, metadata, export_dir, final, warmup=warmup)
     if verbose:
         print(
             f"Exported localisation by {', '.join(n.name for n in nets)} "
