@@ -7,9 +7,11 @@ One short run (3 epochs asked for, a callback stops it after 2) is shared by mos
 
 import contextlib
 import csv
+import math
 import re
 
 import keras
+import numpy as np
 import pytest
 import tensorflow as tf
 
@@ -57,13 +59,15 @@ def _recipe(tfds_dir, **changes):
 
 
 class Recorder(keras.callbacks.Callback):
-    """Records every call as (method, index, logs); stops the run after ``stop_after``
-    epochs, raises KeyboardInterrupt at the train batch ``interrupt_at`` of the run."""
+    """Records every call as (method, index, logs) and whether the workdir has config.json;
+    stops the run after ``stop_after`` epochs, raises KeyboardInterrupt at the train batch
+    ``interrupt_at`` of the run, and with ``fix_head`` makes fc8 answer class 0 when the run ends."""
 
-    def __init__(self, stop_after=None, interrupt_at=None):
+    def __init__(self, stop_after=None, interrupt_at=None, workdir=None, fix_head=False):
         super().__init__()
-        self.calls = []
+        self.calls, self.recorded = [], []
         self.stop_after, self.interrupt_at = stop_after, interrupt_at
+        self.workdir, self.fix_head = workdir, fix_head
 
     def _record(self, method, index=None, logs=None):
         self.calls.append((method, index, dict(logs or {})))
@@ -73,12 +77,18 @@ class Recorder(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._record("train_end", logs=logs)
+        if self.fix_head:  # as EarlyStopping's restore_best_weights changes the weights here
+            fc8 = self.model.get_layer("fc8")
+            kernel, bias = fc8.get_weights()
+            fc8.set_weights([np.zeros_like(kernel), np.eye(len(bias), 1)[:, 0] * 10])
 
     def on_epoch_begin(self, epoch, logs=None):
         self._record("epoch_begin", epoch, logs)
 
     def on_train_batch_end(self, batch, logs=None):
         self._record("batch_end", batch, logs)
+        if self.workdir is not None:
+            self.recorded.append(workdir_lib.read_config(self.workdir) is not None)
         if self.interrupt_at is not None and len(self.of("batch_end")) > self.interrupt_at:
             raise KeyboardInterrupt
 
@@ -97,7 +107,7 @@ def reported_run(tmp_path_factory, tfds_dir, digits):
     "auto", and a :class:`Recorder` that stops it after 2 of its 3 epochs."""
     workdir = tmp_path_factory.mktemp("reports") / "run"
     log_path = workdir.parent / "log.txt"
-    recorder = Recorder(stop_after=2)
+    recorder = Recorder(stop_after=2, workdir=workdir, fix_head=True)
     with open(log_path, "w") as log, contextlib.redirect_stdout(log):
         result = loop.train_and_evaluate(_recipe(tfds_dir), str(workdir), callbacks=[recorder])
     steps_per_epoch = digits.num_examples(digits.train_split) // BATCH
@@ -166,7 +176,6 @@ def test_tensorboard_has_keras_layout_validation_loss_and_the_loss_every_n_steps
     ):
         assert float(row["val_loss"]) == pytest.approx(val_loss, rel=1e-5)
         assert float(row["train_loss"]) == pytest.approx(train_loss, rel=1e-5)
-    assert validation["epoch_loss"][-1][1] == pytest.approx(reported_run["result"]["val_loss"])
     assert train["epoch_learning_rate"] == [(1, pytest.approx(0.01)), (2, pytest.approx(0.01))]
 
 
@@ -186,12 +195,20 @@ def test_callbacks_are_called_as_fit_calls_them_and_can_stop_the_run(reported_ru
     assert [index for index, _ in ends] == [0, 1]
     expected = {"loss", "top1_error", "top5_error", "val_loss", "val_top1_error", "val_top5_error"}
     assert all(set(logs) == expected | {"learning_rate"} for _, logs in ends)
-    result = reported_run["result"]
     last = ends[-1][1]
-    assert last["val_loss"] == pytest.approx(result["val_loss"])
-    assert last["val_top1_error"] == pytest.approx(result["val_top1_error"])
     assert recorder.of("batch_end")[-1][1]["loss"] == pytest.approx(last["loss"])
     assert recorder.of("train_end")[0][1] == last
+    rows = (reported_run["workdir"] / "metrics.csv").read_text().splitlines()
+    assert float(rows[-1].split(",")[METRIC_COLUMNS.index("val_loss")]) == pytest.approx(
+        last["val_loss"], rel=1e-5
+    )
+    # The result describes the model as the callbacks left it (fc8 gives the logit 10 to
+    # class 0, 0 to the others), not the last epoch's validation.
+    result = reported_run["result"]
+    assert 0.5 < result["val_top1_error"] < 1
+    hits = 1 - result["val_top1_error"]  # the examples of class 0
+    assert result["val_loss"] == pytest.approx(math.log(math.exp(10) + 9) - 10 * hits)
+    assert last["val_loss"] < 3 < result["val_loss"]
     # Stopped after epoch 2 of 3: said so, saved its model and that epoch's checkpoint.
     assert "A callback stopped the run after epoch 2 of 3." in reported_run["log"]
     workdir = reported_run["workdir"]
@@ -205,6 +222,9 @@ def test_bad_progress_or_callback_is_refused_before_the_workdir_is_touched(tmp_p
         loop.train_and_evaluate(config, str(tmp_path / "run"), progress="fancy")
     with pytest.raises(ValueError, match=r"callbacks\[1\] is a str; expected a keras"):
         loop.train_and_evaluate(config, str(tmp_path / "run"), callbacks=[Recorder(), "stop"])
+    board = keras.callbacks.TensorBoard(str(tmp_path / "tb"))
+    with pytest.raises(ValueError, match=r"callbacks\[0\] is a keras.callbacks.TensorBoard.*logs"):
+        loop.train_and_evaluate(config, str(tmp_path / "run"), callbacks=[board])
     assert not (tmp_path / "run").exists()
 
 
@@ -256,3 +276,11 @@ def test_a_run_that_has_a_checkpoint_keeps_its_files_and_resumes(tmp_path, tfds_
     )
     assert (workdir / "checkpoints" / f"ckpt-{3 * PER_CALL}.index").is_file()
     assert workdir_lib.read_config(workdir) is not None
+
+
+def test_config_json_is_written_with_the_first_checkpoint(reported_run):
+    """So that a run killed before it (SIGKILL: nothing can clean up) leaves no record that
+    would refuse the next run of another recipe."""
+    calls = reported_run["steps_per_epoch"] // PER_CALL
+    # The first checkpoint is the end of epoch 1 (checkpoint_every_steps is larger).
+    assert reported_run["recorder"].recorded == [False] * calls + [True] * calls

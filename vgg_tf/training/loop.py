@@ -520,6 +520,18 @@ def finish(run: Run, state: State, val: dict | None) -> dict:
     }
 
 
+#: Keras callbacks that drive or read ``model.optimizer``, which the run's model has not:
+#: the recipe's plateau schedule sets the learning rate, and the run writes TensorBoard's
+#: files itself.
+_OPTIMIZER_CALLBACKS = {
+    keras.callbacks.TensorBoard: "the run writes TensorBoard's logs itself, in WORKDIR/logs",
+    keras.callbacks.ReduceLROnPlateau: "the recipe's plateau schedule sets the learning rate "
+    "(lr_drop_factor, lr_plateau_patience, ...)",
+    keras.callbacks.LearningRateScheduler: "the recipe's schedule sets the learning rate "
+    "(learning_rate, warmup_epochs, lr_drop_factor, ...)",
+}
+
+
 def _check_callbacks(callbacks) -> list[keras.callbacks.Callback]:
     callbacks = list(callbacks or ())
     for index, callback in enumerate(callbacks):
@@ -528,12 +540,19 @@ def _check_callbacks(callbacks) -> list[keras.callbacks.Callback]:
                 f"callbacks[{index}] is a {type(callback).__name__}; expected a "
                 "keras.callbacks.Callback."
             )
+        for kind, instead in _OPTIMIZER_CALLBACKS.items():
+            if isinstance(callback, kind):
+                raise ValueError(
+                    f"callbacks[{index}] is a keras.callbacks.{kind.__name__}, which a run does "
+                    f"not take: {instead}."
+                )
     return callbacks
 
 
 def _train(run: Run, state: State) -> dict | None:
     """The epochs, from the current step to the last or to a callback's stop; returns the
-    last validation (None when no epoch was left to train)."""
+    last validation (None when no epoch was left to train, or callbacks may have changed
+    the weights since)."""
     val, logs = None, None
     state.model.stop_training = False
     state.callbacks.on_train_begin()
@@ -553,7 +572,9 @@ def _train(run: Run, state: State) -> dict | None:
                 run.say(f"A callback stopped the run after epoch {epoch} of {run.config.epochs}.")
                 break
     state.callbacks.on_train_end(logs)
-    return val
+    # A callback may have changed the weights (EarlyStopping's restore_best_weights): the
+    # result then validates the model as it is saved.
+    return None if state.callbacks.callbacks else val
 
 
 def train_and_evaluate(
@@ -586,7 +607,11 @@ def train_and_evaluate(
             metrics). Their model is the run's classifier (softmax output). A callback
             that sets ``model.stop_training`` (``keras.callbacks.EarlyStopping``) ends the
             run after that epoch: its checkpoint and model.keras are written, and running
-            again continues towards ``config.epochs``.
+            again continues towards ``config.epochs``. With callbacks, the result validates
+            the model as they leave it (``restore_best_weights``). Callbacks that drive the
+            optimizer (``ReduceLROnPlateau``, ``LearningRateScheduler``: the recipe's
+            schedule does) or read it (``keras.callbacks.TensorBoard``: the run writes
+            ``logs/`` itself) are refused.
         progress: What the chief prints while an epoch trains: ``"bar"`` (Keras'
             progress bar), ``"lines"`` (a plain line every ``config.log_every_steps``
             steps, no control character), ``"none"``, or ``"auto"``: ``"bar"`` on a
