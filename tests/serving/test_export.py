@@ -98,8 +98,11 @@ with tf.compat.v1.Session(graph=tf.Graph()) as sess:
     feed = sig.inputs["image_bytes"].name
     fetch = {k: v.name for k, v in sig.outputs.items()}
     result["v1"] = plain(sess.run(fetch, {feed: data}))
+    result["v1_bad_row"] = plain(sess.run(fetch, {feed: [b"these bytes are no image"] + data}))
+    strict = meta.signature_def["serving_strict"]
     try:
-        sess.run(fetch, {feed: [b"these bytes are no image"]})
+        sess.run({k: v.name for k, v in strict.outputs.items()},
+                 {strict.inputs["image_bytes"].name: [b"these bytes are no image"]})
         result["v1_bad"] = "no error"
     except tf.errors.InvalidArgumentError:
         result["v1_bad"] = "InvalidArgument"
@@ -161,7 +164,7 @@ def test_served_by_both_loaders_in_a_tensorflow_only_process(
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.split("RESULT", 1)[1])
-    assert {"predict_images", "serving_default"} <= set(result["signatures"])
+    assert {"predict_images", "serving_default", "serving_strict"} <= set(result["signatures"])
     assert result["modules"] == []  # no vgg_tf code was needed (nor reachable)
     assert result["keras_installed"] is False and result["keras_modules"] == []  # nor Keras
 
@@ -175,12 +178,21 @@ def test_served_by_both_loaders_in_a_tensorflow_only_process(
         np.testing.assert_allclose(np.array(out["scores"])[:, 0], expected.max(axis=1), atol=1e-4)
         assert np.array(out["classes"]).shape == (3, 5)
         assert [row[0] for row in out["labels"]] == [str(c) for c in expected.argmax(axis=1)]
-    assert result["v1_bad"] == "InvalidArgument"
+    assert result["v1_bad"] == "InvalidArgument"  # serving_strict fails the call
+    bad_row = result["v1_bad_row"]  # serving_default answers the others
+    assert bad_row["ok"] == [False, True, True, True]
+    assert (
+        bad_row["error"][0].startswith("Unsupported image format")
+        and bad_row["error"][1:] == [""] * 3
+    )
+    np.testing.assert_array_equal(bad_row["probabilities"][1:], result["v1"]["probabilities"])
     assert result["v1_empty"] == {
         "probabilities": [0, 10],
         "classes": [0, 5],
         "scores": [0, 5],
         "labels": [0, 5],
+        "ok": [0],
+        "error": [0],
     }
     np.testing.assert_allclose(result["v1_after_bad"]["probabilities"], expected[:1], atol=1e-4)
 
@@ -197,6 +209,7 @@ def test_saved_model_cli_lists_signatures(exported, subprocess_env):
     assert proc.returncode == 0, proc.stderr[-2000:]
     for text in (
         "signature_def['serving_default']",
+        "signature_def['serving_strict']",
         "signature_def['predict_images']",
         "inputs['image_bytes']",
         "dtype: DT_STRING",
@@ -205,6 +218,8 @@ def test_saved_model_cli_lists_signatures(exported, subprocess_env):
         "outputs['classes']",
         "outputs['scores']",
         "outputs['labels']",
+        "outputs['ok']",
+        "outputs['error']",
     ):
         assert text in proc.stdout
 
@@ -212,9 +227,13 @@ def test_saved_model_cli_lists_signatures(exported, subprocess_env):
 # --- Served-graph behaviour ------------------------------------------------------
 
 
-def _serve(served, blobs):
-    out = served.signatures["serving_default"](image_bytes=tf.constant(blobs, tf.string))
+def _serve(served, blobs, signature="serving_default"):
+    out = served.signatures[signature](image_bytes=tf.constant(blobs, tf.string))
     return {k: v.numpy() for k, v in out.items()}
+
+
+def _strict(served, blobs):
+    return _serve(served, blobs, "serving_strict")
 
 
 @pytest.mark.slow
@@ -248,7 +267,7 @@ def test_modes_sizes_and_the_float_signature(served, workdir, encode, digit_imag
 
 
 @pytest.mark.slow
-def test_bad_input_errors_per_call_and_bombs_rejected(
+def test_bad_input_fails_its_row_or_the_strict_call_and_bombs_rejected(
     served, encode, zero_png, png_header, header_bombs, digit_images
 ):
     good = encode(digit_images[0][0], "PNG")
@@ -258,25 +277,34 @@ def test_bad_input_errors_per_call_and_bombs_rejected(
     # declaring more than 40 MP on a few hundred bytes.
     bombs = {"real png": real_bomb, **{name: blob for name, (blob, _) in header_bombs.items()}}
     assert {"webp-vp8", "webp-vp8l", "webp-vp8x"} < set(bombs)
-    for blob in bombs.values():
-        with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 40000000"):
-            _serve(served, [good, blob])
-    for blob in (b"", b"junk", b"\xff\xd8\xff\xe0 broken", b"RIFF\0\0\0\0WEBPVP8 "):
-        with pytest.raises(tf.errors.InvalidArgumentError):
-            _serve(served, [blob])
     # 1 MP, but rescaled to Q = 48 a 10 x 100000 strip would be 48 x 480000 pixels.
     strip = png_header(100_000, 10)
+    junk = [b"", b"junk", b"\xff\xd8\xff\xe0 broken", b"RIFF\0\0\0\0WEBPVP8 "]
+    rows = _serve(served, [good, *bombs.values(), strip, *junk])
+    alone = _serve(served, [good])
+    np.testing.assert_array_equal(rows["probabilities"][0], alone["probabilities"][0])
+    assert rows["ok"].tolist() == [True] + [False] * (len(bombs) + 1 + len(junk))
+    errors = [e.decode() for e in rows["error"]]
+    assert all("declares more than 40000000" in e for e in errors[1 : len(bombs) + 1])
+    assert "more than 16 times the other" in errors[len(bombs) + 1]
+    assert all(e.startswith(("Unsupported", "Undecodable")) for e in errors[-len(junk) :])
+    for blob in bombs.values():
+        with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 40000000"):
+            _strict(served, [good, blob])
+    for blob in junk:
+        with pytest.raises(tf.errors.InvalidArgumentError):
+            _strict(served, [blob])
     with pytest.raises(tf.errors.InvalidArgumentError, match="more than 16 times the other"):
-        _serve(served, [good, strip])
-    # The server lives on: the next call answers.
-    assert _serve(served, [good])["probabilities"].shape == (1, 10)
-    empty = _serve(served, [])
-    assert {k: v.shape for k, v in empty.items()} == {
-        "probabilities": (0, 10),
-        "classes": (0, 5),
-        "scores": (0, 5),
-        "labels": (0, 5),
-    }
+        _strict(served, [good, strip])
+    # The server lives on: the next call answers, as serving_default does.
+    np.testing.assert_array_equal(_strict(served, [good])["probabilities"], alone["probabilities"])
+    for empty in (_serve(served, []), _strict(served, [])):
+        assert {k: v.shape for k, v in empty.items() if k not in ("ok", "error")} == {
+            "probabilities": (0, 10),
+            "classes": (0, 5),
+            "scores": (0, 5),
+            "labels": (0, 5),
+        }
 
 
 @pytest.mark.slow
@@ -293,8 +321,9 @@ def test_max_pixels_and_scales_are_export_options(workdir, tmp_path, encode, dig
     np.testing.assert_allclose(
         out["probabilities"][0], evaluator.probabilities("dense", images.decode_rgb(ok)), atol=1e-5
     )
+    assert _serve(served, [too_big])["error"][0].decode().endswith("more than 1600 pixels")
     with pytest.raises(tf.errors.InvalidArgumentError, match="more than 1600 pixels"):
-        _serve(served, [too_big])
+        _strict(served, [too_big])
     metadata = json.loads(Path(version_dir, ex.METADATA_FILE).read_text())
     assert metadata["scales"] == [48] and metadata["max_pixels"] == 1600
 
@@ -456,10 +485,124 @@ def test_an_untrained_model_is_served_as_evaluated_and_bombs_are_refused(
     assert [label.decode() for label in out["labels"][:, 0]] == [
         str(c) for c in expected.argmax(axis=1)
     ]
-    # Every format's bomb is refused by the served graph (WebP: VP8, VP8L and VP8X headers).
+    # Every format's bomb is refused by the served graph (WebP: VP8, VP8L and VP8X headers):
+    # in its own row, or failing the strict call.
     bombs = [zero_png(7000, 6000)] + [blob for blob, _ in header_bombs.values()]
     assert len(bombs) == 8
+    rows = _serve(served, [blobs[0], *bombs])
+    assert rows["ok"].tolist() == [True] + [False] * 8
+    assert all(b"declares more than 40000000" in error for error in rows["error"][1:])
     for bomb in bombs:
         with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 40000000"):
-            _serve(served, [blobs[0], bomb])
+            _strict(served, [blobs[0], bomb])
     assert _serve(served, [])["probabilities"].shape == (0, 10)
+
+
+# --- Batch-safe answers and object-store paths (the quick loop: an untrained net) -----------
+
+
+@pytest.fixture(scope="module")
+def tiny_export(tmp_path_factory, make_workdir, tiny_model):
+    """An untrained 1/16-width net A exported at Q = 40: (workdir, version directory)."""
+    root = tmp_path_factory.mktemp("tiny_export")
+    model = tiny_model(include_preprocessing=True, mean_rgb=[47.6] * 3)
+    workdir = make_workdir(root / "run", model)
+    return workdir, ex.export_saved_model(workdir, root / "models", scales=[40], verbose=0)
+
+
+def _tf1_answers(version_dir, batches, signature="serving_default") -> list[dict]:
+    """The answers of TensorFlow Serving's (TF1) loader to each batch of encoded images."""
+    with tf.compat.v1.Session(graph=tf.Graph()) as session:
+        meta = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(version_dir))
+        sig = meta.signature_def[signature]
+        fetch = {k: v.name for k, v in sig.outputs.items()}
+        return [session.run(fetch, {sig.inputs["image_bytes"].name: batch}) for batch in batches]
+
+
+def test_a_bad_image_fails_its_own_row_only_through_the_tf1_loader(
+    tiny_export, encode, header_bombs, digit_images
+):
+    digits, _ = digit_images
+    jpeg = encode(digits[5], "JPEG")
+    png = encode(np.kron(digits[7], np.ones((2, 3, 1), "uint8")), "PNG")  # 80 x 120
+    bomb = header_bombs["png"][0]  # a header declaring 100000 x 100000
+    truncated = jpeg[: len(jpeg) // 2]  # its header reads, its body does not decode
+    mixed = [jpeg, b"these bytes are no image", bomb, png, truncated]
+    rows, jpeg_alone, png_alone, reversed_rows = _tf1_answers(
+        tiny_export[1], [mixed, [jpeg], [png], mixed[::-1]]
+    )
+    # The good rows: exactly their answers alone, wherever the bad rows are.
+    assert set(rows) == {"probabilities", "classes", "scores", "labels", "ok", "error"}
+    for key in rows:
+        np.testing.assert_array_equal(rows[key][0], jpeg_alone[key][0])
+        np.testing.assert_array_equal(rows[key][3], png_alone[key][0])
+        np.testing.assert_array_equal(reversed_rows[key][::-1], rows[key])
+    assert not np.allclose(jpeg_alone["probabilities"], png_alone["probabilities"], atol=1e-4)
+    # The bad rows: failed, with the reason.
+    assert rows["ok"].tolist() == [True, False, False, True, False]
+    assert [error.decode() for error in rows["error"]] == [
+        "",
+        "Unsupported image format: expected JPEG, PNG, GIF, BMP or WebP bytes",
+        "Image rejected: its header declares more than 40000000 pixels",
+        "",
+        "Undecodable image: its header or data is corrupt or truncated",
+    ]
+    bad = [1, 2, 4]
+    assert (rows["probabilities"][bad] == 0).all() and (rows["scores"][bad] == 0).all()
+    assert (rows["classes"][bad] == -1).all() and (rows["labels"][bad] == b"").all()
+    # serving_strict: the same answers to good images; one bad image fails the call.
+    (strict,) = _tf1_answers(tiny_export[1], [[jpeg, png]], "serving_strict")
+    assert set(strict) == {"probabilities", "classes", "scores", "labels"}
+    np.testing.assert_array_equal(strict["probabilities"], rows["probabilities"][[0, 3]])
+    with pytest.raises(tf.errors.InvalidArgumentError, match="declares more than 40000000"):
+        _tf1_answers(tiny_export[1], [[jpeg, bomb]], "serving_strict")
+
+
+def test_an_export_to_an_object_store_path_is_published_file_by_file(
+    tiny_export, tmp_path, encode, digit_images, monkeypatch
+):
+    workdir, local = tiny_export
+    root = f"ram://{tmp_path.name}"  # TensorFlow's in-memory filesystem, as gs:// would be
+    base, keras_path = f"{root}/models", f"{root}/fcn.keras"
+    renamed = []
+    rename = tf.io.gfile.rename
+
+    def fail_at_the_saved_model(source, target, overwrite=False):
+        renamed.append(target)
+        if target.endswith("saved_model.pb"):
+            raise tf.errors.UnavailableError(None, None, "connection reset")
+        rename(source, target, overwrite)
+
+    monkeypatch.setattr(tf.io.gfile, "rename", fail_at_the_saved_model)
+    with pytest.raises(tf.errors.UnavailableError):
+        ex.export_saved_model(workdir, base, scales=[40], verbose=0)
+    # Every other file was moved before the SavedModel, and all of them were removed again.
+    assert renamed[-1] == f"{base}/1/saved_model.pb" and len(renamed) >= 5
+    assert f"{base}/1/{ex.METADATA_FILE}" in renamed and ex.existing_versions(base) == []
+    assert tf.io.gfile.listdir(base) == []
+    monkeypatch.setattr(tf.io.gfile, "rename", rename)
+
+    version = ex.export_saved_model(workdir, base, scales=[40], keras_output=keras_path, verbose=0)
+    assert version == f"{base}/1" and ex.existing_versions(base) == [1]
+    assert tf.io.gfile.listdir(base) == ["1"]  # no temporary left
+    assert sorted(tf.io.gfile.listdir(root)) == ["fcn.keras", "models"]
+    assert sorted(tf.io.gfile.listdir(version)) == sorted(os.listdir(local))
+    for name in (ex.METADATA_FILE, os.path.join("assets.extra", "tf_serving_warmup_requests")):
+        with tf.io.gfile.GFile(f"{version}/{name}", "rb") as f:
+            assert f.read() == Path(local, name).read_bytes()
+    # Loaded from there, by both loaders: the local export's answers.
+    digits, _ = digit_images
+    blobs = [encode(digits[5], "PNG"), encode(digits[9][3:], "JPEG")]
+    expected = _serve(tf.saved_model.load(local), blobs)
+    remote = _serve(tf.saved_model.load(version), blobs)
+    (remote_tf1,) = _tf1_answers(version, [blobs])
+    for key in expected:
+        np.testing.assert_array_equal(remote[key], expected[key])
+        np.testing.assert_array_equal(remote_tf1[key], expected[key])
+    fcn = keras.models.load_model(keras_path)
+    assert fcn(np.zeros((1, 64, 96, 3), "float32")).shape == (1, 2, 3, 10)
+    # An existing version or keras_output is refused there as on a local disk.
+    with pytest.raises(ValueError, match=r"Version 1 already exists.*\[1\]"):
+        ex.export_saved_model(workdir, base, version=1, verbose=0)
+    with pytest.raises(ValueError, match="fcn.keras' already exists"):
+        ex.export_saved_model(workdir, base, keras_output=keras_path, verbose=0)
