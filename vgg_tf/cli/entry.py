@@ -18,6 +18,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
+from collections.abc import Sequence
 
 from absl import app, flags
 
@@ -72,8 +73,45 @@ def prepare_tensorflow(argv: list[str]) -> cpu_path.CpuPath:
     return path
 
 
+#: absl's flags that print the usage and exit before the command runs.
+HELP_FLAGS = ("help", "?", "helpshort", "helpfull", "helpxml")
+
+
+def asks_for_help(argv: Sequence[str]) -> bool:
+    """Whether the command line asks for the usage (``--help``, ``--helpshort``, ...): the
+    command then exits while its flags are parsed, and needs no TensorFlow.
+
+    Example:
+        >>> asks_for_help(["bin/train", "--variant=A", "--helpshort"])
+        True
+        >>> asks_for_help(["bin/train", "--", "--help"]), asks_for_help(["bin/train", "--nohelp"])
+        (False, False)
+    """
+    for arg in argv[1:]:
+        if arg == "--":
+            return False
+        name, _, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name in HELP_FLAGS and value.lower() not in ("false", "0"):
+            return True
+    return False
+
+
+def _import_quietly(module: str):
+    """Imports a command's module for its usage alone: TensorFlow, if the module imports it,
+    takes the CPU path a run would and starts as quietly, without the CPU line."""
+    cpu_path.apply()
+    if quiet.quiet_logs(sys.argv) < 1:
+        return importlib.import_module(module)
+    with quiet.stderr_fd_silenced():
+        return importlib.import_module(module)
+
+
 def launch(command: str) -> None:
-    """Prepares the process, then runs ``vgg_tf.cli.<command>``'s ``run()``."""
+    """Prepares the process, then runs ``vgg_tf.cli.<command>``'s ``run()``.
+
+    ``--help`` and its kin skip TensorFlow's import (:func:`asks_for_help`): the usage
+    answers at once for a command whose flags need none (``bin/train``).
+    """
     if command not in COMMANDS:
         raise ValueError(f"Unknown command {command!r}; expected one of {', '.join(COMMANDS)}.")
     module, package, extra = OPTIONAL_PACKAGES.get(command, (None, None, None))
@@ -83,8 +121,11 @@ def launch(command: str) -> None:
             f"{extra} extra: pip install 'vgg_tf[{extra}]'"
         )
     try:
-        prepare_tensorflow(sys.argv)
-        importlib.import_module(f"vgg_tf.cli.{command}").run()
+        if asks_for_help(sys.argv):
+            _import_quietly(f"vgg_tf.cli.{command}").run()
+        else:
+            prepare_tensorflow(sys.argv)
+            importlib.import_module(f"vgg_tf.cli.{command}").run()
     except KeyboardInterrupt:
         # Ctrl-C while TensorFlow loads or outside a command's own handling: one line.
         print(f"error: bin/{command} interrupted (Ctrl-C).", file=sys.stderr)

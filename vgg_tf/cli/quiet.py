@@ -130,8 +130,14 @@ def absl_logging_to_warnings() -> None:
         logging.set_verbosity(logging.WARNING)
 
 
-def quiet_tensorflow(argv: Sequence[str] | None = None) -> None:
-    """Imports TensorFlow quietly unless the command line or the environment asks for logs."""
+def quiet_logs(argv: Sequence[str] | None = None) -> int:
+    """Sets ``TF_CPP_MIN_LOG_LEVEL`` (unless the user did) and silences third-party
+    deprecation notices, unless the command line asks for logs; returns the C++ log level.
+
+    Example (in an entry point, before TensorFlow is imported)::
+
+        if quiet_logs(sys.argv) >= 1: ...   # TensorFlow's import lines are to be hidden
+    """
     argv = sys.argv if argv is None else argv
     verbosity = requested_verbosity(argv)
     level = cpp_min_log_level(verbosity)
@@ -140,13 +146,20 @@ def quiet_tensorflow(argv: Sequence[str] | None = None) -> None:
     if verbosity is None and not sys.warnoptions:
         for category in (DeprecationWarning, PendingDeprecationWarning, FutureWarning):
             warnings.filterwarnings("ignore", category=category)
+    return level
+
+
+def quiet_tensorflow(argv: Sequence[str] | None = None) -> None:
+    """Imports TensorFlow quietly unless the command line or the environment asks for logs."""
+    argv = sys.argv if argv is None else argv
+    level = quiet_logs(argv)
     if "tensorflow" not in sys.modules:
         if level >= 1:
             with stderr_fd_silenced():
                 importlib.import_module("tensorflow")
         else:
             importlib.import_module("tensorflow")
-    if verbosity is None:
+    if requested_verbosity(argv) is None:
         logging.getLogger("tensorflow").addFilter(_not_a_deprecation_notice)
 
 

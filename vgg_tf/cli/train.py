@@ -7,11 +7,13 @@
     bin/train --config=path/to/my_recipe.py --config.batch_size=64
     bin/train --task localisation --head pcr --init_from workdirs/digits_A  # Appendix A
 
-``--config`` names a recipe shipped in the package (digits, imagenet_s256,
+``--config`` names a recipe shipped in the package (digits, finetune, imagenet_s256,
 imagenet_s384, imagenet_jitter, localisation_digits, localisation_s256; default
 digits, or localisation_digits with ``--task localisation``) or the path of a recipe file;
-``--config.<field>=value`` overrides any field. ``--verbosity=0`` shows
-TensorFlow's INFO logs, which are hidden by default.
+``--config.<field>=value`` overrides any field (listed below with the recipe's values).
+``--progress`` chooses how training reports: a progress bar on a terminal, one plain
+line every log_every_steps steps and per epoch otherwise (a log file, nohup, a
+scheduler). ``--verbosity=0`` shows TensorFlow's INFO logs, which are hidden by default.
 """
 
 from __future__ import annotations
@@ -20,14 +22,10 @@ import functools
 import os
 import sys
 
-import tensorflow as tf
 from absl import app, flags
 
-from vgg_tf import workdir as workdir_lib
 from vgg_tf.cli import recipe_flags
 from vgg_tf.cli.entry import run_app
-from vgg_tf.training import loop as train
-from vgg_tf.training.checkpoints import PREEMPTED_EXIT_CODE, Preempted, error_line
 
 
 def _asks_for_localisation(argv: list[str]) -> bool:
@@ -64,15 +62,32 @@ _WORKDIR = flags.DEFINE_string(
 _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Start over in a workdir that holds a run with another config."
 )
+_PROGRESS = flags.DEFINE_enum(
+    "progress",
+    None,
+    ["bar", "lines", "none"],
+    "How training reports: bar (Keras' progress bar), lines (one plain line every "
+    "log_every_steps steps and per epoch, no control characters: for log files) or none "
+    "(default: bar on a terminal, lines otherwise).",
+)
 
 
 def main(argv, shorthands: dict):
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    # Imported here, not at the top: --help answers without loading TensorFlow.
+    import tensorflow as tf
+
+    from vgg_tf import workdir as workdir_lib
+    from vgg_tf.training import loop as train
+    from vgg_tf.training.checkpoints import PREEMPTED_EXIT_CODE, Preempted, error_line
+
     config = recipe_flags.resolve(shorthands)
     workdir = _WORKDIR.value or os.path.join("workdirs", workdir_lib.default_run_name(config))
     try:
-        result = train.train_and_evaluate(config, workdir, overwrite=_OVERWRITE.value)
+        result = train.train_and_evaluate(
+            config, workdir, overwrite=_OVERWRITE.value, progress=_PROGRESS.value or "auto"
+        )
     except Preempted as stop:
         print(f"vgg_tf: {stop}", file=sys.stderr)
         sys.exit(PREEMPTED_EXIT_CODE)
@@ -100,4 +115,4 @@ def run(argv: list[str] | None = None):
     argv = sys.argv if argv is None else argv
     default = "localisation_digits" if _asks_for_localisation(argv) else None
     shorthands = recipe_flags.define(_SHORT_FIELDS, "Training recipe.", default_recipe=default)
-    run_app(functools.partial(main, shorthands=shorthands), __doc__)
+    run_app(functools.partial(main, shorthands=shorthands), recipe_flags.usage(__doc__, default))

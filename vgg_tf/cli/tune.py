@@ -6,7 +6,8 @@
     bin/train --config=tuning/digits_A/best_config.py          # the best setting, in full
 
 ``--config`` names a packaged recipe (default digits) or a recipe file's path, as
-in bin/train; ``--config.<field>=value`` overrides any field of the base recipe.
+in bin/train; ``--config.<field>=value`` overrides any field of the base recipe (listed
+below with the recipe's values).
 Needs keras-tuner: ``pip install 'vgg_tf[tune]'``.
 
 Rerunning the same command continues the search in --directory (a killed trial
@@ -150,4 +151,4 @@ def main(argv):
 
 def run():
     """Console entry point (``vgg-tune``)."""
-    run_app(main, __doc__)
+    run_app(main, recipe_flags.usage(__doc__))
