@@ -11,9 +11,9 @@
 imagenet_s384, imagenet_jitter, localisation_digits, localisation_s256; default
 digits, or localisation_digits with ``--task localisation``) or the path of a recipe file;
 ``--config.<field>=value`` overrides any field (listed below with the recipe's values).
-``--progress`` chooses how training reports: a progress bar on a terminal, one plain
-line every log_every_steps steps and per epoch otherwise (a log file, nohup, a
-scheduler). ``--verbosity=0`` shows TensorFlow's INFO logs, which are hidden by default.
+``--progress`` chooses how training shows its steps: a progress bar on a terminal, plain
+lines (every log_every_steps steps, no control characters) otherwise: a log file, nohup,
+a scheduler. ``--verbosity=0`` shows TensorFlow's INFO logs, which are hidden by default.
 """
 
 from __future__ import annotations
@@ -66,9 +66,9 @@ _PROGRESS = flags.DEFINE_enum(
     "progress",
     None,
     ["bar", "lines", "none"],
-    "How training reports: bar (Keras' progress bar), lines (one plain line every "
-    "log_every_steps steps and per epoch, no control characters: for log files) or none "
-    "(default: bar on a terminal, lines otherwise).",
+    "How training shows its steps: bar (Keras' progress bar), lines (one plain line every "
+    "log_every_steps steps and at each epoch's end, no control characters: for log files) or "
+    "none (each epoch's result line only). Default: bar on a terminal, lines otherwise.",
 )
 
 
