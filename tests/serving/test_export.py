@@ -387,9 +387,10 @@ def test_cli(workdir, tmp_path, run_bin):
             "export", "--model", workdir, "--export_dir", tmp_path, *flags, check=False, timeout=300
         )
 
-    first = run("--version", "3", "--scales", "40")
+    first = run("--version", "3", "--scales", "40", "--nowarmup")
     assert first.returncode == 0, first.stderr[-2000:]
     assert f"to {tmp_path / '3'}" in first.stdout
+    assert sorted(os.listdir(tmp_path / "3" / "assets.extra")) == ["vgg_tf_export.json"]
     again = run("--version", "3")
     assert again.returncode != 0
     assert [line for line in again.stderr.splitlines() if line.startswith("error:")] == [
