@@ -116,3 +116,19 @@ def test_the_device_line_names_strategy_replicas_devices_and_a_missing_gpu(monke
     assert device_line(default).endswith(
         "CPU:0 (this TensorFlow is built for CUDA GPUs but finds none: check the driver)"
     )
+
+
+def test_the_run_log_writes_through_tf_io_gfile(tmp_path):
+    """metrics.csv, the curves and TensorBoard on TensorFlow's in-memory filesystem, as on
+    gs:// or s3://."""
+    root = f"ram://{tmp_path.name}/run"
+    log = RunLog(root)
+    log.write_steps(10, {"loss": 2.5})
+    log.write_epoch(_row(1, 0.5))
+    log.write_epoch(_row(2, 0.3))
+    log.close()
+    assert [int(r["epoch"]) for r in RunLog(root).rows()] == [1, 2]
+    with tf.io.gfile.GFile(f"{root}/learning_curves.png", "rb") as f:
+        assert f.read(4) == b"\x89PNG"
+    for split in ("train", "validation"):
+        assert tf.io.gfile.glob(f"{root}/logs/{split}/events.out.tfevents.*"), split
