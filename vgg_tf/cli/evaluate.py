@@ -1,6 +1,6 @@
 """bin/evaluate: top-1/top-5 error of trained models under the paper's test protocols.
 
-    bin/evaluate --model workdirs/digits_A --dataset digits --protocol dense
+    bin/evaluate --model workdirs/digits_A --protocol dense   # on digits, as trained
     bin/evaluate --model workdirs/digits_D,workdirs/digits_E --dataset digits \
         --protocol single,dense,multicrop,combined --output results.json
     bin/evaluate --model model.keras --dataset /data/photos --protocol dense --scales 256,384,512
@@ -8,6 +8,7 @@
 
 --model takes training workdirs, .keras files and published ImageNet weights by
 name (imagenet-D, imagenet-E, imagenet-vgg16_bn, ...: Keras' cache, or a download).
+Without --dataset the models are evaluated on the dataset they were trained on.
 
 Protocols: single (dense at one Q, Table 3), dense (three Qs, Table 4), multicrop
 (5x5 grid x 2 flips per Q, Table 5), combined (dense + multicrop, Table 5).
@@ -33,7 +34,7 @@ from absl import app, flags
 from vgg_tf.cli import image_flags, quiet
 from vgg_tf.cli.entry import run_app
 from vgg_tf.evaluation import classification, localisation
-from vgg_tf.evaluation.datasets import DatasetSplit
+from vgg_tf.evaluation.datasets import DatasetSplit, trained_on
 from vgg_tf.inference import protocol
 from vgg_tf.training import tasks
 
@@ -46,8 +47,10 @@ _MODEL = flags.DEFINE_list(
 _DATASET = flags.DEFINE_string(
     "dataset",
     None,
-    "TFDS name, 'digits' (built in, the default) or a folder of class subfolders; "
-    "--task localisation: a dataset with boxes (default 'digits_on_canvas', built in).",
+    "TFDS name, 'digits' (built in) or a folder of class subfolders; --task localisation: a "
+    "dataset with boxes. Default: the dataset the --model nets were trained on (their "
+    "workdirs' config.json; imagenet2012 for imagenet-D, ...), else 'digits' (localisation: "
+    "'digits_on_canvas').",
 )
 _PROTOCOL = flags.DEFINE_list(
     "protocol",
@@ -81,7 +84,14 @@ image_flags.define_limits("Skip")
 image_flags.define_windows()
 
 
-def _data(dataset: str) -> DatasetSplit:
+def _data(default: str) -> DatasetSplit:
+    """The --split of --dataset, else of the dataset the models were trained on (named on
+    stderr), else of ``default``."""
+    dataset = _DATASET.value
+    if not dataset:
+        choice = trained_on(_MODEL.value, default)
+        print(choice.reason, file=sys.stderr)
+        dataset = choice.dataset
     return DatasetSplit(
         dataset,
         split=_SPLIT.value,
@@ -99,7 +109,7 @@ def main(argv):
         if _TASK.value == "localisation":
             localisation.evaluate_localisation(
                 _MODEL.value,
-                _data(_DATASET.value or "digits_on_canvas"),
+                _data("digits_on_canvas"),
                 _PROTOCOL.value or localisation.DEFAULT_PROTOCOLS,
                 classifier=_CLASSIFIER.value,
                 scales=image_flags.scales(_SCALES.value),
@@ -109,7 +119,7 @@ def main(argv):
             return
         classification.evaluate(
             _MODEL.value,
-            _data(_DATASET.value or "digits"),
+            _data("digits"),
             _PROTOCOL.value or classification.DEFAULT_PROTOCOLS,
             scales=image_flags.scales(_SCALES.value),
             image_outputs=classification.ImageOutputs(

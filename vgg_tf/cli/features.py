@@ -1,7 +1,7 @@
 """bin/features: the paper's image descriptor (Appendix B) of a dataset, and linear SVMs on top.
 
     bin/features --model workdirs/digits_A --dataset digits --split test --output feats.npz
-    bin/features --model workdirs/digits_A --dataset digits --linear_eval
+    bin/features --model workdirs/digits_A --linear_eval   # on digits, as trained
     bin/features --model imagenet-D,imagenet-E --dataset voc/2007 --preset voc2007 --linear_eval
     bin/features --model imagenet-D --dataset caltech101 --preset caltech --linear_eval
 
@@ -39,7 +39,7 @@ from absl import app, flags
 from vgg_tf.cli import image_flags, quiet
 from vgg_tf.cli.entry import run_app
 from vgg_tf.evaluation import features, linear_svm, measures
-from vgg_tf.evaluation.datasets import DatasetSplit
+from vgg_tf.evaluation.datasets import DatasetSplit, trained_on
 
 _MODEL = flags.DEFINE_list(
     "model",
@@ -66,7 +66,11 @@ _MEASURE = flags.DEFINE_enum(
     "--linear_eval: what to report (default: the preset's, else accuracy).",
 )
 _DATASET = flags.DEFINE_string(
-    "dataset", "digits", "TFDS name, 'digits' (built in) or a folder of class subfolders."
+    "dataset",
+    None,
+    "TFDS name, 'digits' (built in) or a folder of class subfolders. Default: the dataset the "
+    "--model nets were trained on (their workdirs' config.json; imagenet2012 for imagenet-D, "
+    "...), else 'digits'.",
 )
 _SPLIT = flags.DEFINE_string(
     "split",
@@ -134,8 +138,13 @@ def main(argv):
         )
     quiet.absl_logging_to_warnings()
     try:
+        dataset = _DATASET.value
+        if not dataset:
+            choice = trained_on(_MODEL.value, "digits")
+            print(choice.reason, file=sys.stderr)
+            dataset = choice.dataset
         data = DatasetSplit(
-            _DATASET.value,
+            dataset,
             split=_SPLIT.value,
             data_dir=_DATA_DIR.value,
             max_examples=_MAX_EXAMPLES.value,

@@ -4,7 +4,8 @@
 way: the dataset's test split by default, optionally only its first n records,
 images over the limits skipped, counted and named
 (:func:`vgg_tf.data.sources.decoded_images`). :class:`DatasetSplit` holds those
-choices together.
+choices together; :func:`trained_on` finds the dataset the models were trained on,
+which both commands read when ``--dataset`` is not given.
 
 Example:
     >>> data = DatasetSplit("digits", max_examples=100)
@@ -15,12 +16,60 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Sequence
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from vgg_tf.data import sources
 from vgg_tf.data.images import DEFAULT_LIMITS, ImageLimits
+from vgg_tf.weights.loading import recorded_config
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetChoice:
+    """The dataset an evaluation reads when none is named, and why.
+
+    Attributes:
+        dataset: The dataset's name (or folder).
+        reason: One line for the user: which dataset, and where it comes from.
+    """
+
+    dataset: str
+    reason: str
+
+
+def trained_on(models: Sequence[str | os.PathLike], default: str) -> DatasetChoice:
+    """The dataset ``models`` were trained on, as their workdirs record it (``imagenet-D``:
+    ImageNet's ``imagenet2012``); ``default`` when none records one (a bare ``.keras``).
+
+    Models that record nothing go with those that do.
+
+    Raises:
+        ValueError: The models record different datasets (each named).
+
+    Example:
+        >>> trained_on(["imagenet-D", "imagenet-E"], "digits").dataset
+        'imagenet2012'
+        >>> trained_on(["/no/such/model.keras"], "digits").reason
+        'dataset: digits (the default: no training dataset recorded by /no/such/model.keras)'
+    """
+    recorded = {os.fspath(m): recorded_config(m).get("dataset") or "" for m in models}
+    named = {model: dataset for model, dataset in recorded.items() if dataset}
+    if len(set(named.values())) > 1:
+        each = ", ".join(f"{model}: {dataset}" for model, dataset in named.items())
+        raise ValueError(
+            f"The models were trained on different datasets ({each}); pass --dataset to name "
+            "the one to evaluate on."
+        )
+    if named:
+        dataset = next(iter(named.values()))
+        return DatasetChoice(dataset, f"dataset: {dataset} (what {', '.join(named)} trained on)")
+    return DatasetChoice(
+        default,
+        f"dataset: {default} (the default: no training dataset recorded by {', '.join(recorded)})",
+    )
 
 
 @dataclasses.dataclass(frozen=True)
