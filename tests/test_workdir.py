@@ -444,7 +444,7 @@ def _write(path, text):
         f.write(text)
 
 
-def test_atomic_path_renames_into_place_on_a_remote_filesystem(ram_dir):
+def test_atomic_path_renames_into_place_on_a_remote_filesystem(ram_dir, tmp_path, monkeypatch):
     target = f"{ram_dir}/run/metrics.csv"
     with workdir.atomic_path(target) as tmp:
         assert tmp.startswith(f"{ram_dir}/run/metrics.tmp-") and tmp.endswith(".csv")
@@ -460,6 +460,11 @@ def test_atomic_path_renames_into_place_on_a_remote_filesystem(ram_dir):
     with workdir.atomic_path(target) as tmp:
         _write(tmp, "new")
     assert _read(target) == "new" and tf.io.gfile.listdir(f"{ram_dir}/run") == ["metrics.csv"]
+    # A file at the filesystem's root: nothing made on the local disk ("ram:/" as a folder).
+    monkeypatch.chdir(tmp_path)
+    workdir.write_json(f"{ram_dir}.json", {"lr": 0.1})
+    assert _read(f"{ram_dir}.json") and not list(tmp_path.iterdir())
+    tf.io.gfile.remove(f"{ram_dir}.json")
 
 
 def test_config_and_model_round_trip_on_a_remote_filesystem(ram_dir, tiny_run_config):

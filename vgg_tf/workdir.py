@@ -76,7 +76,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[str]:
     path = os.fspath(path)
     base, extension = os.path.splitext(path)
     tmp = f"{base}.{temporary_tag()}{extension}"
-    _makedirs(os.path.dirname(path))
+    _makedirs(_parent(path))
     try:
         yield tmp
         if is_remote(path):
@@ -181,10 +181,18 @@ def _listdir(folder: str) -> list[str]:
 
 
 def _makedirs(folder: str) -> None:
-    if is_remote(folder):
-        tf.io.gfile.makedirs(folder)
-    else:
+    if not is_remote(folder):
         os.makedirs(folder or ".", exist_ok=True)
+    elif not folder.endswith("://"):  # a filesystem's root is no folder to make
+        tf.io.gfile.makedirs(folder)
+
+
+def _parent(path: str) -> str:
+    """The folder holding ``path``; a remote root (``gs://``) is its own parent."""
+    if not is_remote(path):
+        return os.path.dirname(path)
+    scheme, rest = path.split("://", 1)
+    return f"{scheme}://{rest.rstrip('/').rpartition('/')[0]}"
 
 
 def _remove(path: str) -> bool:
@@ -467,14 +475,6 @@ def is_remote(path: str | os.PathLike) -> bool:
 
 def _absolute(path: str) -> str:
     return path.rstrip("/") if is_remote(path) else os.path.abspath(path)
-
-
-def _parent(path: str) -> str:
-    """The folder holding ``path``; a remote root (``gs://``) is its own parent."""
-    if not is_remote(path):
-        return os.path.dirname(path)
-    scheme, rest = path.split("://", 1)
-    return f"{scheme}://{rest.rstrip('/').rpartition('/')[0]}"
 
 
 @dataclasses.dataclass(frozen=True)
