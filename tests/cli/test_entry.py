@@ -7,10 +7,13 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
 from vgg_tf.cli import entry
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_asks_for_help_reads_absl_spellings():
@@ -75,9 +78,30 @@ def test_help_lists_the_fields_of_the_recipe_named():
     assert "with the values of recipe 'localisation_digits'" in result.stdout, result.stderr
 
 
+@pytest.mark.parametrize("command", ["summary", "import_weights"])
+def test_help_of_other_light_commands_imports_no_tensorflow(command):
+    result = _help_of(command, "--helpshort")
+    assert result.stdout.splitlines()[-1] == "imported: -", result.stdout[-2000:] + result.stderr
+    assert "--" in result.stdout and result.stderr == ""
+
+
 @pytest.mark.slow
 def test_help_of_a_command_whose_flags_need_tensorflow_stays_quiet():
     # bin/evaluate's flags list the protocols of modules that import TensorFlow.
     result = _help_of("evaluate", "--helpshort")
     assert "bin/evaluate: top-1/top-5 error" in result.stdout, result.stderr[-3000:]
     assert result.stderr == "", result.stderr[-3000:]
+
+
+def test_help_into_a_closed_pipe_is_no_traceback():
+    # `bin/train --help | head -1`: the reader has gone before the usage is written.
+    child = subprocess.Popen(
+        [sys.executable, str(ROOT / "bin" / "train"), "--help"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    child.stdout.close()
+    stderr = child.stderr.read()
+    assert child.wait(timeout=600) == 1
+    assert stderr == "", stderr

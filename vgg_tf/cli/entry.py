@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import os
 import sys
 from collections.abc import Sequence
 
@@ -130,6 +131,10 @@ def launch(command: str) -> None:
         # Ctrl-C while TensorFlow loads or outside a command's own handling: one line.
         print(f"error: bin/{command} interrupted (Ctrl-C).", file=sys.stderr)
         sys.exit(130)
+    except BrokenPipeError:
+        # The reader of standard output left (``bin/train --help | head``): nothing to say.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
 
 
 def train() -> None:

@@ -20,7 +20,6 @@ from __future__ import annotations
 from absl import flags
 
 from vgg_tf.cli.entry import run_app
-from vgg_tf.nets.summary import format_table, summary_rows
 
 _NOTE = (
     "weight layers: the paper's Table 1 (counted here from the built models).\n"
@@ -36,6 +35,8 @@ _CLASSES = flags.DEFINE_integer("classes", 1000, "Number of classes of the top l
 
 def _main(argv):
     del argv
+    from vgg_tf.nets.summary import format_table, summary_rows  # Keras: not for --help
+
     print(format_table(summary_rows(_IMAGE_SIZE.value, _CLASSES.value)))
     print()
     print(_NOTE.format(size=_IMAGE_SIZE.value))
