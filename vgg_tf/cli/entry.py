@@ -4,8 +4,9 @@ Each entry point prepares the process before TensorFlow is imported
 (:func:`prepare_tensorflow`: the CPU path chosen and named in one line,
 :mod:`vgg_tf.cli.cpu_path`; start-up INFO lines and third-party deprecation
 notices hidden unless asked for, :mod:`vgg_tf.cli.quiet`), then imports the
-command's module (:mod:`vgg_tf.cli.train`, ...) and runs it. Nothing here runs
-at import time.
+command's module (:mod:`vgg_tf.cli.train`, ...) and runs it. ``--help`` and its kin
+skip TensorFlow (:func:`asks_for_help`): a command whose module imports none
+(``bin/train``) answers at once. Nothing here runs at import time.
 
 Example:
     >>> from vgg_tf.cli import entry
