@@ -4,7 +4,9 @@
 (``--config=imagenet_s384``; ``vgg_tf.training.recipe.recipe_names()`` lists them) or the
 path of a recipe file (``--config=path/to/my_recipe.py``, a module whose
 ``get_config()`` returns the recipe). Any field can then be overridden with
-``--config.<field>=value``, and the common ones with the short flags below.
+``--config.<field>=value``, and the common ones with the short flags below. A field the
+recipe lacks is refused in one line naming the closest ones (:func:`check_overrides`), and
+``--help`` lists the recipe's fields with their values (:func:`usage`).
 """
 
 from __future__ import annotations
