@@ -16,11 +16,11 @@ import tensorflow as tf
 from vgg_tf import workdir as workdir_lib
 from vgg_tf.evaluation import classification, features
 from vgg_tf.evaluation.datasets import DatasetSplit
-from vgg_tf.inference import protocol
+from vgg_tf.inference import heatmaps, protocol
 from vgg_tf.serving import export
 from vgg_tf.training import loop, tuning
 from vgg_tf.training import recipe as config_lib
-from vgg_tf.weights import loading
+from vgg_tf.weights import loading, transfer
 
 
 @pytest.fixture
@@ -197,3 +197,16 @@ def test_evaluation_and_features_read_and_write_remote_paths(ram_dir, tfds_dir, 
         "pred.jsonl",
         "table.json",
     ]
+
+
+def test_init_from_and_heatmaps_read_and_write_remote_paths(ram_dir, tiny_model):
+    """--init_from reads a remote run's weights; a heatmap PNG goes to a remote folder."""
+    run = f"{ram_dir}/runs/digits_A"
+    model = tiny_model()
+    workdir_lib.save_model(model, f"{run}/model.keras")
+    copied = transfer.read_layer_weights(run)
+    np.testing.assert_array_equal(copied["fc8"][0], model.get_layer("fc8").get_weights()[0])
+    pixels = np.zeros([4, 6, 3], np.uint8)
+    heatmaps.write_png(pixels, f"{ram_dir}/maps/first.png")
+    with tf.io.gfile.GFile(f"{ram_dir}/maps/first.png", "rb") as f:
+        np.testing.assert_array_equal(tf.io.decode_png(f.read()).numpy(), pixels)

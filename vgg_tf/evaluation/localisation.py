@@ -24,7 +24,6 @@ Example:
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import keras
@@ -214,7 +213,6 @@ def evaluate_localisation(
             f"{format_table(rows)}"
         )
     if output:
-        os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         write_json(output, {"dataset": data.dataset, "split": split, "rows": rows})
     return rows
 

@@ -84,8 +84,7 @@ def heatmap_image(image: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 def write_png(pixels: np.ndarray, path: str | os.PathLike) -> None:
     """Writes uint8 ``(H, W, 3)`` pixels as a PNG file, whole or not at all."""
-    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, tf.io.gfile.GFile(tmp, "wb") as f:
         f.write(tf.io.encode_png(pixels).numpy())
 
 

@@ -458,5 +458,4 @@ def error_lines(result: Predictions) -> list[str]:
 
 def write_predictions(result: Predictions, path: str | os.PathLike) -> None:
     """Writes :meth:`Predictions.to_dict` as JSON (whole or not at all)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_json(path, result.to_dict())

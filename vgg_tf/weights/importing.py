@@ -59,6 +59,7 @@ import os
 from typing import Any
 
 import keras
+import tensorflow as tf
 
 from vgg_tf import workdir as workdir_lib
 from vgg_tf.nets import builder
@@ -252,14 +253,13 @@ def import_to_workdir(
             "a workdir holds a classifier; import the file with the top."
         )
     recorded = workdir_lib.read_config(workdir)
-    if recorded is not None or os.path.exists(os.path.join(workdir, workdir_lib.MODEL_FILE)):
+    if recorded is not None or tf.io.gfile.exists(os.path.join(workdir, workdir_lib.MODEL_FILE)):
         if not overwrite:
             raise ValueError(
                 f"{workdir!r} already holds a run; pass --overwrite to replace it, "
                 "or choose another directory."
             )
         workdir_lib.clear_run(workdir)
-    os.makedirs(workdir, exist_ok=True)
     model = build_imported(imported, data_format="channels_last", include_preprocessing=True)
     config = imported_config(imported, url)
     workdir_lib.save_model(model, os.path.join(workdir, workdir_lib.MODEL_FILE))

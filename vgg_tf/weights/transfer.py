@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from vgg_tf.nets.specs import NET_A_TRANSFER_LAYERS
 
@@ -38,9 +39,9 @@ def read_layer_weights(source: keras.Model | str | os.PathLike) -> dict[str, lis
     if isinstance(source, keras.Model):
         return {layer.name: layer.get_weights() for layer in source.layers if layer.weights}
     path = os.fspath(source)
-    if os.path.isdir(path):
+    if tf.io.gfile.isdir(path):
         path = os.path.join(path, "model.keras")
-    if not os.path.isfile(path):
+    if not tf.io.gfile.exists(path) or tf.io.gfile.isdir(path):
         raise ValueError(
             f"Cannot read weights from {os.fspath(source)!r}: expected a Keras model, a .keras "
             "file or a directory holding model.keras."
