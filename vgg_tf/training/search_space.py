@@ -23,7 +23,7 @@ from typing import Any
 import keras_tuner
 import ml_collections
 
-from vgg_tf.nets import builder as models
+from vgg_tf.nets import specs
 
 #: Hyper-parameter name -> recipe field it sets (``scale`` sets scale_min and scale_max).
 FIELDS = {
@@ -234,11 +234,11 @@ def validate_space(space: SearchSpace, crop_size: int) -> None:
                 f"scale range {s_min}-{s_max} starts below crop_size={crop_size}; expected "
                 f"SMIN >= {crop_size}."
             )
-    unknown = [i for i in space.inits if i not in models.KERNEL_INITIALIZERS]
+    unknown = [i for i in space.inits if i not in specs.KERNEL_INITIALIZERS]
     if unknown or not space.inits:
         raise ValueError(
             f"inits={','.join(space.inits)!r} is not accepted; expected some of "
-            f"{', '.join(models.KERNEL_INITIALIZERS)}."
+            f"{', '.join(specs.KERNEL_INITIALIZERS)}."
         )
 
 
