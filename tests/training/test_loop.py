@@ -246,18 +246,6 @@ def test_a_second_run_on_a_workdir_in_use_is_refused_at_once(tmp_path, bad_image
         )
 
 
-def test_final_lines_leave_out_top5_error_for_five_classes_or_fewer():
-    rates = {"test_top1_error": 0.5, "val_top1_error": 0.25}
-    assert train.final_lines({"task": "classification", **rates}) == (
-        "final test top-1 error 50.00%\nfinal validation top-1 error 25.00%"
-    )
-    five = {"test_top5_error": 0.125, "val_top5_error": 0.0}
-    assert train.final_lines({"task": "classification", **rates, **five}).splitlines() == [
-        "final test top-1 error 50.00%, top-5 error 12.50%",
-        "final validation top-1 error 25.00%, top-5 error 0.00%",
-    ]
-
-
 # --- Runs ------------------------------------------------------------------
 
 # Two epochs of the paper's net A, deterministic: the uninterrupted run that a killed and

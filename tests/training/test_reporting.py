@@ -10,6 +10,7 @@ from vgg_tf.training.reporting import (
     EpochProgress,
     RunLog,
     device_line,
+    final_lines,
     progress_mode,
 )
 
@@ -132,3 +133,15 @@ def test_the_run_log_writes_through_tf_io_gfile(tmp_path):
         assert f.read(4) == b"\x89PNG"
     for split in ("train", "validation"):
         assert tf.io.gfile.glob(f"{root}/logs/{split}/events.out.tfevents.*"), split
+
+
+def test_final_lines_leave_out_top5_error_for_five_classes_or_fewer():
+    rates = {"test_top1_error": 0.5, "val_top1_error": 0.25}
+    assert final_lines({"task": "classification", **rates}) == (
+        "final test top-1 error 50.00%\nfinal validation top-1 error 25.00%"
+    )
+    five = {"test_top5_error": 0.125, "val_top5_error": 0.0}
+    assert final_lines({"task": "classification", **rates, **five}).splitlines() == [
+        "final test top-1 error 50.00%, top-5 error 12.50%",
+        "final validation top-1 error 25.00%, top-5 error 0.00%",
+    ]

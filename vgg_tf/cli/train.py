@@ -26,6 +26,7 @@ from absl import app, flags
 
 from vgg_tf.cli import recipe_flags
 from vgg_tf.cli.entry import run_app
+from vgg_tf.training import recipe as config_lib
 
 
 def _asks_for_localisation(argv: list[str]) -> bool:
@@ -65,7 +66,7 @@ _OVERWRITE = flags.DEFINE_bool(
 _PROGRESS = flags.DEFINE_enum(
     "progress",
     None,
-    ["bar", "lines", "none"],
+    [mode for mode in config_lib.PROGRESS_MODES if mode != "auto"],
     "How training shows its steps: bar (Keras' progress bar), lines (one plain line every "
     "log_every_steps steps and at each epoch's end, no control characters: for log files) or "
     "none (each epoch's result line only). Default: bar on a terminal, lines otherwise.",
@@ -80,6 +81,7 @@ def main(argv, shorthands: dict):
 
     from vgg_tf import workdir as workdir_lib
     from vgg_tf.training import loop as train
+    from vgg_tf.training import reporting
     from vgg_tf.training.checkpoints import PREEMPTED_EXIT_CODE, Preempted, error_line
 
     config = recipe_flags.resolve(shorthands)
@@ -97,7 +99,8 @@ def main(argv, shorthands: dict):
     except KeyboardInterrupt:
         print(
             f"error: interrupted; run the same command again to resume {workdir} from its last "
-            "checkpoint.",
+            "checkpoint (a run stopped before its first checkpoint left nothing behind, and "
+            "starts over).",
             file=sys.stderr,
         )
         sys.exit(130)
@@ -106,7 +109,7 @@ def main(argv, shorthands: dict):
         print(f"error: {error_line(error)} (workdir {workdir})", file=sys.stderr)
         sys.exit(1)
     print(f"workdir: {workdir}")
-    print(train.final_lines(result))
+    print(reporting.final_lines(result))
 
 
 def run(argv: list[str] | None = None):

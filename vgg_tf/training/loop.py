@@ -50,6 +50,7 @@ from vgg_tf.data import pipeline as input_pipeline
 from vgg_tf.data import pixel_statistics, sources
 from vgg_tf.data.constants import IMAGENET_MEAN_RGB
 from vgg_tf.data.images import ImageLimits
+from vgg_tf.training import callbacks as callbacks_lib
 from vgg_tf.training import distribute, network, optimization, reporting, tasks
 from vgg_tf.training import recipe as config_lib
 from vgg_tf.training.checkpoints import Preemption, RunCheckpoint
@@ -520,35 +521,6 @@ def finish(run: Run, state: State, val: dict | None) -> dict:
     }
 
 
-#: Keras callbacks that drive or read ``model.optimizer``, which the run's model has not:
-#: the recipe's plateau schedule sets the learning rate, and the run writes TensorBoard's
-#: files itself.
-_OPTIMIZER_CALLBACKS = {
-    keras.callbacks.TensorBoard: "the run writes TensorBoard's logs itself, in WORKDIR/logs",
-    keras.callbacks.ReduceLROnPlateau: "the recipe's plateau schedule sets the learning rate "
-    "(lr_drop_factor, lr_plateau_patience, ...)",
-    keras.callbacks.LearningRateScheduler: "the recipe's schedule sets the learning rate "
-    "(learning_rate, warmup_epochs, lr_drop_factor, ...)",
-}
-
-
-def _check_callbacks(callbacks) -> list[keras.callbacks.Callback]:
-    callbacks = list(callbacks or ())
-    for index, callback in enumerate(callbacks):
-        if not isinstance(callback, keras.callbacks.Callback):
-            raise ValueError(
-                f"callbacks[{index}] is a {type(callback).__name__}; expected a "
-                "keras.callbacks.Callback."
-            )
-        for kind, instead in _OPTIMIZER_CALLBACKS.items():
-            if isinstance(callback, kind):
-                raise ValueError(
-                    f"callbacks[{index}] is a keras.callbacks.{kind.__name__}, which a run does "
-                    f"not take: {instead}."
-                )
-    return callbacks
-
-
 def _train(run: Run, state: State) -> dict | None:
     """The epochs, from the current step to the last or to a callback's stop; returns the
     last validation (None when no epoch was left to train, or callbacks may have changed
@@ -642,7 +614,7 @@ def train_and_evaluate(
     """
     config_lib.validate_config(config)
     mode = reporting.progress_mode(progress)
-    callbacks = _check_callbacks(callbacks)
+    callbacks = callbacks_lib.check_callbacks(callbacks)
     with global_settings(config):
         strategy = strategy or distribute.strategy_for(config)
         chief = distribute.is_chief(strategy)
@@ -672,24 +644,3 @@ def train_and_evaluate(
             finally:
                 if state is not None and state.run_log:
                     state.run_log.close()
-
-
-def final_lines(result: dict) -> str:
-    """What ``bin/train`` prints last: test error, then (the last line) validation error."""
-    if result.get("task") == "localisation":
-        rates = {
-            split: {name: result[f"{split}_{name}"] for name in tasks.Localisation.metrics}
-            for split in ("test", "val")
-        }
-        return (
-            f"final test {tasks.Localisation.describe(rates['test'])}\n"
-            f"final validation {tasks.Localisation.describe(rates['val'])}"
-        )
-    lines = []
-    for split, name in (("test", "test"), ("val", "validation")):
-        top5 = result.get(f"{split}_top5_error")  # none for 5 classes or fewer
-        lines.append(
-            f"final {name} top-1 error {result[f'{split}_top1_error']:.2%}"
-            + (f", top-5 error {top5:.2%}" if top5 is not None else "")
-        )
-    return "\n".join(lines)

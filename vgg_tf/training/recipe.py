@@ -51,6 +51,9 @@ MIXED_PRECISION = ("", "bfloat16", "float16")
 #: What ``freeze`` may hold: train everything, only the FC layers, or only fc8.
 FREEZE = ("none", "convs", "all_but_head")
 DEFAULT_RECIPE = "digits"
+#: How a run shows its steps (not a recipe field: ``train_and_evaluate``'s ``progress``,
+#: ``bin/train --progress``); see :func:`vgg_tf.training.reporting.progress_mode`.
+PROGRESS_MODES = ("auto", "bar", "lines", "none")
 
 
 def paper_recipe() -> ml_collections.ConfigDict:

@@ -37,6 +37,8 @@ from collections.abc import Mapping
 import numpy as np
 import tensorflow as tf
 
+from vgg_tf.training.recipe import PROGRESS_MODES
+from vgg_tf.training.tasks import Localisation
 from vgg_tf.workdir import atomic_path
 
 METRIC_COLUMNS = (
@@ -50,8 +52,6 @@ METRIC_COLUMNS = (
     "val_top5_error",
     "images_per_second",
 )
-#: Values of :func:`progress_mode`.
-PROGRESS_MODES = ("auto", "bar", "lines", "none")
 #: TensorBoard's tag (without ``epoch_``) of a metrics.csv column that is neither
 #: ``train_*`` nor ``val_*``.
 _TRAIN_ONLY_TAGS = {"lr": "learning_rate", "images_per_second": "images_per_second"}
@@ -377,3 +377,24 @@ def plot_learning_curves(rows: list[dict], path: str) -> None:
     plt.close(fig)
     with atomic_path(path) as tmp, tf.io.gfile.GFile(tmp, "wb") as f:
         f.write(image.getvalue())
+
+
+def final_lines(result: dict) -> str:
+    """What ``bin/train`` prints last: test error, then (the last line) validation error."""
+    if result.get("task") == "localisation":
+        rates = {
+            split: {name: result[f"{split}_{name}"] for name in Localisation.metrics}
+            for split in ("test", "val")
+        }
+        return (
+            f"final test {Localisation.describe(rates['test'])}\n"
+            f"final validation {Localisation.describe(rates['val'])}"
+        )
+    lines = []
+    for split, name in (("test", "test"), ("val", "validation")):
+        top5 = result.get(f"{split}_top5_error")  # none for 5 classes or fewer
+        lines.append(
+            f"final {name} top-1 error {result[f'{split}_top1_error']:.2%}"
+            + (f", top-5 error {top5:.2%}" if top5 is not None else "")
+        )
+    return "\n".join(lines)
