@@ -318,7 +318,18 @@ def refusal(
         b''
     """
     check_image_limits(max_pixels, max_aspect_ratio)
-    fmt = image_format(image_bytes)
+    return _refusal(image_bytes, image_format(image_bytes), max_pixels, max_aspect_ratio, True)
+
+
+def _refusal(
+    image_bytes: tf.Tensor,
+    fmt: tf.Tensor,
+    max_pixels: int | None,
+    max_aspect_ratio: float | None,
+    read_jpeg: bool,
+) -> tf.Tensor:
+    """:func:`refusal`; without ``read_jpeg``, a JPEG's size is left unread (and unjudged):
+    only reading a JPEG's header can raise."""
     head = _padded_head(image_bytes)
 
     def judged():
@@ -328,7 +339,14 @@ def refusal(
         readable = tf.logical_or(tf.not_equal(fmt, WEBP), _webp_chunk_known(head))
         return tf.cond(readable, judged, lambda: tf.constant(UNSUPPORTED_WEBP))
 
-    return tf.cond(tf.equal(fmt, UNKNOWN), lambda: tf.constant(UNSUPPORTED_FORMAT), known)
+    def known_but_jpeg():
+        return tf.cond(tf.equal(fmt, JPEG), lambda: tf.constant(""), known)
+
+    return tf.cond(
+        tf.equal(fmt, UNKNOWN),
+        lambda: tf.constant(UNSUPPORTED_FORMAT),
+        known if read_jpeg else known_but_jpeg,
+    )
 
 
 def refusals(
@@ -361,34 +379,64 @@ def refusals(
     """
     check_image_limits(max_pixels, max_aspect_ratio)
     image_bytes = tf.convert_to_tensor(image_bytes, tf.string)
-    count = tf.size(image_bytes)
 
-    def judge(index, data):
-        reason = refusal(data, max_pixels, max_aspect_ratio)
+    def prepare(data):  # what cannot raise: the format, the other headers, the GIF cut
+        fmt = image_format(data)
+        reason = _refusal(data, fmt, max_pixels, max_aspect_ratio, read_jpeg=False)
+        return reason, _first_frame_if_gif(data, fmt), fmt
 
-        def decodes():
-            # The reason depends on the decoded pixels, so the decoding is never pruned.
-            size = tf.size(_decode_checked(data, image_format(data)))
-            return tf.where(size > 0, tf.constant(""), UNDECODABLE)
+    reasons, prepared, formats = tf.map_fn(
+        prepare, image_bytes, fn_output_signature=(tf.string, tf.string, tf.int32)
+    )
+    # What can raise -- reading a JPEG's header, decoding -- runs in tf.data, whose
+    # ignore_errors drops a row that raised: that row keeps UNDECODABLE. The function
+    # is instantiated at each call, so it holds no branch (each would be a function of
+    # its own): an op whose input the row does not need reads a 1 x 1 image instead.
+    pending = tf.where(tf.equal(reasons, ""))[:, 0]
+    with tf.init_scope():
+        tiny_jpeg, tiny_png = (
+            encode(tf.zeros([1, 1, 3], tf.uint8)).numpy()
+            for encode in (tf.io.encode_jpeg, tf.io.encode_png)
+        )
 
-        return index, tf.cond(tf.equal(reason, ""), decodes, lambda: reason)
+    def judge(index, data, fmt):
+        is_jpeg, is_webp = tf.equal(fmt, JPEG), tf.equal(fmt, WEBP)
+        size = tf.image.extract_jpeg_shape(tf.where(is_jpeg, data, tiny_jpeg))[:2]
+        refused = tf.where(
+            is_jpeg, limits_refusal(tf.cast(size, tf.int64), max_pixels, max_aspect_ratio), ""
+        )
+        data = tf.where(tf.equal(refused, ""), data, tiny_png)  # a bomb is never decoded
+        # _decode_cut's two decodings, each of the row's bytes or of the 1 x 1 image.
+        webp = tf.io.decode_image(
+            tf.where(is_webp, data, tiny_png), channels=0, expand_animations=False
+        )
+        other = tf.io.decode_image(
+            tf.where(is_webp, tiny_png, data), channels=3, expand_animations=False
+        )
+        # The reason depends on the decoded pixels, so the decoding is never pruned.
+        decoded = tf.logical_and(tf.size(webp[..., :3]) > 0, tf.size(other) > 0)
+        return index, tf.where(tf.equal(refused, ""), tf.where(decoded, "", UNDECODABLE), refused)
 
     options = tf.data.Options()
     # One image at a time (memory is bounded by one image), in this thread's order.
     options.experimental_optimization.apply_default_optimizations = False
     options.autotune.enabled = False
+    # Collected in one batch (a reduce would instantiate a function of its own), after a
+    # last row of index -1, so that the batch is never empty.
     judged = (
-        tf.data.Dataset.from_tensor_slices((tf.range(count), image_bytes))
+        tf.data.Dataset.from_tensor_slices(
+            (pending, tf.gather(prepared, pending), tf.gather(formats, pending))
+        )
         .map(judge)
-        .ignore_errors()  # a row whose decoding raised is dropped: it keeps UNDECODABLE
+        .ignore_errors()
+        .concatenate(tf.data.Dataset.from_tensors((tf.constant(-1, tf.int64), tf.constant(""))))
+        .batch(tf.size(pending, tf.int64) + 1)
         .with_options(options)
     )
-
-    def collect(found, judged_row):
-        return tuple(tf.concat([so_far, [value]], 0) for so_far, value in zip(found, judged_row))
-
-    indices, reasons = judged.reduce((tf.zeros([0], tf.int32), tf.zeros([0], tf.string)), collect)
-    return tf.tensor_scatter_nd_update(tf.fill([count], UNDECODABLE), indices[:, None], reasons)
+    indices, found = judged.get_single_element()
+    indices, found = indices[:-1], found[:-1]
+    unjudged = tf.where(tf.equal(reasons, ""), UNDECODABLE, reasons)
+    return tf.tensor_scatter_nd_update(unjudged, indices[:, None], found)
 
 
 def _gif_first_frame(gif: tf.Tensor) -> tf.Tensor:
@@ -452,15 +500,21 @@ def _gif_first_frame(gif: tf.Tensor) -> tf.Tensor:
 
 def _decode_checked(image_bytes: tf.Tensor, fmt: tf.Tensor) -> tf.Tensor:
     """Decodes bytes whose size was checked: GIF cut to its first frame, WebP alpha dropped."""
+    return _decode_cut(_first_frame_if_gif(image_bytes, fmt), fmt)
+
+
+def _first_frame_if_gif(image_bytes: tf.Tensor, fmt: tf.Tensor) -> tf.Tensor:
+    return tf.cond(tf.equal(fmt, GIF), lambda: _gif_first_frame(image_bytes), lambda: image_bytes)
+
+
+def _decode_cut(data: tf.Tensor, fmt: tf.Tensor) -> tf.Tensor:
+    """Decodes bytes of format ``fmt`` (a GIF already cut) to RGB, WebP alpha dropped."""
 
     def webp():  # RGB or RGBA; channels=3 refuses a WebP with alpha
-        rgba = tf.io.decode_image(image_bytes, channels=0, dtype=tf.uint8, expand_animations=False)
+        rgba = tf.io.decode_image(data, channels=0, dtype=tf.uint8, expand_animations=False)
         return rgba[..., :3]
 
     def other():
-        data = tf.cond(
-            tf.equal(fmt, GIF), lambda: _gif_first_frame(image_bytes), lambda: image_bytes
-        )
         return tf.io.decode_image(data, channels=3, dtype=tf.uint8, expand_animations=False)
 
     image = tf.cond(tf.equal(fmt, WEBP), webp, other)
