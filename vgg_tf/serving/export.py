@@ -319,10 +319,7 @@ def export_saved_model(
     tf.io.gfile.makedirs(export_dir)
     with contextlib.ExitStack() as stack:
         # Written before the version is published, renamed into place after it.
-        if keras_output is not None:
-            keras_output = os.fspath(keras_output)
-            if os.path.dirname(keras_output):
-                tf.io.gfile.makedirs(os.path.dirname(keras_output))
+        if keras_output is not None:  # atomic_path makes its folder (any tf.io.gfile path)
             keras_tmp = stack.enter_context(atomic_path(keras_output))
             to_fully_convolutional(trained.model).save(keras_tmp)
         write_version(module, metadata, export_dir, final, warmup=warmup)
