@@ -19,7 +19,6 @@ import os
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -28,6 +27,7 @@ from vgg_tf.evaluation.datasets import DatasetSplit
 from vgg_tf.inference import heatmaps
 from vgg_tf.inference.models import load_models
 from vgg_tf.inference.protocol import ModelEvaluator, check_protocols
+from vgg_tf.progress import Progress
 from vgg_tf.training import metrics
 from vgg_tf.workdir import write_json
 
@@ -175,7 +175,7 @@ def evaluate_images(
         for p in protocols:
             ev.scales_for(p)
     board = _Scoreboard(evaluators, protocols)
-    progress = keras.utils.Progbar(num_examples, unit_name="image") if verbose else None
+    progress = Progress(num_examples) if verbose else None
     seen = 0
     outputs = image_outputs
     if outputs.predictions:  # local, or gs://, s3://, ... (tf.io.gfile)
@@ -206,9 +206,9 @@ def evaluate_images(
             seen = index + 1
             if progress is not None:
                 top1 = board.tallies[0, protocols[0]].errors()[0]
-                progress.update(seen, values=[(f"top1_err_{protocols[0]}", top1)], finalize=False)
+                progress.update(seen, [(f"top1_err_{protocols[0]}", top1)])
     if progress is not None:
-        progress.update(seen, finalize=True)
+        progress.update(seen, final=True)
     return board.rows(seen)
 
 

@@ -56,6 +56,7 @@ from vgg_tf.evaluation.datasets import DatasetSplit
 from vgg_tf.inference.models import load_models
 from vgg_tf.inference.protocol import check_scales, preprocess
 from vgg_tf.nets.fcn import to_fully_convolutional
+from vgg_tf.progress import Progress
 from vgg_tf.weights.trained import TrainedModel
 from vgg_tf.workdir import atomic_path
 
@@ -374,9 +375,7 @@ def split_features(
         verbose: 1 draws a progress bar.
     """
     split = data.split_of(source)
-    progress = (
-        keras.utils.Progbar(data.count(source, split), unit_name="image") if verbose else None
-    )
+    progress = Progress(data.count(source, split)) if verbose else None
     features, labels, names = [], [], []
     decoded = data.decoded(source, split).as_numpy_iterator()
     for batch in _same_size_batches(decoded, extractor):
@@ -385,6 +384,8 @@ def split_features(
         names += [name.decode("utf-8", "replace") for _, _, name in batch]
         if progress is not None:
             progress.update(len(labels))
+    if progress is not None:
+        progress.update(len(labels), final=True)
     if not labels:
         raise ValueError(f"Split {split!r} of {source.name!r} has no decodable image.")
     label_sets = data.label_sets(source, split)

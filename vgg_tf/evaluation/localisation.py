@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -39,6 +38,7 @@ from vgg_tf.evaluation.datasets import DatasetSplit
 from vgg_tf.inference.localiser import PAPER_OPTIONS, Localiser, LocaliserOptions, box_head
 from vgg_tf.inference.models import load_models
 from vgg_tf.inference.protocol import check_protocols
+from vgg_tf.progress import Progress
 from vgg_tf.training import tasks
 from vgg_tf.weights.loading import load_model
 from vgg_tf.weights.trained import TrainedModel
@@ -104,7 +104,7 @@ def dense_errors(
     """The dense protocols' errors over ``(image, (label, boxes), name)`` examples."""
     wanted = [p for p in protocols if p in ("dense", "dense_gt")]
     misses = dict.fromkeys(wanted, 0)
-    progbar = keras.utils.Progbar(total, unit_name="image") if verbose else None
+    progbar = Progress(total) if verbose else None
     count = 0
     for image, (label, truth), _ in examples:
         image = tf.cast(image, tf.float32)
@@ -119,6 +119,8 @@ def dense_errors(
         count += 1
         if progbar:
             progbar.update(count)
+    if progbar:
+        progbar.update(count, final=True)
     if count == 0:
         raise ValueError("The split yielded no example.")
     return {p: m / count for p, m in misses.items()}, count

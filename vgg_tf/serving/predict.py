@@ -34,7 +34,6 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -44,6 +43,7 @@ from vgg_tf.inference import heatmaps
 from vgg_tf.inference.localiser import PAPER_OPTIONS, Localiser, LocaliserOptions
 from vgg_tf.inference.models import load_models
 from vgg_tf.inference.protocol import ModelEvaluator
+from vgg_tf.progress import Progress
 from vgg_tf.weights import labels
 from vgg_tf.weights.loading import load_model
 from vgg_tf.weights.trained import TrainedModel
@@ -377,8 +377,7 @@ def predict(
     paths = [os.fspath(p) for p in paths]
     progress = None
     if verbose and len(paths) > PROGRESS_MIN_IMAGES:
-        with contextlib.redirect_stdout(sys.stderr):  # stdout is for the answers
-            progress = keras.utils.Progbar(len(paths), unit_name="image")
+        progress = Progress(len(paths), stream=sys.stderr)  # stdout is for the answers
     taken: set[str] = set()
     taken_boxes: set[str] = set()
     results = []
@@ -410,8 +409,7 @@ def predict(
                 )
             )
         if progress is not None:
-            with contextlib.redirect_stdout(sys.stderr):
-                progress.update(done)
+            progress.update(done)
     return Predictions(
         trained.name,
         trained.path,
