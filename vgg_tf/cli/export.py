@@ -26,7 +26,7 @@ from absl import app, flags
 from vgg_tf.cli import image_flags, quiet
 from vgg_tf.cli.entry import run_app
 from vgg_tf.serving import export, localisation
-from vgg_tf.training import tasks
+from vgg_tf.training import recipe as config_lib
 
 _MODEL = flags.DEFINE_list(
     "model",
@@ -34,7 +34,9 @@ _MODEL = flags.DEFINE_list(
     "Training workdir, .keras file or published weights (imagenet-D, ...); localisation: workdirs.",
     required=True,
 )
-_TASK = flags.DEFINE_enum("task", "classification", list(tasks.TASKS), "What the export answers.")
+_TASK = flags.DEFINE_enum(
+    "task", "classification", list(config_lib.TASKS), "What the export answers."
+)
 _CLASSIFIER = flags.DEFINE_string(
     "classifier", None, "--task localisation: the classifier workdir ranking the boxes."
 )
