@@ -196,8 +196,12 @@ with tf.compat.v1.Session(graph=tf.Graph()) as sess:
     out = sess.run(fetch, {feed: data})
     result["out"] = {k: (v.astype(str) if v.dtype == object else v).tolist() for k, v in out.items()}
     result["empty"] = {k: list(v.shape) for k, v in sess.run(fetch, {feed: []}).items()}
+    mixed = sess.run(fetch, {feed: [b"these bytes are no image", data[1]]})
+    result["mixed"] = {k: (v.astype(str) if v.dtype == object else v).tolist() for k, v in mixed.items()}
+    strict = meta.signature_def["serving_strict"]
+    strict_fetch = {k: v.name for k, v in strict.outputs.items()}
     try:
-        sess.run(fetch, {feed: [b"these bytes are no image"]})
+        sess.run(strict_fetch, {strict.inputs["image_bytes"].name: [b"these bytes are no image"]})
         result["bad"] = "no error"
     except tf.errors.InvalidArgumentError:
         result["bad"] = "InvalidArgument"
@@ -257,8 +261,20 @@ def test_exported_boxes_through_the_tf1_loader_on_photographs(
         "classes": [0, 3],
         "scores": [0, 3],
         "labels": [0, 3],
+        "ok": [0],
+        "error": [0],
     }
-    assert result["bad"] == "InvalidArgument"
+    assert result["out"]["ok"] == [True] * 3 and result["out"]["error"] == [""] * 3
+    # Batch-safe: a bad image fails its own row; the photograph beside it is answered as
+    # it is alone.
+    mixed = result["mixed"]
+    assert mixed["ok"] == [False, True]
+    assert mixed["error"][0].startswith("Unsupported image format") and mixed["error"][1] == ""
+    assert mixed["classes"][0] == [-1] * 3 and mixed["labels"][0] == [""] * 3
+    assert np.all(np.array(mixed["boxes"][0]) == 0) and np.all(np.array(mixed["scores"][0]) == 0)
+    for key in ("boxes", "classes", "scores", "labels"):
+        assert mixed[key][1] == result["out"][key][1], key
+    assert result["bad"] == "InvalidArgument"  # serving_strict: the call fails
 
 
 def test_classification_commands_refuse_a_localisation_net(tiny_run_config, tmp_path):

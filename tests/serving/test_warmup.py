@@ -154,6 +154,8 @@ def test_a_localisation_export_on_an_object_store_replays_its_warmup(
     assert [(signature, data) for signature, data, _ in replayed] == [
         ("serving_default", [jpeg]),
         ("serving_default", [png, jpeg]),
+        ("serving_strict", [jpeg]),
+        ("serving_strict", [png, jpeg]),
     ]
     served = tf.saved_model.load(version).signatures["serving_default"]
     for _, data, answers in replayed:

@@ -5,9 +5,9 @@ The graph decodes, guards, rescales to each Q, runs the nets densely through
 classifier's top classes and returns them in pixels. It is written as the
 classifier's export is (:mod:`vgg_tf.serving.export`): a version appears only
 when complete, on a local disk or any path ``tf.io.gfile`` serves, with
-TensorFlow Serving's warm-up requests (:mod:`vgg_tf.serving.warmup`). A bad image
-fails the whole call (``INVALID_ARGUMENT``), as the classifier's
-``serving_strict`` does.
+TensorFlow Serving's warm-up requests (:mod:`vgg_tf.serving.warmup`). As the
+classifier's, ``serving_default`` answers a bad image in its own row (``ok``,
+``error``) and ``serving_strict`` fails the whole call (``INVALID_ARGUMENT``).
 
 Example:
     >>> export_localisation(["workdirs/loc_scr"], "workdirs/digits_A", "/models/loc")  # doctest: +SKIP
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import tensorflow as tf
 
-from vgg_tf.data.images import DEFAULT_LIMITS, ImageLimits, decode_rgb
+from vgg_tf.data.images import DEFAULT_LIMITS, ImageLimits, decode_rgb, refusals
 from vgg_tf.inference.localiser import PAPER_OPTIONS, Localiser, LocaliserOptions, box_head
 from vgg_tf.inference.models import load_models
 from vgg_tf.inference.untracked import Untracked
@@ -35,11 +35,15 @@ class LocalisationServing(tf.Module):
     ``serving_default``: ``image_bytes`` (string ``[N]``) -> ``boxes`` ``[N, k, 4]``
     (float32 pixel corners ymin, xmin, ymax, xmax, in the image as sent),
     ``classes`` ``[N, k]`` (int32, best first), ``scores`` ``[N, k]`` (the
-    classifier's posteriors) and, with class names, ``labels`` ``[N, k]``.
+    classifier's posteriors), with class names ``labels`` ``[N, k]``, and ``ok``
+    ``[N]`` (bool) and ``error`` ``[N]`` (string): an image that is refused or does
+    not decode answers its own row as failed (boxes and scores 0, classes -1,
+    labels empty) and changes no other row. ``serving_strict``: the same but
+    ``ok`` and ``error``; one bad image fails the call.
     """
 
     #: The signatures that take ``image_bytes``, which the warm-up requests call.
-    warmup_signatures = (export_lib.SERVING_SIGNATURE,)
+    warmup_signatures = (export_lib.SERVING_SIGNATURE, export_lib.STRICT_SIGNATURE)
 
     def __init__(self, localiser: Localiser, limits: ImageLimits = DEFAULT_LIMITS):
         super().__init__(name="vgg_localisation_serving")
@@ -58,13 +62,21 @@ class LocalisationServing(tf.Module):
         size = tf.cast(tf.shape(image)[:2], tf.float32)
         return found["boxes"] * tf.tile(size, [2]), found["classes"], found["scores"]
 
-    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
-    def serve_bytes(self, image_bytes):
-        """Merged boxes of the top classes of a batch of encoded images."""
+    def _each_image(self, image_bytes: tf.Tensor, answered: tf.Tensor | None = None):
+        """Boxes, classes and scores, image by image; rows not ``answered`` are zeros (and
+        classes -1), never decoded."""
         k = self._k
+        failed = (tf.zeros([k, 4]), tf.fill([k], -1), tf.zeros([k]))
+
+        def row(data_and_answered):
+            data, answer = data_and_answered
+            return tf.cond(answer, lambda: self._one_image(data), lambda: failed)
+
+        if answered is None:
+            answered = tf.ones_like(image_bytes, tf.bool)
         boxes, classes, scores = tf.map_fn(
-            self._one_image,
-            image_bytes,
+            row,
+            (image_bytes, answered),
             parallel_iterations=1,
             fn_output_signature=(
                 tf.TensorSpec([k, 4], tf.float32),
@@ -74,12 +86,32 @@ class LocalisationServing(tf.Module):
         )
         outputs = {"boxes": boxes, "classes": classes, "scores": scores}
         if self._class_names is not None:
-            outputs["labels"] = tf.gather(tf.constant(self._class_names), classes)
+            names = tf.gather(tf.constant(self._class_names), tf.maximum(classes, 0))
+            outputs["labels"] = tf.where(classes >= 0, names, "")
         return outputs
 
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes(self, image_bytes):
+        """Merged boxes of the top classes of a batch of encoded images; a bad image fails
+        its own row only."""
+        error = refusals(image_bytes, self.limits.max_pixels, self.limits.max_aspect_ratio)
+        ok = tf.equal(error, "")
+        return {**self._each_image(image_bytes, ok), "ok": ok, "error": error}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="image_bytes")])
+    def serve_bytes_strict(self, image_bytes):
+        """Merged boxes of the top classes of a batch of encoded images; a bad image fails
+        the call."""
+        return self._each_image(image_bytes)
+
     def signatures(self) -> dict:
+        """The serving signatures, tracking the variables they read."""
         return export_lib.track_captured(
-            self, {export_lib.SERVING_SIGNATURE: self.serve_bytes.get_concrete_function()}
+            self,
+            {
+                export_lib.SERVING_SIGNATURE: self.serve_bytes.get_concrete_function(),
+                export_lib.STRICT_SIGNATURE: self.serve_bytes_strict.get_concrete_function(),
+            },
         )
 
 
