@@ -30,6 +30,7 @@ marked ``slow``: ``pytest -m "not slow"`` is the quick loop.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
@@ -38,6 +39,7 @@ import socket
 import struct
 import subprocess
 import sys
+import uuid
 import zlib
 from pathlib import Path
 
@@ -572,3 +574,44 @@ def canvas(canvas_dir):
     from vgg_tf.data import sources
 
     return sources.get_source("digits_on_canvas", data_dir=str(canvas_dir))
+
+
+@pytest.fixture
+def ram_dir():
+    """A folder of its own on TensorFlow's in-memory filesystem (``ram://``, standing in for
+    gs:// or s3://), removed after the test."""
+    import tensorflow as tf
+
+    root = f"ram://{uuid.uuid4().hex}"
+    yield root
+    with contextlib.suppress(tf.errors.NotFoundError):
+        tf.io.gfile.rmtree(root)
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe(tfds_dir):
+    """``tiny_recipe(**changes)``: the paper's recipe for a 1/16-width net A on the built-in
+    digits (32-pixel crops, S in [32, 40], Glorot, no flips, no warm-up), with ``changes``."""
+    from vgg_tf.training import recipe as config_lib
+
+    def make(**changes):
+        config = config_lib.paper_recipe()
+        config.update(
+            dict(
+                dataset="digits",
+                data_dir=str(tfds_dir),
+                variant="A",
+                crop_size=32,
+                scale_min=32,
+                scale_max=40,
+                width_multiplier=1 / 16,
+                kernel_initializer="glorot",
+                flip=False,
+                batch_norm=False,
+                warmup_epochs=0,
+            )
+        )
+        config.update(changes)
+        return config
+
+    return make

@@ -3,10 +3,8 @@ tried on its in-memory one (ram://): train, checkpoint, resume, export and load 
 there; a refused run leaves it as it found it; a search, evaluation and features write there.
 """
 
-import contextlib
 import json
 import re
-import uuid
 
 import keras
 import numpy as np
@@ -23,48 +21,23 @@ from vgg_tf.training import recipe as config_lib
 from vgg_tf.weights import loading, transfer
 
 
-@pytest.fixture
-def ram_dir():
-    """A folder of its own on TensorFlow's in-memory filesystem, removed after the test."""
-    root = f"ram://{uuid.uuid4().hex}"
-    yield root
-    with contextlib.suppress(tf.errors.NotFoundError):
-        tf.io.gfile.rmtree(root)
-
-
-def _tiny_digits_recipe(tfds_dir, **changes):
-    """A tiny net A on the built-in digits (tests/training/test_loop.py's TINY_FLAGS): about
-    a dozen steps an epoch."""
-    config = config_lib.paper_recipe()
-    config.update(
-        dataset="digits",
-        data_dir=str(tfds_dir),
-        variant="A",
-        crop_size=32,
-        scale_min=32,
-        scale_max=40,
-        width_multiplier=1 / 16,
-        batch_norm=False,
-        kernel_initializer="glorot",
-        batch_size=128,
-        learning_rate=0.01,
-        warmup_epochs=0,
-        epochs=1,
-        checkpoint_every_steps=5,
-    )
-    config.update(changes)
-    return config
+def _tiny_digits_recipe(tiny_recipe, **changes):
+    """About a dozen steps an epoch, a checkpoint every 5."""
+    settings = dict(batch_size=128, learning_rate=0.01, epochs=1, checkpoint_every_steps=5)
+    return tiny_recipe(**{**settings, **changes})
 
 
 def _glob(pattern):
     return sorted(path.rsplit("/", 1)[-1] for path in tf.io.gfile.glob(pattern))
 
 
-def test_train_resume_export_and_serve_all_under_ram(tmp_path, ram_dir, tfds_dir, capsys, encode):
+def test_train_resume_export_and_serve_all_under_ram(
+    tmp_path, ram_dir, tiny_recipe, capsys, encode
+):
     """Issue 22's acceptance: a run, its checkpoints, its resume and its export on an object
     store, with nothing of it on the local disk."""
     run = f"{ram_dir}/run"
-    config = _tiny_digits_recipe(tfds_dir)
+    config = _tiny_digits_recipe(tiny_recipe)
     first = loop.train_and_evaluate(config, run, progress="none")
     for name in ("config.json", "model.keras", "metrics.csv", "learning_curves.png", "logs"):
         assert tf.io.gfile.exists(f"{run}/{name}"), name
@@ -115,14 +88,14 @@ class _FailOnThirdBatch(keras.callbacks.Callback):
         self.workdir = workdir
 
 
-def test_a_refused_or_failed_run_leaves_a_remote_workdir_as_it_found_it(ram_dir, tfds_dir):
+def test_a_refused_or_failed_run_leaves_a_remote_workdir_as_it_found_it(ram_dir, tiny_recipe):
     """A run refused at its start, or failing before its first checkpoint (after its
     TensorBoard files were written), removes what it added on ram:// too."""
-    too_big = _tiny_digits_recipe(tfds_dir, batch_size=4096)
+    too_big = _tiny_digits_recipe(tiny_recipe, batch_size=4096)
     with pytest.raises(ValueError, match="batch_size=4096 is larger"):
         loop.train_and_evaluate(too_big, f"{ram_dir}/runs/new", progress="none")
     assert not tf.io.gfile.exists(f"{ram_dir}/runs")
-    failing = _tiny_digits_recipe(tfds_dir, log_every_steps=1)
+    failing = _tiny_digits_recipe(tiny_recipe, log_every_steps=1)
     new = f"{ram_dir}/runs/new"
     with pytest.raises(RuntimeError, match="the third batch failed"):
         loop.train_and_evaluate(failing, new, progress="none", callbacks=[_FailOnThirdBatch(new)])

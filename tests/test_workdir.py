@@ -2,7 +2,6 @@
 mean RGB, atomic writes, one run per workdir, and loading a trained model; on local paths
 and on TensorFlow's in-memory filesystem (ram://), as on gs:// or s3://."""
 
-import contextlib
 import json
 import os
 import signal
@@ -419,15 +418,6 @@ def test_temporaries_of_dead_processes_are_removed_and_no_others(tmp_path):
 
 
 # --- Remote workdirs (TensorFlow's in-memory filesystem, as gs:// or s3://) ---------------
-
-
-@pytest.fixture
-def ram_dir():
-    """A folder of its own on TensorFlow's in-memory filesystem, removed after the test."""
-    root = f"ram://{uuid.uuid4().hex}"
-    yield root
-    with contextlib.suppress(tf.errors.NotFoundError):
-        tf.io.gfile.rmtree(root)
 
 
 def _small_model():

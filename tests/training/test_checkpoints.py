@@ -1,10 +1,8 @@
 """vgg_tf.training.checkpoints: a resume never starts over silently, and SIGTERM saves;
 on a local disk and on a filesystem TensorFlow serves (ram://, as gs:// or s3://)."""
 
-import contextlib
 import os
 import signal
-import uuid
 
 import numpy as np
 import pytest
@@ -163,15 +161,6 @@ def test_a_save_that_fails_on_a_full_disk_leaves_the_older_checkpoints_and_no_te
         *(f"ckpt-{n}.{kind}" for n in (10, 5) for kind in ("data-00000-of-00001", "index")),
     ]
     assert tf.train.latest_checkpoint(str(directory)).endswith("ckpt-10")
-
-
-@pytest.fixture
-def ram_dir():
-    """A folder of its own on TensorFlow's in-memory filesystem, removed after the test."""
-    root = f"ram://{uuid.uuid4().hex}"
-    yield root
-    with contextlib.suppress(tf.errors.NotFoundError):
-        tf.io.gfile.rmtree(root)
 
 
 def test_a_remote_workdir_resumes_from_the_newest_checkpoint_that_reads(ram_dir):

@@ -17,7 +17,6 @@ import tensorflow as tf
 
 from vgg_tf import workdir as workdir_lib
 from vgg_tf.training import loop
-from vgg_tf.training import recipe as config_lib
 from vgg_tf.training.reporting import METRIC_COLUMNS
 
 BATCH, EVERY, PER_CALL = 64, 10, 2
@@ -30,32 +29,17 @@ STEP_LINE = re.compile(
 )
 
 
-def _recipe(tfds_dir, **changes):
-    """A tiny net A on the digits: a second or two per epoch."""
-    config = config_lib.paper_recipe()
-    config.update(
-        dict(
-            dataset="digits",
-            data_dir=str(tfds_dir),
-            variant="A",
-            crop_size=32,
-            scale_min=32,
-            scale_max=40,
-            width_multiplier=1 / 16,
-            kernel_initializer="glorot",
-            flip=False,
-            batch_norm=False,
-            batch_size=BATCH,
-            epochs=3,
-            warmup_epochs=0,
-            mean_rgb=(47.6, 47.6, 47.6),  # not computed from the training set: quicker
-            checkpoint_every_steps=1000,
-            log_every_steps=EVERY,
-            steps_per_execution=PER_CALL,
-        )
+def _recipe(tiny_recipe, **changes):
+    """The tiny net A of ``tiny_recipe``: a second or two per epoch."""
+    settings = dict(
+        batch_size=BATCH,
+        epochs=3,
+        mean_rgb=(47.6, 47.6, 47.6),  # not computed from the training set: quicker
+        checkpoint_every_steps=1000,
+        log_every_steps=EVERY,
+        steps_per_execution=PER_CALL,
     )
-    config.update(changes)
-    return config
+    return tiny_recipe(**{**settings, **changes})
 
 
 class Recorder(keras.callbacks.Callback):
@@ -102,14 +86,14 @@ class Recorder(keras.callbacks.Callback):
 
 
 @pytest.fixture(scope="module")
-def reported_run(tmp_path_factory, tfds_dir, digits):
+def reported_run(tmp_path_factory, tiny_recipe, digits):
     """A run with standard output going to a file (as ``bin/train > log.txt``), progress
     "auto", and a :class:`Recorder` that stops it after 2 of its 3 epochs."""
     workdir = tmp_path_factory.mktemp("reports") / "run"
     log_path = workdir.parent / "log.txt"
     recorder = Recorder(stop_after=2, workdir=workdir, fix_head=True)
     with open(log_path, "w") as log, contextlib.redirect_stdout(log):
-        result = loop.train_and_evaluate(_recipe(tfds_dir), str(workdir), callbacks=[recorder])
+        result = loop.train_and_evaluate(_recipe(tiny_recipe), str(workdir), callbacks=[recorder])
     steps_per_epoch = digits.num_examples(digits.train_split) // BATCH
     assert steps_per_epoch % PER_CALL == 0 and steps_per_epoch > EVERY  # (the counts below)
     return dict(
@@ -216,8 +200,8 @@ def test_callbacks_are_called_as_fit_calls_them_and_can_stop_the_run(reported_ru
     assert (workdir / "checkpoints" / f"ckpt-{2 * steps}.index").is_file()
 
 
-def test_bad_progress_or_callback_is_refused_before_the_workdir_is_touched(tmp_path, tfds_dir):
-    config = _recipe(tfds_dir)
+def test_bad_progress_or_callback_is_refused_before_the_workdir_is_touched(tmp_path, tiny_recipe):
+    config = _recipe(tiny_recipe)
     with pytest.raises(ValueError, match=r"progress='fancy'.*expected one of auto, bar, lines"):
         loop.train_and_evaluate(config, str(tmp_path / "run"), progress="fancy")
     with pytest.raises(ValueError, match=r"callbacks\[1\] is a str; expected a keras"):
@@ -229,21 +213,21 @@ def test_bad_progress_or_callback_is_refused_before_the_workdir_is_touched(tmp_p
 
 
 def test_a_run_that_fails_before_its_first_checkpoint_leaves_the_workdir_as_found(
-    tmp_path, tfds_dir
+    tmp_path, tiny_recipe
 ):
     """Issue 22: a failed start left config.json behind, and the corrected rerun with
     another recipe needed --overwrite."""
     new = tmp_path / "runs" / "new"
     with pytest.raises(KeyboardInterrupt):  # Ctrl-C after the first call of the steps
         loop.train_and_evaluate(
-            _recipe(tfds_dir), str(new), callbacks=[Recorder(interrupt_at=0)], progress="none"
+            _recipe(tiny_recipe), str(new), callbacks=[Recorder(interrupt_at=0)], progress="none"
         )
     assert not (tmp_path / "runs").exists()
 
     kept = tmp_path / "kept"
     kept.mkdir()
     (kept / "notes.txt").write_text("the user's")
-    diverging = _recipe(tfds_dir, learning_rate=1e10, steps_per_execution=5)
+    diverging = _recipe(tiny_recipe, learning_rate=1e10, steps_per_execution=5)
     with pytest.raises(loop.NonFiniteLossError, match="No checkpoint was written"):
         loop.train_and_evaluate(diverging, str(kept), progress="none")
     assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
@@ -251,14 +235,14 @@ def test_a_run_that_fails_before_its_first_checkpoint_leaves_the_workdir_as_foun
     # interrupted in turn).
     with pytest.raises(KeyboardInterrupt):
         loop.train_and_evaluate(
-            _recipe(tfds_dir), str(kept), callbacks=[Recorder(interrupt_at=0)], progress="none"
+            _recipe(tiny_recipe), str(kept), callbacks=[Recorder(interrupt_at=0)], progress="none"
         )
     assert sorted(p.name for p in kept.iterdir()) == ["notes.txt"]
 
 
-def test_a_run_that_has_a_checkpoint_keeps_its_files_and_resumes(tmp_path, tfds_dir, capsys):
+def test_a_run_that_has_a_checkpoint_keeps_its_files_and_resumes(tmp_path, tiny_recipe, capsys):
     workdir = tmp_path / "run"
-    config = _recipe(tfds_dir, checkpoint_every_steps=PER_CALL)
+    config = _recipe(tiny_recipe, checkpoint_every_steps=PER_CALL)
     # The second call's checkpoint is written before its on_train_batch_end interrupts.
     with pytest.raises(KeyboardInterrupt):
         loop.train_and_evaluate(
