@@ -9,6 +9,7 @@ import time
 import types
 
 import keras_tuner
+import numpy as np
 import pytest
 
 from vgg_tf.training import loop as train
@@ -584,3 +585,25 @@ def test_chief_and_worker_on_localhost_run_two_trials(
     assert (tmp_path / "p" / "best_config.py").exists()
     for trial in ("0", "1"):
         assert (tmp_path / "p" / f"trial_{trial}" / "model.keras").exists()
+
+
+def test_the_top5_objective_is_refused_for_five_classes_or_fewer(tmp_path, encode):
+    """Every label is among the top 5 of 3 classes: each trial would score 0."""
+    data = tmp_path / "photos"
+    for name in ("cat", "dog", "owl"):
+        (data / name).mkdir(parents=True)
+        for i in range(2):
+            (data / name / f"{i}.png").write_bytes(encode(np.full([8, 8, 3], i, np.uint8), "PNG"))
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a trial ran")
+
+    recipe = _recipe(dataset=str(data))
+    with pytest.raises(ValueError, match=r"objective='top5' is not accepted .* 3 classes"):
+        tune.search(
+            recipe,
+            str(tmp_path / "tuning"),
+            settings=tune.SearchSettings(objective="top5"),
+            train_fn=must_not_train,
+        )
+    assert not (tmp_path / "tuning").exists()

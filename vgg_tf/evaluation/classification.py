@@ -75,17 +75,23 @@ NO_IMAGE_OUTPUTS = ImageOutputs()
 class _Tally:
     def __init__(self):
         self.count = self.top1 = self.top5 = 0
+        self.num_classes = 0
 
     def add(self, probs: np.ndarray, label: int) -> None:
         top1, top5 = metrics.top_k_hits([label], np.asarray(probs)[None]).numpy()
         self.count += 1
         self.top1 += int(top1)
         self.top5 += int(top5)
+        self.num_classes = len(probs)
 
-    def errors(self) -> tuple[float, float]:
+    def errors(self) -> tuple[float, float | None]:
+        """Top-1 and top-5 error in percent; top-5 is None for 5 classes or fewer."""
         if not self.count:
             return float("nan"), float("nan")
-        return 100.0 * (1 - self.top1 / self.count), 100.0 * (1 - self.top5 / self.count)
+        top5 = 100.0 * (1 - self.top5 / self.count)
+        return 100.0 * (1 - self.top1 / self.count), (
+            top5 if metrics.has_top5_error(self.num_classes) else None
+        )
 
 
 class _Scoreboard:
@@ -164,7 +170,8 @@ def evaluate_images(
     Returns:
         One row per model and protocol (and a ``fusion`` row per protocol when
         there are several models): ``model``, ``protocol``, ``scales``,
-        ``top1_error``, ``top5_error`` (percent) and ``num_examples``.
+        ``top1_error``, ``top5_error`` (percent; None for 5 classes or fewer, where
+        every label is among the top 5) and ``num_examples``.
 
     Example:
         >>> rows = evaluate_images([ModelEvaluator(trained)], [(image, 3)], ["dense"])  # doctest: +SKIP
@@ -229,7 +236,7 @@ def format_table(rows: Sequence[dict]) -> str:
             r["protocol"],
             ",".join(map(str, r["scales"])) if r["scales"] else "-",
             f"{r['top1_error']:.2f}",
-            f"{r['top5_error']:.2f}",
+            "-" if r["top5_error"] is None else f"{r['top5_error']:.2f}",
         )
         for r in rows
     ]

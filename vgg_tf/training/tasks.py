@@ -78,7 +78,7 @@ class Classification:
         self.activation = "softmax"
         #: Rates reported beside the loss, and their short names in the progress bar.
         self.metrics = {"top1_error": "top1_err"}
-        if num_classes > 5:
+        if metrics.has_top5_error(num_classes):
             self.metrics["top5_error"] = "top5_err"
 
     def loss(self, targets: tf.Tensor, outputs: tf.Tensor) -> tf.Tensor:

@@ -43,7 +43,8 @@ from keras_tuner.engine import base_tuner
 from keras_tuner.engine.trial import TrialStatus
 
 from vgg_tf import tables, workdir
-from vgg_tf.training import distribute
+from vgg_tf.data import sources
+from vgg_tf.training import distribute, metrics
 from vgg_tf.training import loop as train
 from vgg_tf.training import recipe as config_lib
 from vgg_tf.training.checkpoints import Preempted
@@ -433,6 +434,7 @@ def search(
     """
     settings = settings.for_recipe(recipe)
     config_lib.validate_config(recipe)
+    check_objective(settings, recipe)
     space = space or default_space(recipe)
     validate_space(space, int(recipe.crop_size))
 
@@ -464,6 +466,29 @@ def search(
     if worker:
         return SearchResult("", [], None, None, None, project_dir, worker=True)
     return _report(recipe_tuner, recipe, settings, project_dir)
+
+
+def check_objective(settings: SearchSettings, recipe: ml_collections.ConfigDict) -> None:
+    """Refuses the top-5 objective on a dataset of 5 classes or fewer, before any trial:
+    every label is among the top 5 there, and each trial would score 0.
+
+    Raises:
+        ValueError: Naming the dataset, its number of classes and what is accepted.
+
+    Example:
+        >>> check_objective(SearchSettings(objective="top1"), recipe)  # doctest: +SKIP
+    """
+    if settings.objective != "top5":
+        return
+    source = sources.get_source(
+        recipe.dataset, data_dir=recipe.data_dir, manual_dir=recipe.manual_dir
+    )
+    if not metrics.has_top5_error(source.num_classes):
+        raise ValueError(
+            f"objective='top5' is not accepted for {recipe.dataset!r}, which has "
+            f"{source.num_classes} classes: every label is among the top 5; expected 'top1' "
+            "(top-5 error needs more than 5 classes)."
+        )
 
 
 def _report(recipe_tuner, recipe, settings: SearchSettings, project_dir: str) -> SearchResult:
