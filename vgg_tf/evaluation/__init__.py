@@ -8,5 +8,5 @@ Caltech's mean class recall: :mod:`~vgg_tf.evaluation.measures`), and the split 
 evaluation reads (:mod:`~vgg_tf.evaluation.datasets`).
 
 May import: :mod:`vgg_tf.inference` and everything below it (training's tasks
-and metrics, weights, nets, data, workdir); not serving or the command line.
+and metrics, weights, nets, data, workdir, progress); not serving or the command line.
 """
