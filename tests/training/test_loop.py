@@ -705,14 +705,25 @@ def test_sigkill_mid_epoch_then_resume_gives_the_same_weights(
     assert [r.split(",")[0] for r in rows[1:]] == [str(e + 1) for e in range(epochs)]
 
 
-def _start_and_signal(command, env, workdir, sig, after="ckpt-5.index", again=False):
-    """Starts ``command``, sends ``sig`` once ``workdir/checkpoints/<after>`` exists (training
-    is under way), and returns the finished process's (returncode, stdout, stderr).
+#: Runs a command as a terminal's foreground job runs it: SIGINT neither ignored nor blocked.
+#: A child inherits both from its parent (a test worker, a background shell job), and Python
+#: then raises no KeyboardInterrupt at Ctrl-C.
+_AS_AT_A_TERMINAL = (
+    "import os, signal, sys; signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+    "signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])"
+)
 
-    ``again``: send it every 10 s until the process ends, as a user presses Ctrl-C again
-    (Python drops a KeyboardInterrupt that lands in an object's finaliser)."""
+
+def _start_and_signal(command, env, workdir, sig, after="ckpt-5.index"):
+    """Starts ``command`` (as at a terminal), sends ``sig`` once
+    ``workdir/checkpoints/<after>`` exists (training is under way), and returns the finished
+    process's (returncode, stdout, stderr)."""
     proc = subprocess.Popen(
-        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [sys.executable, "-c", _AS_AT_A_TERMINAL, *command],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -721,13 +732,6 @@ def _start_and_signal(command, env, workdir, sig, after="ckpt-5.index", again=Fa
         time.sleep(0.02)
     assert proc.poll() is None, "the run ended before the signal"
     proc.send_signal(sig)
-    for _ in range(30 if again else 0):
-        try:
-            out, err = proc.communicate(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.send_signal(sig)
-        else:
-            return proc.returncode, out, err
     out, err = proc.communicate(timeout=300)
     return proc.returncode, out, err
 
@@ -794,9 +798,7 @@ def test_a_finished_run_extended_by_raising_epochs_equals_the_longer_run(
 def test_ctrl_c_is_one_line_and_the_rerun_resumes(tmp_path, tfds_dir, bin_command, subprocess_env):
     workdir = tmp_path / "interrupted"
     command = bin_command("train", f"--workdir={workdir}", f"--data_dir={tfds_dir}", *PAPER_RUN)
-    code, out, err = _start_and_signal(
-        command, subprocess_env(), workdir, signal.SIGINT, again=True
-    )
+    code, out, err = _start_and_signal(command, subprocess_env(), workdir, signal.SIGINT)
     assert code == 130 and "Traceback" not in err, err[-3000:]
     assert "error: interrupted; run the same command again to resume" in err
 
