@@ -5,45 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-from vgg_tf.evaluation.datasets import trained_on
-
-
-def test_trained_on_reads_the_workdirs_config(tmp_path, make_workdir):
-    first = make_workdir(tmp_path / "a", model=False, dataset="/data/photos")
-    second = make_workdir(tmp_path / "b", model=False, dataset="/data/photos")
-    choice = trained_on([str(first), second / "model.keras"], "digits")
-    assert choice.dataset == "/data/photos"
-    assert choice.reason == (
-        f"dataset: /data/photos (what {first}, {second / 'model.keras'} trained on)"
-    )
-
-
-def test_trained_on_names_imagenet_for_published_weights():
-    assert trained_on(["imagenet-D"], "digits").dataset == "imagenet2012"
-
-
-def test_trained_on_falls_back_to_the_default_and_says_so(tmp_path, make_workdir):
-    bare = tmp_path / "bare" / "model.keras"
-    choice = trained_on([str(bare)], "digits_on_canvas")
-    assert choice.dataset == "digits_on_canvas"
-    assert choice.reason == (
-        f"dataset: digits_on_canvas (the default: no training dataset recorded by {bare})"
-    )
-    # A model that records nothing goes with one that does.
-    run = make_workdir(tmp_path / "run", model=False, dataset="digits")
-    assert trained_on([str(bare), str(run)], "x").dataset == "digits"
-
-
-def test_trained_on_refuses_models_of_different_datasets(tmp_path, make_workdir):
-    first = make_workdir(tmp_path / "a", model=False, dataset="digits")
-    second = make_workdir(tmp_path / "b", model=False, dataset="/data/photos")
-    with pytest.raises(ValueError) as caught:
-        trained_on([str(first), str(second)], "digits")
-    assert str(caught.value) == (
-        f"The models were trained on different datasets ({first}: digits, {second}: "
-        "/data/photos); pass --dataset to name the one to evaluate on."
-    )
-
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
