@@ -21,7 +21,7 @@ import pytest
 from vgg_tf.data import pipeline
 from vgg_tf.data.constants import IMAGENET_MEAN_RGB
 from vgg_tf.inference import protocol
-from vgg_tf.training import loop, recipe
+from vgg_tf.training import loop
 from vgg_tf.weights import loading
 
 # What a user's script does, in a process where vgg_tf cannot be imported.
@@ -100,7 +100,7 @@ def photo_folder(tmp_path):
 
 @pytest.mark.slow
 def test_a_runs_model_keras_in_plain_keras_gives_vgg_tfs_single_crop_answers(
-    tmp_path, photo_folder, subprocess_env, monkeypatch
+    tmp_path, photo_folder, subprocess_env, monkeypatch, tiny_recipe
 ):
     streams = []  # what the run trains and validates on
 
@@ -113,21 +113,9 @@ def test_a_runs_model_keras_in_plain_keras_gives_vgg_tfs_single_crop_answers(
 
     for name in ("train_dataset", "eval_dataset"):
         monkeypatch.setattr(pipeline, name, spy(getattr(pipeline, name)))
-    config = recipe.paper_recipe()
-    config.update(
-        dict(
-            dataset=str(photo_folder),
-            variant="A",  # a net without LRN: plain Keras knows every layer
-            epochs=1,
-            batch_size=8,
-            crop_size=32,
-            scale_min=32,
-            scale_max=48,
-            width_multiplier=1 / 16,
-            kernel_initializer="glorot",
-            flip=False,
-            checkpoint_every_steps=100,
-        )
+    # Net A: a net without LRN, so plain Keras knows every layer.
+    config = tiny_recipe(
+        dataset=str(photo_folder), epochs=1, batch_size=8, scale_max=48, checkpoint_every_steps=100
     )
     loop.train_and_evaluate(config, str(tmp_path / "run"))
     # Pixels in, for training and validation alike: the net subtracts the mean, once.

@@ -955,7 +955,7 @@ def test_freeze_leaves_the_named_layers_out_of_training(tiny_model, freeze, trai
 
 @pytest.mark.slow
 def test_fine_tuning_with_frozen_convs_trains_the_head_only(
-    tmp_path, tfds_dir, tiny_model, make_workdir
+    tmp_path, tiny_recipe, tiny_model, make_workdir
 ):
     """A run from a 5-class start on all 10 digits: the conv kernels stay bit-identical,
     fc8 is new, the FC layers move, and the start model's mean RGB and batch-norm epsilon
@@ -970,18 +970,8 @@ def test_fine_tuning_with_frozen_convs_trains_the_head_only(
         mean_rgb=[10.0, 20.0, 30.0],
         class_names=[str(d) for d in range(5)],
     )
-    config = config_lib.paper_recipe()
-    config.update(
-        dataset="digits",
-        data_dir=str(tfds_dir),
-        variant="A",
-        crop_size=32,
-        scale_min=32,
-        scale_max=40,
-        width_multiplier=1 / 16,
+    config = tiny_recipe(
         batch_norm=True,
-        kernel_initializer="glorot",
-        flip=False,
         batch_size=64,
         epochs=1,
         init_from=str(start),
